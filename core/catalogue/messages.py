@@ -1,0 +1,273 @@
+"""The canonical message types and their ``data`` models.
+
+Names are ``noun.past-tense-verb`` for events (``meter.reading`` is the exception the field uses)
+and ``noun.command`` for requests. Money is ``Decimal`` yuan; volumes are ``Decimal`` m³; times are
+timezone-aware. Each model is versioned: a breaking change adds ``v2`` beside ``v1``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AwareDatetime, Field
+
+from core.catalogue.base import CanonicalModel, Catalogue, CatalogueEntry, Lane, Personal
+
+MeterId = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z_-]+$")]
+AccountId = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z_-]+$")]
+Money = Annotated[Decimal, Field(max_digits=14, decimal_places=2)]
+Volume = Annotated[Decimal, Field(max_digits=14, decimal_places=3)]
+
+
+class MessageType(StrEnum):
+    METER_READING = "meter.reading"
+    ALARM_RAISED = "alarm.raised"
+    ALARM_CLEARED = "alarm.cleared"
+    VALVE_COMMAND = "valve.command"
+    VALVE_STATE = "valve.state"
+    PAYMENT_RECEIVED = "payment.received"
+    PAYMENT_REFUNDED = "payment.refunded"
+    INVOICE_REQUESTED = "invoice.requested"
+    INVOICE_ISSUED = "invoice.issued"
+    INVOICE_FAILED = "invoice.failed"
+    NOTIFICATION_REQUESTED = "notification.requested"
+    NOTIFICATION_DELIVERED = "notification.delivered"
+    READING_RECORDED = "reading.recorded"
+
+
+class ReadingSource(StrEnum):
+    DTU = "dtu"
+    CTWING = "ctwing"
+    ONENET = "onenet"
+    MANUAL = "manual"
+    ESTIMATE = "estimate"
+    VENDOR = "vendor"
+
+
+class ValveState(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+    ABNORMAL = "abnormal"
+    UNKNOWN = "unknown"
+
+
+class MeterReading(CanonicalModel):
+    """A cumulative register reading from a meter (E1, P3)."""
+
+    meter_id: MeterId
+    read_at: AwareDatetime
+    volume_m3: Volume = Field(ge=0)
+    source: ReadingSource
+    valve: ValveState | None = None
+    battery_low: bool | None = None
+    battery_v: Decimal | None = Field(default=None, ge=0, le=10)
+    signal_rsrp: int | None = Field(default=None, ge=-200, le=0)
+
+
+class ReadingRecorded(CanonicalModel):
+    """The core stored a reading (with its quality flags)."""
+
+    reading_id: str
+    meter_id: MeterId
+    read_at: AwareDatetime
+    volume_m3: Volume
+    quality: list[str] = []
+
+
+class AlarmKind(StrEnum):
+    LEAK = "leak"
+    ABNORMAL_FLOW = "abnormal_flow"
+    LOW_BATTERY = "low_battery"
+    TAMPER = "tamper"
+    MAGNETIC = "magnetic"
+    VALVE_FAULT = "valve_fault"
+    OFFLINE = "offline"
+    GAS_DETECTOR = "gas_detector"
+
+
+class AlarmRaised(CanonicalModel):
+    """A safety or device alarm (U3). ``cim_code`` is the IEC 61968-9 event type where one exists."""
+
+    alarm_id: str = Field(min_length=1, max_length=64)
+    kind: AlarmKind
+    meter_id: MeterId
+    account_id: AccountId | None = None
+    detected_at: AwareDatetime
+    severity: int = Field(ge=1, le=5)
+    detail: str = Field(default="", max_length=500)
+    cim_code: str | None = Field(default=None, pattern=r"^\d+\.\d+\.\d+\.\d+$")
+
+
+class AlarmCleared(CanonicalModel):
+    alarm_id: str = Field(min_length=1, max_length=64)
+    cleared_at: AwareDatetime
+    by: str = Field(min_length=1, max_length=64)
+    note: str = Field(default="", max_length=500)
+
+
+class ValveAction(StrEnum):
+    OPEN = "open"
+    CLOSE = "close"
+
+
+class ValveCommand(CanonicalModel):
+    """Open or close a meter's valve. ``command_id`` makes a retry the same command, never a new one."""
+
+    command_id: str = Field(min_length=1, max_length=64)
+    meter_id: MeterId
+    action: ValveAction
+    reason: str = Field(min_length=1, max_length=200)
+    requested_by: str = Field(min_length=1, max_length=64)
+    on_site_confirmed: bool = False
+
+
+class ValveStateReported(CanonicalModel):
+    meter_id: MeterId
+    state: ValveState
+    observed_at: AwareDatetime
+    command_id: str | None = None
+    result: str = Field(default="ok", max_length=64)
+
+
+class PaymentChannel(StrEnum):
+    WECHAT = "wechat"
+    ALIPAY = "alipay"
+    UNIONPAY = "unionpay"
+    ECNY = "ecny"
+    BANK = "bank"
+    COUNTER = "counter"
+
+
+class PaymentReceived(CanonicalModel):
+    """Money received for an account. Credited once per ``(channel, transaction_id)``."""
+
+    channel: PaymentChannel
+    transaction_id: str = Field(min_length=1, max_length=64)
+    out_trade_no: str = Field(min_length=1, max_length=64)
+    account_id: AccountId
+    amount: Money = Field(gt=0)
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    paid_at: AwareDatetime
+    payer_ref: str | None = Personal(default=None, max_length=128)
+
+
+class PaymentRefunded(CanonicalModel):
+    channel: PaymentChannel
+    transaction_id: str = Field(min_length=1, max_length=64)
+    refund_id: str = Field(min_length=1, max_length=64)
+    amount: Money = Field(gt=0)
+    refunded_at: AwareDatetime
+
+
+class InvoiceKind(StrEnum):
+    BLUE = "blue"
+    RED = "red"
+
+
+class InvoiceLine(CanonicalModel):
+    name: str = Field(min_length=1, max_length=100)
+    tax_code: str = Field(min_length=1, max_length=19)
+    unit: str = Field(default="m3", max_length=10)
+    quantity: Volume
+    unit_price: Decimal = Field(max_digits=14, decimal_places=6)
+    amount: Money
+    tax_rate: Decimal = Field(ge=0, le=1, decimal_places=4)
+    tax: Money
+
+
+class InvoiceRequested(CanonicalModel):
+    """Ask the tax provider for an e-invoice (TAX1). ``request_serial`` makes a retry the same request."""
+
+    request_serial: str = Field(min_length=1, max_length=64)
+    kind: InvoiceKind = InvoiceKind.BLUE
+    account_id: AccountId
+    user_name: str = Personal(min_length=1, max_length=100)
+    buyer_tax_id: str | None = Field(default=None, max_length=20)
+    payment_ref: str | None = None
+    bill_ref: str | None = None
+    original_invoice_number: str | None = Field(default=None, pattern=r"^\d{20}$")
+    lines: list[InvoiceLine] = Field(min_length=1)
+    total: Money
+    total_tax: Money
+
+
+class InvoiceIssued(CanonicalModel):
+    request_serial: str = Field(min_length=1, max_length=64)
+    account_id: AccountId
+    user_name: str = Personal(min_length=1, max_length=100)
+    invoice_type: str = Field(min_length=1, max_length=32)
+    invoice_number: str = Field(pattern=r"^\d{20}$")
+    issued_at: AwareDatetime
+    total: Money
+    total_tax: Money
+    pdf_url: str | None = None
+
+
+class InvoiceFailed(CanonicalModel):
+    request_serial: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class NotificationKind(StrEnum):
+    BILL = "bill"
+    PAYMENT = "payment"
+    INVOICE = "invoice"
+    ALARM = "alarm"
+    LOW_BALANCE = "low_balance"
+    OUTAGE = "outage"
+    REMINDER = "reminder"
+    READING = "reading"
+    ANNOUNCEMENT = "announcement"
+
+
+class NotificationRequested(CanonicalModel):
+    """Tell a user something (P6.1, U6). Safety notifications bypass quiet hours and rate limits."""
+
+    notification_id: str = Field(min_length=1, max_length=64)
+    kind: NotificationKind
+    account_id: AccountId | None = None
+    phone: str = Personal(pattern=r"^1[3-9]\d{9}$")
+    params: dict[str, str] = {}
+    safety: bool = False
+
+
+class DeliveryStatus(StrEnum):
+    ACCEPTED = "accepted"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class NotificationDelivered(CanonicalModel):
+    notification_id: str = Field(min_length=1, max_length=64)
+    status: DeliveryStatus
+    provider_ref: str | None = None
+    at: datetime
+    error: str | None = Field(default=None, max_length=500)
+
+
+CATALOGUE = Catalogue(
+    [
+        CatalogueEntry("meter.reading", 1, MeterReading, Lane.NORMAL, "A cumulative meter reading."),
+        CatalogueEntry("reading.recorded", 1, ReadingRecorded, Lane.NORMAL, "The core stored a reading."),
+        CatalogueEntry("alarm.raised", 1, AlarmRaised, Lane.SAFETY, "A leak, flow, battery or tamper alarm."),
+        CatalogueEntry("alarm.cleared", 1, AlarmCleared, Lane.SAFETY, "An operator cleared an alarm."),
+        CatalogueEntry("valve.command", 1, ValveCommand, Lane.SAFETY, "Open or close a meter valve."),
+        CatalogueEntry("valve.state", 1, ValveStateReported, Lane.SAFETY, "A meter reported its valve."),
+        CatalogueEntry("payment.received", 1, PaymentReceived, Lane.NORMAL, "A payment was received."),
+        CatalogueEntry("payment.refunded", 1, PaymentRefunded, Lane.NORMAL, "A payment was refunded."),
+        CatalogueEntry("invoice.requested", 1, InvoiceRequested, Lane.NORMAL, "Issue an e-invoice."),
+        CatalogueEntry("invoice.issued", 1, InvoiceIssued, Lane.NORMAL, "The tax system issued an invoice."),
+        CatalogueEntry("invoice.failed", 1, InvoiceFailed, Lane.NORMAL, "The tax system refused an invoice."),
+        CatalogueEntry(
+            "notification.requested", 1, NotificationRequested, Lane.NORMAL, "Send a user a message."
+        ),
+        CatalogueEntry(
+            "notification.delivered", 1, NotificationDelivered, Lane.NORMAL, "A provider reported delivery."
+        ),
+    ]
+)
+
+assert {e.type for e in CATALOGUE.values()} == {t.value for t in MessageType}

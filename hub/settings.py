@@ -1,0 +1,143 @@
+"""Settings: ``GASHUB_*`` environment variables over ``config/*.toml`` over defaults.
+
+Nesting uses ``__`` (``GASHUB_HTTP__PORT``); the common ones also have flat names
+(``GASHUB_DATABASE_URL``, ``GASHUB_AMQP_URL``, ``GASHUB_HTTP_PORT``). Unknown keys are an error.
+Secrets are ``SecretStr`` and come from the environment or a secrets folder, never from a committed
+file. Settings are built once at start-up (``load_settings``) and passed down.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from hub.errors import ConfigError
+
+DEFAULT_CONFIG = Path("config/gashub.toml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HttpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+
+class ConsumerSettings(_Section):
+    prefetch: int = Field(default=2000, ge=1)
+    max_batch: int = Field(default=500, ge=1)
+    max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    connector_concurrency: int = Field(default=32, ge=1)
+
+
+class OpsSettings(_Section):
+    token: SecretStr | None = None
+    """Bearer token for ``/ops``. Without one, ``/ops`` answers 503 and says how to set it."""
+
+
+class AuditSettings(_Section):
+    flush_interval_ms: int = Field(default=50, ge=1)
+
+
+class BreakerSettings(_Section):
+    failure_threshold: int = Field(default=5, ge=1)
+    reset_after_s: float = Field(default=10.0, gt=0)
+
+
+class OutboxSettings(_Section):
+    poll_interval_ms: int = Field(default=200, ge=10)
+    batch: int = Field(default=500, ge=1)
+
+
+class Settings(BaseSettings):
+    """Everything a hub process needs to start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GASHUB_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        secrets_dir=os.environ.get("GASHUB_SECRETS_DIR") or None,
+    )
+
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///var/gashub.db",
+        validation_alias=AliasChoices("GASHUB_DATABASE_URL", "database_url"),
+    )
+    amqp_url: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("GASHUB_AMQP_URL", "amqp_url")
+    )
+    """RabbitMQ URL (``amqp://user:pass@host:5672/vhost``). Unset: the in-memory transport."""
+    exchange: str = "gashub"
+    queue_prefix: str = "gashub"
+    routes_dir: Path = Path("routes")
+    mappings_dir: Path = Path("mappings")
+    log_level: str = "INFO"
+    log_json: bool = True
+    http: HttpSettings = HttpSettings()
+    consumer: ConsumerSettings = ConsumerSettings()
+    ops: OpsSettings = OpsSettings()
+    audit: AuditSettings = AuditSettings()
+    breaker: BreakerSettings = BreakerSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    connectors: dict[str, dict[str, Any]] = {}
+    """Per-connector settings, validated by each connector's own settings model."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_http_port(cls, values: Any) -> Any:
+        port = os.environ.get("GASHUB_HTTP_PORT")
+        if port and isinstance(values, dict):
+            http = dict(values.get("http") or {})
+            http["port"] = port
+            values["http"] = http
+        return values
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = Path(os.environ.get("GASHUB_CONFIG", str(DEFAULT_CONFIG)))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, file_secret_settings]
+        if config_file.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def uses_broker(self) -> bool:
+        return self.amqp_url is not None
+
+    def redacted_database_url(self) -> str:
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.database_url).render_as_string(hide_password=True)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings once; configuration mistakes become a ``ConfigError`` that names the key."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(
+            f"{problems}. Check config/*.toml and GASHUB_* environment variables "
+            "(see config/production.example.toml)."
+        ) from None
