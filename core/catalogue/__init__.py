@@ -6,7 +6,9 @@ it, exports the catalogue as JSON Schema and AsyncAPI, and refuses routes that n
 from it.
 """
 
-from core.catalogue.base import Catalogue, CatalogueEntry, Lane, UnknownMessageType
+from core.catalogue.base import CanonicalModel, Catalogue, CatalogueEntry, Lane, UnknownMessageType
+
+CanonicalModelType = CanonicalModel
 from core.catalogue.messages import CATALOGUE, MessageType
 
-__all__ = ["CATALOGUE", "Catalogue", "CatalogueEntry", "Lane", "MessageType", "UnknownMessageType"]
+__all__ = ["CATALOGUE", "CanonicalModel", "CanonicalModelType", "Catalogue", "CatalogueEntry", "Lane", "MessageType", "UnknownMessageType"]

@@ -71,6 +71,9 @@ class Catalogue(Mapping[tuple[str, int], CatalogueEntry]):
         except KeyError:
             raise UnknownMessageType(f"no catalogue entry for {key[0]} v{key[1]}") from None
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
     def __iter__(self) -> Iterator[tuple[str, int]]:
         return iter(self._entries)
 

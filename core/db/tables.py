@@ -1,0 +1,92 @@
+"""The core's tables. Only the core writes them; the hub reads the outbox through ``core.outbox``."""
+
+from __future__ import annotations
+
+from core.db.types import UTCDateTime
+from sqlalchemy import (
+    BigInteger,
+    Column,
+
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+outbox = Table(
+    "core_outbox",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("id", String(32), nullable=False, unique=True),
+    Column("type", String(100), nullable=False),
+    Column("version", Integer, nullable=False, default=1),
+    Column("subject", String(64)),
+    Column("correlation_id", String(64), nullable=False),
+    Column("causation_id", String(64)),
+    Column("lane", String(16), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("published_us", BigInteger),
+    Index("ix_core_outbox_pending", "published_us", "seq"),
+)
+
+reading = Table(
+    "core_reading",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("meter_id", String(32), nullable=False),
+    Column("read_at", UTCDateTime(), nullable=False),
+    Column("volume_m3", Numeric(14, 3), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("quality", String(200), nullable=False, default=""),
+    Column("message_id", String(64), nullable=False),
+    UniqueConstraint("meter_id", "read_at", name="uq_core_reading_meter_time"),
+)
+
+alarm = Table(
+    "core_alarm",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("meter_id", String(32), nullable=False, index=True),
+    Column("severity", Integer, nullable=False),
+    Column("detected_at", UTCDateTime(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    Column("message_id", String(64), nullable=False),
+)
+
+valve_event = Table(
+    "core_valve_event",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("meter_id", String(32), nullable=False, index=True),
+    Column("state", String(16), nullable=False),
+    Column("command_id", String(64)),
+    Column("observed_at", UTCDateTime(), nullable=False),
+    Column("message_id", String(64), nullable=False, unique=True),
+)
+
+notification_status = Table(
+    "core_notification_status",
+    metadata,
+    Column("notification_id", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("provider_ref", String(64)),
+    Column("error", Text),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)

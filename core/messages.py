@@ -1,0 +1,49 @@
+"""What the core receives from the hub and what it emits, without knowing about envelopes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.catalogue import CanonicalModelType, Lane
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A validated message handed to a core handler."""
+
+    message_id: str
+    type: str
+    subject: str | None
+    correlation_id: str
+    data: CanonicalModelType
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event the core emits; written to the outbox in the handler's transaction."""
+
+    type: str
+    data: Mapping[str, Any] | CanonicalModelType
+    subject: str | None = None
+    lane: Lane | None = None
+    version: int = 1
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+HandlerFn = Callable[[AsyncConnection, Sequence[Incoming]], Awaitable[Sequence[Mapping[str, Any] | None]]]
+"""Applies a batch in the caller's transaction; returns, per item, reply data or ``None``."""
+
+
+@dataclass(frozen=True, slots=True)
+class CoreHandler:
+    """A core use case that routes can target as ``core:<name>``."""
+
+    name: str
+    accepts: str
+    fn: HandlerFn
+    summary: str
+    reply_type: str | None = None

@@ -1,0 +1,109 @@
+"""The core's transactional outbox.
+
+A handler's events are written in the same transaction as its state change (``emit``); the hub's
+relay reads pending rows (``claim_pending``), publishes them with confirms and marks them
+(``mark_published``). A crash between publish and mark publishes a row again under the same message
+id, which the hub's consumers deduplicate: nothing lost, nothing doubled.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from ulid import ULID
+
+from core.catalogue import CATALOGUE, Lane
+from core.db.bulk import insert_many
+from core.db.tables import outbox
+from core.messages import Event, Incoming
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: str
+    type: str
+    version: int
+    subject: str | None
+    correlation_id: str
+    causation_id: str | None
+    lane: str
+    data: dict[str, Any]
+    created_us: int
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+async def emit(conn: AsyncConnection, events: Sequence[tuple[Event, Incoming | None]]) -> list[str]:
+    """Write events caused by incoming messages (or by nothing, for scheduled work)."""
+    if not events:
+        return []
+    rows = []
+    ids = []
+    now = _now_us()
+    for event, cause in events:
+        entry = CATALOGUE[(event.type, event.version)]
+        data = event.data if isinstance(event.data, BaseModel) else entry.model.model_validate(event.data)
+        message_id = str(ULID())
+        ids.append(message_id)
+        rows.append(
+            {
+                "id": message_id,
+                "type": event.type,
+                "version": event.version,
+                "subject": event.subject if event.subject is not None else (cause.subject if cause else None),
+                "correlation_id": cause.correlation_id if cause else message_id,
+                "causation_id": cause.message_id if cause else None,
+                "lane": str(event.lane or entry.lane),
+                "data": orjson.dumps(data.model_dump(mode="json")).decode(),
+                "created_us": now,
+            }
+        )
+    await insert_many(conn, outbox, rows)
+    return ids
+
+
+async def claim_pending(conn: AsyncConnection, limit: int) -> list[OutboxRow]:
+    """Pending rows in order. On PostgreSQL rows locked by another relay are skipped."""
+    stmt = (
+        select(outbox)
+        .where(outbox.c.published_us.is_(None))
+        .order_by(outbox.c.seq)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    result = await conn.execute(stmt)
+    return [
+        OutboxRow(
+            id=r.id,
+            type=r.type,
+            version=r.version,
+            subject=r.subject,
+            correlation_id=r.correlation_id,
+            causation_id=r.causation_id,
+            lane=r.lane or Lane.NORMAL.value,
+            data=orjson.loads(r.data),
+            created_us=r.created_us,
+        )
+        for r in result
+    ]
+
+
+async def mark_published(conn: AsyncConnection, ids: Sequence[str]) -> None:
+    if ids:
+        await conn.execute(
+            update(outbox).where(outbox.c.id.in_(list(ids))).values(published_us=_now_us())
+        )
+
+
+async def pending_count(conn: AsyncConnection) -> int:
+    return int(await conn.scalar(select(func.count()).where(outbox.c.published_us.is_(None))) or 0)

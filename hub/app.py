@@ -1,0 +1,267 @@
+"""The composition root: builds a hub from settings, starts it, stops it. It composes; the pieces
+it wires together do the work.
+
+Roles: ``run`` starts everything (HTTP, route consumers, outbox relay, scheduler, connectors);
+``worker`` starts route consumers only, to scale out beside a RabbitMQ cluster and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from aiohttp import web
+
+from core.catalogue import CATALOGUE, Catalogue, Lane
+from core.handlers import HANDLERS
+from hub.breaker import CircuitBreaker
+from hub.connectors.context import HubConnectorContext
+from hub.connectors.contract import Connector, InboundConnector, OutboundConnector
+from hub.connectors.registry import ConnectorRegistry
+from hub.errors import ConfigError
+from hub.mapping import MappingSet, load_mappings
+from hub.metrics import HubMetrics
+from hub.migrations import upgrade_async
+from hub.outbox_relay import OutboxRelay
+from hub.pipeline import RoutePipeline
+from hub.publisher import Publisher
+from hub.routing.loader import Route, TargetCatalog, compile_routes
+from hub.scheduler import Scheduler
+from hub.settings import Settings
+from hub.store.db import Database
+from hub.transport.base import ConsumerHandle, QueueSpec, Topology, Transport
+from hub.transport.memory import MemoryTransport
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_QUEUE_TTL_MS = 14 * 24 * 3600 * 1000
+
+
+class Role(StrEnum):
+    RUN = "run"
+    WORKER = "worker"
+
+
+@dataclass
+class RouteRuntime:
+    route: Route
+    pipeline: RoutePipeline
+    transport: Transport
+    consumer: ConsumerHandle | None = None
+
+
+@dataclass
+class Hub:
+    """A running hub. Build with ``Hub.build``; ``start``/``stop`` drive its lifecycle."""
+
+    settings: Settings
+    db: Database
+    transports: dict[Lane, Transport]
+    catalogue: Catalogue
+    mappings: MappingSet
+    routes: list[Route]
+    connectors: dict[str, Connector]
+    metrics: HubMetrics
+    publisher: Publisher
+    relay: OutboxRelay
+    scheduler: Scheduler
+    context: HubConnectorContext
+    runtimes: dict[str, RouteRuntime] = field(default_factory=dict)
+    breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _runner: web.AppRunner | None = None
+    role: Role = Role.RUN
+    started: bool = False
+
+    @classmethod
+    def build(cls, settings: Settings, *, transport: Transport | None = None,
+              safety_transport: Transport | None = None) -> Hub:
+        """Wire everything from settings. Raises ``ConfigError`` for anything misconfigured."""
+        db = Database(settings.database_url)
+        if transport is None:
+            transport, safety_transport = _transports(settings)
+        transports = {Lane.NORMAL: transport, Lane.SAFETY: safety_transport or transport}
+        metrics = HubMetrics()
+        publisher = Publisher(transport, settings.exchange)
+        mappings = load_mappings(settings.mappings_dir)
+        registry = ConnectorRegistry()
+        context = HubConnectorContext(db=db, publisher=publisher, metrics=metrics)
+        connectors: dict[str, Connector] = {}
+        for name, raw in settings.connectors.items():
+            connectors[name] = registry.build(name, raw, context.for_connector(name))
+        targets = TargetCatalog(
+            core=HANDLERS,
+            connectors={n: dict(c.actions) for n, c in connectors.items() if isinstance(c, OutboundConnector)},
+        )
+        routes = compile_routes(settings.routes_dir, catalogue=CATALOGUE, mappings=mappings, targets=targets,
+                                queue_prefix=settings.queue_prefix)
+        relay = OutboxRelay(db, publisher, metrics, poll_interval_s=settings.outbox.poll_interval_ms / 1000,
+                            batch=settings.outbox.batch)
+        hub = cls(settings=settings, db=db, transports=transports, catalogue=CATALOGUE, mappings=mappings,
+                  routes=routes, connectors=connectors, metrics=metrics, publisher=publisher, relay=relay,
+                  scheduler=Scheduler(), context=context)
+        hub._build_pipelines()
+        return hub
+
+    def _build_pipelines(self) -> None:
+        for route in self.routes:
+            connector = None
+            breaker = None
+            if route.core_handler is None:
+                name = route.spec.target_name
+                found = self.connectors[name]
+                assert isinstance(found, OutboundConnector)
+                connector = found
+                breaker = self.breakers.setdefault(name, CircuitBreaker(
+                    name, failure_threshold=self.settings.breaker.failure_threshold,
+                    reset_after_s=self.settings.breaker.reset_after_s))
+            pipeline = RoutePipeline(
+                route, db=self.db, transport=self.transports[route.lane], catalogue=self.catalogue,
+                metrics=self.metrics, exchange=self.settings.exchange, mappings=self.mappings,
+                connector=connector, breaker=breaker,
+                max_message_bytes=self.settings.consumer.max_message_bytes,
+                concurrency=self.settings.consumer.connector_concurrency,
+            )
+            self.runtimes[route.name] = RouteRuntime(route, pipeline, self.transports[route.lane])
+
+    def topology(self) -> Topology:
+        queues: list[QueueSpec] = []
+        for route in self.routes:
+            q = route.queues
+            lane = str(route.lane)
+            queues.append(QueueSpec(q.main, bindings=(route.spec.from_,), lane=lane))
+            queues.append(QueueSpec(q.dead, ttl_ms=DEAD_LETTER_QUEUE_TTL_MS, lane=lane))
+            queues.extend(QueueSpec(q.delay(ms), ttl_ms=ms, dead_letter_to=q.main, lane=lane)
+                          for ms in route.spec.retry.delays())
+        return Topology(self.settings.exchange, tuple(queues))
+
+    async def start(self, role: Role = Role.RUN, *, migrate: bool = True, http: bool | None = None) -> None:
+        self.role = role
+        if migrate:
+            await upgrade_async(self.settings.database_url)
+        for transport in self._unique_transports():
+            await transport.connect()
+            await transport.declare(self.topology())
+        if role is Role.RUN:
+            for connector in self.connectors.values():
+                await connector.start()
+        for runtime in self.runtimes.values():
+            await self.start_route(runtime.route.name)
+        if role is Role.RUN:
+            self._spawn(self.relay.run(), "outbox-relay")
+            self._spawn(self.scheduler.run(), "scheduler")
+            for name, connector in self.connectors.items():
+                if isinstance(connector, InboundConnector):
+                    self._spawn(connector.run(), f"connector:{name}")
+            if http if http is not None else True:
+                await self._start_http()
+        self.started = True
+        log.info("hub.started", extra={"role": str(role), "routes": len(self.routes),
+                                      "transport": self.transports[Lane.NORMAL].name,
+                                      "database": self.settings.redacted_database_url()})
+
+    async def start_route(self, name: str) -> None:
+        runtime = self.runtimes[name]
+        if runtime.consumer is None:
+            c = self.settings.consumer
+            batch = min(runtime.route.spec.batch, c.max_batch)
+            if runtime.route.lane is Lane.SAFETY:
+                batch = min(batch, 50)
+            runtime.consumer = await runtime.transport.consume(
+                runtime.route.queues.main, runtime.pipeline.handle, prefetch=c.prefetch, max_batch=batch)
+
+    async def stop_route(self, name: str) -> None:
+        runtime = self.runtimes[name]
+        if runtime.consumer is not None:
+            await runtime.consumer.cancel()
+            runtime.consumer = None
+
+    async def _start_http(self) -> None:
+        from hub.web import build_web_app
+
+        app = build_web_app(self)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port)
+        await site.start()
+        log.info("hub.http_listening", extra={"url": f"http://{self.settings.http.host}:{self.settings.http.port}"})
+
+    def _spawn(self, coro: object, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)  # type: ignore[arg-type]
+        task.add_done_callback(_log_crash)
+        self._tasks.append(task)
+
+    def _unique_transports(self) -> Sequence[Transport]:
+        seen: list[Transport] = []
+        for t in self.transports.values():
+            if all(t is not s for s in seen):
+                seen.append(t)
+        return seen
+
+    async def stop(self) -> None:
+        """Stop gracefully: connectors stop taking work, consumers finish their batch, tasks end."""
+        for connector in self.connectors.values():
+            with contextlib.suppress(Exception):
+                await connector.stop()
+        for name in list(self.runtimes):
+            with contextlib.suppress(Exception):
+                await self.stop_route(name)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        for connector in self.connectors.values():
+            await connector.aclose()
+        for transport in self._unique_transports():
+            await transport.aclose()
+        await self.db.aclose()
+        self.started = False
+
+
+def _transports(settings: Settings) -> tuple[Transport, Transport]:
+    if settings.amqp_url is None:
+        memory = MemoryTransport()
+        return memory, memory
+    from hub.transport.pika import PikaTransport
+
+    url = settings.amqp_url.get_secret_value()
+    # Safety traffic gets its own connections so that a billing backlog never delays a valve closing.
+    return PikaTransport(url, name="rabbitmq"), PikaTransport(url, name="rabbitmq-safety")
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("hub.task_crashed", exc_info=task.exception(), extra={"task": task.get_name()})
+
+
+def check_configuration(settings: Settings) -> list[ConfigError]:
+    """Everything ``gashub check`` verifies, without connecting to anything."""
+    from hub.mapping import check_mappings
+    from hub.routing.loader import check_routes
+
+    problems: list[ConfigError] = list(check_mappings(settings.mappings_dir))
+    if problems:
+        return problems
+    mappings = load_mappings(settings.mappings_dir)
+    registry = ConnectorRegistry()
+    connectors: dict[str, dict[str, str]] = {}
+    for name, raw in settings.connectors.items():
+        try:
+            cls, _ = registry.settings_for(name, raw)
+        except ConfigError as exc:
+            problems.append(exc)
+            continue
+        connectors[name] = dict(cls.actions)
+    problems += check_routes(settings.routes_dir, catalogue=CATALOGUE, mappings=mappings,
+                             targets=TargetCatalog(core=HANDLERS, connectors=connectors),
+                             queue_prefix=settings.queue_prefix)
+    return problems

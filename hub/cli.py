@@ -1,0 +1,265 @@
+"""``gashub``: run, scale, check and operate the hub from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from hub import __version__
+from hub.errors import ConfigError, HubError
+from hub.settings import Settings, load_settings
+
+EPILOG = """\
+Settings come from GASHUB_* environment variables over config/gashub.toml (GASHUB_CONFIG names
+another file). The common ones:
+  GASHUB_DATABASE_URL   sqlite+aiosqlite:///var/gashub.db (default) or postgresql+asyncpg://…
+  GASHUB_AMQP_URL       amqp://user:pass@host:5672/ ; unset = the in-memory transport
+  GASHUB_HTTP_PORT      8080 by default
+  GASHUB_OPS__TOKEN     bearer token for /ops (required to use the ops API)
+"""
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+async def _serve(settings: Settings, role: str, duration: float | None = None) -> int:
+    from hub.app import Hub, Role
+    from hub.logs import configure
+
+    configure(settings.log_level, json=settings.log_json)
+    hub = Hub.build(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await hub.start(Role(role))
+    try:
+        if duration is None:
+            await stop.wait()
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), duration)
+    finally:
+        await hub.stop()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return asyncio.run(_serve(_settings(), "run", args.duration))
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    return asyncio.run(_serve(_settings(), "worker", args.duration))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from hub.demo import run_demo
+
+    return asyncio.run(run_demo(duration=args.duration, port=args.port, rate=args.rate))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from hub.app import check_configuration
+
+    settings = _settings()
+    problems = check_configuration(settings)
+    if problems:
+        print(f"gashub check: {len(problems)} problem(s)\n", file=sys.stderr)
+        for p in problems:
+            print(f"  ✗ {p}", file=sys.stderr)
+        print("\nFix these in routes/, mappings/ or config/ and run `gashub check` again.", file=sys.stderr)
+        return 1
+    from core.catalogue import CATALOGUE
+    from hub.mapping import load_mappings
+    from hub.routing.loader import read_specs
+
+    specs, _ = read_specs(settings.routes_dir)
+    mappings = load_mappings(settings.mappings_dir)
+    print(f"gashub check: OK — {len(specs)} routes, {len(list(mappings))} mappings, "
+          f"{len(CATALOGUE)} message types, {len(settings.connectors)} connectors")
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from hub.migrations import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url, args.revision)
+    print(f"database {settings.redacted_database_url()} is at revision {args.revision}")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from sqlalchemy import func, select
+
+    from hub.store.audit import verify_chain
+    from hub.store.db import Database
+    from hub.store.tables import hop
+
+    settings = _settings()
+
+    async def main() -> int:
+        db = Database(settings.database_url)
+        try:
+            async with db.read() as conn:
+                total = int(await conn.scalar(select(func.count()).select_from(hop)) or 0)
+                with Progress(TextColumn("verifying audit chain"), BarColumn(), MofNCompleteColumn(),
+                              TimeRemainingColumn(), transient=True, disable=not sys.stderr.isatty()) as bar:
+                    task = bar.add_task("verify", total=total)
+                    result = await verify_chain(conn, progress=lambda n: bar.advance(task, n))
+        finally:
+            await db.aclose()
+        if result.ok:
+            print(f"audit chain intact: {result.checked:,} hops verified")
+            return 0
+        print(f"audit chain BROKEN at hop {result.first_bad_seq}: {result.problem} "
+              f"({result.checked:,} hops verified before it)", file=sys.stderr)
+        return 2
+
+    return asyncio.run(main())
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from hub.app import Hub
+    from hub.ops.replay import ReplayRefused, ReplayRequest, replay
+
+    settings = _settings()
+
+    async def main() -> int:
+        hub = Hub.build(settings)
+        transport = next(iter(hub.transports.values()))
+        try:
+            await transport.connect()
+            await transport.declare(hub.topology())
+            result = await replay(
+                ReplayRequest(args.dead_letter_id, args.mapping_version, args.dry_run, actor="cli"),
+                db=hub.db, routes={r.name: r for r in hub.routes}, transport=transport, mappings=hub.mappings)
+        except ReplayRefused as exc:
+            print(f"cannot replay: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await transport.aclose()
+            await hub.db.aclose()
+        print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+        return 0
+
+    return asyncio.run(main())
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from core.catalogue import CATALOGUE
+    from hub.schema import asyncapi, json_schemas
+
+    if args.list:
+        for entry in sorted(CATALOGUE.values(), key=lambda e: (e.type, e.version)):
+            print(f"{entry.type:<26} v{entry.version}  {entry.lane:<7} {entry.summary}")
+        return 0
+    docs: dict[str, object] = {"asyncapi.json": asyncapi(CATALOGUE)} if args.asyncapi else {}
+    if not args.asyncapi or args.out:
+        docs.update(json_schemas(CATALOGUE))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, doc in docs.items():
+            (out / name).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"wrote {len(docs)} files to {out}/")
+        return 0
+    if args.asyncapi:
+        print(json.dumps(docs["asyncapi.json"], indent=2, ensure_ascii=False))
+        return 0
+    if args.type:
+        matches = {k: v for k, v in docs.items() if k.startswith(args.type + ".v")}
+        if not matches:
+            print(f"no message type {args.type!r}; `gashub schema --list` shows them", file=sys.stderr)
+            return 1
+        docs = matches
+    print(json.dumps(docs, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import runpy
+
+    script = Path("bench") / "hub_vs_raw.py"
+    if not script.is_file():
+        print("bench/hub_vs_raw.py not found: run `gashub bench` from the project folder", file=sys.stderr)
+        return 1
+    sys.argv = [str(script), *args.bench_args]
+    runpy.run_path(str(script), run_name="__main__")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gashub", description="Integration hub for piped-gas companies.", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"gashub {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_, epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(fn=fn)
+        return p
+
+    p = add("run", cmd_run, "Run the hub: HTTP (ops, partners), route consumers, outbox relay, scheduler.")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
+    p = add("worker", cmd_worker, "Run route consumers only (scale out beside RabbitMQ and PostgreSQL).")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
+    p = add("demo", cmd_demo, "Run the hub with partner simulators and sample traffic on the embedded default.")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds (default: Ctrl-C)")
+    p.add_argument("--port", type=int, default=None, help="HTTP port (default 8080 or GASHUB_HTTP_PORT)")
+    p.add_argument("--rate", type=float, default=20.0, help="meter readings per second to simulate (default 20)")
+    add("check", cmd_check, "Validate settings, routes and mappings without connecting to anything.")
+    p = add("db", lambda a: 2, "Database tasks.")
+    dbsub = p.add_subparsers(dest="db_command", required=True, metavar="TASK")
+    up = dbsub.add_parser("upgrade", help="Apply migrations (idempotent).")
+    up.add_argument("revision", nargs="?", default="head")
+    up.set_defaults(fn=cmd_db_upgrade)
+    p = add("audit", lambda a: 2, "Audit trail tasks.")
+    asub = p.add_subparsers(dest="audit_command", required=True, metavar="TASK")
+    asub.add_parser("verify", help="Check the hop hash chain; exit 0 if intact, 2 naming the first bad hop.") \
+        .set_defaults(fn=cmd_audit_verify)
+    p = add("replay", cmd_replay, "Replay a dead letter into its route (once).")
+    p.add_argument("dead_letter_id")
+    p.add_argument("--mapping-version", type=int, help="run it through this version of the route's mapping")
+    p.add_argument("--dry-run", action="store_true", help="show the field-by-field difference; publish nothing")
+    p = add("schema", cmd_schema, "Export the message catalogue as JSON Schema or AsyncAPI 3.0.")
+    p.add_argument("--list", action="store_true", help="list message types")
+    p.add_argument("--type", help="only this message type")
+    p.add_argument("--asyncapi", action="store_true", help="the AsyncAPI 3.0 document of the exchange")
+    p.add_argument("--out", metavar="DIR", help="write files into DIR instead of printing")
+    p = add("bench", cmd_bench, "Run bench/hub_vs_raw.py (raw pika floor vs the hub pipeline).")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments passed to the benchmark")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    fn: Callable[[argparse.Namespace], int | Awaitable[int]] = args.fn
+    try:
+        result = fn(args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 1
+    except HubError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    assert isinstance(result, int)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

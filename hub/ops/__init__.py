@@ -1,0 +1,1 @@
+"""Operations: the ops HTTP API, dead-letter replay and the dashboard."""

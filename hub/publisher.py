@@ -1,0 +1,44 @@
+"""Turning envelopes into broker messages, and publishing with confirms."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hub.envelope import Envelope
+from hub.transport.base import OutboundMessage, Transport
+
+
+def to_outbound(
+    envelope: Envelope,
+    *,
+    exchange: str,
+    routing_key: str | None = None,
+    body: bytes | None = None,
+    headers: Mapping[str, Any] | None = None,
+) -> OutboundMessage:
+    """AMQP properties mirror the envelope's id, correlation id, type and time."""
+    h = {"x-gashub-version": envelope.version, "x-gashub-attempt": envelope.attempt, "x-gashub-lane": str(envelope.priority)}
+    if headers:
+        h.update(headers)
+    return OutboundMessage(
+        routing_key=routing_key or envelope.type,
+        body=body if body is not None else envelope.to_json(),
+        message_id=envelope.id,
+        exchange=exchange,
+        correlation_id=envelope.correlation_id,
+        type=envelope.type,
+        timestamp=int(envelope.time.timestamp()),
+        headers=h,
+    )
+
+
+class Publisher:
+    """Publishes envelopes to the hub's exchange, or straight to a queue."""
+
+    def __init__(self, transport: Transport, exchange: str) -> None:
+        self.transport = transport
+        self.exchange = exchange
+
+    async def publish(self, envelopes: Sequence[Envelope]) -> None:
+        await self.transport.publish([to_outbound(e, exchange=self.exchange) for e in envelopes])

@@ -1,0 +1,1 @@
+"""Routes: which messages go where, through which mapping, with which retry policy and lane."""

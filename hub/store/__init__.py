@@ -1,0 +1,1 @@
+"""The hub's own tables: message store, hop audit chain, dead letters, inbox, processed ledger."""

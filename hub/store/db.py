@@ -1,0 +1,72 @@
+"""The database handle shared by the hub and the core handlers it calls.
+
+One ``Database`` per process, built by the composition root from the settings and passed down.
+SQLite (the embedded default) gets WAL mode and a single writer at a time; PostgreSQL a pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from hub.errors import ConfigError
+
+
+class Database:
+    """An async engine plus a write gate for SQLite's single writer."""
+
+    def __init__(self, url: str, *, pool_size: int = 5, echo: bool = False) -> None:
+        parsed = make_url(url)
+        self.url = url
+        self.dialect = parsed.get_backend_name()
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.dialect == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 30}
+        elif self.dialect == "postgresql":
+            if parsed.get_driver_name() != "asyncpg":
+                raise ConfigError(
+                    f"database driver {parsed.get_driver_name()!r} is not async: "
+                    "use a postgresql+asyncpg:// URL",
+                    where="database_url",
+                )
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        self._write_gate = asyncio.Lock() if self.dialect == "sqlite" else None
+        if self.dialect == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that commits on exit and rolls back on error."""
+        if self._write_gate is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_gate, self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
