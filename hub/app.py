@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from aiohttp import web
 
@@ -64,7 +65,7 @@ class Hub:
     catalogue: Catalogue
     mappings: MappingSet
     routes: list[Route]
-    connectors: dict[str, Connector]
+    connectors: dict[str, Connector[Any]]
     metrics: HubMetrics
     publisher: Publisher
     relay: OutboxRelay
@@ -79,7 +80,7 @@ class Hub:
 
     @classmethod
     def build(cls, settings: Settings, *, transport: Transport | None = None,
-              safety_transport: Transport | None = None) -> Hub:
+              safety_transport: Transport | None = None, registry: ConnectorRegistry | None = None) -> Hub:
         """Wire everything from settings. Raises ``ConfigError`` for anything misconfigured."""
         db = Database(settings.database_url)
         if transport is None:
@@ -88,9 +89,9 @@ class Hub:
         metrics = HubMetrics()
         publisher = Publisher(transport, settings.exchange)
         mappings = load_mappings(settings.mappings_dir)
-        registry = ConnectorRegistry()
+        registry = registry or ConnectorRegistry()
         context = HubConnectorContext(db=db, publisher=publisher, metrics=metrics)
-        connectors: dict[str, Connector] = {}
+        connectors: dict[str, Connector[Any]] = {}
         for name, raw in settings.connectors.items():
             connectors[name] = registry.build(name, raw, context.for_connector(name))
         targets = TargetCatalog(
@@ -190,8 +191,8 @@ class Hub:
         await site.start()
         log.info("hub.http_listening", extra={"url": f"http://{self.settings.http.host}:{self.settings.http.port}"})
 
-    def _spawn(self, coro: object, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=name)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         task.add_done_callback(_log_crash)
         self._tasks.append(task)
 

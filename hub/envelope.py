@@ -34,7 +34,8 @@ class Envelope(BaseModel):
     source: Identifier
     subject: str | None = Field(default=None, max_length=64)
     time: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
-    correlation_id: Identifier = ""  # type: ignore[assignment]  # filled by the validator below
+    correlation_id: str = Field(default="", max_length=64, pattern=r"^[0-9A-Za-z_.:-]*$")
+    """Filled with ``id`` when empty: a message with no flow starts its own."""
     causation_id: Identifier | None = None
     priority: Lane = Lane.NORMAL
     attempt: int = Field(default=1, ge=1, le=1000)

@@ -66,7 +66,7 @@ class OutboxRelay:
                 log.warning("outbox.publish_failed", extra={"error": str(exc)})
                 n = 0
                 await asyncio.sleep(1.0)
-            except Exception:  # noqa: BLE001 - the relay must outlive a bad pass
+            except Exception:
                 log.exception("outbox.pass_failed")
                 n = 0
                 await asyncio.sleep(1.0)

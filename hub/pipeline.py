@@ -35,8 +35,8 @@ from core.messages import Incoming
 from hub.breaker import CircuitBreaker
 from hub.connectors.contract import OutboundConnector, Receipt
 from hub.envelope import Envelope, describe_validation_error
-from hub.ids import derived_id
 from hub.errors import HubError, InvalidMessage, MalformedMessage, PermanentError, TransientError, UnmappableMessage
+from hub.ids import derived_id
 from hub.logs import bind
 from hub.mapping import Mapping as FieldMapping
 from hub.mapping import MappingSet, UnknownMapping
@@ -96,7 +96,7 @@ class RoutePipeline:
         metrics: HubMetrics,
         exchange: str,
         mappings: MappingSet | None = None,
-        connector: OutboundConnector | None = None,
+        connector: OutboundConnector[Any] | None = None,
         breaker: CircuitBreaker | None = None,
         max_message_bytes: int = 1_048_576,
         concurrency: int = 32,
@@ -164,7 +164,7 @@ class RoutePipeline:
             item.key = self.route.dedup(env_ctx) if self.route.dedup is not None else env.id
         except (MalformedMessage, InvalidMessage, UnmappableMessage) as exc:
             item.outcome, item.error = Outcome.DEAD, exc
-        except Exception as exc:  # noqa: BLE001 - one bad message must not stall the route
+        except Exception as exc:
             log.exception("route.prepare_failed", extra={"route": self.route.name})
             item.outcome, item.error = Outcome.DEAD, exc
         return item
@@ -196,7 +196,7 @@ class RoutePipeline:
                 await self._apply_core(conn, ready)
                 await self._record(conn, items)
             return
-        except Exception as exc:  # noqa: BLE001 - isolate the culprit below, one message at a time
+        except Exception as exc:
             if not ready:
                 raise
             log.info("route.batch_failed_isolating", extra={"route": self.route.name, "error": repr(exc)})
@@ -263,7 +263,8 @@ class RoutePipeline:
             await self._record(conn, items)
 
     async def _call(self, item: Item) -> None:
-        assert self.connector is not None and item.target is not None
+        assert self.connector is not None
+        assert item.target is not None
         name = self.route.spec.target_name
         async with self._limit:
             trial = await self.breaker.wait_ready() if self.breaker else False

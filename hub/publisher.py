@@ -18,7 +18,11 @@ def to_outbound(
     headers: Mapping[str, Any] | None = None,
 ) -> OutboundMessage:
     """AMQP properties mirror the envelope's id, correlation id, type and time."""
-    h = {"x-gashub-version": envelope.version, "x-gashub-attempt": envelope.attempt, "x-gashub-lane": str(envelope.priority)}
+    h: dict[str, Any] = {
+        "x-gashub-version": envelope.version,
+        "x-gashub-attempt": envelope.attempt,
+        "x-gashub-lane": str(envelope.priority),
+    }
     if headers:
         h.update(headers)
     return OutboundMessage(

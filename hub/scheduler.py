@@ -8,6 +8,7 @@ skipped, not stacked. Jobs that must run once across many processes take a datab
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -70,10 +71,8 @@ class Scheduler:
                             task.add_done_callback(running.discard)
                 wait = min((e.next_run for e in self._entries.values()), default=now + timedelta(seconds=60)) - now
                 self._changed.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), max(0.01, wait.total_seconds()))
-                except TimeoutError:
-                    pass
         finally:
             for task in running:
                 task.cancel()
@@ -83,7 +82,7 @@ class Scheduler:
         try:
             await entry.job()
             entry.runs += 1
-        except Exception as exc:  # noqa: BLE001 - a failing job must not stop the others
+        except Exception as exc:
             entry.failures += 1
             entry.last_error = repr(exc)[:300]
             log.exception("scheduler.job_failed", extra={"job": entry.name})

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -71,13 +71,8 @@ class Settings(BaseSettings):
         secrets_dir=os.environ.get("GASHUB_SECRETS_DIR") or None,
     )
 
-    database_url: str = Field(
-        default="sqlite+aiosqlite:///var/gashub.db",
-        validation_alias=AliasChoices("GASHUB_DATABASE_URL", "database_url"),
-    )
-    amqp_url: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("GASHUB_AMQP_URL", "amqp_url")
-    )
+    database_url: str = "sqlite+aiosqlite:///var/gashub.db"
+    amqp_url: SecretStr | None = None
     """RabbitMQ URL (``amqp://user:pass@host:5672/vhost``). Unset: the in-memory transport."""
     exchange: str = "gashub"
     queue_prefix: str = "gashub"

@@ -14,12 +14,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import ClassVar
 
+from connectors.http_sms.settings import HttpSmsSettings
 from hub.connectors.contract import Capability, ConnectorContext, Health, OutboundConnector, Receipt
 from hub.connectors.http import PartnerHttp
 from hub.envelope import Envelope
 from hub.errors import PermanentError, TransientError
-
-from connectors.http_sms.settings import HttpSmsSettings
 
 RETRY_CODES = frozenset({"BUSY", "RATE_LIMITED"})
 
@@ -33,7 +32,8 @@ class HttpSmsConnector(OutboundConnector[HttpSmsSettings]):
     def __init__(self, settings: HttpSmsSettings, context: ConnectorContext) -> None:
         super().__init__(settings, context)
         headers = {"X-Api-Key": settings.api_key.get_secret_value()} if settings.api_key else {}
-        self.http = PartnerHttp(settings.base_url, timeout_s=settings.timeout_s, headers=headers)
+        self.http = PartnerHttp(settings.base_url, timeout_s=settings.timeout_s, headers=headers,
+                                in_call_attempts=settings.in_call_attempts)
         self.sent = 0
 
     async def deliver(self, envelope: Envelope, action: str) -> Receipt:

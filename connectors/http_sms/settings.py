@@ -9,6 +9,8 @@ class HttpSmsSettings(ConnectorSettings):
     kind: str = "http_sms"
     base_url: str = "http://127.0.0.1:8091"
     timeout_s: float = Field(default=5.0, gt=0, le=60)
+    in_call_attempts: int = Field(default=3, ge=1, le=10)
+    """Quick retries inside one delivery; longer waits are the route's retry policy."""
     api_key: SecretStr | None = None
     sign_name: str = "绍兴燃气"
     templates: dict[str, str] = {

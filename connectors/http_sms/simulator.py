@@ -8,6 +8,7 @@ sends (503) or to be down altogether.
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ class SmsGatewaySimulator:
     sent: list[dict[str, Any]] = field(default_factory=list)
     by_out_id: dict[str, str] = field(default_factory=dict)
     requests: int = 0
+    request_times: list[float] = field(default_factory=list)
     _runner: web.AppRunner | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -33,6 +35,7 @@ class SmsGatewaySimulator:
 
     async def _send(self, request: web.Request) -> web.Response:
         self.requests += 1
+        self.request_times.append(time.monotonic())
         if self.down:
             return web.Response(status=503, text="gateway down (simulated)")
         if self.fail_next > 0:

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from connectors.valve_http.settings import ValveHttpSettings
 from hub.connectors.contract import Capability, ConnectorContext, OutboundConnector, Receipt
 from hub.connectors.http import PartnerHttp
 from hub.envelope import Envelope
 from hub.errors import PermanentError
-
-from connectors.valve_http.settings import ValveHttpSettings
 
 
 class ValveHttpConnector(OutboundConnector[ValveHttpSettings]):

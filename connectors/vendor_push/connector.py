@@ -17,11 +17,10 @@ import logging
 import orjson
 from aiohttp import web
 
+from connectors.vendor_push.settings import VendorPushSettings
 from hub.connectors.contract import Capability, ConnectorContext, InboundConnector
 from hub.envelope import Envelope
 from hub.errors import HubError
-
-from connectors.vendor_push.settings import VendorPushSettings
 
 log = logging.getLogger(__name__)
 

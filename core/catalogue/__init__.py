@@ -7,8 +7,17 @@ from it.
 """
 
 from core.catalogue.base import CanonicalModel, Catalogue, CatalogueEntry, Lane, UnknownMessageType
-
-CanonicalModelType = CanonicalModel
 from core.catalogue.messages import CATALOGUE, MessageType
 
-__all__ = ["CATALOGUE", "CanonicalModel", "CanonicalModelType", "Catalogue", "CatalogueEntry", "Lane", "MessageType", "UnknownMessageType"]
+CanonicalModelType = CanonicalModel
+
+__all__ = [
+    "CATALOGUE",
+    "CanonicalModel",
+    "CanonicalModelType",
+    "Catalogue",
+    "CatalogueEntry",
+    "Lane",
+    "MessageType",
+    "UnknownMessageType",
+]

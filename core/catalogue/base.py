@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -23,7 +24,7 @@ class CanonicalModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
-def Personal(**kwargs: Any) -> Any:  # noqa: N802 - reads like a type marker at the use site
+def Personal(**kwargs: Any) -> Any:
     """A field holding personal information (GB/T 35273): masked in logs and in ops output."""
     extra = dict(kwargs.pop("json_schema_extra", None) or {})
     extra["x-personal"] = True
@@ -38,7 +39,7 @@ class UnknownMessageType(LookupError):
 class CatalogueEntry:
     type: str
     version: int
-    model: type[CanonicalModel]
+    model: builtins.type[CanonicalModel]
     lane: Lane
     summary: str
 

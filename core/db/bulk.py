@@ -25,7 +25,8 @@ def _pg_statement(table: Table, columns: tuple[str, ...], ignore: bool, returnin
         f"CAST(:{name} AS {table.c[name].type.compile(dialect=_PG)}[])" for name in columns
     )
     cols = ", ".join(f'"{name}"' for name in columns)
-    sql = f'INSERT INTO "{table.name}" ({cols}) SELECT * FROM unnest({casts})'
+    # Identifiers come from our own Table objects, values travel as bound arrays.
+    sql = f'INSERT INTO "{table.name}" ({cols}) SELECT * FROM unnest({casts})'  # noqa: S608
     if ignore:
         sql += " ON CONFLICT DO NOTHING"
     if returning:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from core.db.types import UTCDateTime
 from sqlalchemy import (
     BigInteger,
     Column,
-
     Index,
     Integer,
     MetaData,
@@ -16,6 +14,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+
+from core.db.types import UTCDateTime
 
 metadata = MetaData(
     naming_convention={

@@ -12,9 +12,9 @@ from aiohttp import web
 
 from hub.connectors.contract import ReceiveResult
 from hub.envelope import Envelope
+from hub.ids import new_id
 from hub.metrics import HubMetrics
 from hub.publisher import Publisher
-from hub.ids import new_id
 from hub.store import inbox
 from hub.store.audit import Hop, Outcome, append_hops
 from hub.store.db import Database
@@ -35,23 +35,28 @@ class HubConnectorContext:
         return HubConnectorContext(self.db, self.publisher, self.metrics, name, self.http_routes)
 
     async def receive(self, envelope: Envelope, *, partner_key: str | None = None) -> ReceiveResult:
-        """Store, dedup by partner key, publish with confirm; return only after the broker confirmed."""
+        """Store, dedup by partner key, publish with confirm; return only after the broker confirmed.
+
+        The message and its ``received`` hop are written before publishing, so the trace reads in
+        the order things happened and a crash before the confirm leaves a record to publish again.
+        """
         body = envelope.to_json()
-        if partner_key is not None:
-            async with self.db.begin() as conn:
-                entry = await inbox.admit(conn, self.name, partner_key, envelope.id, body)
-            if not entry.new and entry.published:
-                self.metrics.inbound.labels(self.name, "duplicate").inc()
-                return ReceiveResult(entry.message_id, duplicate=True)
-            if not entry.new:
-                envelope = Envelope.from_json(entry.body)
-        await self.publisher.publish([envelope])
         async with self.db.begin() as conn:
             if partner_key is not None:
+                entry = await inbox.admit(conn, self.name, partner_key, envelope.id, body)
+                if not entry.new:
+                    if entry.published:
+                        self.metrics.inbound.labels(self.name, "duplicate").inc()
+                        return ReceiveResult(entry.message_id, duplicate=True)
+                    envelope, body = Envelope.from_json(entry.body), entry.body
+            if partner_key is None or entry.new:
+                await store_messages(conn, [StoredMessage(envelope, body, {})])
+                await append_hops(conn, [Hop(envelope.id, envelope.correlation_id, f"in:{self.name}",
+                                             envelope.attempt, Outcome.RECEIVED)])
+        await self.publisher.publish([envelope])
+        if partner_key is not None:
+            async with self.db.begin() as conn:
                 await inbox.mark_published(conn, self.name, partner_key)
-            await store_messages(conn, [StoredMessage(envelope, body, {})])
-            await append_hops(conn, [Hop(envelope.id, envelope.correlation_id, f"in:{self.name}",
-                                         envelope.attempt, Outcome.RECEIVED)])
         self.metrics.inbound.labels(self.name, "accepted").inc()
         return ReceiveResult(envelope.id, duplicate=False)
 

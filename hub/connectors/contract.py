@@ -98,13 +98,13 @@ class Connector(abc.ABC, Generic[S]):
         self.settings = settings
         self.context = context
 
-    async def start(self) -> None:  # noqa: B027 - optional hook
+    async def start(self) -> None:
         """Called once, after the topology is declared and before route consumers start."""
 
-    async def stop(self) -> None:  # noqa: B027 - optional hook
+    async def stop(self) -> None:
         """Called on a graceful shutdown: finish what is in hand, accept nothing new."""
 
-    async def aclose(self) -> None:  # noqa: B027 - optional hook
+    async def aclose(self) -> None:
         """Release every resource. Called last, always; must not raise."""
 
     def health(self) -> Health:

@@ -7,6 +7,7 @@ waits are the route's retry policy, through the broker's delay queues.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -70,8 +71,6 @@ class PartnerHttp:
 
     async def aclose(self) -> None:
         if self._session is not None:
-            try:
+            with contextlib.suppress(Exception):  # aclose must not raise
                 await self._session.close()
-            except Exception:  # noqa: BLE001, S110 - aclose must not raise
-                pass
             self._session = None

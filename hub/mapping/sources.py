@@ -19,6 +19,7 @@ Getter = Callable[[Any], Any]
 
 _SEGMENT: Final = re.compile(r"([^.\[\]]+)|\[(-?\d+)\]")
 _PLACEHOLDER: Final = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
+_DOCTYPE_REFUSED: Final = "{label}: XML with a DOCTYPE is refused (no DTDs, no entity expansion)"
 _XML_DECLARATION: Final = re.compile(r"^\s*<\?xml[^>]*\?>")
 
 _PARSER: Final = etree.XMLParser(
@@ -73,9 +74,12 @@ def xpath_getter(expression: str, namespaces: Mapping[str, str]) -> Getter:
 
     Elements give their text (whitespace stripped), an empty node-set gives ``None``, the first of
     several matches wins; numbers and booleans from XPath functions are returned as they are.
-    ``etree.XPathSyntaxError`` (a ``ValueError``) when the expression does not compile.
+    ``ValueError`` when the expression does not compile.
     """
-    compiled = etree.XPath(expression, namespaces=dict(namespaces))
+    try:
+        compiled = etree.XPath(expression, namespaces=dict(namespaces))
+    except etree.XPathSyntaxError as exc:
+        raise ValueError(f"XPath {expression!r} does not compile: {exc}") from None
 
     def get(document: Any) -> Any:
         try:
@@ -156,6 +160,8 @@ def read_xml(data: Any, label: str) -> etree._Element:
         data = _XML_DECLARATION.sub("", data, count=1).encode("utf-8")
     if not isinstance(data, bytes):
         raise UnmappableMessage(f"{label}: expected XML as bytes or text, got {type(data).__name__}")
+    if b"<!DOCTYPE" in data:  # before libxml2 sees it; UTF-16 input is caught after parsing below
+        raise UnmappableMessage(_DOCTYPE_REFUSED.format(label=label))
     try:
         root = etree.fromstring(data, _PARSER)
     except etree.XMLSyntaxError as exc:
@@ -165,7 +171,7 @@ def read_xml(data: Any, label: str) -> etree._Element:
     docinfo = root.getroottree().docinfo
     doctype: str = getattr(docinfo, "doctype", "")  # not in lxml-stubs
     if doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None or docinfo.public_id:
-        raise UnmappableMessage(f"{label}: XML with a DOCTYPE is refused (entities are never expanded)")
+        raise UnmappableMessage(_DOCTYPE_REFUSED.format(label=label))
     for _ in root.iter(etree.Entity):
         raise UnmappableMessage(f"{label}: XML with entity references is refused")
     return root

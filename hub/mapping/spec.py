@@ -5,7 +5,7 @@ Unknown keys are errors everywhere, so a typo (``defualt = 0``) fails at start-u
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -94,3 +94,23 @@ class MappingSpec(_Strict):
     namespaces: dict[str, str] = {}
     fields: dict[TargetPath, FieldSpec] = Field(min_length=1)
     lookups: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")], dict[str, Scalar]] = {}
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _flatten_groups(cls, value: Any) -> Any:
+        """TOML reads ``amount.total = {...}`` as a table ``amount``; flatten it back to a dotted path."""
+        return _flatten(value, "") if isinstance(value, dict) else value
+
+
+def _flatten(table: dict[str, Any], prefix: str) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        path = f"{prefix}{key}"
+        is_group = (
+            isinstance(value, dict)
+            and value
+            and not {"from", "const", "template"} & value.keys()
+            and all(isinstance(item, dict) for item in value.values())
+        )
+        flat.update(_flatten(value, path + ".") if is_group else {path: value})
+    return flat

@@ -145,7 +145,7 @@ async def dashboard(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "dashboard.html")
 
 
-def ops_routes() -> list[web.RouteDef]:
+def ops_routes() -> list[web.AbstractRouteDef]:
     return [
         web.get("/ops", dashboard),
         web.static("/ops/static", STATIC),

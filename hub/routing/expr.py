@@ -7,7 +7,8 @@ Expressions read like Python and are parsed with :mod:`ast`, but only these cons
 - key lookups: ``data.kind`` and ``data["kind"]`` both mean ``env["data"]["kind"]``, ``data.items[0]``
   indexes a list. A missing key, an index out of range or a lookup on something that is not a dict
   gives ``None``, never an error;
-- literals: strings, numbers, ``True``, ``False``, ``None``, and lists or tuples of expressions;
+- literals: strings, numbers, ``True``, ``False``, ``None``, and lists or tuples of expressions
+  (both evaluate to tuples);
 - comparisons ``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=``, ``in``, ``not in`` (chains too). A comparison
   between values that Python cannot compare (``None < 3``, ``1 in None``) is ``False``;
 - ``and``, ``or``, ``not`` (with Python's short-circuit semantics), unary minus on a number literal;
@@ -193,7 +194,7 @@ class _Compiler:
                 return _constant(value)
             assert isinstance(node, ast.List | ast.Tuple)
             items = tuple(self.compile(item) for item in node.elts)
-            return lambda env: [item(env) for item in items]
+            return lambda env: tuple(item(env) for item in items)
         if isinstance(node, ast.Name):
             return self.name(node)
         if isinstance(node, ast.Attribute | ast.Subscript):

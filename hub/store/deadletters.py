@@ -47,9 +47,9 @@ async def record(conn: AsyncConnection, letters: Sequence[DeadLetter]) -> list[s
             dead_letter.c.status == DeadLetterStatus.OPEN.value,
         )
     )
-    known = {tuple(r) for r in existing}
+    known: set[tuple[str, str, int]] = {(r.route, r.message_id, r.attempts) for r in existing}
     stamp = now_us()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for d in letters:
         if (d.route, d.message_id, d.attempts) in known:
             continue
@@ -72,7 +72,7 @@ async def record(conn: AsyncConnection, letters: Sequence[DeadLetter]) -> list[s
             }
         )
     await insert_many(conn, dead_letter, rows)
-    return [r["id"] for r in rows]
+    return [str(r["id"]) for r in rows]
 
 
 async def get(conn: AsyncConnection, dead_letter_id: str) -> dict[str, Any] | None:

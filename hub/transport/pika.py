@@ -345,7 +345,7 @@ class _PikaConsumer:
         try:
             while True:
                 await self._drain()
-                await self._resubscribe()
+                await asyncio.Event().wait()
         finally:
             if self._channel is not None:
                 await self._channel.close()

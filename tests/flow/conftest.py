@@ -1,0 +1,187 @@
+"""A whole hub per test, on either stack: the embedded default (in-memory transport, SQLite) or
+the production one (RabbitMQ through pika, PostgreSQL). Each test gets its own exchange, queue
+prefix and database, so tests never see each other's messages."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from connectors.http_sms.simulator import SmsGatewaySimulator
+from connectors.valve_http.simulator import ValvePlatformSimulator
+from hub.app import Hub
+from tests.contract.broker_admin import BrokerAdmin
+from hub.settings import load_settings
+
+REPO = Path(__file__).resolve().parents[2]
+OPS_TOKEN = "test-ops-token-0123456789"
+VENDOR_TOKEN = "test-vendor-token"
+
+ROUTES = """
+[[route]]
+name = "vendor-readings"
+from = "vendor.demo.reading"
+map = "vendor-meter-reading@1"
+to = "core:record_reading"
+retry = { max_attempts = 3, backoff = ["100ms"] }
+
+[[route]]
+name = "readings"
+from = "meter.reading"
+to = "core:record_reading"
+retry = { max_attempts = 3, backoff = ["100ms"] }
+
+[[route]]
+name = "vendor-alarms"
+from = "vendor.demo.alarm"
+map = "vendor-meter-alarm"
+to = "core:record_alarm"
+lane = "safety"
+
+[[route]]
+name = "valve-commands"
+from = "valve.command"
+to = "valves:valve"
+reply = "valve.state"
+lane = "safety"
+retry = { max_attempts = 5, backoff = ["100ms"] }
+
+[[route]]
+name = "valve-states"
+from = "valve.state"
+to = "core:record_valve_state"
+lane = "safety"
+
+[[route]]
+name = "sms-send"
+from = "notification.requested"
+to = "sms:send"
+reply = "notification.delivered"
+retry = { max_attempts = 4, backoff = ["200ms", "400ms", "800ms"] }
+
+[[route]]
+name = "sms-delivered"
+from = "notification.delivered"
+to = "core:record_notification_delivery"
+"""
+
+
+async def fresh_postgres_database(base_url: str) -> tuple[str, Callable[[], Awaitable[None]]]:
+    name = f"gh_{uuid.uuid4().hex[:12]}"
+    admin = base_url.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+    async def drop() -> None:
+        c = await asyncpg.connect(admin)
+        try:
+            await c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await c.close()
+
+    return base_url.rsplit("/", 1)[0] + "/" + name, drop
+
+
+class Stack:
+    """One test's hub stack: simulators, settings and the hubs it starts."""
+
+    def __init__(self, kind: str, tmp: Path, amqp_url: str | None, database_url: str) -> None:
+        self.kind = kind
+        self.tmp = tmp
+        self.amqp_url = amqp_url
+        self.database_url = database_url
+        self.sms = SmsGatewaySimulator()
+        self.valves = ValvePlatformSimulator()
+        self.suffix = uuid.uuid4().hex[:8]
+        self.routes_dir = tmp / "routes"
+        self.routes_dir.mkdir()
+        (self.routes_dir / "test.toml").write_text(ROUTES)
+        self.mappings_dir = tmp / "mappings"
+        shutil.copytree(REPO / "mappings", self.mappings_dir)
+        self.hubs: list[Hub] = []
+
+    def settings(self, **overrides: Any) -> Any:
+        values: dict[str, Any] = {
+            "database_url": self.database_url,
+            "amqp_url": self.amqp_url,
+            "exchange": f"gashub.test.{self.suffix}",
+            "queue_prefix": f"gashub.test.{self.suffix}",
+            "routes_dir": self.routes_dir,
+            "mappings_dir": self.mappings_dir,
+            "http": {"host": "127.0.0.1", "port": 0},
+            "ops": {"token": OPS_TOKEN},
+            "breaker": {"failure_threshold": 50, "reset_after_s": 1.0},
+            "outbox": {"poll_interval_ms": 50},
+            "connectors": {
+                "vendor": {"kind": "vendor_push", "token": VENDOR_TOKEN},
+                "sms": {"kind": "http_sms", "base_url": self.sms.url, "in_call_attempts": 1, "timeout_s": 2},
+                "valves": {"kind": "valve_http", "base_url": self.valves.url},
+            },
+        }
+        values.update(overrides)
+        return load_settings(**values)
+
+    async def start_hub(self, **overrides: Any) -> Hub:
+        hub = Hub.build(self.settings(**overrides))
+        self.hubs.append(hub)
+        await hub.start()
+        return hub
+
+    def base_url(self, hub: Hub) -> str:
+        assert hub._runner is not None
+        host, port = hub._runner.addresses[0][:2]
+        return f"http://{host}:{port}"
+
+    async def aclose(self) -> None:
+        for hub in self.hubs:
+            if hub.started:
+                await hub.stop()
+        if self.amqp_url and self.hubs:
+            topology = self.hubs[0].topology()
+            await BrokerAdmin(self.amqp_url).delete([q.name for q in topology.queues], topology.exchange)
+
+
+StackFactory = Callable[[], Awaitable[Stack]]
+
+
+@pytest.fixture(params=["embedded", "rabbitmq"])
+async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stack]:
+    """A hub stack on the embedded default, then on RabbitMQ + PostgreSQL."""
+    async with AsyncExitStack() as exit_stack:
+        if request.param == "embedded":
+            s = Stack("embedded", tmp_path, None, f"sqlite+aiosqlite:///{tmp_path}/hub.db")
+        else:
+            amqp = request.getfixturevalue("amqp_url")
+            pg = request.getfixturevalue("postgres_url")
+            url, drop = await fresh_postgres_database(pg)
+            exit_stack.push_async_callback(drop)
+            s = Stack("rabbitmq", tmp_path, amqp, url)
+        await s.sms.start()
+        exit_stack.push_async_callback(s.sms.aclose)
+        await s.valves.start()
+        exit_stack.push_async_callback(s.valves.aclose)
+        exit_stack.push_async_callback(s.aclose)
+        # The simulators' ports are known only now.
+        yield s
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "condition") -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        if await check():
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
