@@ -21,7 +21,7 @@ DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 
 def _unavailable(what: str, url_env: str, error: BaseException) -> None:
-    message = f"{what} is not reachable ({type(error).__name__}: {error}). Start it or set {url_env} to one that runs."
+    message = f"{what} is not reachable ({error!r}). Start it or set {url_env} to one that runs."
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{message} In CI this is an error, not a skip.", pytrace=False)
     pytest.skip(message)
@@ -46,7 +46,7 @@ def amqp_url() -> str:
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     """A PostgreSQL server that accepts a connection (checked with asyncpg)."""
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     url = os.environ.get("GASHUB_TEST_DATABASE_URL", DEFAULT_DATABASE_URL)
 

@@ -106,8 +106,7 @@ class ConfirmTracker:
         batch.unsettled -= count
         if not ack and batch.error is None:
             batch.error = PublishNacked(
-                f"the broker refused (basic.nack) messages of a batch of {len(batch.messages)}; "
-                "publish the batch again"
+                f"the broker refused (basic.nack) messages of a batch of {len(batch.messages)}; publish the batch again"
             )
 
     def on_return(self, message_id: str | None, exchange: str, routing_key: str, reply: str) -> None:

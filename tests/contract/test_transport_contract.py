@@ -93,8 +93,8 @@ async def settles_at(transport: Transport, queue: str, *, messages: int | None =
     return info
 
 
-def ids(deliveries: Sequence[Delivery]) -> list[str | None]:
-    return [d.message_id for d in deliveries]
+def ids(deliveries: Sequence[Delivery]) -> list[str]:
+    return [str(d.message_id) for d in deliveries]
 
 
 # Routing
@@ -214,7 +214,7 @@ async def test_returning_from_the_handler_acks_the_batch(transport: Transport, n
 async def test_a_failing_handler_gets_the_batch_again_marked_redelivered(transport: Transport, names: Names) -> None:
     queue = names.q("retry")
     await transport.declare(Topology(names.exchange, (QueueSpec(queue, ("x.*",)),)))
-    failed: list[str | None] = []
+    failed: list[str] = []
     done: list[Delivery] = []
     all_done = asyncio.Event()
 
@@ -241,7 +241,7 @@ async def test_a_failing_handler_gets_the_batch_again_marked_redelivered(transpo
 async def test_competing_consumers_share_the_queue_without_duplicates(transport: Transport, names: Names) -> None:
     queue = names.q("shared")
     await transport.declare(Topology(names.exchange, (QueueSpec(queue, ("job.*",)),)))
-    seen: dict[str, list[str | None]] = {"one": [], "two": []}
+    seen: dict[str, list[str]] = {"one": [], "two": []}
     total = asyncio.Event()
 
     def handler(who: str) -> Any:
@@ -271,7 +271,7 @@ async def test_competing_consumers_share_the_queue_without_duplicates(transport:
 async def test_cancel_puts_unacked_messages_back(transport: Transport, names: Names) -> None:
     queue = names.q("held")
     await transport.declare(Topology(names.exchange, (QueueSpec(queue, ("x.*",)),)))
-    handed: list[str | None] = []
+    handed: list[str] = []
     got_batch = asyncio.Event()
 
     async def stuck(batch: list[Delivery]) -> None:
@@ -431,7 +431,7 @@ async def test_nothing_is_lost_when_the_broker_drops_both_connections(
     caplog.set_level(logging.INFO, logger="hub.transport.pika")
     queue = names.q("durable")
     await rabbitmq.declare(Topology(names.exchange, (QueueSpec(queue, ("meter.*",)),)))
-    seen: set[str | None] = set()
+    seen: set[str] = set()
     progress = asyncio.Event()
 
     async def handler(batch: list[Delivery]) -> None:
@@ -453,23 +453,29 @@ async def test_nothing_is_lost_when_the_broker_drops_both_connections(
                 try:
                     await rabbitmq.publish(batch)
                     break
-                except ConnectionLost:
-                    pass  # unconfirmed: publish the batch again, the consumer deduplicates
+                except ConnectionLost:  # unconfirmed: publish the batch again, consumers deduplicate
+                    await asyncio.sleep(0.01)
             published.extend(m.message_id for m in batch)
             await asyncio.sleep(0.005)
 
-    async with asyncio.timeout(60):
-        handle = await rabbitmq.consume(queue, handler, prefetch=100, max_batch=20)
-        publishing = asyncio.create_task(publish_until_stopped())
+    async def drop_and_check() -> None:
         await until(lambda: len(seen) >= 500)
         how = await broker.close_connections(rabbitmq, names.client_name)
         await until(lambda: rabbitmq.publisher.reconnects >= 1 and rabbitmq.consumer.reconnects >= 1)
         after_reconnect = len(published)
-        await until(lambda: len(published) >= after_reconnect + 500)
+        await until(lambda: len(published) >= after_reconnect + 500)  # confirms work again
         stop.set()
         await publishing
         await until(lambda: seen >= set(published))
         assert rabbitmq.healthy(), how
+
+    handle = await rabbitmq.consume(queue, handler, prefetch=100, max_batch=20)
+    publishing = asyncio.create_task(publish_until_stopped())
+    try:
+        await asyncio.wait_for(drop_and_check(), 30)
+    finally:
+        publishing.cancel()  # still running only when the test failed
+        await asyncio.gather(publishing, return_exceptions=True)
         await handle.cancel()
     events = {(r.getMessage(), getattr(r, "role", None)) for r in caplog.records}
     assert ("transport.pika.reconnected", "publish") in events

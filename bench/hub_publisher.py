@@ -1,0 +1,59 @@
+"""The publisher side of the hub benchmark: vendor reading envelopes through ``PikaTransport``.
+
+Builds its envelopes first and prints ``ready``; then publishes them in batches with confirms,
+several batches in flight, prints ``{"started": t}`` at the first publish and ``{"rate": …}`` at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hub.envelope import Envelope  # noqa: E402
+from hub.publisher import to_outbound  # noqa: E402
+from hub.settings import load_settings  # noqa: E402
+from hub.transport.pika import PikaTransport  # noqa: E402
+
+
+async def main(n: int, batch: int, in_flight: int) -> None:
+    settings = load_settings()
+    assert settings.amqp_url is not None
+    transport = PikaTransport(settings.amqp_url.get_secret_value(), name="bench-publisher")
+    await transport.connect()
+    base = 1_795_000_000_000
+    messages = [
+        to_outbound(Envelope(type="vendor.demo.reading", source="bench", subject=f"30{i % 50000:012d}", data={
+            "event": "reading", "devId": f"30{i % 50000:012d}", "seq": i, "ts": base + i * 1000,
+            "total_m3": f"{1000 + i / 1000:.3f}", "valve": "0", "batt": {"low": "0", "mv": 3400}, "rsrp": -95,
+        }), exchange=settings.exchange)
+        for i in range(n)
+    ]
+    print("ready", flush=True)
+    chunks = [messages[i:i + batch] for i in range(0, n, batch)]
+    sem = asyncio.Semaphore(in_flight)
+
+    async def send(chunk: list) -> None:  # type: ignore[type-arg]
+        async with sem:
+            await transport.publish(chunk)
+
+    started = time.time()
+    print(json.dumps({"started": started}), flush=True)
+    await asyncio.gather(*(send(c) for c in chunks))
+    elapsed = time.time() - started
+    print(json.dumps({"rate": n / elapsed, "seconds": elapsed}), flush=True)
+    await transport.aclose()
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("-n", type=int, default=100_000)
+    p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--in-flight", type=int, default=4)
+    a = p.parse_args()
+    asyncio.run(main(a.n, a.batch, a.in_flight))

@@ -1,0 +1,168 @@
+"""Messages per second through the hub against the raw broker floor, in one run on this machine.
+
+    .venv/bin/python bench/hub_vs_raw.py [-n 100000]
+
+(a) the raw floor: pika alone, persistent messages on a durable queue, pipelined publisher confirms
+    (a window of unconfirmed messages), a consumer with prefetch and batched acks, publisher and
+    consumer running at once; measured twice (both in one process, as ``shared/perf/pika_floor.py``
+    does, and in two processes) and the better figure is the floor;
+(b) the hub pipeline: a publisher process publishing vendor readings through the hub's
+    ``PikaTransport`` with confirms, and a ``gashub worker`` process running the route
+    ``vendor.demo.reading → mapping vendor-meter-reading@2 → core:record_reading`` (a row per
+    reading in PostgreSQL, the processed ledger, the message store and the audit hop chain, then
+    the ack).
+
+Both are timed from the first publish to the last message settled, over the same number of
+messages, and the script prints both rates and ``ratio hub/raw: X.XX``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+ROUTE = """
+[[route]]
+name = "bench"
+from = "vendor.demo.reading"
+map = "vendor-meter-reading@2"
+to = "core:record_reading"
+retry = { max_attempts = 3, backoff = ["1s"] }
+"""
+
+
+def run_raw(n: int, mode: str, amqp: str) -> float:
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "raw_floor.py"), "--mode", mode, "-n", str(n),
+                          "--amqp", amqp], capture_output=True, text=True, check=True)
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["rate"])
+
+
+async def fresh_database(pg: str) -> str:
+    name = f"gh_bench_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(pg.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return pg.rsplit("/", 1)[0] + "/" + name
+
+
+async def drop_database(pg: str, url: str) -> None:
+    conn = await asyncpg.connect(pg.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def count_rows(url: str) -> int:
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM core_reading"))
+    finally:
+        await conn.close()
+
+
+async def run_hub(n: int, amqp: str, pg: str, workdir: Path) -> dict[str, float]:
+    from hub.migrations import upgrade_async
+
+    url = await fresh_database(pg)
+    suffix = uuid.uuid4().hex[:6]
+    routes = workdir / "routes"
+    routes.mkdir()
+    (routes / "bench.toml").write_text(ROUTE)
+    config = workdir / "bench.toml"
+    config.write_text("# benchmark: no connectors\n")
+    env = {**os.environ, "GASHUB_CONFIG": str(config), "GASHUB_DATABASE_URL": url, "GASHUB_AMQP_URL": amqp,
+           "GASHUB_EXCHANGE": f"bench.{suffix}", "GASHUB_QUEUE_PREFIX": f"bench.{suffix}",
+           "GASHUB_ROUTES_DIR": str(routes), "GASHUB_MAPPINGS_DIR": str(REPO / "mappings"),
+           "GASHUB_LOG_LEVEL": "WARNING"}
+    worker_log = open(workdir / "worker.log", "w")  # noqa: SIM115 - closed below
+    worker = None
+    try:
+        await upgrade_async(url)
+        worker = subprocess.Popen([sys.executable, "-m", "hub.cli", "worker"], env=env, cwd=REPO,
+                                  stdout=worker_log, stderr=subprocess.STDOUT)
+        publisher = await asyncio.create_subprocess_exec(
+            sys.executable, str(REPO / "bench" / "hub_publisher.py"), "-n", str(n), env=env, cwd=REPO,
+            stdout=asyncio.subprocess.PIPE)
+        assert publisher.stdout is not None
+        ready = await publisher.stdout.readline()  # the publisher says when its envelopes are built
+        assert ready.strip() == b"ready", ready
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            t_start_line = await publisher.stdout.readline()
+            started = float(json.loads(t_start_line)["started"])
+            done = 0
+            deadline = time.time() + 600
+            while done < n:
+                if worker.poll() is not None:
+                    raise RuntimeError(f"worker died; see {workdir / 'worker.log'}")
+                if time.time() > deadline:
+                    raise RuntimeError(f"only {done} of {n} settled after 10 minutes")
+                done = int(await conn.fetchval("SELECT count(*) FROM core_reading"))
+                if done < n:
+                    await asyncio.sleep(0.02)
+            finished = time.time()
+            pub = json.loads(await publisher.stdout.readline())
+            await publisher.wait()
+            hops = int(await conn.fetchval("SELECT count(*) FROM hub_hop"))
+            stored = int(await conn.fetchval("SELECT count(*) FROM hub_message"))
+            ledger = int(await conn.fetchval("SELECT count(*) FROM hub_processed"))
+        finally:
+            await conn.close()
+        return {"rate": n / (finished - started), "seconds": finished - started, "publish_rate": pub["rate"],
+                "hops": hops, "stored": stored, "ledger": ledger}
+    finally:
+        if worker is not None:
+            worker.terminate()
+            try:
+                worker.wait(20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        worker_log.close()
+        await drop_database(pg, url)
+        subprocess.run(["rabbitmqctl", "delete_queue", f"bench.{suffix}.route.bench"], capture_output=True,
+                       check=False)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", type=int, default=100_000, help="messages per measurement (default 100,000)")
+    parser.add_argument("--amqp", default=os.environ.get("GASHUB_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
+    parser.add_argument("--pg", default=os.environ.get("GASHUB_BENCH_DATABASE_URL",
+                                                       "postgresql+asyncpg://postgres@127.0.0.1:5432/test"))
+    args = parser.parse_args()
+    n = args.n
+    print(f"gashub benchmark: {n:,} persistent messages per measurement, publisher and consumer at once")
+    raw_one = run_raw(n, "one-process", args.amqp)
+    print(f"  raw floor, pika, one process (window 1000, acks every 50): {raw_one:>9,.0f} msg/s")
+    raw_two = run_raw(n, "two-processes", args.amqp)
+    print(f"  raw floor, pika, two processes:                           {raw_two:>9,.0f} msg/s")
+    raw = max(raw_one, raw_two)
+    with tempfile.TemporaryDirectory(prefix="gashub-bench-") as tmp:
+        hub = asyncio.run(run_hub(n, args.amqp, args.pg, Path(tmp)))
+    print(f"  hub pipeline (publish → route → mapping → core row in PostgreSQL → audit → ack): "
+          f"{hub['rate']:>9,.0f} msg/s ({hub['seconds']:.1f} s; publisher alone {hub['publish_rate']:,.0f} msg/s)")
+    print(f"  checks: {hub['stored']:,} messages stored, {hub['ledger']:,} ledger rows, {hub['hops']:,} audit hops")
+    print(f"raw floor: {raw:,.0f} msg/s")
+    print(f"hub: {hub['rate']:,.0f} msg/s")
+    print(f"ratio hub/raw: {hub['rate'] / raw:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
