@@ -43,10 +43,11 @@ async def main(n: int, batch: int, in_flight: int) -> None:
             await transport.publish(chunk)
 
     started = time.time()
+    cpu0 = time.process_time()
     print(json.dumps({"started": started}), flush=True)
     await asyncio.gather(*(send(c) for c in chunks))
     elapsed = time.time() - started
-    print(json.dumps({"rate": n / elapsed, "seconds": elapsed}), flush=True)
+    print(json.dumps({"rate": n / elapsed, "seconds": elapsed, "cpu_s": time.process_time() - cpu0}), flush=True)
     await transport.aclose()
 
 

@@ -44,10 +44,14 @@ retry = { max_attempts = 3, backoff = ["1s"] }
 """
 
 
-def run_raw(n: int, mode: str, amqp: str) -> float:
+def run_raw(n: int, mode: str, amqp: str) -> tuple[float, dict[str, float]]:
+    before = cpu_by_process({})
     out = subprocess.run([sys.executable, str(REPO / "bench" / "raw_floor.py"), "--mode", mode, "-n", str(n),
                           "--amqp", amqp], capture_output=True, text=True, check=True)
-    return float(json.loads(out.stdout.strip().splitlines()[-1])["rate"])
+    after = cpu_by_process({})
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    cpu = {"python": result["cpu_s"] / n * 1e6, "rabbitmq": (after["rabbitmq"] - before["rabbitmq"]) / n * 1e6}
+    return float(result["rate"]), cpu
 
 
 async def fresh_database(pg: str) -> str:
@@ -66,6 +70,52 @@ async def drop_database(pg: str, url: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+async def wait_for_consumer(amqp: str, queue: str, worker: subprocess.Popen[bytes]) -> None:
+    from hub.errors import HubError
+    from hub.transport.pika import PikaTransport
+
+    probe = PikaTransport(amqp, name="bench-probe")
+    await probe.connect()
+    try:
+        for _ in range(600):
+            if worker.poll() is not None:
+                raise RuntimeError("the worker exited before it started consuming")
+            try:
+                if (await probe.queue_info(queue)).consumers > 0:
+                    return
+            except HubError:
+                pass
+            await asyncio.sleep(0.1)
+        raise RuntimeError("the worker did not start consuming within 60 s")
+    finally:
+        await probe.aclose()
+
+
+def cpu_by_process(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by the named processes and by the broker and database servers (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu(pid: int) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    out = {name: cpu(pid) for name, pid in pids.items()}
+    for name, comm in (("rabbitmq", "beam.smp"), ("postgresql", "postgres")):
+        total = 0.0
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                try:
+                    if (proc / "comm").read_text().strip() == comm:
+                        total += cpu(int(proc.name))
+                except OSError:
+                    continue
+        out[name] = total
+    return out
 
 
 async def count_rows(url: str) -> int:
@@ -94,8 +144,13 @@ async def run_hub(n: int, amqp: str, pg: str, workdir: Path) -> dict[str, float]
     worker = None
     try:
         await upgrade_async(url)
-        worker = subprocess.Popen([sys.executable, "-m", "hub.cli", "worker"], env=env, cwd=REPO,
+        command = [sys.executable, "-m", "hub.cli", "worker"]
+        if os.environ.get("GASHUB_BENCH_PROFILE"):  # py-spy's collapsed stacks of the worker, for tuning
+            command = ["py-spy", "record", "-r", "200", "-f", "raw", "-o", os.environ["GASHUB_BENCH_PROFILE"],
+                       "--", *command]
+        worker = subprocess.Popen(command, env=env, cwd=REPO,
                                   stdout=worker_log, stderr=subprocess.STDOUT)
+        await wait_for_consumer(amqp, f"bench.{suffix}.route.bench", worker)
         publisher = await asyncio.create_subprocess_exec(
             sys.executable, str(REPO / "bench" / "hub_publisher.py"), "-n", str(n), env=env, cwd=REPO,
             stdout=asyncio.subprocess.PIPE)
@@ -106,6 +161,8 @@ async def run_hub(n: int, amqp: str, pg: str, workdir: Path) -> dict[str, float]
         try:
             t_start_line = await publisher.stdout.readline()
             started = float(json.loads(t_start_line)["started"])
+            pids = {"worker": worker.pid, "publisher": publisher.pid}
+            cpu_before = cpu_by_process(pids)
             done = 0
             deadline = time.time() + 600
             while done < n:
@@ -117,6 +174,7 @@ async def run_hub(n: int, amqp: str, pg: str, workdir: Path) -> dict[str, float]
                 if done < n:
                     await asyncio.sleep(0.02)
             finished = time.time()
+            cpu_after = cpu_by_process(pids)
             pub = json.loads(await publisher.stdout.readline())
             await publisher.wait()
             hops = int(await conn.fetchval("SELECT count(*) FROM hub_hop"))
@@ -124,11 +182,13 @@ async def run_hub(n: int, amqp: str, pg: str, workdir: Path) -> dict[str, float]
             ledger = int(await conn.fetchval("SELECT count(*) FROM hub_processed"))
         finally:
             await conn.close()
+        cpu_us = {k: (cpu_after[k] - cpu_before.get(k, 0.0)) / n * 1e6 for k in cpu_after}
+        cpu_us["publisher"] = pub["cpu_s"] / n * 1e6
         return {"rate": n / (finished - started), "seconds": finished - started, "publish_rate": pub["rate"],
-                "hops": hops, "stored": stored, "ledger": ledger}
+                "hops": hops, "stored": stored, "ledger": ledger, "cpu_us": cpu_us}
     finally:
         if worker is not None:
-            worker.terminate()
+            worker.send_signal(2 if os.environ.get("GASHUB_BENCH_PROFILE") else 15)
             try:
                 worker.wait(20)
             except subprocess.TimeoutExpired:
@@ -148,15 +208,18 @@ def main() -> int:
     args = parser.parse_args()
     n = args.n
     print(f"gashub benchmark: {n:,} persistent messages per measurement, publisher and consumer at once")
-    raw_one = run_raw(n, "one-process", args.amqp)
-    print(f"  raw floor, pika, one process (window 1000, acks every 50): {raw_one:>9,.0f} msg/s")
-    raw_two = run_raw(n, "two-processes", args.amqp)
-    print(f"  raw floor, pika, two processes:                           {raw_two:>9,.0f} msg/s")
+    raw_one, cpu_one = run_raw(n, "one-process", args.amqp)
+    print(f"  raw floor, pika, one process (window 1000, acks every 50): {raw_one:>9,.0f} msg/s   "
+          f"CPU/msg µs: " + ", ".join(f"{k} {v:.0f}" for k, v in cpu_one.items()))
+    raw_two, cpu_two = run_raw(n, "two-processes", args.amqp)
+    print(f"  raw floor, pika, two processes:                           {raw_two:>9,.0f} msg/s   "
+          f"CPU/msg µs: " + ", ".join(f"{k} {v:.0f}" for k, v in cpu_two.items()))
     raw = max(raw_one, raw_two)
     with tempfile.TemporaryDirectory(prefix="gashub-bench-") as tmp:
         hub = asyncio.run(run_hub(n, args.amqp, args.pg, Path(tmp)))
     print(f"  hub pipeline (publish → route → mapping → core row in PostgreSQL → audit → ack): "
           f"{hub['rate']:>9,.0f} msg/s ({hub['seconds']:.1f} s; publisher alone {hub['publish_rate']:,.0f} msg/s)")
+    print("  CPU per message (µs): " + ", ".join(f"{k} {v:.0f}" for k, v in hub["cpu_us"].items()))
     print(f"  checks: {hub['stored']:,} messages stored, {hub['ledger']:,} ledger rows, {hub['hops']:,} audit hops")
     print(f"raw floor: {raw:,.0f} msg/s")
     print(f"hub: {hub['rate']:,.0f} msg/s")

@@ -112,7 +112,8 @@ async def one_process(url: str, n: int, window: int) -> dict[str, float]:
 
 
 def _child(url: str, queue: str, n: int, started: Any, result: Any) -> None:
-    result.put(asyncio.run(consume(url, queue, n, started)))
+    finished = asyncio.run(consume(url, queue, n, started))
+    result.put((finished, time.process_time()))
 
 
 async def two_processes(url: str, n: int, window: int) -> dict[str, float]:
@@ -124,9 +125,9 @@ async def two_processes(url: str, n: int, window: int) -> dict[str, float]:
     child.start()
     await asyncio.to_thread(started.wait, 30)
     t0 = await publish(url, queue, n, window)
-    t1 = await asyncio.to_thread(result.get, True, 600)
+    t1, child_cpu = await asyncio.to_thread(result.get, True, 600)
     child.join(30)
-    return {"rate": n / (t1 - t0), "seconds": t1 - t0, "queue": queue}  # type: ignore[dict-item]
+    return {"rate": n / (t1 - t0), "seconds": t1 - t0, "queue": queue, "child_cpu_s": child_cpu}  # type: ignore[dict-item]
 
 
 def main() -> int:
@@ -138,6 +139,7 @@ def main() -> int:
     a = p.parse_args()
     run = one_process if a.mode == "one-process" else two_processes
     out = asyncio.run(run(a.amqp, a.n, a.window))
+    out["cpu_s"] = time.process_time() + float(out.get("child_cpu_s", 0.0))
     import subprocess
 
     subprocess.run(["rabbitmqctl", "delete_queue", str(out["queue"])], capture_output=True, check=False)

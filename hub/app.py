@@ -52,7 +52,11 @@ class RouteRuntime:
     route: Route
     pipeline: RoutePipeline
     transport: Transport
-    consumer: ConsumerHandle | None = None
+    consumers: list[ConsumerHandle] = field(default_factory=list)
+
+    @property
+    def running(self) -> bool:
+        return bool(self.consumers)
 
 
 @dataclass
@@ -167,19 +171,20 @@ class Hub:
 
     async def start_route(self, name: str) -> None:
         runtime = self.runtimes[name]
-        if runtime.consumer is None:
+        if not runtime.consumers:
             c = self.settings.consumer
             batch = min(runtime.route.spec.batch, c.max_batch)
             if runtime.route.lane is Lane.SAFETY:
                 batch = min(batch, 50)
-            runtime.consumer = await runtime.transport.consume(
-                runtime.route.queues.main, runtime.pipeline.handle, prefetch=c.prefetch, max_batch=batch)
+            # Several consumers per route let one batch's database round trips overlap another's work.
+            for _ in range(c.parallel):
+                runtime.consumers.append(await runtime.transport.consume(
+                    runtime.route.queues.main, runtime.pipeline.handle, prefetch=c.prefetch, max_batch=batch))
 
     async def stop_route(self, name: str) -> None:
         runtime = self.runtimes[name]
-        if runtime.consumer is not None:
-            await runtime.consumer.cancel()
-            runtime.consumer = None
+        while runtime.consumers:
+            await runtime.consumers.pop().cancel()
 
     async def _start_http(self) -> None:
         from hub.web import build_web_app

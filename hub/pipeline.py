@@ -140,28 +140,31 @@ class RoutePipeline:
                     "(consumer.max_message_bytes)"
                 )
             env = item.envelope = Envelope.from_json(delivery.body)
-            data: Mapping[str, Any] = env.data
+            mapping = self._mapping_for(delivery)
+            model = None
             if (env.type, env.version) in self.catalogue:
-                data = self._validate(env.type, env.version, data).model_dump()
-            elif self.route.mapping is None:
+                model = self._validate(env.type, env.version, env.data)
+            elif mapping is None:
                 raise InvalidMessage(f"type {env.type!r} v{env.version} is not in the catalogue")
-            env_ctx = {"data": data, "type": env.type, "source": env.source, "subject": env.subject,
+            ctx = None
+            if self.route.where is not None or self.route.dedup is not None:
+                ctx = {"data": env.data, "type": env.type, "source": env.source, "subject": env.subject,
                        "attempt": env.attempt, "headers": delivery.headers}
-            if self.route.where is not None and not self.route.where(env_ctx):
+            if self.route.where is not None and not self.route.where(ctx or {}):
                 item.outcome = Outcome.FILTERED
                 return item
-            target_type = self.route.input_type
-            mapping = self._mapping_for(delivery)
             if mapping is not None:
                 item.mapping_label = f"{mapping.name}@{mapping.version}"
-                data = mapping.apply(env.data)
                 target_type = mapping.target
-            entry_version = self.catalogue.latest(target_type).version
-            item.model = self._validate(target_type, entry_version, data)
-            item.target = env if mapping is None else env.model_copy(
-                update={"type": target_type, "version": entry_version,
-                        "data": item.model.model_dump(mode="json")})
-            item.key = self.route.dedup(env_ctx) if self.route.dedup is not None else env.id
+                entry_version = self.catalogue.latest(target_type).version
+                model = self._validate(target_type, entry_version, mapping.apply(env.data))
+                if self.connector is not None:  # connectors take an envelope; core handlers the model
+                    item.target = env.model_copy(update={
+                        "type": target_type, "version": entry_version, "data": model.model_dump(mode="json")})
+            else:
+                item.target = env
+            item.model = model
+            item.key = self.route.dedup(ctx or {}) if self.route.dedup is not None else env.id
         except (MalformedMessage, InvalidMessage, UnmappableMessage) as exc:
             item.outcome, item.error = Outcome.DEAD, exc
         except Exception as exc:

@@ -18,13 +18,9 @@ def to_outbound(
     headers: Mapping[str, Any] | None = None,
 ) -> OutboundMessage:
     """AMQP properties mirror the envelope's id, correlation id, type and time."""
-    h: dict[str, Any] = {
-        "x-gashub-version": envelope.version,
-        "x-gashub-attempt": envelope.attempt,
-        "x-gashub-lane": str(envelope.priority),
-    }
-    if headers:
-        h.update(headers)
+    # Version, attempt and lane travel in the body; AMQP headers carry only what a hop adds
+    # (a retry's reason, a replay's mapping version), which keeps every frame small.
+    h: dict[str, Any] = dict(headers) if headers else {}
     return OutboundMessage(
         routing_key=routing_key or envelope.type,
         body=body if body is not None else envelope.to_json(),

@@ -40,6 +40,8 @@ class ConsumerSettings(_Section):
     max_batch: int = Field(default=500, ge=1)
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
     connector_concurrency: int = Field(default=32, ge=1)
+    parallel: int = Field(default=2, ge=1, le=16)
+    """Consumers per route in each process."""
 
 
 class OpsSettings(_Section):

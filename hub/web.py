@@ -87,7 +87,7 @@ async def ready(request: web.Request) -> web.Response:
     for lane, transport in hub.transports.items():
         if not transport.healthy():
             problems.append(f"broker ({lane} lane): not connected")
-    stopped = [name for name, rt in hub.runtimes.items() if rt.consumer is None]
+    stopped = [name for name, rt in hub.runtimes.items() if not rt.running]
     if stopped:
         problems.append(f"routes without a consumer: {', '.join(stopped)}")
     if problems:

@@ -45,13 +45,38 @@ async def insert_many(
     """Insert ``rows`` (all with the same keys); return the ``returning`` columns of inserted rows."""
     if not rows:
         return []
-    columns = tuple(rows[0].keys())
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        stmt = _pg_statement(table, columns, ignore_conflicts, tuple(returning))
-        params = {name: [row[name] for row in rows] for name in columns}
-        result = await conn.execute(stmt, params)
+    if conn.dialect.name == "postgresql":
+        columns = {name: [row[name] for row in rows] for name in rows[0]}
+        return await insert_columns(conn, table, columns, ignore_conflicts=ignore_conflicts, returning=returning)
+    return await _insert_rows(conn, table, rows, ignore_conflicts, returning)
+
+
+async def insert_columns(
+    conn: AsyncConnection,
+    table: Table,
+    columns: Mapping[str, Sequence[Any]],
+    *,
+    ignore_conflicts: bool = False,
+    returning: Sequence[str] = (),
+) -> list[tuple[Any, ...]]:
+    """Like ``insert_many`` with the values given column by column (equal lengths): the hot paths
+    build their batches this way, which PostgreSQL's ``unnest`` takes as they are."""
+    names = tuple(columns)
+    if not names or not columns[names[0]]:
+        return []
+    if conn.dialect.name == "postgresql":
+        stmt = _pg_statement(table, names, ignore_conflicts, tuple(returning))
+        result = await conn.execute(stmt, dict(columns))
         return [tuple(r) for r in result] if returning else []
+    rows = [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+    return await _insert_rows(conn, table, rows, ignore_conflicts, returning)
+
+
+async def _insert_rows(
+    conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]], ignore_conflicts: bool,
+    returning: Sequence[str],
+) -> list[tuple[Any, ...]]:
+    dialect = conn.dialect.name
     if dialect == "sqlite":
         sstmt = sqlite.insert(table)
         if ignore_conflicts:

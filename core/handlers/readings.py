@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
-from ulid import ULID
 
 from core.catalogue.messages import MeterReading
 from core.db.bulk import insert_many
@@ -26,17 +25,9 @@ async def record_reading(
     for item in items:
         r = item.data
         assert isinstance(r, MeterReading)
-        rows.append(
-            {
-                "id": str(ULID()),
-                "meter_id": r.meter_id,
-                "read_at": r.read_at.astimezone(UTC),
-                "volume_m3": r.volume_m3,
-                "source": r.source.value,
-                "quality": "",
-                "message_id": item.message_id,
-            }
-        )
+        rows.append({"id": item.message_id, "meter_id": r.meter_id, "read_at": r.read_at.astimezone(UTC),
+                     "volume_m3": r.volume_m3, "source": r.source.value, "quality": "",
+                     "message_id": item.message_id})
     inserted = await insert_many(
         conn, reading, rows, ignore_conflicts=True, returning=("meter_id", "read_at")
     )

@@ -58,7 +58,7 @@ def json_getter(path: str) -> Getter:
     def get(document: Any) -> Any:
         value = document
         for key in keys:
-            if isinstance(value, Mapping):
+            if type(value) is dict or isinstance(value, Mapping):
                 value = value.get(key) if isinstance(key, str) else None
             elif isinstance(key, int) and isinstance(value, list):
                 value = value[key] if -len(value) <= key < len(value) else None

@@ -14,14 +14,17 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.db.bulk import insert_many
+from core.db.bulk import insert_columns, insert_many
 from hub.store.tables import audit_head, hop
 
 GENESIS = "0" * 64
+_HOP_COLUMNS = ("seq", "message_id", "correlation_id", "route", "attempt", "outcome", "duration_us", "error",
+                "mapping_version", "at_us", "prev_hash", "hash")
 
 
 class Outcome(StrEnum):
@@ -82,30 +85,19 @@ async def append_hops(conn: AsyncConnection, hops: Sequence[Hop]) -> None:
         head = (await conn.execute(stmt)).first()
         assert head is not None
     seq, prev = int(head.seq), str(head.hash)
-    rows = []
+    cols: dict[str, list[Any]] = {name: [] for name in _HOP_COLUMNS}
     default_at = now_us()
     for h in hops:
         seq += 1
         at = h.at_us or default_at
         digest = hop_hash(prev, seq, h, at)
-        rows.append(
-            {
-                "seq": seq,
-                "message_id": h.message_id,
-                "correlation_id": h.correlation_id,
-                "route": h.route,
-                "attempt": h.attempt,
-                "outcome": str(h.outcome),
-                "duration_us": h.duration_us,
-                "error": h.error,
-                "mapping_version": h.mapping_version,
-                "at_us": at,
-                "prev_hash": prev,
-                "hash": digest,
-            }
-        )
+        for name, value in zip(_HOP_COLUMNS, (
+            seq, h.message_id, h.correlation_id, h.route, h.attempt, str(h.outcome), h.duration_us, h.error,
+            h.mapping_version, at, prev, digest,
+        ), strict=True):
+            cols[name].append(value)
         prev = digest
-    await insert_many(conn, hop, rows)
+    await insert_columns(conn, hop, cols)
     await conn.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=prev))
 
 

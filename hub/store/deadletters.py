@@ -77,7 +77,7 @@ async def record(conn: AsyncConnection, letters: Sequence[DeadLetter]) -> list[s
 
 async def get(conn: AsyncConnection, dead_letter_id: str) -> dict[str, Any] | None:
     row = (await conn.execute(select(dead_letter).where(dead_letter.c.id == dead_letter_id))).first()
-    return dict(row._mapping) if row else None
+    return {str(k): v for k, v in row._mapping.items()} if row else None
 
 
 async def search(
@@ -91,7 +91,7 @@ async def search(
         stmt = stmt.where(dead_letter.c.status == status)
     if before_id:
         stmt = stmt.where(dead_letter.c.id < before_id)
-    return [dict(r._mapping) for r in await conn.execute(stmt)]
+    return [{str(k): v for k, v in r._mapping.items()} for r in await conn.execute(stmt)]
 
 
 async def count_open(conn: AsyncConnection) -> dict[str, int]:

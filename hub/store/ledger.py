@@ -16,7 +16,7 @@ import orjson
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.db.bulk import insert_many
+from core.db.bulk import insert_columns
 from hub.store.audit import now_us
 from hub.store.tables import processed
 
@@ -25,9 +25,11 @@ async def claim(
     conn: AsyncConnection, route: str, items: Sequence[tuple[str, bytes | None]]
 ) -> set[str]:
     """Record ``(message_id, reply)`` as processed; return the ids that were not processed before."""
-    stamp = now_us()
-    rows = [{"route": route, "message_id": mid, "processed_us": stamp, "reply": reply} for mid, reply in items]
-    inserted = await insert_many(conn, processed, rows, ignore_conflicts=True, returning=("message_id",))
+    if not items:
+        return set()
+    columns: dict[str, list[Any]] = {"route": [route] * len(items), "message_id": [mid for mid, _ in items],
+               "processed_us": [now_us()] * len(items), "reply": [reply for _, reply in items]}
+    inserted = await insert_columns(conn, processed, columns, ignore_conflicts=True, returning=("message_id",))
     return {r[0] for r in inserted}
 
 

@@ -11,7 +11,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.db.bulk import insert_many
+from core.db.bulk import insert_columns
 from hub.envelope import Envelope
 from hub.store.audit import now_us
 from hub.store.tables import message
@@ -24,35 +24,33 @@ class StoredMessage:
     headers: Mapping[str, Any]
 
 
-def message_row(envelope: Envelope, body: bytes, headers: Mapping[str, Any], stored_us: int) -> dict[str, Any]:
-    return {
-        "id": envelope.id,
-        "type": envelope.type,
-        "version": envelope.version,
-        "source": envelope.source,
-        "subject": envelope.subject,
-        "correlation_id": envelope.correlation_id,
-        "causation_id": envelope.causation_id,
-        "time_us": int(envelope.time.timestamp() * 1_000_000),
-        "stored_us": stored_us,
-        "headers": orjson.dumps(dict(headers), default=str).decode(),
-        "body": body,
-        "sha256": hashlib.sha256(body).hexdigest(),
-        "size": len(body),
-    }
-
-
 async def store_messages(conn: AsyncConnection, items: Sequence[StoredMessage]) -> None:
     """Store messages not seen before; a message already stored is left as it was."""
     if not items:
         return
     stamp = now_us()
-    unique: dict[str, dict[str, Any]] = {}
+    seen: set[str] = set()
+    cols: dict[str, list[Any]] = {name: [] for name in _COLUMNS}
     for item in items:
-        unique.setdefault(item.envelope.id, message_row(item.envelope, item.body, item.headers, stamp))
-    await insert_many(conn, message, list(unique.values()), ignore_conflicts=True)
+        env = item.envelope
+        if env.id in seen:
+            continue
+        seen.add(env.id)
+        body = item.body
+        for name, value in zip(_COLUMNS, (
+            env.id, env.type, env.version, env.source, env.subject, env.correlation_id, env.causation_id,
+            int(env.time.timestamp() * 1_000_000), stamp,
+            orjson.dumps(dict(item.headers), default=str).decode() if item.headers else "{}",
+            body, hashlib.sha256(body).hexdigest(), len(body),
+        ), strict=True):
+            cols[name].append(value)
+    await insert_columns(conn, message, cols, ignore_conflicts=True)
+
+
+_COLUMNS = ("id", "type", "version", "source", "subject", "correlation_id", "causation_id", "time_us", "stored_us",
+            "headers", "body", "sha256", "size")
 
 
 async def load_message(conn: AsyncConnection, message_id: str) -> dict[str, Any] | None:
     row = (await conn.execute(select(message).where(message.c.id == message_id))).first()
-    return dict(row._mapping) if row else None
+    return {str(k): v for k, v in row._mapping.items()} if row else None

@@ -383,7 +383,9 @@ class PikaTransport:
                 channel.call_soon(raw.exchange_declare, exchange=topology.exchange, exchange_type="topic", durable=True)
             ]
             for spec in topology.queues:
-                arguments: dict[str, Any] = {}
+                # Classic queues in the v2 format (RabbitMQ ≥ 3.10) spend about half the broker CPU
+                # of v1 on persistent messages that wait in a backlog.
+                arguments: dict[str, Any] = {"x-queue-version": 2}
                 if spec.ttl_ms is not None:
                     arguments["x-message-ttl"] = spec.ttl_ms
                 if spec.dead_letter_to is not None:
