@@ -15,10 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hub.envelope import Envelope  # noqa: E402
-from hub.publisher import to_outbound  # noqa: E402
-from hub.settings import load_settings  # noqa: E402
-from hub.transport.pika import PikaTransport  # noqa: E402
+from hub.envelope import Envelope
+from hub.publisher import to_outbound
+from hub.settings import load_settings
+from hub.transport.pika import PikaTransport
 
 
 async def main(n: int, batch: int, in_flight: int) -> None:

@@ -63,7 +63,8 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
     console.print(f"[bold green]gashub demo[/] running on the embedded default "
                   f"(SQLite {db_url.split('///')[-1]}, in-memory transport)")
     console.print(f"  health    {base}/health")
-    console.print(f"  dashboard {base}/ops   token: [bold]{ops_token}[/]")
+    console.print(f"  dashboard {base}/ops#token={ops_token}")
+    console.print(f"            (or open {base}/ops and paste the token [bold]{ops_token}[/])")
     console.print(f"  metrics   {base}/metrics")
     console.print("  Ctrl-C stops it" + (f"; stopping by itself after {duration:g} s" if duration else ""))
     vendor = VendorCloudSimulator(f"{base}/partners/vendor-demo/push", vendor_token, meters=1000)

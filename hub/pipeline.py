@@ -119,6 +119,10 @@ class RoutePipeline:
 
     async def handle(self, deliveries: list[Delivery]) -> None:
         """The transport's batch handler: returns once every delivery is settled."""
+        with bind(route=self.route.name):
+            await self._handle(deliveries)
+
+    async def _handle(self, deliveries: list[Delivery]) -> None:
         t0 = time.perf_counter()
         items = [self._prepare(d) for d in deliveries]
         ready = [i for i in items if i.outcome is None]
@@ -168,7 +172,7 @@ class RoutePipeline:
         except (MalformedMessage, InvalidMessage, UnmappableMessage) as exc:
             item.outcome, item.error = Outcome.DEAD, exc
         except Exception as exc:
-            log.exception("route.prepare_failed", extra={"route": self.route.name})
+            log.exception("route.prepare_failed", extra={"message_id": item.message_id})
             item.outcome, item.error = Outcome.DEAD, exc
         return item
 
@@ -202,7 +206,7 @@ class RoutePipeline:
         except Exception as exc:
             if not ready:
                 raise
-            log.info("route.batch_failed_isolating", extra={"route": self.route.name, "error": repr(exc)})
+            log.info("route.batch_failed_isolating", extra={"error": repr(exc)})
         for item in ready:
             item.outcome = item.error = None
             try:
@@ -274,7 +278,8 @@ class RoutePipeline:
             t0 = time.perf_counter()
             outcome = "ok"
             try:
-                with bind(connector=name):
+                with bind(connector=name, message_id=item.message_id, attempt=item.attempt,
+                          correlation_id=item.target.correlation_id):
                     receipt: Receipt = await self.connector.deliver(item.target, self.route.spec.target_action)
                 item.outcome, item.reply = Outcome.DELIVERED, receipt.reply
                 if self.breaker:
@@ -299,7 +304,7 @@ class RoutePipeline:
         retriable = bool(getattr(exc, "retriable", False))
         if not isinstance(exc, HubError | CoreError):
             # A connector let a vendor exception escape: treat it as transient, but say so.
-            log.error("route.untranslated_exception", exc_info=exc, extra={"route": self.route.name})
+            log.error("route.untranslated_exception", exc_info=exc)
             retriable = not isinstance(exc, PermanentError | ValueError | TypeError | LookupError)
         return Outcome.RETRY if retriable else Outcome.DEAD
 

@@ -67,8 +67,9 @@ async def ops_auth_middleware(request: web.Request, handler: Handler) -> web.Str
     given = request.headers.get("Authorization", "")
     expected = f"Bearer {token.get_secret_value()}"
     if not hmac.compare_digest(given.encode(), expected.encode()):
-        return problem(401, "Unauthorized", "Send 'Authorization: Bearer <ops token>' (GASHUB_OPS__TOKEN).",
-                       headers_hint="WWW-Authenticate: Bearer")
+        response = problem(401, "Unauthorized", "Send 'Authorization: Bearer <ops token>' (GASHUB_OPS__TOKEN).")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="gashub ops"'
+        return response
     return await handler(request)
 
 

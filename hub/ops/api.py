@@ -40,10 +40,13 @@ def _time_us(request: web.Request, name: str) -> int | None:
     if not raw:
         return None
     try:
-        return int(datetime.fromisoformat(raw).timestamp() * 1_000_000)
+        moment = datetime.fromisoformat(raw)
     except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
         raise web.HTTPBadRequest(
-            text=f"{name} must be an ISO 8601 time such as 2026-11-27T08:00:00+08:00, got {raw!r}") from None
+            text=f"{name} must be an ISO 8601 time with its offset, such as 2026-11-27T08:00:00+08:00; got {raw!r}")
+    return int(moment.timestamp() * 1_000_000)
 
 
 async def list_messages(request: web.Request) -> web.Response:

@@ -90,12 +90,11 @@ def _dry_run(envelope: Envelope, mapping: Any, other: Any, mappings: Any, record
 
     before, before_error = attempt(mapping)
     after, after_error = attempt(other)
-    changes = []
-    if before is not None and after is not None:
-        changes = [
-            {"field": c.path, "before": _plain(c.old), "after": _plain(c.new)}
-            for c in mappings.diff(before, after)
-        ]
+    # A side that fails shows as empty, so the table still lists every field the other side makes.
+    changes = [
+        {"field": c.path, "before": _plain(c.old), "after": _plain(c.new)}
+        for c in mappings.diff(before or {}, after or {})
+    ] if before is not None or after is not None else []
     return {
         "dry_run": True, "dead_letter_id": record["id"], "route": record["route"], "reason": record["reason"],
         "current": {"mapping": f"{mapping.name}@{mapping.version}" if mapping else None,

@@ -50,7 +50,6 @@ hop = Table(
     Column("hash", String(64), nullable=False),
     Index("ix_hub_hop_message", "message_id"),
     Index("ix_hub_hop_correlation", "correlation_id"),
-    Index("ix_hub_hop_route_at", "route", "at_us"),
 )
 
 audit_head = Table(

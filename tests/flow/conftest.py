@@ -18,8 +18,8 @@ import pytest
 from connectors.http_sms.simulator import SmsGatewaySimulator
 from connectors.valve_http.simulator import ValvePlatformSimulator
 from hub.app import Hub
-from tests.contract.broker_admin import BrokerAdmin
 from hub.settings import load_settings
+from tests.contract.broker_admin import BrokerAdmin
 
 REPO = Path(__file__).resolve().parents[2]
 OPS_TOKEN = "test-ops-token-0123456789"

@@ -64,7 +64,6 @@ def upgrade() -> None:
     with op.batch_alter_table('hub_hop', schema=None) as batch_op:
         batch_op.create_index('ix_hub_hop_correlation', ['correlation_id'], unique=False)
         batch_op.create_index('ix_hub_hop_message', ['message_id'], unique=False)
-        batch_op.create_index('ix_hub_hop_route_at', ['route', 'at_us'], unique=False)
 
     op.create_table('hub_inbox',
     sa.Column('source', sa.String(length=64), nullable=False),
@@ -193,7 +192,6 @@ def downgrade() -> None:
     op.drop_table('hub_message')
     op.drop_table('hub_inbox')
     with op.batch_alter_table('hub_hop', schema=None) as batch_op:
-        batch_op.drop_index('ix_hub_hop_route_at')
         batch_op.drop_index('ix_hub_hop_message')
         batch_op.drop_index('ix_hub_hop_correlation')
 
