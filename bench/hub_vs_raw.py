@@ -180,12 +180,14 @@ async def run_hub(n: int, amqp: str, pg: str, workdir: Path) -> dict[str, float]
             hops = int(await conn.fetchval("SELECT count(*) FROM hub_hop"))
             stored = int(await conn.fetchval("SELECT count(*) FROM hub_message"))
             ledger = int(await conn.fetchval("SELECT count(*) FROM hub_processed"))
+            # Every hop of one batch carries the batch's time stamp.
+            batches = int(await conn.fetchval("SELECT count(DISTINCT at_us) FROM hub_hop"))
         finally:
             await conn.close()
         cpu_us = {k: (cpu_after[k] - cpu_before.get(k, 0.0)) / n * 1e6 for k in cpu_after}
         cpu_us["publisher"] = pub["cpu_s"] / n * 1e6
         return {"rate": n / (finished - started), "seconds": finished - started, "publish_rate": pub["rate"],
-                "hops": hops, "stored": stored, "ledger": ledger, "cpu_us": cpu_us}
+                "hops": hops, "stored": stored, "ledger": ledger, "cpu_us": cpu_us, "batches": batches}
     finally:
         if worker is not None:
             worker.send_signal(2 if os.environ.get("GASHUB_BENCH_PROFILE") else 15)
@@ -220,6 +222,7 @@ def main() -> int:
     print(f"  hub pipeline (publish → route → mapping → core row in PostgreSQL → audit → ack): "
           f"{hub['rate']:>9,.0f} msg/s ({hub['seconds']:.1f} s; publisher alone {hub['publish_rate']:,.0f} msg/s)")
     print("  CPU per message (µs): " + ", ".join(f"{k} {v:.0f}" for k, v in hub["cpu_us"].items()))
+    print(f"  batches: {hub['batches']:,} (mean {n / max(1, hub['batches']):.0f} messages)")
     print(f"  checks: {hub['stored']:,} messages stored, {hub['ledger']:,} ledger rows, {hub['hops']:,} audit hops")
     print(f"raw floor: {raw:,.0f} msg/s")
     print(f"hub: {hub['rate']:,.0f} msg/s")

@@ -29,6 +29,19 @@ def _settings() -> Settings:
     return load_settings()
 
 
+async def _require_migrated(db: object) -> None:
+    """Stop with a clear message when the database has no gashub tables yet."""
+    from sqlalchemy import inspect
+
+    from hub.store.db import Database
+
+    assert isinstance(db, Database)
+    async with db.read() as conn:
+        tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+    if "hub_hop" not in tables:
+        raise ConfigError(f"the database {db.url.split('@')[-1]} has no gashub tables: run `gashub db upgrade` first")
+
+
 async def _serve(settings: Settings, role: str, duration: float | None = None) -> int:
     from hub.app import Hub, Role
     from hub.logs import configure
@@ -110,6 +123,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     async def main() -> int:
         db = Database(settings.database_url)
         try:
+            await _require_migrated(db)
             async with db.read() as conn:
                 total = int(await conn.scalar(select(func.count()).select_from(hop)) or 0)
                 with Progress(TextColumn("verifying audit chain"), BarColumn(), MofNCompleteColumn(),
@@ -138,6 +152,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         hub = Hub.build(settings)
         transport = next(iter(hub.transports.values()))
         try:
+            await _require_migrated(hub.db)
             await transport.connect()
             await transport.declare(hub.topology())
             result = await replay(
@@ -222,13 +237,20 @@ def build_parser() -> argparse.ArgumentParser:
     add("check", cmd_check, "Validate settings, routes and mappings without connecting to anything.")
     p = add("db", lambda a: 2, "Database tasks.")
     dbsub = p.add_subparsers(dest="db_command", required=True, metavar="TASK")
-    up = dbsub.add_parser("upgrade", help="Apply migrations (idempotent).")
+    up = dbsub.add_parser("upgrade", help="Apply migrations (idempotent).",
+                          description="Apply the migrations: bring the database (GASHUB_DATABASE_URL) to "
+                          "the latest schema. Safe to run again: it does nothing when the database is up to date.",
+                          epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     up.add_argument("revision", nargs="?", default="head")
     up.set_defaults(fn=cmd_db_upgrade)
     p = add("audit", lambda a: 2, "Audit trail tasks.")
     asub = p.add_subparsers(dest="audit_command", required=True, metavar="TASK")
-    asub.add_parser("verify", help="Check the hop hash chain; exit 0 if intact, 2 naming the first bad hop.") \
-        .set_defaults(fn=cmd_audit_verify)
+    asub.add_parser(
+        "verify", help="Check the hop hash chain; exit 0 if intact, 2 naming the first bad hop.",
+        description="Recompute the audit hash chain of every hop in GASHUB_DATABASE_URL. Exits 0 when it is "
+        "intact and 2 naming the first hop that was edited, is missing, or was deleted at the end.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    ).set_defaults(fn=cmd_audit_verify)
     p = add("replay", cmd_replay, "Replay a dead letter into its route (once).")
     p.add_argument("dead_letter_id")
     p.add_argument("--mapping-version", type=int, help="run it through this version of the route's mapping")

@@ -22,14 +22,35 @@ import orjson
 _CONTEXT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("gashub_log_context", default=None)
 BOUND_KEYS = ("correlation_id", "message_id", "route", "connector", "attempt")
 
-_PHONE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
-_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(\d{6})\d{8}(\d{3}[0-9Xx])(?![0-9A-Za-z])")
+# Whole tokens only: digits inside ULIDs, decimals or longer numbers are left alone.
+_PHONE = re.compile(r"(?<![0-9A-Za-z])(?<![0-9]\.)(1[3-9][0-9])[0-9]{4}([0-9]{4})(?![0-9A-Za-z])(?!\.[0-9])", re.ASCII)
+# A resident ID: region (6), birth date 19xx/20xx MM DD (8), sequence (3), check digit.
+_ID_NUMBER = re.compile(
+    r"(?<![0-9A-Za-z])([0-9]{6})(?:19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
+    r"([0-9]{3}[0-9Xx])(?![0-9A-Za-z])",
+    re.ASCII,
+)
 
 
 def mask_personal(text: str) -> str:
     """``13812345678`` → ``138****5678``; an 18-character ID keeps its first 6 and last 4."""
     text = _ID_NUMBER.sub(lambda m: f"{m.group(1)}{'*' * 8}{m.group(2)}", text)
     return _PHONE.sub(lambda m: f"{m.group(1)}****{m.group(2)}", text)
+
+
+def _masked(value: Any) -> Any:
+    """``mask_personal`` through strings, dicts, lists and tuples of a log record's extras."""
+    if isinstance(value, str):
+        return mask_personal(value)
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)
+        masked = mask_personal(text)
+        return value if masked == text else masked  # a phone number given as a number
+    return value
 
 
 @contextlib.contextmanager
@@ -54,13 +75,13 @@ class JsonFormatter(logging.Formatter):
             "event": mask_personal(record.getMessage()),
             "logger": record.name,
         }
-        out.update(_CONTEXT.get() or {})
+        out.update({k: _masked(v) for k, v in (_CONTEXT.get() or {}).items()})
         for key, value in record.__dict__.items():
             if key not in self._SKIP and not key.startswith("_"):
-                out[key] = mask_personal(value) if isinstance(value, str) else value
+                out[key] = _masked(value)
         if record.exc_info:
             out["exception"] = mask_personal(self.formatException(record.exc_info))
-        return orjson.dumps(out, default=str).decode()
+        return orjson.dumps(out, default=lambda o: mask_personal(str(o))).decode()
 
 
 class TextFormatter(logging.Formatter):

@@ -27,8 +27,19 @@ def json_schemas(catalogue: Catalogue) -> dict[str, dict[str, Any]]:
     return out
 
 
+COMPONENT_REF = "#/components/schemas/{model}"
+
+
+def _component_schema(model: Any, schemas: dict[str, Any]) -> dict[str, Any]:
+    """The model's schema with its definitions lifted into ``components.schemas``."""
+    schema = dict(model.model_json_schema(ref_template=COMPONENT_REF))
+    schemas.update(schema.pop("$defs", {}))
+    return schema
+
+
 def asyncapi(catalogue: Catalogue, *, exchange: str = "gashub") -> dict[str, Any]:
-    envelope = Envelope.model_json_schema()
+    schemas: dict[str, Any] = {}
+    envelope = _component_schema(Envelope, schemas)
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
@@ -38,7 +49,10 @@ def asyncapi(catalogue: Catalogue, *, exchange: str = "gashub") -> dict[str, Any
         payload["properties"] = dict(envelope["properties"])
         payload["properties"]["type"] = {"const": entry.type}
         payload["properties"]["version"] = {"const": entry.version}
-        payload["properties"]["data"] = entry_schema(entry)
+        data = _component_schema(entry.model, schemas)
+        data.update(title=f"{entry.type} v{entry.version}", description=entry.summary)
+        data["x-lane"] = str(entry.lane)
+        payload["properties"]["data"] = data
         messages[key] = {
             "name": entry.type,
             "title": f"{entry.type} v{entry.version}",
@@ -79,5 +93,5 @@ def asyncapi(catalogue: Catalogue, *, exchange: str = "gashub") -> dict[str, Any
         "servers": {"rabbitmq": {"host": "localhost:5672", "protocol": "amqp", "protocolVersion": "0.9.1"}},
         "channels": channels,
         "operations": operations,
-        "components": {"messages": messages},
+        "components": {"messages": messages, "schemas": schemas},
     }

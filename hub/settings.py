@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     audit: AuditSettings = AuditSettings()
     breaker: BreakerSettings = BreakerSettings()
     outbox: OutboxSettings = OutboxSettings()
-    connectors: dict[str, dict[str, Any]] = {}
+    connectors: dict[str, dict[str, Any]] = Field(default={}, repr=False)
     """Per-connector settings, validated by each connector's own settings model."""
 
     @model_validator(mode="before")
@@ -110,7 +110,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        config_file = Path(os.environ.get("GASHUB_CONFIG", str(DEFAULT_CONFIG)))
+        named = os.environ.get("GASHUB_CONFIG")
+        config_file = Path(named or DEFAULT_CONFIG)
+        if named and not config_file.is_file():
+            raise ConfigError(f"GASHUB_CONFIG names {config_file}, which is not a file: fix the path or unset it")
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, file_secret_settings]
         if config_file.is_file():
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))

@@ -126,6 +126,8 @@ class Chaos:
             routes_dir=self.routes_dir,
             mappings_dir=REPO / "mappings",
             http={"host": "127.0.0.1", "port": 0},
+            # One consumer per process, so that the queue's consumer count tells which workers run.
+            consumer={"parallel": 1},
         )
         assert not self.settings.connectors, "the chaos settings file must keep config/gashub.toml out"
         # The in-test hub's transport has a connection name of its own, so that the broker's side can
@@ -243,6 +245,7 @@ class Chaos:
             GASHUB_ROUTES_DIR=str(self.routes_dir),
             GASHUB_MAPPINGS_DIR=str(REPO / "mappings"),
             GASHUB_LOG_JSON="true",
+            GASHUB_CONSUMER__PARALLEL="1",
             PYTHONUNBUFFERED="1",
         )
         return env
