@@ -131,6 +131,8 @@ class Hub:
                 max_message_bytes=self.settings.consumer.max_message_bytes,
                 concurrency=self.settings.consumer.connector_concurrency,
             )
+            if route.core_handler is not None:
+                pipeline.after_commit = self.relay.wake  # core events go out now, not at the next poll
             self.runtimes[route.name] = RouteRuntime(route, pipeline, self.transports[route.lane])
 
     def topology(self) -> Topology:

@@ -70,6 +70,7 @@ class CircuitBreaker:
             self._trial.release()
 
     def neutral(self, trial: bool = False) -> None:
-        """The call ended without telling whether the partner works (a permanent error)."""
-        if trial:
-            self.success(trial=True)
+        """The call ended without telling whether the partner works (a permanent error, a
+        cancellation): the state stays as it was, and a trial gives its turn to the next caller."""
+        if trial and self._trial.locked():
+            self._trial.release()

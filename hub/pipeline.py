@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,6 +112,9 @@ class RoutePipeline:
         self.breaker = breaker
         self.max_message_bytes = max_message_bytes
         self._limit = asyncio.Semaphore(concurrency)
+        self._in_flight: dict[str, asyncio.Future[Item]] = {}
+        self.after_commit: Callable[[], None] | None = None
+        """Called after a core handler's transaction committed (the hub wakes the outbox relay)."""
         self.last_error: str = ""
         self.settled = 0
         if route.core_handler is None and connector is None:
@@ -202,6 +205,7 @@ class RoutePipeline:
             async with self.db.begin() as conn:
                 await self._apply_core(conn, ready)
                 await self._record(conn, items)
+            self._committed()
             return
         except Exception as exc:
             if not ready:
@@ -215,10 +219,15 @@ class RoutePipeline:
                     await self._record(conn, [item])
             except (CoreError, HubError, ValidationError, ValueError, LookupError, TypeError) as exc:
                 item.outcome, item.error = self._classify(exc), exc
+        self._committed()
         unrecorded = [i for i in items if i not in ready or i.outcome in (Outcome.RETRY, Outcome.DEAD)]
         if unrecorded:
             async with self.db.begin() as conn:
                 await self._record(conn, unrecorded)
+
+    def _committed(self) -> None:
+        if self.after_commit is not None:
+            self.after_commit()
 
     async def _apply_core(self, conn: Any, ready: list[Item]) -> None:
         handler = self.route.core_handler
@@ -259,15 +268,45 @@ class RoutePipeline:
         if ready:
             async with self.db.read() as conn:
                 done = await ledger.already_processed(conn, self.route.name, [i.key for i in ready])
+            first: dict[str, Item] = {}
+            copies: list[Item] = []
             for item in ready:
                 if item.key in done:
                     item.outcome, item.reply = Outcome.DUPLICATE, ledger.decode_reply(done[item.key])
-            await asyncio.gather(*(self._call(i) for i in ready if i.outcome is None))
+                elif item.key in first:
+                    copies.append(item)  # the same key twice in one batch: call the partner once
+                else:
+                    first[item.key] = item
+            await asyncio.gather(*(self._call_once(i) for i in first.values()))
+            for item in copies:
+                original = first[item.key]
+                item.outcome, item.reply, item.error = original.outcome, original.reply, original.error
+                if original.outcome is Outcome.DELIVERED:
+                    item.outcome = Outcome.DUPLICATE
         async with self.db.begin() as conn:
             delivered = [i for i in ready if i.outcome is Outcome.DELIVERED]
             await ledger.claim(conn, self.route.name,
                                [(i.key, ledger.encode_reply(i.reply)) for i in delivered])
             await self._record(conn, items)
+
+    async def _call_once(self, item: Item) -> None:
+        """Call the partner, unless another batch of this process is calling it for the same key
+        right now: then wait for that call and take its outcome (the ledger covers other processes,
+        the partner's idempotency key the window before the ledger commits)."""
+        running = self._in_flight.get(item.key)
+        if running is not None:
+            original = await asyncio.shield(running)
+            item.outcome, item.reply, item.error = original.outcome, original.reply, original.error
+            if original.outcome is Outcome.DELIVERED:
+                item.outcome = Outcome.DUPLICATE
+            return
+        future: asyncio.Future[Item] = asyncio.get_running_loop().create_future()
+        self._in_flight[item.key] = future
+        try:
+            await self._call(item)
+        finally:
+            del self._in_flight[item.key]
+            future.set_result(item)
 
     async def _call(self, item: Item) -> None:
         assert self.connector is not None
@@ -292,6 +331,10 @@ class RoutePipeline:
                         self.breaker.failure(trial)
                     else:
                         self.breaker.neutral(trial)
+            except BaseException:
+                if self.breaker:  # cancelled mid-call: free the trial for the next caller
+                    self.breaker.neutral(trial)
+                raise
             finally:
                 self.metrics.connector_calls.labels(name, outcome).inc()
                 self.metrics.connector_seconds.labels(name).observe(time.perf_counter() - t0)
