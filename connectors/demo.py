@@ -32,6 +32,7 @@ from hub.settings import load_settings
 from hub.store.audit import verify_chain
 
 console = Console(stderr=True)
+PROJECT = Path(__file__).resolve().parents[1]  # the demo runs this project's own routes and mappings
 
 
 async def run_demo(*, duration: float | None = None, port: int | None = None, rate: float = 20.0,
@@ -49,6 +50,7 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
     http_port = port if port is not None else int(os.environ.get("GASHUB_HTTP_PORT", "8080"))
     settings = load_settings(
         database_url=db_url, amqp_url=None, http={"host": "127.0.0.1", "port": http_port},
+        routes_dir=PROJECT / "routes", mappings_dir=PROJECT / "mappings",
         ops={"token": ops_token}, log_json=False, log_level="WARNING",
         breaker={"failure_threshold": 3, "reset_after_s": 5.0},
         connectors={
