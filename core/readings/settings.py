@@ -1,0 +1,116 @@
+"""Every threshold of the VEE table as a setting, defaulting to the table's figure (domain.md)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.catalogue.messages import ReadingSource
+from core.readings.vocabulary import CustomerCategory, DeviceEvent, EstimationMethod, RuleId
+
+PositiveDecimal = Annotated[Decimal, Field(gt=0)]
+
+DEFAULT_SPIKE_FACTORS: dict[CustomerCategory, Decimal] = {
+    CustomerCategory.RESIDENTIAL: Decimal(5),
+    CustomerCategory.COMMERCIAL: Decimal(3),
+    CustomerCategory.INDUSTRIAL: Decimal(3),
+    CustomerCategory.HEATING: Decimal(3),
+}
+
+DEFAULT_QMAX_BY_MODEL: dict[str, Decimal] = {
+    "G1.6": Decimal("2.5"),
+    "G2.5": Decimal("4.0"),
+    "G4": Decimal("6.0"),
+    "G6": Decimal("10"),
+    "G10": Decimal("16"),
+    "G16": Decimal("25"),
+    "G25": Decimal("40"),
+}
+"""Maximum flow (m³/h) of the usual diaphragm-meter size designations (Gx.y → Qmax)."""
+
+
+class ValidationSettings(BaseModel):
+    """Thresholds of the reading rules. Immutable; build a new one (``model_copy(update=...)``) to change.
+
+    Strict/non-strict comparisons follow the table: "> limit" fires only above the limit, "≥" at it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    disabled_rules: frozenset[RuleId] = frozenset()
+    """Rules switched off: they neither fire nor, for rollover, correct."""
+
+    # negative / rollover
+    default_register_digits: int = Field(default=6, ge=1, le=11)
+    """Integer digits of the register when the meter context does not say. CJ/T 188 ``901F`` carries
+    4 BCD bytes with 2 decimals, i.e. 6 integer digits (wraps after 999999.99 m³)."""
+    rollover_fraction: Decimal = Field(default=Decimal("0.9"), gt=0, le=1)
+    """A drop larger than this fraction of 10^digits is a rollover, not a negative consumption."""
+
+    # spike
+    spike_factors: dict[CustomerCategory, PositiveDecimal] = Field(default_factory=lambda: dict(DEFAULT_SPIKE_FACTORS))
+    """Spike when consumption > factor × average daily use × days (residential 5, others 3)."""
+    spike_min_interval: timedelta = Field(default=timedelta(days=1), gt=timedelta(0))
+    """Intervals shorter than this are compared with this much average use (an hourly read is
+    compared with a day's allowance, not an hour's)."""
+
+    # zero use
+    zero_use_period: timedelta = Field(default=timedelta(days=30), gt=timedelta(0))
+    """Zero use for at least this long on an active account (valve open) → vacancy / stuck meter."""
+
+    # use while closed or inactive
+    closed_use_tolerance_m3: Decimal = Field(default=Decimal("0.01"), ge=0)
+    """More than this while the valve is closed or the account inactive is suspicious."""
+
+    # capacity
+    qmax_by_model: dict[str, PositiveDecimal] = Field(default_factory=lambda: dict(DEFAULT_QMAX_BY_MODEL))
+    """Qmax (m³/h) per meter model. Unknown model and no Qmax in the context → rule skipped."""
+
+    # continuous small flow
+    leak_window_hours: int = Field(default=24, ge=1)
+    leak_min_hourly_m3: Decimal = Field(default=Decimal(0), ge=0)
+    """An hour counts as "flowing" when its use is greater than this."""
+
+    # stale
+    stale_after: timedelta = Field(default=timedelta(hours=72), gt=timedelta(0))
+    iot_sources: frozenset[ReadingSource] = frozenset(
+        {ReadingSource.DTU, ReadingSource.CTWING, ReadingSource.ONENET, ReadingSource.VENDOR}
+    )
+    """Sources that come over the meter's own link: a reading from one proves it is not silent."""
+
+    # clock
+    clock_future_tolerance: timedelta = Field(default=timedelta(minutes=15), ge=timedelta(0))
+    """A read time later than ``now`` + this is in the future. No figure in the table; the drift figure."""
+    clock_max_drift: timedelta = Field(default=timedelta(minutes=15), ge=timedelta(0))
+    """Read time vs platform receive time differing by more than this is clock drift."""
+
+    # prolonged estimation
+    estimated_bills_limit: int = Field(default=2, ge=1)
+    """This many estimated bills in a row (or more) → mandatory actual-read order."""
+
+    # tamper
+    inspection_events: frozenset[DeviceEvent] = frozenset(
+        {DeviceEvent.TAMPER, DeviceEvent.MAGNETIC, DeviceEvent.COVER_OPEN}
+    )
+
+    # estimation
+    estimation_order: tuple[EstimationMethod, ...] = Field(
+        default=(EstimationMethod.LAST_MONTH, EstimationMethod.LAST_YEAR, EstimationMethod.AVERAGE_DAILY),
+        min_length=1,
+    )
+    """Methods tried in order; the first with enough history wins."""
+    estimate_quantum: Decimal = Field(default=Decimal("0.001"), gt=0)
+
+    def enabled(self, rule: RuleId) -> bool:
+        """Whether ``rule`` is switched on."""
+        return rule not in self.disabled_rules
+
+    def spike_factor(self, category: CustomerCategory) -> Decimal:
+        """The spike factor for ``category`` (the commercial one if the category has none)."""
+        return self.spike_factors.get(category, self.spike_factors.get(CustomerCategory.COMMERCIAL, Decimal(3)))
+
+
+DEFAULT_SETTINGS = ValidationSettings()
