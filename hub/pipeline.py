@@ -265,48 +265,46 @@ class RoutePipeline:
     # 3b: connector targets --------------------------------------------------------------------
 
     async def _deliver_to_connector(self, items: list[Item], ready: list[Item]) -> None:
-        if ready:
-            async with self.db.read() as conn:
-                done = await ledger.already_processed(conn, self.route.name, [i.key for i in ready])
-            first: dict[str, Item] = {}
-            copies: list[Item] = []
-            for item in ready:
-                if item.key in done:
-                    item.outcome, item.reply = Outcome.DUPLICATE, ledger.decode_reply(done[item.key])
-                elif item.key in first:
-                    copies.append(item)  # the same key twice in one batch: call the partner once
-                else:
-                    first[item.key] = item
-            await asyncio.gather(*(self._call_once(i) for i in first.values()))
-            for item in copies:
-                original = first[item.key]
-                item.outcome, item.reply, item.error = original.outcome, original.reply, original.error
-                if original.outcome is Outcome.DELIVERED:
-                    item.outcome = Outcome.DUPLICATE
-        async with self.db.begin() as conn:
-            delivered = [i for i in ready if i.outcome is Outcome.DELIVERED]
-            await ledger.claim(conn, self.route.name,
-                               [(i.key, ledger.encode_reply(i.reply)) for i in delivered])
-            await self._record(conn, items)
-
-    async def _call_once(self, item: Item) -> None:
-        """Call the partner, unless another batch of this process is calling it for the same key
-        right now: then wait for that call and take its outcome (the ledger covers other processes,
-        the partner's idempotency key the window before the ledger commits)."""
-        running = self._in_flight.get(item.key)
-        if running is not None:
-            original = await asyncio.shield(running)
-            item.outcome, item.reply, item.error = original.outcome, original.reply, original.error
-            if original.outcome is Outcome.DELIVERED:
-                item.outcome = Outcome.DUPLICATE
-            return
-        future: asyncio.Future[Item] = asyncio.get_running_loop().create_future()
-        self._in_flight[item.key] = future
+        """Call the partner once per key. Keys are claimed in this process first (another batch
+        holding the same key waits for its outcome), then checked against the ledger; the claim is
+        released only after the ledger row committed. Across processes the partner's idempotency
+        key covers the window between its answer and the ledger commit."""
+        mine: dict[str, asyncio.Future[Item]] = {}
+        first: dict[str, Item] = {}
+        waiting: list[tuple[Item, asyncio.Future[Item]]] = []
+        copies: list[Item] = []
+        loop = asyncio.get_running_loop()
+        for item in ready:
+            if item.key in first:
+                copies.append(item)  # the same key twice in this batch
+            elif item.key in self._in_flight:
+                waiting.append((item, self._in_flight[item.key]))  # another batch holds it
+            else:
+                first[item.key] = item
+                mine[item.key] = self._in_flight[item.key] = loop.create_future()
         try:
-            await self._call(item)
+            if first:
+                async with self.db.read() as conn:
+                    done = await ledger.already_processed(conn, self.route.name, list(first))
+                for key, reply in done.items():
+                    first[key].outcome, first[key].reply = Outcome.DUPLICATE, ledger.decode_reply(reply)
+                await asyncio.gather(*(self._call(i) for i in first.values() if i.outcome is None))
+            for item in copies:
+                _follow(item, first[item.key])
+            async with self.db.begin() as conn:
+                delivered = [i for i in ready if i.outcome is Outcome.DELIVERED]
+                await ledger.claim(conn, self.route.name,
+                                   [(i.key, ledger.encode_reply(i.reply)) for i in delivered])
+                await self._record(conn, [i for i in items if all(i is not w for w, _ in waiting)])
         finally:
-            del self._in_flight[item.key]
-            future.set_result(item)
+            for key, future in mine.items():
+                del self._in_flight[key]
+                future.set_result(first[key])
+        if waiting:
+            for item, future in waiting:
+                _follow(item, await asyncio.shield(future))
+            async with self.db.begin() as conn:
+                await self._record(conn, [w for w, _ in waiting])
 
     async def _call(self, item: Item) -> None:
         assert self.connector is not None
@@ -430,6 +428,15 @@ class RoutePipeline:
         self.metrics.batch_seconds.labels(name).observe(seconds)
         self.metrics.rates.mark(name, len(items))
         self.settled += len(items)
+
+
+def _follow(item: Item, original: Item) -> None:
+    """A copy of a message takes the outcome of the one that was delivered to the partner."""
+    item.outcome, item.reply, item.error = original.outcome, original.reply, original.error
+    if original.outcome in (Outcome.DELIVERED, Outcome.DUPLICATE):
+        item.outcome = Outcome.DUPLICATE
+    elif original.outcome is None:  # the original's batch was interrupted: try this one again
+        item.outcome, item.error = Outcome.RETRY, TransientError("an earlier copy's delivery was interrupted")
 
 
 def _describe(exc: BaseException | None) -> str:

@@ -88,6 +88,10 @@ async def test_transient_failures_retry_with_policy_delays_then_deliver_on_attem
     await eventually(lambda: _eq(_notification_status(hub, "n-retry"), "accepted"), what="delivery recorded")
 
 
+async def _count_of(items: Any) -> int:
+    return len(await items)
+
+
 async def _true(value: bool) -> bool:
     return value
 
@@ -245,17 +249,27 @@ async def test_ops_api_needs_the_token_and_answers_queries(stack: Stack) -> None
                 assert resp.status == 401, path
             async with http.get(base + path, headers={"Authorization": "Bearer wrong"}) as resp:
                 assert resp.status == 401, path
-        async with http.get(f"{base}/ops/messages?type=notification.requested", headers=AUTH) as resp:
-            items = (await resp.json())["items"]
+        async def search() -> list[dict[str, Any]]:
+            async with http.get(f"{base}/ops/messages?type=notification.requested", headers=AUTH) as resp:
+                return list((await resp.json())["items"])
+
+        # The partner has the SMS before the route's transaction commits: wait for the store.
+        await eventually(lambda: _eq(_count_of(search()), 1), what="the message stored")
+        items = await search()
         assert [i["type"] for i in items] == ["notification.requested"]
         async with http.get(f"{base}/ops/messages/{items[0]['id']}/trace", headers=AUTH) as resp:
             body = await resp.text()
         assert "13812345678" not in body  # personal data is masked in ops output
         assert "138****5678" in body or "1**" in body
-        async with http.get(f"{base}/ops/routes", headers=AUTH) as resp:
-            routes = {r["name"]: r for r in (await resp.json())["routes"]}
-        assert routes["sms-send"]["breaker"]["state"] == "closed"
-        assert routes["sms-send"]["settled"]["delivered"] == 1
+        async def sms_route() -> dict[str, Any]:
+            async with http.get(f"{base}/ops/routes", headers=AUTH) as resp:
+                return {r["name"]: r for r in (await resp.json())["routes"]}["sms-send"]
+
+        async def delivered() -> float:
+            return float((await sms_route())["settled"].get("delivered", 0))
+
+        await eventually(lambda: _eq(delivered(), 1.0), what="the route's settled count")
+        assert (await sms_route())["breaker"]["state"] == "closed"
         async with http.get(f"{base}/ops/messages?since=yesterday", headers=AUTH) as resp:
             assert resp.status == 400
             assert "ISO 8601" in (await resp.json())["detail"]
