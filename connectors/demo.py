@@ -14,7 +14,6 @@ import contextlib
 import os
 import random
 import secrets
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from hub.envelope import Envelope
 from hub.ids import new_id
 from hub.logs import configure
 from hub.settings import load_settings
+from hub.signals import stop_on_signals, wait_until_stopped
 from hub.store.audit import verify_chain
 
 console = Console(stderr=True)
@@ -70,22 +70,14 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
     console.print(f"  metrics   {base}/metrics")
     console.print("  Ctrl-C stops it" + (f"; stopping by itself after {duration:g} s" if duration else ""))
     vendor = VendorCloudSimulator(f"{base}/partners/vendor-demo/push", vendor_token, meters=1000)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     tasks = [
         asyncio.create_task(vendor.run(rate, stop=stop), name="demo:readings"),
         asyncio.create_task(_incidents(hub, vendor, sms, stop), name="demo:incidents"),
         asyncio.create_task(_report(hub, vendor, sms, valves, stop), name="demo:report"),
     ]
     try:
-        if duration is None:
-            await stop.wait()
-        else:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), duration)
+        await wait_until_stopped(stop, duration)
     finally:
         stop.set()
         for task in tasks:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -14,6 +12,7 @@ from pathlib import Path
 from hub import __version__
 from hub.errors import ConfigError, HubError
 from hub.settings import Settings, load_settings
+from hub.signals import stop_on_signals, wait_until_stopped
 
 EPILOG = """\
 Settings come from GASHUB_* environment variables over config/gashub.toml (GASHUB_CONFIG names
@@ -48,18 +47,10 @@ async def _serve(settings: Settings, role: str, duration: float | None = None) -
 
     configure(settings.log_level, json=settings.log_json)
     hub = Hub.build(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     await hub.start(Role(role))
     try:
-        if duration is None:
-            await stop.wait()
-        else:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), duration)
+        await wait_until_stopped(stop, duration)
     finally:
         await hub.stop()
     return 0

@@ -9,29 +9,27 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from hub.connectors.simulation import HttpSimulator
 
-@dataclass
-class SmsGatewaySimulator:
-    host: str = "127.0.0.1"
-    port: int = 0
-    fail_next: int = 0
-    down: bool = False
-    sent: list[dict[str, Any]] = field(default_factory=list)
-    by_out_id: dict[str, str] = field(default_factory=dict)
-    requests: int = 0
-    request_times: list[float] = field(default_factory=list)
-    _runner: web.AppRunner | None = None
-    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+class SmsGatewaySimulator(HttpSimulator):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, fail_next: int = 0) -> None:
+        super().__init__(host, port)
+        self.fail_next = fail_next
+        self.down = False
+        self.sent: list[dict[str, Any]] = []
+        self.by_out_id: dict[str, str] = {}
+        self.requests = 0
+        self.request_times: list[float] = []
+        self._ids = itertools.count(1)
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/sms/send", self._send)]
 
     async def _send(self, request: web.Request) -> web.Response:
         self.requests += 1
@@ -47,18 +45,3 @@ class SmsGatewaySimulator:
             self.by_out_id[out_id] = f"SIM{next(self._ids):08d}"
             self.sent.append(body)
         return web.json_response({"code": "OK", "biz_id": self.by_out_id[out_id]})
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/sms/send", self._send)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        if self.port == 0:
-            self.port = self._runner.addresses[0][1]
-
-    async def aclose(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None

@@ -7,28 +7,26 @@ arrived in, and can be told to fail the next N commands with 503.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from hub.connectors.simulation import HttpSimulator
 
-@dataclass
-class ValvePlatformSimulator:
-    host: str = "127.0.0.1"
-    port: int = 0
-    fail_next: int = 0
-    valves: dict[str, str] = field(default_factory=dict)
-    commands: list[dict[str, Any]] = field(default_factory=list)
-    executed: dict[str, str] = field(default_factory=dict)
-    arrived_at: dict[str, float] = field(default_factory=dict)
-    _runner: web.AppRunner | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+class ValvePlatformSimulator(HttpSimulator):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, fail_next: int = 0) -> None:
+        super().__init__(host, port)
+        self.fail_next = fail_next
+        self.valves: dict[str, str] = {}
+        self.commands: list[dict[str, Any]] = []
+        self.executed: dict[str, str] = {}
+        self.arrived_at: dict[str, float] = {}
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/commands", self._command)]
 
     async def _command(self, request: web.Request) -> web.Response:
         if self.fail_next > 0:
@@ -44,17 +42,3 @@ class ValvePlatformSimulator:
             self.arrived_at[cid] = time.monotonic()
         return web.json_response({"state": self.executed[cid], "observed_at": datetime.now(UTC).isoformat(),
                                   "result": "ok"})
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/commands", self._command)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
-        if self.port == 0:
-            self.port = self._runner.addresses[0][1]
-
-    async def aclose(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None

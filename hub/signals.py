@@ -1,0 +1,26 @@
+"""Waiting for Ctrl-C, SIGTERM or a time limit, the same way in every long-running command."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (where the platform lets the loop handle signals)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def wait_until_stopped(stop: asyncio.Event, duration: float | None) -> None:
+    """Return when ``stop`` is set or, with a ``duration``, when that many seconds have passed."""
+    if duration is None:
+        await stop.wait()
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), duration)
