@@ -47,3 +47,5 @@ class CoreHandler:
     fn: HandlerFn
     summary: str
     reply_type: str | None = None
+    emits: tuple[str, ...] = ()
+    """Message types the handler writes to the outbox: routes must take each of them."""

@@ -104,7 +104,8 @@ class Hub:
         )
         routes = compile_routes(settings.routes_dir, catalogue=CATALOGUE, mappings=mappings, targets=targets,
                                 queue_prefix=settings.queue_prefix)
-        relay = OutboxRelay(db, publisher, metrics, poll_interval_s=settings.outbox.poll_interval_ms / 1000,
+        publishers = {Lane.NORMAL: publisher, Lane.SAFETY: Publisher(transports[Lane.SAFETY], settings.exchange)}
+        relay = OutboxRelay(db, publishers, metrics, poll_interval_s=settings.outbox.poll_interval_ms / 1000,
                             batch=settings.outbox.batch)
         hub = cls(settings=settings, db=db, transports=transports, catalogue=CATALOGUE, mappings=mappings,
                   routes=routes, connectors=connectors, metrics=metrics, publisher=publisher, relay=relay,
@@ -211,16 +212,25 @@ class Hub:
         return seen
 
     async def stop(self) -> None:
-        """Stop gracefully: connectors stop taking work, consumers finish their batch, tasks end."""
+        """Stop: connectors and HTTP stop taking work, background tasks end, consumers are cancelled
+        (a batch in hand returns to the broker and is redelivered; with the in-memory transport,
+        messages still queued in the process are lost with it)."""
+        # Stop taking work first (partners, HTTP), then the relay and scheduler, then the consumers.
         for connector in self.connectors.values():
             with contextlib.suppress(Exception):
                 await connector.stop()
-        for name in list(self.runtimes):
-            with contextlib.suppress(Exception):
-                await self.stop_route(name)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        for name in list(self.runtimes):
+            with contextlib.suppress(Exception):
+                await self.stop_route(name)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -138,6 +138,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from hub.ops.replay import ReplayRefused, ReplayRequest, replay
 
     settings = _settings()
+    if not settings.uses_broker and not args.dry_run:
+        print("cannot replay from the command line on the in-memory transport: the running hub's queues live "
+              "inside its own process. Use the dashboard or POST /ops/dead-letters/<id>/replay on the running "
+              "hub (or set GASHUB_AMQP_URL when the hub runs on RabbitMQ).", file=sys.stderr)
+        return 1
 
     async def main() -> int:
         hub = Hub.build(settings)

@@ -32,7 +32,7 @@ class Envelope(BaseModel):
     type: MessageTypeName
     version: int = Field(default=1, ge=1, le=1000)
     source: Identifier
-    subject: str | None = Field(default=None, max_length=64)
+    subject: str | None = Field(default=None, max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")
     time: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
     correlation_id: str = Field(default="", max_length=64, pattern=r"^[0-9A-Za-z_.:-]*$")
     """Filled with ``id`` when empty: a message with no flow starts its own."""

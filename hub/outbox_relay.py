@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from core import outbox
@@ -33,10 +34,11 @@ def envelope_of(row: outbox.OutboxRow) -> Envelope:
 
 
 class OutboxRelay:
-    def __init__(self, db: Database, publisher: Publisher, metrics: HubMetrics, *,
+    def __init__(self, db: Database, publishers: Mapping[Lane, Publisher], metrics: HubMetrics, *,
                  poll_interval_s: float = 0.2, batch: int = 500) -> None:
         self.db = db
-        self.publisher = publisher
+        self.publishers = publishers
+        """One per lane: safety events (valve commands) leave on the safety lane's own connection."""
         self.metrics = metrics
         self.poll_interval_s = poll_interval_s
         self.batch = batch
@@ -52,7 +54,11 @@ class OutboxRelay:
             rows = await outbox.claim_pending(conn, self.batch)
             if not rows:
                 return 0
-            await self.publisher.publish([envelope_of(r) for r in rows])
+            envelopes = [envelope_of(r) for r in rows]
+            for lane in (Lane.SAFETY, Lane.NORMAL):
+                chosen = [e for e in envelopes if e.priority is lane]
+                if chosen:
+                    await self.publishers[lane].publish(chosen)
             await outbox.mark_published(conn, [r.id for r in rows])
         self.published += len(rows)
         self.metrics.published.labels("outbox").inc(len(rows))

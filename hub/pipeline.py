@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from core.catalogue import Catalogue, UnknownMessageType
 from core.errors import CoreError
@@ -217,7 +218,9 @@ class RoutePipeline:
                 async with self.db.begin() as conn:
                     await self._apply_core(conn, [item])
                     await self._record(conn, [item])
-            except (CoreError, HubError, ValidationError, ValueError, LookupError, TypeError) as exc:
+            except Exception as exc:
+                if _infrastructure(exc):
+                    raise  # the database itself is unreachable: the whole batch comes back later
                 item.outcome, item.error = self._classify(exc), exc
         self._committed()
         unrecorded = [i for i in items if i not in ready or i.outcome in (Outcome.RETRY, Outcome.DEAD)]
@@ -406,7 +409,7 @@ class RoutePipeline:
                 # The reply's id is derived from the request's, so a reply published again after a
                 # redelivery is the same message and is deduplicated downstream.
                 reply = item.envelope.caused(self.route.spec.reply, item.reply, source=self.route.name,
-                                             id=derived_id(item.envelope.id, self.route.name))
+                                             id=derived_id(item.key, self.route.name))
                 out.append(to_outbound(reply, exchange=self.exchange))
         if out:
             await self.transport.publish(out)
@@ -442,8 +445,14 @@ def _follow(item: Item, original: Item) -> None:
 def _describe(exc: BaseException | None) -> str:
     if exc is None:
         return ""
-    text = str(exc) or type(exc).__name__
+    text = (str(exc) or type(exc).__name__).replace("\x00", "\\0")  # PostgreSQL text holds no NUL
     return f"{type(exc).__name__}: {text}"
+
+
+def _infrastructure(exc: BaseException) -> bool:
+    """Errors of the database connection rather than of one message's data."""
+    return isinstance(exc, OperationalError | InterfaceError | DisconnectionError | OSError | TimeoutError) or bool(
+        getattr(exc, "connection_invalidated", False))
 
 
 def _keep(headers: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """Dialect-aware bulk inserts: one statement per batch, whatever the batch size.
 
 PostgreSQL gets ``INSERT … SELECT * FROM unnest($1::t1[], $2::t2[], …)``: a single prepared
-statement whose cost barely grows with the batch; plain appends go through ``COPY``. SQLite gets an ``executemany``. Both can ignore
-rows that collide with a unique key and return the keys that were really inserted, which is how
-idempotent handlers learn which messages are new.
+statement whose cost barely grows with the batch; plain appends go through ``COPY``. SQLite gets an
+``executemany``. Both can ignore rows that collide with a unique key and return the keys that were
+really inserted, which is how idempotent handlers learn which messages are new.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ HANDLERS: Mapping[str, CoreHandler] = MappingProxyType(
                 "alarm.raised",
                 record_alarm,
                 "Record an alarm; close the valve for leaks and abnormal flow.",
+                emits=("valve.command",),
             ),
             CoreHandler("record_valve_state", "valve.state", record_valve_state, "Store a valve report."),
             CoreHandler(

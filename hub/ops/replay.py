@@ -67,8 +67,17 @@ async def replay(req: ReplayRequest, *, db: Database, routes: dict[str, Route], 
     headers = {"x-gashub-replay-of": req.dead_letter_id}
     if other is not None and req.mapping_version is not None:
         headers[MAPPING_VERSION_HEADER] = str(req.mapping_version)
-    await transport.publish([to_outbound(envelope, exchange=DEFAULT_EXCHANGE, routing_key=route.queues.main,
-                                         headers=headers)])
+    # Claim first, so that two replays at once publish once; give the claim back if publishing fails.
+    async with db.begin() as conn:
+        if not await deadletters.claim_for_replay(conn, req.dead_letter_id):
+            raise ReplayRefused(f"dead letter {req.dead_letter_id} is being replayed or was replayed", 409)
+    try:
+        await transport.publish([to_outbound(envelope, exchange=DEFAULT_EXCHANGE, routing_key=route.queues.main,
+                                             headers=headers)])
+    except BaseException:
+        async with db.begin() as conn:
+            await deadletters.release_claim(conn, req.dead_letter_id)
+        raise
     async with db.begin() as conn:
         changed = await deadletters.mark_replayed(conn, req.dead_letter_id, req.mapping_version)
         await append_hops(conn, [Hop(

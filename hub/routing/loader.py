@@ -197,4 +197,23 @@ def _compile(
             spec=spec, file=path, queues=QueueNames.for_route(prefix, spec.name), input_type=input_type,
             mapping=mapping, where=predicate, dedup=key, core_handler=handler,
         ))
+    problems.extend(_unbound_outputs(routes, [spec.from_ for _, spec in specs]))
     return routes, problems
+
+
+def _unbound_outputs(routes: list[Route], patterns: list[str]) -> list[ConfigError]:
+    """Every message a route's target produces (its reply, a core handler's events) must be taken
+    by some route: the hub publishes with ``mandatory``, and an unroutable message would come back
+    for ever."""
+    problems = []
+    for route in routes:
+        where = f"{route.file}: route {route.name}"
+        outputs = [("reply", route.spec.reply)] if route.spec.reply else []
+        if route.core_handler is not None:
+            outputs += [("to", t) for t in route.core_handler.emits]
+        for field_name, type_ in outputs:
+            if type_ and not any(topic_matches(p, type_) for p in patterns):
+                problems.append(ConfigError(
+                    f"{type_!r} is produced here but no route takes it: add a route with from = {type_!r}",
+                    where=f"{where}: {field_name}"))
+    return problems

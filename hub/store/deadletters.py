@@ -21,6 +21,7 @@ KEEP_BODY_BYTES = 1_048_576
 
 class DeadLetterStatus(StrEnum):
     OPEN = "open"
+    REPLAYING = "replaying"
     REPLAYED = "replayed"
 
 
@@ -103,10 +104,29 @@ async def count_open(conn: AsyncConnection) -> dict[str, int]:
     return {route: int(n) for route, n in await conn.execute(stmt)}
 
 
-async def mark_replayed(conn: AsyncConnection, dead_letter_id: str, mapping_version: int | None) -> bool:
+async def claim_for_replay(conn: AsyncConnection, dead_letter_id: str) -> bool:
+    """Take an open dead letter for replay; only one caller can win."""
     result = await conn.execute(
         update(dead_letter)
         .where(dead_letter.c.id == dead_letter_id, dead_letter.c.status == DeadLetterStatus.OPEN.value)
+        .values(status=DeadLetterStatus.REPLAYING.value)
+    )
+    return bool(result.rowcount)
+
+
+async def release_claim(conn: AsyncConnection, dead_letter_id: str) -> None:
+    await conn.execute(
+        update(dead_letter)
+        .where(dead_letter.c.id == dead_letter_id, dead_letter.c.status == DeadLetterStatus.REPLAYING.value)
+        .values(status=DeadLetterStatus.OPEN.value)
+    )
+
+
+async def mark_replayed(conn: AsyncConnection, dead_letter_id: str, mapping_version: int | None) -> bool:
+    result = await conn.execute(
+        update(dead_letter)
+        .where(dead_letter.c.id == dead_letter_id,
+               dead_letter.c.status.in_([DeadLetterStatus.OPEN.value, DeadLetterStatus.REPLAYING.value]))
         .values(status=DeadLetterStatus.REPLAYED.value, replayed_us=now_us(),
                 replay_mapping_version=mapping_version)
     )

@@ -120,19 +120,23 @@ class MemoryTransport:
 
     def _enqueue(self, queue: _Queue, stored: _Stored) -> None:
         spec = queue.spec
-        if spec.ttl_ms is not None and spec.dead_letter_to is not None:
+        if spec.ttl_ms is not None:
             loop = asyncio.get_running_loop()
             target = spec.dead_letter_to
             queue.ready.append(stored)
+            if target is None:
+                queue.arrived.set()
 
             def expire() -> None:
+                # Expired: dead-lettered into the target queue, or dropped when there is none
+                # (as the broker does), so that queues with a TTL never grow without bound.
                 self._timers.discard(handle)
                 with contextlib.suppress(ValueError):
                     queue.ready.remove(stored)
-                    dest = self._queues.get(target)
+                    dest = self._queues.get(target) if target is not None else None
                     if dest is not None:
                         self._enqueue(dest, _Stored(stored.message))
-                    else:
+                    elif target is not None:
                         log.warning("transport.memory.dead_letter_target_missing", extra={"queue": target})
 
             handle = loop.call_later(spec.ttl_ms / 1000, expire)

@@ -320,3 +320,50 @@ async def test_audit_verify_detects_edited_and_deleted_rows(stack: Stack) -> Non
         assert "deleted at the end" in bad.stderr
     finally:
         await db.aclose()
+
+
+async def test_a_message_the_database_refuses_is_dead_lettered_and_the_batch_moves_on(stack: Stack) -> None:
+    """A value PostgreSQL cannot store (a NUL character) must not bring the batch back for ever."""
+    hub = await stack.start_hub()
+    good = Envelope(type="meter.reading", source="test", data={
+        "meter_id": "30000000000011", "read_at": "2026-11-27T08:00:00+08:00", "volume_m3": "1.000",
+        "source": "manual"})
+    poison = orjson.loads(good.to_json())
+    poison["id"] = "01M8ZZZZZZZZZZZZZZZZZZZZZZ"
+    poison["subject"] = "bad\x00subject"
+    poison["data"]["meter_id"] = "30000000000012"
+    queue = hub.runtimes["readings"].route.queues.main
+    await hub.transports[Lane.NORMAL].publish([
+        OutboundMessage(routing_key=queue, body=orjson.dumps(poison), message_id=poison["id"], exchange=""),
+        OutboundMessage(routing_key=queue, body=good.to_json(), message_id=good.id, exchange=""),
+    ])
+    await eventually(lambda: _eq(count(hub, reading), 1), what="the good reading")
+    await eventually(lambda: _eq(count(hub, dead_letter), 1), what="the poison message dead-lettered")
+    async with hub.db.read() as conn:
+        dl = (await conn.execute(select(dead_letter))).one()
+    assert dl.message_id == poison["id"]
+    assert "subject" in dl.reason
+
+
+async def test_two_replays_at_once_publish_once(stack: Stack) -> None:
+    hub = await stack.start_hub()
+    stack.sms.down = True
+    await hub.publisher.publish([Envelope(type="notification.requested", source="test", data={
+        "notification_id": "n-twice", "kind": "bill", "phone": "13912345678"})])
+    await eventually(lambda: _eq(count(hub, dead_letter), 1), what="dead letter", timeout=20)
+    async with hub.db.read() as conn:
+        dl_id = (await conn.execute(select(dead_letter.c.id))).scalar_one()
+    stack.sms.down = False
+    base = stack.base_url(hub)
+    async with aiohttp.ClientSession(headers=AUTH) as http:
+
+        async def replay() -> int:
+            async with http.post(f"{base}/ops/dead-letters/{dl_id}/replay") as resp:
+                return resp.status
+
+        statuses = sorted(await asyncio.gather(replay(), replay(), replay()))
+    assert statuses == [202, 409, 409]
+    await eventually(lambda: _true(len(stack.sms.sent) == 1), what="the replayed SMS")
+    async with hub.db.read() as conn:
+        replays = await conn.scalar(select(func.count()).select_from(hop).where(hop.c.outcome == "replayed"))
+    assert replays == 1

@@ -223,7 +223,9 @@ async def test_a_second_hub_takes_over_pending_outbox_rows_of_a_dead_one(
                 await first.publisher.publish(envelopes)
                 raise SimulatedCrash("died after publishing, before mark_published")
 
-        dying = OutboxRelay(first.db, PublishThenDie(), first.metrics)  # type: ignore[arg-type]
+        die = PublishThenDie()
+        dying = OutboxRelay(first.db, {Lane.NORMAL: die, Lane.SAFETY: die},  # type: ignore[dict-item]
+                            first.metrics)
         with pytest.raises(SimulatedCrash):
             await dying.run_once()
         assert await pending_outbox(first) == 1  # the mark was rolled back with the "crash"

@@ -265,12 +265,21 @@ def test_audit_verify_on_a_fresh_database(migrated_db: Path) -> None:
 
 def test_replay_of_an_unknown_dead_letter_is_refused(migrated_db: Path) -> None:
     env = clean_env(GASHUB_DATABASE_URL=sqlite_url(migrated_db), **{TOKEN_VAR: "t"})
-    result = gashub("replay", "NONEXISTENT", env=env)
+    result = gashub("replay", "NONEXISTENT", "--dry-run", env=env)
     assert result.returncode == 1
     assert "cannot replay" in result.stderr
     assert "NONEXISTENT" in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_replay_from_the_shell_is_refused_on_the_in_memory_transport(migrated_db: Path) -> None:
+    """The running hub's queues live in its own process: a CLI replay there would go nowhere."""
+    env = clean_env(GASHUB_DATABASE_URL=sqlite_url(migrated_db), **{TOKEN_VAR: "t"})
+    result = gashub("replay", "ANY", env=env)
+    assert result.returncode == 1
+    assert "in-memory transport" in result.stderr
+    assert "/ops/dead-letters" in result.stderr
 
 
 # --- schema -------------------------------------------------------------------------------------

@@ -253,8 +253,13 @@ from = "alarm.raised"
 where = "data.kind == 'leak' and data.severity >= 4"
 dedup = "data.alarm_id"
 to = "core:record_alarm"
+
+[[route]]
+name = "commands"
+from = "valve.command"
+to = "valves:valve"
 """, encoding="utf-8")
-    (route,) = compile_dir(directory, mappings)
+    route = compile_dir(directory, mappings)[0]
     assert route.where is not None
     assert route.dedup is not None
     message: dict[str, Any] = {"type": "alarm.raised", "data": {"kind": "leak", "severity": 5, "alarm_id": "a-1"}}
@@ -451,3 +456,22 @@ def test_delays_are_sorted_unique_and_bounded(max_attempts: int, backoff: list[i
     used = {policy.delay_before(n) for n in range(2, max_attempts + 1)}
     assert set(delays) == used
     assert used <= (set(policy.backoff) or {1000})
+
+
+def test_a_reply_or_event_that_no_route_takes_is_refused(tmp_path: Path, mappings: MappingSet) -> None:
+    """The hub publishes with ``mandatory``: an output nobody takes would come back for ever."""
+    path, problems = problems_for(tmp_path, mappings, """
+[[route]]
+name = "sms"
+from = "notification.requested"
+to = "sms:send"
+reply = "notification.delivered"
+
+[[route]]
+name = "alarms"
+from = "alarm.raised"
+to = "core:record_alarm"
+""")
+    where = sorted(p.where for p in problems)
+    assert where == [f"{path}: route alarms: to", f"{path}: route sms: reply"]
+    assert all("no route takes it" in p.detail for p in problems)
