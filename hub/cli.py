@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -49,11 +50,21 @@ async def _serve(settings: Settings, role: str, duration: float | None = None) -
     hub = Hub.build(settings)
     stop = stop_on_signals()
     await hub.start(Role(role))
+    tune_gc()
     try:
         await wait_until_stopped(stop, duration)
     finally:
         await hub.stop()
     return 0
+
+
+def tune_gc() -> None:
+    """After start-up: move the objects made so far out of the collector's way and collect the young
+    generation less often. Each batch allocates thousands of short-lived objects; with the default
+    threshold (700) the collector runs several times per batch and costs ~10 % of a worker's CPU."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
