@@ -164,7 +164,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             await transport.declare(hub.topology())
             result = await replay(
                 ReplayRequest(args.dead_letter_id, args.mapping_version, args.dry_run, actor="cli"),
-                db=hub.db, routes={r.name: r for r in hub.routes}, transport=transport, mappings=hub.mappings)
+                db=hub.db, routes={r.name: r for r in hub.routes}, transport=transport, mappings=hub.mappings,
+                exchange=settings.exchange)
         except ReplayRefused as exc:
             print(f"cannot replay: {exc}", file=sys.stderr)
             return 1

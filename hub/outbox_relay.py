@@ -13,16 +13,22 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from core import outbox
 from core.catalogue import Lane
 from hub.envelope import Envelope
-from hub.errors import TransportError
+from hub.errors import TransportError, Unroutable
 from hub.metrics import HubMetrics
 from hub.publisher import Publisher
+from hub.store import deadletters
+from hub.store.audit import Hop, Outcome, append_hops
 from hub.store.db import Database
 
 log = logging.getLogger(__name__)
+
+OUTBOX_ROUTE = "out:outbox"
+"""The route name of the outbox's own dead letters and hops."""
 
 
 def envelope_of(row: outbox.OutboxRow) -> Envelope:
@@ -58,11 +64,34 @@ class OutboxRelay:
             for lane in (Lane.SAFETY, Lane.NORMAL):
                 chosen = [e for e in envelopes if e.priority is lane]
                 if chosen:
-                    await self.publishers[lane].publish(chosen)
+                    try:
+                        await self.publishers[lane].publish(chosen)
+                    except Unroutable:
+                        await self._set_aside_unroutable(conn, self.publishers[lane], chosen)
             await outbox.mark_published(conn, [r.id for r in rows])
         self.published += len(rows)
         self.metrics.published.labels("outbox").inc(len(rows))
         return len(rows)
+
+    async def _set_aside_unroutable(self, conn: Any, publisher: Publisher, envelopes: list[Envelope]) -> None:
+        """No route takes some event (``gashub check`` refuses such routes, but routes can change
+        under a running outbox): publish the others one by one and turn each unroutable event into
+        a dead letter with its reason, so the relay never stalls behind it. Replaying it after a
+        route is added publishes it to the exchange again."""
+        letters, hops = [], []
+        for envelope in envelopes:
+            try:
+                await publisher.publish([envelope])
+            except Unroutable as exc:
+                reason = f"no route takes {envelope.type}: {exc}"
+                letters.append(deadletters.DeadLetter(
+                    message_id=envelope.id, route=OUTBOX_ROUTE, reason=reason, error_class="Unroutable",
+                    attempts=1, body=envelope.to_json(), correlation_id=envelope.correlation_id,
+                    type=envelope.type))
+                hops.append(Hop(envelope.id, envelope.correlation_id, OUTBOX_ROUTE, 1, Outcome.DEAD, error=reason))
+                log.error("outbox.unroutable", extra={"message_id": envelope.id, "type": envelope.type})
+        await deadletters.record(conn, letters)
+        await append_hops(conn, hops)
 
     async def run(self) -> None:
         while True:

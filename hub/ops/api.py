@@ -105,7 +105,8 @@ async def replay_dead_letter(request: web.Request) -> web.Response:
     req = ReplayRequest(request.match_info["id"], version, dry_run, actor="ops-token", remote=request.remote or "")
     try:
         result = await replay(req, db=hub.db, routes={n: rt.route for n, rt in hub.runtimes.items()},
-                              transport=hub.transports[Lane.NORMAL], mappings=hub.mappings)
+                              transport=hub.transports[Lane.NORMAL], mappings=hub.mappings,
+                              exchange=hub.settings.exchange)
     except ReplayRefused as exc:
         return problem(exc.status, "Cannot replay", str(exc))
     return json_response(result, status=200 if dry_run else 202)

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from hub.envelope import Envelope
-from hub.errors import HubError, MessageError
+from hub.errors import HubError, MessageError, Unroutable
 from hub.logs import mask_personal
 from hub.mapping import UnknownMapping
+from hub.outbox_relay import OUTBOX_ROUTE
 from hub.pipeline import MAPPING_VERSION_HEADER
 from hub.publisher import to_outbound
 from hub.routing.loader import Route
@@ -37,13 +38,15 @@ class ReplayRequest:
 
 
 async def replay(req: ReplayRequest, *, db: Database, routes: dict[str, Route], transport: Transport,
-                 mappings: Any) -> dict[str, Any]:
+                 mappings: Any, exchange: str = "gashub") -> dict[str, Any]:
     async with db.read() as conn:
         record = await deadletters.get(conn, req.dead_letter_id)
     if record is None:
         raise ReplayRefused(f"no dead letter {req.dead_letter_id}", 404)
     if record["status"] != deadletters.DeadLetterStatus.OPEN:
         raise ReplayRefused(f"dead letter {req.dead_letter_id} is already {record['status']}", 409)
+    if record["route"] == OUTBOX_ROUTE:
+        return await _replay_to_exchange(req, record, db=db, transport=transport, exchange=exchange)
     route = routes.get(record["route"])
     if route is None:
         raise ReplayRefused(f"route {record['route']!r} no longer exists; nothing to replay into", 409)
@@ -86,6 +89,34 @@ async def replay(req: ReplayRequest, *, db: Database, routes: dict[str, Route], 
             mapping_version=f"{other.name}@{other.version}" if other else "")])
     return {"replayed": changed, "dead_letter_id": req.dead_letter_id, "message_id": envelope.id,
             "route": route.name, "mapping_version": other.version if other else None}
+
+
+async def _replay_to_exchange(req: ReplayRequest, record: dict[str, Any], *, db: Database, transport: Transport,
+                              exchange: str) -> dict[str, Any]:
+    """An event the outbox could not route: publish it to the exchange again (once a route takes it)."""
+    envelope = Envelope.from_json(record["body"])
+    if req.dry_run:
+        return {"dry_run": True, "dead_letter_id": record["id"], "route": record["route"],
+                "reason": record["reason"], "type": envelope.type, "changes": []}
+    async with db.begin() as conn:
+        if not await deadletters.claim_for_replay(conn, req.dead_letter_id):
+            raise ReplayRefused(f"dead letter {req.dead_letter_id} is being replayed or was replayed", 409)
+    try:
+        await transport.publish([to_outbound(envelope, exchange=exchange)])
+    except Unroutable:
+        async with db.begin() as conn:
+            await deadletters.release_claim(conn, req.dead_letter_id)
+        raise ReplayRefused(f"still no route takes {envelope.type}: add one, then replay", 409) from None
+    except BaseException:
+        async with db.begin() as conn:
+            await deadletters.release_claim(conn, req.dead_letter_id)
+        raise
+    async with db.begin() as conn:
+        changed = await deadletters.mark_replayed(conn, req.dead_letter_id, None)
+        await append_hops(conn, [Hop(envelope.id, envelope.correlation_id, OUTBOX_ROUTE, 1, Outcome.REPLAYED,
+                                     error=f"replayed dead letter {req.dead_letter_id} by {req.actor}")])
+    return {"replayed": changed, "dead_letter_id": req.dead_letter_id, "message_id": envelope.id,
+            "route": record["route"], "mapping_version": None}
 
 
 def _dry_run(envelope: Envelope, mapping: Any, other: Any, mappings: Any, record: dict[str, Any]) -> dict[str, Any]:

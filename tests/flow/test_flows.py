@@ -7,6 +7,8 @@ import itertools
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -367,3 +369,30 @@ async def test_two_replays_at_once_publish_once(stack: Stack) -> None:
     async with hub.db.read() as conn:
         replays = await conn.scalar(select(func.count()).select_from(hop).where(hop.c.outcome == "replayed"))
     assert replays == 1
+
+
+async def test_an_outbox_event_no_route_takes_is_set_aside_and_the_rest_flow(stack: Stack) -> None:
+    """Routes can change under a running outbox: the relay must not stall behind an unroutable row."""
+    from core.catalogue.messages import ReadingRecorded, ValveAction, ValveCommand
+    from core.messages import Event
+    from core.outbox import emit
+
+    hub = await stack.start_hub()
+    unroutable = ReadingRecorded(reading_id="r1", meter_id="30000000000099",
+                                 read_at=datetime(2026, 11, 27, tzinfo=UTC), volume_m3=Decimal("1.000"))
+    command = ValveCommand(command_id="c-aside", meter_id="30000000000099", action=ValveAction.CLOSE,
+                           reason="test", requested_by="test")
+    async with hub.db.begin() as conn:
+        await emit(conn, [(Event("reading.recorded", unroutable), None), (Event("valve.command", command), None)])
+    hub.relay.wake()
+    await eventually(lambda: _true(stack.valves.valves.get("30000000000099") == "closed"), what="the valve closed")
+    await eventually(lambda: _eq(count(hub, dead_letter), 1), what="the unroutable event set aside")
+    async with hub.db.read() as conn:
+        dl = (await conn.execute(select(dead_letter))).one()
+        pending = await conn.scalar(text("SELECT count(*) FROM core_outbox WHERE published_us IS NULL"))
+    assert (dl.route, dl.type, dl.error_class) == ("out:outbox", "reading.recorded", "Unroutable")
+    assert pending == 0
+    async with aiohttp.ClientSession(headers=AUTH) as http:
+        async with http.post(f"{stack.base_url(hub)}/ops/dead-letters/{dl.id}/replay") as resp:
+            assert resp.status == 409
+            assert "still no route takes reading.recorded" in (await resp.json())["detail"]
