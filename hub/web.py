@@ -119,4 +119,7 @@ def build_web_app(hub: Hub) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_routes(ops_routes())
     app.router.add_routes(hub.context.http_routes)
+    from core.api import build_api
+
+    app.add_subapp("/api/v1", build_api(lambda: hub.db.engine))
     return app

@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from core.db.tables import metadata as core_metadata
+from core.db.schema import metadata as core_metadata
 from hub.store.tables import metadata as hub_metadata
 
 target_metadata = [hub_metadata, core_metadata]

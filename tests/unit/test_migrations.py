@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from core.db.tables import metadata as core_metadata
+from core.db.schema import metadata as core_metadata
 from hub.migrations import upgrade
 from hub.store.tables import metadata as hub_metadata
 from tests.flow.conftest import fresh_postgres_database

@@ -1,0 +1,55 @@
+"""Customer accounts (requirement U1): open, transfer, close and look up, with personal data encrypted
+at rest, blind-indexed for lookup and masked on output (A3)."""
+
+from __future__ import annotations
+
+from core.accounts.models import (
+    AccountView,
+    ArrearsPolicy,
+    Billing,
+    Category,
+    CustomerIn,
+    HolderPeriod,
+    PersonView,
+    PremisesIn,
+    PremisesView,
+    Privacy,
+    Status,
+    StatusChange,
+    Subcategory,
+)
+from core.accounts.service import (
+    close_account,
+    find_by_id_number,
+    find_by_phone,
+    get_account,
+    open_account,
+    transfer_account,
+)
+from core.accounts.validation import id_check_digit, valid_id_number, valid_phone, valid_place
+
+__all__ = [
+    "AccountView",
+    "ArrearsPolicy",
+    "Billing",
+    "Category",
+    "CustomerIn",
+    "HolderPeriod",
+    "PersonView",
+    "PremisesIn",
+    "PremisesView",
+    "Privacy",
+    "Status",
+    "StatusChange",
+    "Subcategory",
+    "close_account",
+    "find_by_id_number",
+    "find_by_phone",
+    "get_account",
+    "id_check_digit",
+    "open_account",
+    "transfer_account",
+    "valid_id_number",
+    "valid_phone",
+    "valid_place",
+]

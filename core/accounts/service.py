@@ -1,0 +1,431 @@
+"""Account lifecycle (requirement U1): open (开户), transfer of ownership (过户), close (销户), look-up.
+
+Every function takes an ``AsyncConnection`` whose transaction the caller owns (commit on success,
+roll back on any exception) and a ``Privacy`` bundle. Writes are idempotent by client request id
+(see ``core.accounts.idempotency``). Invalid input or a state that forbids the change raises
+``DomainRejected``; messages never contain personal data in clear.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import Row, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from ulid import ULID
+
+from core.accounts.idempotency import check_request_id, claim, finish
+from core.accounts.models import (
+    ARREARS_POLICIES,
+    BILLINGS,
+    CATEGORIES,
+    SUBCATEGORIES,
+    AccountView,
+    ArrearsPolicy,
+    Billing,
+    Category,
+    CustomerIn,
+    HolderPeriod,
+    PersonView,
+    PremisesIn,
+    PremisesView,
+    Privacy,
+    StatusChange,
+    Subcategory,
+)
+from core.accounts.validation import valid_id_number, valid_phone, valid_place
+from core.db.tables_accounts import (
+    DISTRICTS,
+    account,
+    account_holder_history,
+    account_status_history,
+    customer,
+    premises,
+)
+from core.errors import DomainRejected
+from core.privacy import field_context, mask_address, mask_id_number, mask_name, mask_phone
+
+_CUSTOMER = customer.name
+_PREMISES = premises.name
+
+
+def _aware(value: datetime, what: str) -> datetime:
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise DomainRejected(f"{what} must be a datetime with a timezone")
+    return value.astimezone(UTC)
+
+
+def _text(value: str, what: str, limit: int = 200) -> str:
+    text = value.strip() if isinstance(value, str) else ""
+    if not text or len(text) > limit:
+        raise DomainRejected(f"the {what} must be 1-{limit} characters")
+    return text
+
+
+def _clean_customer(person: CustomerIn) -> CustomerIn:
+    address = None if person.address is None or not person.address.strip() else _text(person.address, "address")
+    return CustomerIn(
+        name=_text(person.name, "name", 100),
+        phone=valid_phone(person.phone),
+        id_number=valid_id_number(person.id_number),
+        address=address,
+    )
+
+
+def _clean_premises(place: PremisesIn) -> PremisesIn:
+    if not (math.isfinite(place.lat) and math.isfinite(place.lon)):
+        raise DomainRejected("the coordinates must be finite numbers")
+    return PremisesIn(
+        address=_text(place.address, "premises address"),
+        district=valid_place(place.district, place.lat, place.lon),
+        lat=place.lat,
+        lon=place.lon,
+    )
+
+
+async def _insert_customer(conn: AsyncConnection, privacy: Privacy, person: CustomerIn, at: datetime) -> str:
+    cid = str(ULID())
+    enc = privacy.cipher.encrypt
+    await conn.execute(
+        insert(customer).values(
+            id=cid,
+            name_enc=enc(person.name, context=field_context(_CUSTOMER, "name", cid)),
+            phone_enc=enc(person.phone, context=field_context(_CUSTOMER, "phone", cid)),
+            id_number_enc=enc(person.id_number, context=field_context(_CUSTOMER, "id_number", cid)),
+            address_enc=None
+            if person.address is None
+            else enc(person.address, context=field_context(_CUSTOMER, "address", cid)),
+            phone_bidx=privacy.index.phone(person.phone),
+            id_number_bidx=privacy.index.id_number(person.id_number),
+            created_at=at,
+        )
+    )
+    return cid
+
+
+def _account_number(district: str) -> str:
+    """``SX`` + the district's digit (1-6) + 11 random digits; unique in practice (10¹¹ per district)."""
+    return f"SX{DISTRICTS.index(district) + 1}{secrets.randbelow(10**11):011d}"
+
+
+async def open_account(
+    conn: AsyncConnection,
+    privacy: Privacy,
+    request_id: str,
+    customer_in: CustomerIn,
+    premises_in: PremisesIn,
+    category: Category,
+    billing: Billing,
+    *,
+    subcategory: Subcategory | None = None,
+    opened_at: datetime | None = None,
+) -> AccountView:
+    """Open an account (move-in) for a new holder at a premises; the view returned is masked."""
+    rid = check_request_id(request_id)
+    person = _clean_customer(customer_in)
+    place = _clean_premises(premises_in)
+    if category not in CATEGORIES:
+        raise DomainRejected(f"unknown category {category!r}: expected one of {', '.join(CATEGORIES)}")
+    if billing not in BILLINGS:
+        raise DomainRejected(f"unknown billing {billing!r}: expected one of {', '.join(BILLINGS)}")
+    if category == "residential" and subcategory is not None:
+        raise DomainRejected("a residential account has no subcategory")
+    if category == "non_residential" and subcategory not in SUBCATEGORIES:
+        raise DomainRejected(f"a non-residential account needs a subcategory: one of {', '.join(SUBCATEGORIES)}")
+    payload: dict[str, Any] = {
+        "customer": person.model_dump(),
+        "premises": place.model_dump(),
+        "category": category,
+        "subcategory": subcategory,
+        "billing": billing,
+    }
+    if opened_at is not None:
+        payload["opened_at"] = _aware(opened_at, "opened_at").isoformat()
+    stored = await claim(conn, privacy, rid, "open_account", payload)
+    if stored is not None:
+        return stored
+
+    now = datetime.now(UTC)
+    at = now if opened_at is None else _aware(opened_at, "opened_at")
+    customer_id = await _insert_customer(conn, privacy, person, now)
+    premises_id = str(ULID())
+    await conn.execute(
+        insert(premises).values(
+            id=premises_id,
+            address_enc=privacy.cipher.encrypt(place.address, context=field_context(_PREMISES, "address", premises_id)),
+            district=place.district,
+            lat=place.lat,
+            lon=place.lon,
+            created_at=now,
+        )
+    )
+    account_id = str(ULID())
+    await conn.execute(
+        insert(account).values(
+            id=account_id,
+            account_number=_account_number(place.district),
+            category=category,
+            subcategory=subcategory,
+            billing=billing,
+            status="active",
+            premises_id=premises_id,
+            customer_id=customer_id,
+            opened_at=at,
+        )
+    )
+    await conn.execute(
+        insert(account_holder_history).values(
+            id=str(ULID()), account_id=account_id, customer_id=customer_id, valid_from=at
+        )
+    )
+    await _record_status(conn, account_id, "active", at, "opened")
+    view = await get_account(conn, privacy, account_id)
+    await finish(conn, rid, view)
+    return view
+
+
+async def transfer_account(
+    conn: AsyncConnection,
+    privacy: Privacy,
+    request_id: str,
+    account_id: str,
+    new_customer: CustomerIn,
+    arrears_policy: ArrearsPolicy,
+    effective: datetime,
+) -> AccountView:
+    """Transfer ownership (过户) to ``new_customer`` from ``effective`` on.
+
+    The current holder's period ends at ``effective`` and the new one's starts there. ``arrears_policy``
+    (``settle``: the old holder pays what is owed before the transfer; ``carry``: the debt stays on the
+    account for the new holder) is recorded on the new holder's period for the billing run.
+    """
+    rid = check_request_id(request_id)
+    person = _clean_customer(new_customer)
+    at = _aware(effective, "the transfer's effective time")
+    if arrears_policy not in ARREARS_POLICIES:
+        raise DomainRejected(f"unknown arrears policy {arrears_policy!r}: expected settle or carry")
+    payload = {"account_id": account_id, "customer": person.model_dump(), "arrears": arrears_policy,
+               "effective": at.isoformat()}
+    stored = await claim(conn, privacy, rid, "transfer_account", payload)
+    if stored is not None:
+        return stored
+
+    row = await _lock_account(conn, account_id)
+    if row.status == "closed":
+        raise DomainRejected(f"account {row.account_number} is closed: a closed account cannot be transferred")
+    current = await _current_holder(conn, account_id)
+    if at <= current.valid_from:
+        raise DomainRejected("the transfer must take effect after the current holder's period began")
+    holder_bidx = (
+        await conn.execute(select(customer.c.id_number_bidx).where(customer.c.id == row.customer_id))
+    ).scalar_one()
+    if privacy.index.matches(person.id_number, holder_bidx, purpose="id_number"):
+        raise DomainRejected("the new customer already holds this account")
+
+    customer_id = await _insert_customer(conn, privacy, person, datetime.now(UTC))
+    await conn.execute(
+        update(account_holder_history).where(account_holder_history.c.id == current.id).values(valid_to=at)
+    )
+    await conn.execute(
+        insert(account_holder_history).values(
+            id=str(ULID()), account_id=account_id, customer_id=customer_id, valid_from=at,
+            arrears_policy=arrears_policy,
+        )
+    )
+    await conn.execute(update(account).where(account.c.id == account_id).values(customer_id=customer_id))
+    view = await get_account(conn, privacy, account_id)
+    await finish(conn, rid, view)
+    return view
+
+
+async def close_account(
+    conn: AsyncConnection,
+    privacy: Privacy,
+    request_id: str,
+    account_id: str,
+    final_reading_m3: Decimal,
+    at: datetime,
+) -> AccountView:
+    """Close an account (销户, move-out) with its final reading; the final bill is left to the billing run
+    (the view says ``final_bill="pending"``)."""
+    rid = check_request_id(request_id)
+    when = _aware(at, "the closing time")
+    try:
+        reading = Decimal(final_reading_m3)
+    except (InvalidOperation, TypeError, ValueError):
+        raise DomainRejected("the final reading must be a number of m³") from None
+    if not reading.is_finite() or reading < 0 or reading >= Decimal("1e11"):
+        raise DomainRejected("the final reading must be a non-negative number of m³ below 10¹¹")
+    reading = reading.quantize(Decimal("0.001"))
+    payload = {"account_id": account_id, "final_reading_m3": str(reading), "at": when.isoformat()}
+    stored = await claim(conn, privacy, rid, "close_account", payload)
+    if stored is not None:
+        return stored
+
+    row = await _lock_account(conn, account_id)
+    if row.status == "closed":
+        raise DomainRejected(f"account {row.account_number} is already closed")
+    current = await _current_holder(conn, account_id)
+    if when < current.valid_from or when < row.opened_at:
+        raise DomainRejected("the account cannot be closed before its current holder's period began")
+    await conn.execute(
+        update(account)
+        .where(account.c.id == account_id)
+        .values(status="closed", closed_at=when, final_reading_m3=reading)
+    )
+    await conn.execute(
+        update(account_holder_history).where(account_holder_history.c.id == current.id).values(valid_to=when)
+    )
+    reason = f"closed with final reading {reading} m³; final bill pending"
+    await _record_status(conn, account_id, "closed", when, reason)
+    view = await get_account(conn, privacy, account_id)
+    await finish(conn, rid, view)
+    return view
+
+
+async def get_account(
+    conn: AsyncConnection, privacy: Privacy, account_id: str, *, reveal: bool = False
+) -> AccountView:
+    """The account with its holder, premises and history; personal data masked unless ``reveal``."""
+    row = (await conn.execute(select(account).where(account.c.id == account_id))).first()
+    if row is None:
+        raise DomainRejected(f"unknown account {account_id[:40]!r}")
+    return await _view(conn, privacy, row, reveal)
+
+
+async def find_by_phone(
+    conn: AsyncConnection, privacy: Privacy, phone: str, *, reveal: bool = False
+) -> list[AccountView]:
+    """Accounts whose current holder has this mobile phone (any written form: ``+86``, spaces, dashes)."""
+    candidates = privacy.index.candidates(valid_phone(phone), purpose="phone")
+    return await _find(conn, privacy, customer.c.phone_bidx.in_(candidates), reveal)
+
+
+async def find_by_id_number(
+    conn: AsyncConnection, privacy: Privacy, id_number: str, *, reveal: bool = False
+) -> list[AccountView]:
+    """Accounts whose current holder has this resident ID number."""
+    candidates = privacy.index.candidates(valid_id_number(id_number), purpose="id_number")
+    return await _find(conn, privacy, customer.c.id_number_bidx.in_(candidates), reveal)
+
+
+async def _find(conn: AsyncConnection, privacy: Privacy, condition: Any, reveal: bool) -> list[AccountView]:
+    rows = (
+        await conn.execute(
+            select(account)
+            .join(customer, customer.c.id == account.c.customer_id)
+            .where(condition)
+            .order_by(account.c.opened_at, account.c.id)
+        )
+    ).all()
+    return [await _view(conn, privacy, row, reveal) for row in rows]
+
+
+async def _lock_account(conn: AsyncConnection, account_id: str) -> Row[Any]:
+    row = (await conn.execute(select(account).where(account.c.id == account_id).with_for_update())).first()
+    if row is None:
+        raise DomainRejected(f"unknown account {account_id[:40]!r}")
+    return row
+
+
+async def _current_holder(conn: AsyncConnection, account_id: str) -> Row[Any]:
+    return (
+        await conn.execute(
+            select(account_holder_history)
+            .where(account_holder_history.c.account_id == account_id, account_holder_history.c.valid_to.is_(None))
+            .order_by(account_holder_history.c.valid_from.desc())
+            .limit(1)
+        )
+    ).one()
+
+
+async def _record_status(conn: AsyncConnection, account_id: str, status: str, at: datetime, reason: str) -> None:
+    await conn.execute(
+        insert(account_status_history).values(
+            id=str(ULID()), account_id=account_id, status=status, effective_from=at, reason=reason
+        )
+    )
+
+
+async def _view(conn: AsyncConnection, privacy: Privacy, row: Row[Any], reveal: bool) -> AccountView:
+    dec = privacy.cipher.decrypt
+
+    def show(value: str | None, mask: Any) -> str | None:
+        return value if reveal or value is None else mask(value)
+
+    people = {
+        c.id: c
+        for c in await conn.execute(
+            select(customer).where(
+                customer.c.id.in_(
+                    select(account_holder_history.c.customer_id).where(account_holder_history.c.account_id == row.id)
+                )
+            )
+        )
+    }
+
+    def name_of(cid: str) -> str:
+        name = dec(people[cid].name_enc, context=field_context(_CUSTOMER, "name", cid))
+        return name if reveal else mask_name(name)
+
+    holder = people[row.customer_id]
+    cid = holder.id
+    address = (
+        None
+        if holder.address_enc is None
+        else dec(holder.address_enc, context=field_context(_CUSTOMER, "address", cid))
+    )
+    person = PersonView(
+        customer_id=cid,
+        name=name_of(cid),
+        phone=show(dec(holder.phone_enc, context=field_context(_CUSTOMER, "phone", cid)), mask_phone) or "",
+        id_number=show(dec(holder.id_number_enc, context=field_context(_CUSTOMER, "id_number", cid)), mask_id_number)
+        or "",
+        address=show(address, mask_address),
+    )
+    place = (await conn.execute(select(premises).where(premises.c.id == row.premises_id))).one()
+    place_address = dec(place.address_enc, context=field_context(_PREMISES, "address", place.id))
+    holders = tuple(
+        HolderPeriod(customer_id=h.customer_id, name=name_of(h.customer_id), valid_from=h.valid_from,
+                     valid_to=h.valid_to, arrears_policy=h.arrears_policy)
+        for h in await conn.execute(
+            select(account_holder_history)
+            .where(account_holder_history.c.account_id == row.id)
+            .order_by(account_holder_history.c.valid_from, account_holder_history.c.id)
+        )
+    )
+    statuses = tuple(
+        StatusChange(status=s.status, effective_from=s.effective_from, reason=s.reason)
+        for s in await conn.execute(
+            select(account_status_history)
+            .where(account_status_history.c.account_id == row.id)
+            .order_by(account_status_history.c.effective_from, account_status_history.c.id)
+        )
+    )
+    return AccountView(
+        account_id=row.id,
+        account_number=row.account_number,
+        category=row.category,
+        subcategory=row.subcategory,
+        billing=row.billing,
+        status=row.status,
+        opened_at=row.opened_at,
+        closed_at=row.closed_at,
+        final_reading_m3=row.final_reading_m3,
+        final_bill="pending" if row.status == "closed" else None,
+        masked=not reveal,
+        holder=person,
+        premises=PremisesView(
+            premises_id=place.id,
+            address=place_address if reveal else mask_address(place_address),
+            district=place.district,
+            lat=place.lat,
+            lon=place.lon,
+        ),
+        holders=holders,
+        status_history=statuses,
+    )

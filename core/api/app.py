@@ -1,0 +1,42 @@
+"""``build_api``: the /api/v1 aiohttp sub-application. Independent of the hub: give it an engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import core.db.tables_api  # noqa: F401  (registers the API tables on the core metadata)
+from core.api.framework import API, ApiContext, audit_middleware, errors_middleware
+from core.api.handlers import endpoints
+from core.api.openapi import build_openapi
+from core.api.problems import json_response
+from core.api.users import AuthPolicy, Clock, utc_now
+
+PREFIX = "/api/v1"
+
+
+def build_api(engine: AsyncEngine | Callable[[], AsyncEngine], *, clock: Clock = utc_now,
+              policy: AuthPolicy | None = None, client_max_size: int = 64 * 1024) -> web.Application:
+    """The API application, to mount with ``parent.add_subapp("/api/v1", build_api(engine))``.
+
+    ``engine`` may be a callable returning the engine, for hosts that create it at start-up.
+    Every endpoint but login and the OpenAPI document needs a bearer token whose role the
+    permission matrix allows; a route without a permission is refused at build time.
+    """
+    app = web.Application(middlewares=[errors_middleware, audit_middleware], client_max_size=client_max_size)
+    app[API] = ApiContext(engine_source=engine, clock=clock, policy=policy or AuthPolicy())
+    eps = endpoints()
+    for ep in eps:
+        permission = getattr(ep.handler, "__api_permission__", None)
+        if ep.public != (permission is None) or (permission and permission != (ep.resource, ep.action)):
+            raise RuntimeError(f"{ep.method} {ep.path}: the handler's require() does not match the route table")
+        app.router.add_route(ep.method, ep.path, ep.handler)
+    document = build_openapi(eps, prefix=PREFIX)
+
+    async def openapi(request: web.Request) -> web.StreamResponse:
+        return json_response(document)
+
+    app.router.add_get("/openapi.json", openapi)
+    return app

@@ -1,0 +1,92 @@
+"""Roles and the permission matrix (requirement A5), as data.
+
+``MATRIX`` lists, per role, what it may do; anything not listed is denied. ``docs/permissions.md``
+renders it (``render_markdown``) and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    CUSTOMER_SERVICE = "customer_service"
+    DISPATCHER = "dispatcher"
+    FIELD_ENGINEER = "field_engineer"
+    AUDITOR = "auditor"
+    GOVERNMENT = "government"
+
+
+class Resource(StrEnum):
+    READINGS = "readings"
+    ALARMS = "alarms"
+    SUMMARIES = "summaries"
+    AUDIT = "audit"
+    PROFILE = "profile"
+    SESSION = "session"
+
+
+class Action(StrEnum):
+    READ = "read"
+    WRITE = "write"
+
+
+_R, _W = Action.READ, Action.WRITE
+_OWN = {Resource.PROFILE: {_R}, Resource.SESSION: {_W}}  # every role: see itself, end its own session
+
+MATRIX: dict[Role, dict[Resource, frozenset[Action]]] = {
+    role: {res: frozenset(acts) for res, acts in grants.items()}
+    for role, grants in {
+        Role.ADMIN: {
+            Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.SUMMARIES: {_R},
+            Resource.AUDIT: {_R}, **_OWN,
+        },
+        Role.CUSTOMER_SERVICE: {Resource.READINGS: {_R}, Resource.ALARMS: {_R}, Resource.SUMMARIES: {_R}, **_OWN},
+        Role.DISPATCHER: {Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.SUMMARIES: {_R}, **_OWN},
+        Role.FIELD_ENGINEER: {Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, **_OWN},
+        Role.AUDITOR: {
+            Resource.READINGS: {_R}, Resource.ALARMS: {_R}, Resource.SUMMARIES: {_R}, Resource.AUDIT: {_R}, **_OWN,
+        },
+        Role.GOVERNMENT: {Resource.SUMMARIES: {_R}, **_OWN},
+    }.items()
+}
+"""Role → resource → allowed actions. The auditor is read-only (audit included); the government
+role sees summaries only, which carry no personal data."""
+
+
+def allowed(role: Role, resource: Resource, action: Action) -> bool:
+    return action in MATRIX.get(role, {}).get(resource, frozenset())
+
+
+def roles_for(resource: Resource, action: Action) -> list[Role]:
+    return [role for role in Role if allowed(role, resource, action)]
+
+
+def render_markdown() -> str:
+    """The matrix as a Markdown table: one row per (resource, action), one column per role."""
+    lines = [
+        "| resource | action | " + " | ".join(r.value for r in Role) + " |",
+        "|---|---|" + "---|" * len(Role),
+    ]
+    for resource in Resource:
+        for action in Action:
+            cells = ["yes" if allowed(role, resource, action) else "no" for role in Role]
+            lines.append(f"| {resource.value} | {action.value} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_markdown(text: str) -> dict[tuple[Role, Resource, Action], bool]:
+    """The first permission table found in ``text``, read back into (role, resource, action) → allowed."""
+    rows = [line.strip() for line in text.splitlines() if line.strip().startswith("| ")]
+    header = [c.strip() for c in rows[0].strip("|").split("|")]
+    roles = [Role(c) for c in header[2:]]
+    result: dict[tuple[Role, Resource, Action], bool] = {}
+    for line in rows[1:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if set(cells[0]) <= {"-"}:
+            continue
+        resource, action = Resource(cells[0]), Action(cells[1])
+        for role, cell in zip(roles, cells[2:], strict=True):
+            result[(role, resource, action)] = cell == "yes"
+    return result

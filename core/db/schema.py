@@ -1,0 +1,8 @@
+"""Every core table, registered on one ``MetaData``: migrations and schema checks import this."""
+
+from __future__ import annotations
+
+from core.db import tables_accounts, tables_api
+from core.db.tables import metadata
+
+__all__ = ["metadata", "tables_accounts", "tables_api"]
