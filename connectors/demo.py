@@ -10,6 +10,7 @@ store, the audit chain and the ops dashboard at http://127.0.0.1:8080/ops.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import random
@@ -53,6 +54,7 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
         routes_dir=PROJECT / "routes", mappings_dir=PROJECT / "mappings",
         ops={"token": ops_token}, log_json=False, log_level="WARNING",
         breaker={"failure_threshold": 3, "reset_after_s": 5.0},
+        core={"keys": {"demo": base64.b64encode(secrets.token_bytes(32)).decode()}},
         connectors={
             "vendor": {"kind": "vendor_push", "token": vendor_token},
             "sms": {"kind": "http_sms", "base_url": sms.url, "timeout_s": 2.0},

@@ -17,8 +17,10 @@ from typing import Any
 
 from aiohttp import web
 
+from core.accounts import Privacy
 from core.catalogue import CATALOGUE, Catalogue, Lane
 from core.handlers import HANDLERS
+from core.privacy import KeyRing, KeyRingError
 from hub.breaker import CircuitBreaker
 from hub.connectors.context import HubConnectorContext
 from hub.connectors.contract import Connector, InboundConnector, OutboundConnector
@@ -81,6 +83,7 @@ class Hub:
     _runner: web.AppRunner | None = None
     role: Role = Role.RUN
     started: bool = False
+    privacy: Privacy | None = None
 
     @classmethod
     def build(cls, settings: Settings, *, transport: Transport | None = None,
@@ -109,7 +112,7 @@ class Hub:
                             batch=settings.outbox.batch)
         hub = cls(settings=settings, db=db, transports=transports, catalogue=CATALOGUE, mappings=mappings,
                   routes=routes, connectors=connectors, metrics=metrics, publisher=publisher, relay=relay,
-                  scheduler=Scheduler(), context=context)
+                  scheduler=Scheduler(), context=context, privacy=privacy_from(settings))
         hub._build_pipelines()
         return hub
 
@@ -254,6 +257,21 @@ def _transports(settings: Settings) -> tuple[Transport, Transport]:
     url = settings.amqp_url.get_secret_value()
     # Safety traffic gets its own connections so that a billing backlog never delays a valve closing.
     return PikaTransport(url, name="rabbitmq"), PikaTransport(url, name="rabbitmq-safety")
+
+
+def privacy_from(settings: Settings) -> Privacy | None:
+    """The core's field cipher and blind index from ``core.keys``; None when no key is configured."""
+    keys = settings.core.keys
+    if not keys:
+        return None
+    current = settings.core.current_key or (next(iter(keys)) if len(keys) == 1 else None)
+    if current is None:
+        raise ConfigError("several keys and no current one: set GASHUB_CORE__CURRENT_KEY", where="core.current_key")
+    try:
+        ring = KeyRing.from_settings(keys, current=current.lower())
+    except KeyRingError as exc:
+        raise ConfigError(str(exc), where="core.keys") from None
+    return Privacy.from_ring(ring)
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

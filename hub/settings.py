@@ -63,6 +63,15 @@ class OutboxSettings(_Section):
     batch: int = Field(default=500, ge=1)
 
 
+class CoreSettings(_Section):
+    keys: dict[str, SecretStr] = Field(default={}, repr=False)
+    """Master keys for personal data at rest, id → base64 of 32 bytes (``GASHUB_CORE__KEYS__K1=…``).
+    Generate one with ``python -c "import secrets, base64; print(base64.b64encode(secrets.token_bytes(32))
+    .decode())"`` (one line)."""
+    current_key: str | None = None
+    """The key new data is written with; may be left out when there is only one key."""
+
+
 class Settings(BaseSettings):
     """Everything a hub process needs to start."""
 
@@ -88,6 +97,7 @@ class Settings(BaseSettings):
     audit: AuditSettings = AuditSettings()
     breaker: BreakerSettings = BreakerSettings()
     outbox: OutboxSettings = OutboxSettings()
+    core: CoreSettings = CoreSettings()
     connectors: dict[str, dict[str, Any]] = Field(default={}, repr=False)
     """Per-connector settings, validated by each connector's own settings model."""
 
