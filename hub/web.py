@@ -121,5 +121,5 @@ def build_web_app(hub: Hub) -> web.Application:
     app.router.add_routes(hub.context.http_routes)
     from core.api import build_api
 
-    app.add_subapp("/api/v1", build_api(lambda: hub.db.engine))
+    app.add_subapp("/api/v1", build_api(lambda: hub.db.engine, privacy=hub.privacy))
     return app

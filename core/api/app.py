@@ -8,6 +8,8 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import core.db.tables_api  # noqa: F401  (registers the API tables on the core metadata)
+from core.accounts import Privacy
+from core.api.accounts import PRIVACY, account_endpoints
 from core.api.framework import API, ApiContext, audit_middleware, errors_middleware
 from core.api.handlers import endpoints
 from core.api.openapi import build_openapi
@@ -18,22 +20,29 @@ PREFIX = "/api/v1"
 
 
 def build_api(engine: AsyncEngine | Callable[[], AsyncEngine], *, clock: Clock = utc_now,
-              policy: AuthPolicy | None = None, client_max_size: int = 64 * 1024) -> web.Application:
+              policy: AuthPolicy | None = None, client_max_size: int = 64 * 1024,
+              privacy: Privacy | None = None) -> web.Application:
     """The API application, to mount with ``parent.add_subapp("/api/v1", build_api(engine))``.
 
     ``engine`` may be a callable returning the engine, for hosts that create it at start-up.
     Every endpoint but login and the OpenAPI document needs a bearer token whose role the
     permission matrix allows; a route without a permission is refused at build time.
+
+    ``privacy`` (field cipher + blind index, ``core.accounts.Privacy``) serves the /accounts routes.
+    Without it those routes still exist but answer 503 (after authorisation), and the OpenAPI document
+    leaves them out, since this instance cannot serve them.
     """
     app = web.Application(middlewares=[errors_middleware, audit_middleware], client_max_size=client_max_size)
     app[API] = ApiContext(engine_source=engine, clock=clock, policy=policy or AuthPolicy())
+    app[PRIVACY] = privacy
     eps = endpoints()
-    for ep in eps:
+    accounts = account_endpoints()
+    for ep in eps + accounts:
         permission = getattr(ep.handler, "__api_permission__", None)
         if ep.public != (permission is None) or (permission and permission != (ep.resource, ep.action)):
             raise RuntimeError(f"{ep.method} {ep.path}: the handler's require() does not match the route table")
         app.router.add_route(ep.method, ep.path, ep.handler)
-    document = build_openapi(eps, prefix=PREFIX)
+    document = build_openapi(eps + accounts if privacy is not None else eps, prefix=PREFIX)
 
     async def openapi(request: web.Request) -> web.StreamResponse:
         return json_response(document)

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import and_, func, or_, select, update
 
+from core.api.accounts import AccountSummary, account_summary
 from core.api.framework import (
     API,
     AUDIT_DETAIL,
@@ -220,6 +221,9 @@ def endpoints() -> list[Endpoint]:
                  Resource.ALARMS, wr, path_params=("id",), errors=(401, 403, 404)),
         Endpoint("GET", "/summaries/alarms", alarm_summary, "Alarm counts by kind and status (no personal data)",
                  AlarmSummary, Resource.SUMMARIES, rd, errors=(401, 403)),
+        Endpoint("GET", "/summaries/accounts", account_summary,
+                 "Account counts by district, category and status (no personal data)", AccountSummary,
+                 Resource.SUMMARIES, rd, errors=(401, 403)),
         Endpoint("GET", "/audit", list_audit, "The API audit log, newest first, paged", AuditPage,
                  Resource.AUDIT, rd, query=AuditQuery),
     ]

@@ -25,6 +25,9 @@ class Resource(StrEnum):
     AUDIT = "audit"
     PROFILE = "profile"
     SESSION = "session"
+    ACCOUNTS = "accounts"
+    PERSONAL_DATA = "personal_data"
+    """Reading personal fields in clear (``?reveal=true`` on the account reads); always audited."""
 
 
 class Action(StrEnum):
@@ -40,19 +43,27 @@ MATRIX: dict[Role, dict[Resource, frozenset[Action]]] = {
     for role, grants in {
         Role.ADMIN: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.SUMMARIES: {_R},
-            Resource.AUDIT: {_R}, **_OWN,
+            Resource.AUDIT: {_R}, Resource.ACCOUNTS: {_R, _W}, Resource.PERSONAL_DATA: {_R}, **_OWN,
         },
-        Role.CUSTOMER_SERVICE: {Resource.READINGS: {_R}, Resource.ALARMS: {_R}, Resource.SUMMARIES: {_R}, **_OWN},
-        Role.DISPATCHER: {Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.SUMMARIES: {_R}, **_OWN},
+        Role.CUSTOMER_SERVICE: {
+            Resource.READINGS: {_R}, Resource.ALARMS: {_R}, Resource.SUMMARIES: {_R},
+            Resource.ACCOUNTS: {_R, _W}, Resource.PERSONAL_DATA: {_R}, **_OWN,
+        },
+        Role.DISPATCHER: {
+            Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.SUMMARIES: {_R}, Resource.ACCOUNTS: {_R},
+            **_OWN,
+        },
         Role.FIELD_ENGINEER: {Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, **_OWN},
         Role.AUDITOR: {
-            Resource.READINGS: {_R}, Resource.ALARMS: {_R}, Resource.SUMMARIES: {_R}, Resource.AUDIT: {_R}, **_OWN,
+            Resource.READINGS: {_R}, Resource.ALARMS: {_R}, Resource.SUMMARIES: {_R}, Resource.AUDIT: {_R},
+            Resource.ACCOUNTS: {_R}, **_OWN,
         },
         Role.GOVERNMENT: {Resource.SUMMARIES: {_R}, **_OWN},
     }.items()
 }
 """Role → resource → allowed actions. The auditor is read-only (audit included); the government
-role sees summaries only, which carry no personal data."""
+role sees summaries only, which carry no personal data. Accounts are read masked by every role that
+may read them; only ``personal_data`` read (admin, customer service) may ask for ``?reveal=true``."""
 
 
 def allowed(role: Role, resource: Resource, action: Action) -> bool:

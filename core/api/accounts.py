@@ -1,0 +1,387 @@
+"""The account endpoints of /api/v1 (requirements U1, U2, A3, A5): open, transfer, close, look up, overview.
+
+Personal fields are masked for every caller. Roles that may read ``personal_data`` (admin, customer
+service) get them in clear with ``?reveal=true`` on the reads; every reveal request — granted, denied
+or failed — is written to the API audit log with ``detail="reveal"``. Write responses are always
+masked (they are what the idempotency store keeps). Errors:
+
+* 400 — a malformed body or query (pydantic), naming the parameter;
+* 404 — no such account;
+* 409 — the client request id was already used for different content (``Conflict``);
+* 422 — a well-formed request the domain refuses (``DomainRejected``: bad ID check digit, closed
+  account, transfer before the current holder's period…);
+* 503 — the API was built without the personal-data keys (``build_api(..., privacy=None)``).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.accounts import (
+    AccountView,
+    ArrearsPolicy,
+    Billing,
+    Category,
+    CustomerIn,
+    HolderPeriod,
+    PremisesIn,
+    Privacy,
+    StatusChange,
+    Subcategory,
+    close_account,
+    find_by_id_number,
+    find_by_phone,
+    get_account,
+    open_account,
+    transfer_account,
+)
+from core.api.framework import (
+    API,
+    AUDIT_DETAIL,
+    Endpoint,
+    parse_body,
+    parse_query,
+    principal_of,
+    require,
+)
+from core.api.models import Alarm, Query, Reading
+from core.api.permissions import Action, Resource, allowed
+from core.api.problems import ProblemError, json_response
+from core.api.users import AuditEntry, record_audit
+from core.db.tables_accounts import account, premises
+from core.db.tables_accounts import request as request_table
+from core.errors import Conflict, DomainRejected
+
+PRIVACY: web.AppKey[Privacy | None] = web.AppKey("gashub_api_privacy")
+"""The ``Privacy`` bundle (field cipher + blind index) the account routes need; ``None`` → 503."""
+
+NO_KEYS = (
+    "personal-data keys are not configured: set GASHUB_CORE__KEYS__<id> to a base64 32-byte key "
+    "(generate one with: python -c \"import secrets,base64;print(base64.b64encode(secrets.token_bytes(32))"
+    ".decode())\"), name the current one, and restart"
+)
+NO_METER_LINK = (
+    "no meter-to-account link exists yet, so readings and alarms cannot be attributed to this account; "
+    "these lists stay empty until meters are assigned to accounts"
+)
+
+
+# --- request and response models ---------------------------------------------------------------------
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OpenAccountBody(_Body):
+    client_request_id: str = Field(min_length=1, max_length=64,
+                                   description="Chosen by the client; a retry with the same id and content "
+                                               "returns the first result.")
+    customer: CustomerIn
+    premises: PremisesIn
+    category: Category
+    subcategory: Subcategory | None = None
+    billing: Billing
+
+
+class TransferBody(_Body):
+    client_request_id: str = Field(min_length=1, max_length=64)
+    new_customer: CustomerIn
+    arrears_policy: ArrearsPolicy
+    effective: AwareDatetime
+
+
+class CloseBody(_Body):
+    client_request_id: str = Field(min_length=1, max_length=64)
+    final_reading_m3: Decimal = Field(ge=0)
+    at: AwareDatetime
+
+
+class RevealQuery(Query):
+    reveal: bool = Field(default=False, description="Personal fields in clear (admin, customer_service); audited.")
+
+
+class AccountSearchQuery(RevealQuery):
+    phone: str | None = Field(default=None, min_length=1, max_length=40)
+    id_number: str | None = Field(default=None, min_length=1, max_length=40)
+
+
+class AccountList(BaseModel):
+    items: list[AccountView]
+    count: int
+
+
+class MeterLink(BaseModel):
+    linked: bool
+    meters: list[str]
+    reason: str | None
+
+
+class AccountOverview(BaseModel):
+    """Everything about one account (U2): the account, its holder and status history, and its meters'
+    recent readings and open alarms when meters can be linked to it (``meter_link`` says if not)."""
+
+    account: AccountView
+    holder_history: list[HolderPeriod]
+    status_history: list[StatusChange]
+    meter_link: MeterLink
+    recent_readings: list[Reading]
+    open_alarms: list[Alarm]
+
+
+class AccountCount(BaseModel):
+    district: str
+    category: str
+    status: str
+    count: int
+
+
+class AccountSummary(BaseModel):
+    """Counts only: no account number, customer or address (safe for the government role)."""
+
+    items: list[AccountCount]
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+
+def _privacy(request: web.Request) -> Privacy:
+    privacy = request.app.get(PRIVACY)
+    if privacy is None:
+        raise ProblemError(503, "Personal-data keys missing", NO_KEYS)
+    return privacy
+
+
+def _rejected(exc: DomainRejected) -> ProblemError:
+    return ProblemError(422, "Rejected", f"The request is well-formed but was refused: {exc}.")
+
+
+def _conflict(exc: Conflict) -> ProblemError:
+    return ProblemError(409, "Conflict", f"{exc}.")
+
+
+async def _require_account(conn: AsyncConnection, account_id: str) -> None:
+    found = (await conn.execute(select(account.c.id).where(account.c.id == account_id))).first()
+    if found is None:
+        raise ProblemError(404, "Not found", f"There is no account '{account_id[:40]}'; "
+                           "GET /api/v1/accounts?phone=… finds accounts by their holder.")
+
+
+def _out(view: AccountView) -> dict[str, Any]:
+    return view.model_dump(mode="json")
+
+
+async def _audit_reveal(request: web.Request, status: int) -> None:
+    ctx = request.app[API]
+    p = principal_of(request)
+    await record_audit(ctx.engine, AuditEntry(
+        method=request.method, path=request.path, resource=Resource.PERSONAL_DATA.value,
+        resource_id=request.match_info.get("id"), status=status, at=ctx.clock(), user_id=p.user_id,
+        username=p.username, role=p.role.value, remote=request.remote, detail="reveal",
+    ))
+
+
+async def _read(request: web.Request, reveal: bool, build: Any) -> web.StreamResponse:
+    """``build()`` as JSON; a reveal is checked against ``personal_data`` read and audited whatever happens."""
+    if not reveal:
+        return json_response(await build())
+    status = 500
+    try:
+        p = principal_of(request)
+        if not allowed(p.role, Resource.PERSONAL_DATA, Action.READ):
+            raise ProblemError(403, "Forbidden",
+                               f"Role '{p.role.value}' may not reveal personal data; leave out 'reveal' for the "
+                               "masked view (see docs/permissions.md).")
+        response = json_response(await build())
+        status = response.status
+        return response
+    except ProblemError as exc:
+        status = exc.status
+        raise
+    finally:
+        await _audit_reveal(request, status)
+
+
+# --- handlers ----------------------------------------------------------------------------------------
+
+
+@require(Resource.ACCOUNTS, Action.WRITE)
+async def open_account_route(request: web.Request) -> web.StreamResponse:
+    """201 with the (masked) account; the same ``client_request_id`` and content again → 200, same body."""
+    privacy = _privacy(request)
+    body = await parse_body(request, OpenAccountBody)
+    async with request.app[API].engine.begin() as conn:
+        seen = (await conn.execute(select(request_table.c.id).where(
+            request_table.c.client_request_id == body.client_request_id.strip()))).first() is not None
+        try:
+            view = await open_account(conn, privacy, body.client_request_id, body.customer, body.premises,
+                                      body.category, body.billing, subcategory=body.subcategory)
+        except Conflict as exc:
+            request[AUDIT_DETAIL] = "conflict"
+            raise _conflict(exc) from None
+        except DomainRejected as exc:
+            request[AUDIT_DETAIL] = "rejected"
+            raise _rejected(exc) from None
+    request[AUDIT_DETAIL] = f"{'replayed' if seen else 'opened'} account {view.account_id}"
+    return json_response(_out(view), status=200 if seen else 201)
+
+
+@require(Resource.ACCOUNTS, Action.WRITE)
+async def transfer_account_route(request: web.Request) -> web.StreamResponse:
+    """Transfer of ownership (过户); idempotent by ``client_request_id``."""
+    privacy = _privacy(request)
+    account_id = request.match_info["id"]
+    body = await parse_body(request, TransferBody)
+    async with request.app[API].engine.begin() as conn:
+        await _require_account(conn, account_id)
+        try:
+            view = await transfer_account(conn, privacy, body.client_request_id, account_id, body.new_customer,
+                                          body.arrears_policy, body.effective)
+        except Conflict as exc:
+            request[AUDIT_DETAIL] = "conflict"
+            raise _conflict(exc) from None
+        except DomainRejected as exc:
+            request[AUDIT_DETAIL] = "rejected"
+            raise _rejected(exc) from None
+    request[AUDIT_DETAIL] = f"transferred ({body.arrears_policy})"
+    return json_response(_out(view))
+
+
+@require(Resource.ACCOUNTS, Action.WRITE)
+async def close_account_route(request: web.Request) -> web.StreamResponse:
+    """Close (销户) with the final reading; the final bill is pending; idempotent by ``client_request_id``."""
+    privacy = _privacy(request)
+    account_id = request.match_info["id"]
+    body = await parse_body(request, CloseBody)
+    async with request.app[API].engine.begin() as conn:
+        await _require_account(conn, account_id)
+        try:
+            view = await close_account(conn, privacy, body.client_request_id, account_id, body.final_reading_m3,
+                                       body.at)
+        except Conflict as exc:
+            request[AUDIT_DETAIL] = "conflict"
+            raise _conflict(exc) from None
+        except DomainRejected as exc:
+            request[AUDIT_DETAIL] = "rejected"
+            raise _rejected(exc) from None
+    request[AUDIT_DETAIL] = "closed"
+    return json_response(_out(view))
+
+
+@require(Resource.ACCOUNTS, Action.READ)
+async def get_account_route(request: web.Request) -> web.StreamResponse:
+    privacy = _privacy(request)
+    q = parse_query(request, RevealQuery)
+    account_id = request.match_info["id"]
+
+    async def build() -> dict[str, Any]:
+        async with request.app[API].engine.connect() as conn:
+            await _require_account(conn, account_id)
+            return _out(await get_account(conn, privacy, account_id, reveal=q.reveal))
+
+    return await _read(request, q.reveal, build)
+
+
+@require(Resource.ACCOUNTS, Action.READ)
+async def search_accounts(request: web.Request) -> web.StreamResponse:
+    """Accounts whose current holder has this phone (any written form) or ID number, via the blind index."""
+    privacy = _privacy(request)
+    q = parse_query(request, AccountSearchQuery)
+    if (q.phone is None) == (q.id_number is None):
+        raise ProblemError(400, "Bad parameter", "Give exactly one of 'phone' or 'id_number'.",
+                           parameter="phone" if q.phone is None else "id_number")
+
+    async def build() -> dict[str, Any]:
+        async with request.app[API].engine.connect() as conn:
+            try:
+                if q.phone is not None:
+                    views = await find_by_phone(conn, privacy, q.phone, reveal=q.reveal)
+                else:
+                    views = await find_by_id_number(conn, privacy, q.id_number or "", reveal=q.reveal)
+            except DomainRejected as exc:
+                name = "phone" if q.phone is not None else "id_number"
+                raise ProblemError(400, "Bad parameter", f"The query parameter '{name}' is invalid: {exc}.",
+                                   parameter=name) from None
+        return AccountList(items=views, count=len(views)).model_dump(mode="json")
+
+    return await _read(request, q.reveal, build)
+
+
+async def _meters_of(conn: AsyncConnection, account_id: str) -> list[str] | None:
+    """The meters installed for the account, or ``None`` while no meter↔account link exists in the schema."""
+    return None
+
+
+@require(Resource.ACCOUNTS, Action.READ)
+async def account_overview(request: web.Request) -> web.StreamResponse:
+    """Everything about one account (U2). Readings and alarms only through a real meter↔account link."""
+    privacy = _privacy(request)
+    q = parse_query(request, RevealQuery)
+    account_id = request.match_info["id"]
+
+    async def build() -> dict[str, Any]:
+        async with request.app[API].engine.connect() as conn:
+            await _require_account(conn, account_id)
+            view = await get_account(conn, privacy, account_id, reveal=q.reveal)
+            meters = await _meters_of(conn, account_id)
+        link = (MeterLink(linked=False, meters=[], reason=NO_METER_LINK) if meters is None
+                else MeterLink(linked=True, meters=meters, reason=None))
+        return AccountOverview(account=view, holder_history=list(view.holders),
+                               status_history=list(view.status_history), meter_link=link,
+                               recent_readings=[], open_alarms=[]).model_dump(mode="json")
+
+    return await _read(request, q.reveal, build)
+
+
+@require(Resource.SUMMARIES, Action.READ)
+async def account_summary(request: web.Request) -> web.StreamResponse:
+    """Account counts by district, category and status: no personal data, needs no keys."""
+    stmt = (select(premises.c.district, account.c.category, account.c.status, func.count().label("count"))
+            .join(premises, premises.c.id == account.c.premises_id)
+            .group_by(premises.c.district, account.c.category, account.c.status)
+            .order_by(premises.c.district, account.c.category, account.c.status))
+    async with request.app[API].engine.connect() as conn:
+        rows = [dict(r) for r in (await conn.execute(stmt)).mappings()]
+    return json_response(AccountSummary.model_validate({"items": rows}).model_dump(mode="json"))
+
+
+def account_endpoints() -> list[Endpoint]:
+    """The routes that need the personal-data keys (relative to /api/v1)."""
+    rd, wr = Action.READ, Action.WRITE
+    acc = Resource.ACCOUNTS
+    write_errors = (400, 401, 403, 404, 409, 422, 503)
+    return [
+        Endpoint("POST", "/accounts", open_account_route,
+                 "Open an account (开户); 201, or 200 when the client_request_id is replayed", AccountView, acc, wr,
+                 body=OpenAccountBody, errors=(400, 401, 403, 409, 422, 503)),
+        Endpoint("GET", "/accounts", search_accounts,
+                 "Find accounts by the current holder's phone or ID number (masked unless reveal)", AccountList,
+                 acc, rd, query=AccountSearchQuery, errors=(400, 401, 403, 503)),
+        Endpoint("GET", "/accounts/{id}", get_account_route, "One account (masked unless reveal)", AccountView,
+                 acc, rd, query=RevealQuery, path_params=("id",), errors=(400, 401, 403, 404, 503)),
+        Endpoint("GET", "/accounts/{id}/overview", account_overview,
+                 "Everything about one account: holders, statuses, readings and open alarms", AccountOverview,
+                 acc, rd, query=RevealQuery, path_params=("id",), errors=(400, 401, 403, 404, 503)),
+        Endpoint("POST", "/accounts/{id}/transfer", transfer_account_route,
+                 "Transfer ownership (过户), idempotent by client_request_id", AccountView, acc, wr,
+                 body=TransferBody, path_params=("id",), errors=write_errors),
+        Endpoint("POST", "/accounts/{id}/close", close_account_route,
+                 "Close an account (销户) with its final reading, idempotent by client_request_id", AccountView,
+                 acc, wr, body=CloseBody, path_params=("id",), errors=write_errors),
+    ]
+
+
+__all__ = [
+    "PRIVACY",
+    "AccountList",
+    "AccountOverview",
+    "AccountSummary",
+    "account_endpoints",
+    "account_summary",
+]

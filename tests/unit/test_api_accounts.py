@@ -1,0 +1,452 @@
+"""The /api/v1 account endpoints: matrix on every role, idempotent writes, masking and audited reveal,
+blind-index search, overview, problem+json for domain refusals, 503 without keys."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from core.accounts import Privacy, id_check_digit
+from core.api import AuthPolicy, Role, build_api, create_user
+from core.api.accounts import account_endpoints
+from core.api.permissions import Action, Resource, allowed
+from core.db.tables_api import api_audit
+from core.privacy import KeyRing, generate_key
+from hub.migrations import upgrade
+
+PASSWORD = "correct horse battery staple"
+ALICE_ID = "33060219900101123" + id_check_digit("33060219900101123")
+BOB_ID = "33062119850615004" + id_check_digit("33062119850615004")
+ALICE = {"name": "张三丰", "phone": "13812345678", "id_number": ALICE_ID, "address": "浙江省绍兴市越城区人民中路123号"}
+BOB = {"name": "李四", "phone": "+86 139-0000-1111", "id_number": BOB_ID, "address": None}
+HOME = {"address": "绍兴市越城区解放北路88号3幢201室", "district": "yuecheng", "lat": 30.0, "lon": 120.58}
+_ids = itertools.count()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Api:
+    client: TestClient[web.Request, web.Application]
+    engine: AsyncEngine
+    auth: dict[Role, dict[str, str]]
+
+    async def audit(self) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            return [dict(r) for r in (await conn.execute(select(api_audit).order_by(api_audit.c.seq))).mappings()]
+
+    async def open(self, role: Role = Role.CUSTOMER_SERVICE, **changes: Any) -> dict[str, Any]:
+        resp = await self.client.post("/api/v1/accounts", json=open_body(**changes), headers=self.auth[role])
+        assert resp.status == 201, await resp.text()
+        return dict(await resp.json())
+
+
+def rid() -> str:
+    return f"req-{next(_ids)}"
+
+
+def open_body(**changes: Any) -> dict[str, Any]:
+    return {"client_request_id": rid(), "customer": ALICE, "premises": HOME, "category": "residential",
+            "billing": "postpaid", **changes}
+
+
+def future(days: int) -> str:
+    return (datetime.now(UTC) + timedelta(days=days)).isoformat()
+
+
+async def _build(tmp_path: Path, privacy: Privacy | None) -> AsyncIterator[Api]:
+    url = f"sqlite+aiosqlite:///{tmp_path}/api.db"
+    await asyncio.to_thread(upgrade, url)
+    engine = create_async_engine(url)
+    clock = Clock()
+    for role in Role:
+        await create_user(engine, role.value, PASSWORD, role, clock=clock)
+    app = web.Application()
+    app.add_subapp("/api/v1", build_api(engine, clock=clock, policy=AuthPolicy(), privacy=privacy))
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        auth = {}
+        for role in Role:
+            resp = await client.post("/api/v1/auth/token", json={"username": role.value, "password": PASSWORD})
+            auth[role] = {"Authorization": f"Bearer {(await resp.json())['access_token']}"}
+        yield Api(client, engine, auth)
+    finally:
+        await client.close()
+        await engine.dispose()
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    privacy = Privacy.from_ring(KeyRing.from_settings({"k1": generate_key()}, current="k1"))
+    async for built in _build(tmp_path, privacy):
+        yield built
+
+
+@pytest.fixture
+async def keyless(tmp_path: Path) -> AsyncIterator[Api]:
+    async for built in _build(tmp_path, None):
+        yield built
+
+
+def assert_problem(resp_body: dict[str, Any], status: int) -> None:
+    assert resp_body["status"] == status
+    assert resp_body["type"] == "about:blank"
+    assert resp_body["title"]
+    assert len(resp_body["detail"]) > 10
+
+
+# --- every account endpoint, every role --------------------------------------------------------------
+
+
+async def _valid_request(api: Api, method: str, path: str) -> tuple[str, dict[str, Any] | None, int]:
+    """A request that succeeds for a role allowed to make it: (path, body, expected status)."""
+    if method == "POST" and path == "/accounts":
+        return "/api/v1/accounts", open_body(), 201
+    acc = (await api.open())["account_id"]
+    concrete = "/api/v1" + path.replace("{id}", acc)
+    if path.endswith("/transfer"):
+        body = {"client_request_id": rid(), "new_customer": BOB, "arrears_policy": "carry", "effective": future(3)}
+        return concrete, body, 200
+    if path.endswith("/close"):
+        return concrete, {"client_request_id": rid(), "final_reading_m3": "123.456", "at": future(3)}, 200
+    if path == "/accounts":
+        return concrete + "?phone=13812345678", None, 200
+    return concrete, None, 200
+
+
+async def test_every_account_endpoint_with_every_role_follows_the_matrix(api: Api) -> None:
+    for ep in account_endpoints():
+        assert ep.resource
+        assert ep.action
+        path, body, ok = await _valid_request(api, ep.method, ep.path)
+        resp = await api.client.request(ep.method, path, json=body)
+        assert resp.status == 401, ep.path
+        assert resp.content_type == "application/problem+json"
+        for role in Role:
+            path, body, ok = await _valid_request(api, ep.method, ep.path)
+            resp = await api.client.request(ep.method, path, json=body, headers=api.auth[role])
+            expected = ok if allowed(role, ep.resource, ep.action) else 403
+            assert resp.status == expected, (ep.method, ep.path, role, await resp.text())
+            if expected == 403:
+                assert resp.content_type == "application/problem+json"
+                problem = await resp.json()
+                assert_problem(problem, 403)
+                assert role.value in problem["detail"]
+
+
+def test_government_has_no_account_access_and_field_engineer_none_either() -> None:
+    for action in Action:
+        assert not allowed(Role.GOVERNMENT, Resource.ACCOUNTS, action)
+        assert not allowed(Role.GOVERNMENT, Resource.PERSONAL_DATA, action)
+        assert not allowed(Role.FIELD_ENGINEER, Resource.ACCOUNTS, action)
+    assert [r for r in Role if allowed(r, Resource.PERSONAL_DATA, Action.READ)] == [Role.ADMIN, Role.CUSTOMER_SERVICE]
+    assert [r for r in Role if allowed(r, Resource.ACCOUNTS, Action.WRITE)] == [Role.ADMIN, Role.CUSTOMER_SERVICE]
+    assert not allowed(Role.AUDITOR, Resource.ACCOUNTS, Action.WRITE)
+
+
+async def test_government_gets_counts_only(api: Api) -> None:
+    await api.open()
+    await api.open(premises={**HOME, "district": "keqiao", "lat": 30.08, "lon": 120.49},
+                   category="non_residential", subcategory="commercial")
+    resp = await api.client.get("/api/v1/summaries/accounts", headers=api.auth[Role.GOVERNMENT])
+    assert resp.status == 200
+    assert await resp.json() == {"items": [
+        {"district": "keqiao", "category": "non_residential", "status": "active", "count": 1},
+        {"district": "yuecheng", "category": "residential", "status": "active", "count": 1},
+    ]}
+    assert (await api.client.get("/api/v1/accounts?phone=13812345678",
+                                 headers=api.auth[Role.GOVERNMENT])).status == 403
+
+
+# --- open: idempotency, conflicts, domain refusals ---------------------------------------------------
+
+
+async def test_open_is_idempotent_by_client_request_id(api: Api) -> None:
+    body = open_body()
+    cs = api.auth[Role.CUSTOMER_SERVICE]
+    first = await api.client.post("/api/v1/accounts", json=body, headers=cs)
+    assert first.status == 201
+    again = await api.client.post("/api/v1/accounts", json=body, headers=cs)
+    assert again.status == 200
+    assert await again.json() == await first.json()
+    other = await api.client.post("/api/v1/accounts", json={**body, "billing": "prepaid"}, headers=cs)
+    assert other.status == 409
+    assert other.content_type == "application/problem+json"
+    problem = await other.json()
+    assert_problem(problem, 409)
+    assert body["client_request_id"] in problem["detail"]
+    search = await (await api.client.get("/api/v1/accounts?phone=13812345678", headers=cs)).json()
+    assert search["count"] == 1
+    opened = await first.json()
+    assert opened["status"] == "active"
+    assert opened["masked"] is True
+    assert opened["holder"]["phone"] == "138****5678"
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ({"customer": {**ALICE, "id_number": ALICE_ID[:17] + ("0" if ALICE_ID[17] != "0" else "1")}}, "check digit"),
+    ({"customer": {**ALICE, "phone": "12345"}}, "phone"),
+    ({"premises": {**HOME, "lat": 31.5}}, "outside Shaoxing"),
+    ({"category": "non_residential"}, "subcategory"),
+])
+async def test_domain_refusals_are_422_problems(api: Api, change: dict[str, Any], words: str) -> None:
+    resp = await api.client.post("/api/v1/accounts", json=open_body(**change), headers=api.auth[Role.ADMIN])
+    assert resp.status == 422, await resp.text()
+    assert resp.content_type == "application/problem+json"
+    problem = await resp.json()
+    assert_problem(problem, 422)
+    assert words in problem["detail"]
+    assert ALICE_ID not in problem["detail"]
+
+
+async def test_malformed_body_is_400_naming_the_field(api: Api) -> None:
+    body = open_body()
+    del body["billing"]
+    resp = await api.client.post("/api/v1/accounts", json=body, headers=api.auth[Role.ADMIN])
+    assert resp.status == 400
+    assert (await resp.json())["parameter"] == "billing"
+    resp = await api.client.post("/api/v1/accounts", json=open_body(category="shop"), headers=api.auth[Role.ADMIN])
+    assert resp.status == 400
+    assert (await resp.json())["parameter"] == "category"
+
+
+# --- transfer and close ------------------------------------------------------------------------------
+
+
+async def test_transfer_and_close(api: Api) -> None:
+    cs = api.auth[Role.CUSTOMER_SERVICE]
+    acc = (await api.open())["account_id"]
+    transfer = {"client_request_id": rid(), "new_customer": BOB, "arrears_policy": "settle", "effective": future(2)}
+    resp = await api.client.post(f"/api/v1/accounts/{acc}/transfer", json=transfer, headers=cs)
+    assert resp.status == 200, await resp.text()
+    view = await resp.json()
+    assert view["holder"]["name"] == "李*"
+    assert [h["arrears_policy"] for h in view["holders"]] == [None, "settle"]
+    again = await api.client.post(f"/api/v1/accounts/{acc}/transfer", json=transfer, headers=cs)
+    assert again.status == 200
+    assert await again.json() == view
+    clash = await api.client.post(f"/api/v1/accounts/{acc}/transfer",
+                                  json={**transfer, "arrears_policy": "carry"}, headers=cs)
+    assert clash.status == 409
+    # by phone, the account now belongs to Bob
+    assert (await (await api.client.get("/api/v1/accounts?phone=13812345678", headers=cs)).json())["count"] == 0
+    assert (await (await api.client.get("/api/v1/accounts?phone=13900001111", headers=cs)).json())["count"] == 1
+
+    close = {"client_request_id": rid(), "final_reading_m3": 812.5, "at": future(5)}
+    resp = await api.client.post(f"/api/v1/accounts/{acc}/close", json=close, headers=cs)
+    assert resp.status == 200, await resp.text()
+    closed = await resp.json()
+    assert closed["status"] == "closed"
+    assert closed["final_bill"] == "pending"
+    assert closed["final_reading_m3"] == "812.500"
+    twice = await api.client.post(f"/api/v1/accounts/{acc}/close", json={**close, "client_request_id": rid()},
+                                  headers=cs)
+    assert twice.status == 422
+    assert_problem(await twice.json(), 422)
+    late = await api.client.post(f"/api/v1/accounts/{acc}/transfer",
+                                 json={**transfer, "client_request_id": rid()}, headers=cs)
+    assert late.status == 422
+    assert "closed" in (await late.json())["detail"]
+
+
+async def test_unknown_account_is_404(api: Api) -> None:
+    admin = api.auth[Role.ADMIN]
+    for method, path, body in [
+        ("GET", "/accounts/NOPE", None),
+        ("GET", "/accounts/NOPE/overview", None),
+        ("POST", "/accounts/NOPE/close", {"client_request_id": rid(), "final_reading_m3": 1, "at": future(1)}),
+    ]:
+        resp = await api.client.request(method, "/api/v1" + path, json=body, headers=admin)
+        assert resp.status == 404, path
+        assert_problem(await resp.json(), 404)
+
+
+# --- masking and reveal ------------------------------------------------------------------------------
+
+
+async def test_masking_per_role_and_audited_reveal(api: Api) -> None:
+    acc = (await api.open())["account_id"]
+    for role in Role:
+        resp = await api.client.get(f"/api/v1/accounts/{acc}", headers=api.auth[role])
+        if not allowed(role, Resource.ACCOUNTS, Action.READ):
+            assert resp.status == 403
+            continue
+        view = await resp.json()
+        assert view["masked"] is True
+        assert view["holder"] == {**view["holder"], "name": "张**", "phone": "138****5678",
+                                  "id_number": ALICE_ID[:6] + "********" + ALICE_ID[-4:],
+                                  "address": "浙江省绍兴市越城区****"}
+        assert view["premises"]["address"] == "绍兴市越城区****"
+    before = len(await api.audit())
+    outcome = {}
+    for role in Role:
+        resp = await api.client.get(f"/api/v1/accounts/{acc}?reveal=true", headers=api.auth[role])
+        outcome[role] = resp.status
+        if resp.status == 200:
+            view = await resp.json()
+            assert view["masked"] is False
+            assert view["holder"]["phone"] == "13812345678"
+            assert view["holder"]["id_number"] == ALICE_ID
+            assert view["premises"]["address"] == HOME["address"]
+    assert outcome == {Role.ADMIN: 200, Role.CUSTOMER_SERVICE: 200, Role.DISPATCHER: 403, Role.FIELD_ENGINEER: 403,
+                       Role.AUDITOR: 403, Role.GOVERNMENT: 403}
+    reveals = (await api.audit())[before:]
+    # field engineer and government are refused by require() before reveal is considered: not a reveal
+    assert [(r["role"], r["status"], r["detail"], r["resource"], r["resource_id"], r["method"]) for r in reveals] == [
+        ("admin", 200, "reveal", "personal_data", acc, "GET"),
+        ("customer_service", 200, "reveal", "personal_data", acc, "GET"),
+        ("dispatcher", 403, "reveal", "personal_data", acc, "GET"),
+        ("auditor", 403, "reveal", "personal_data", acc, "GET"),
+    ]
+    # a plain read is not audited
+    await api.client.get(f"/api/v1/accounts/{acc}", headers=api.auth[Role.ADMIN])
+    assert len(await api.audit()) == before + 4
+    # search and overview reveal too, and are audited
+    admin = api.auth[Role.ADMIN]
+    found = await (await api.client.get("/api/v1/accounts?phone=13812345678&reveal=1", headers=admin)).json()
+    assert found["items"][0]["holder"]["name"] == "张三丰"
+    ov = await (await api.client.get(f"/api/v1/accounts/{acc}/overview?reveal=true", headers=admin)).json()
+    assert ov["account"]["holder"]["name"] == "张三丰"
+    assert ov["holder_history"][0]["name"] == "张三丰"
+    tail = (await api.audit())[-2:]
+    assert [(r["path"], r["detail"]) for r in tail] == [("/api/v1/accounts", "reveal"),
+                                                        (f"/api/v1/accounts/{acc}/overview", "reveal")]
+
+
+# --- search ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("phone", [
+    "13812345678", "+86 138-1234-5678", "138 1234 5678", "0086 13812345678", "8613812345678",
+    "１３８１２３４５６７８", "(138) 1234-5678",
+])
+async def test_search_by_phone_in_any_written_form(api: Api, phone: str) -> None:
+    acc = (await api.open())["account_id"]
+    resp = await api.client.get("/api/v1/accounts", params={"phone": phone}, headers=api.auth[Role.DISPATCHER])
+    assert resp.status == 200, await resp.text()
+    found = await resp.json()
+    assert found["count"] == 1
+    assert found["items"][0]["account_id"] == acc
+    assert found["items"][0]["holder"]["phone"] == "138****5678"
+
+
+async def test_search_by_id_number_and_bad_searches(api: Api) -> None:
+    acc = (await api.open())["account_id"]
+    auth = api.auth[Role.AUDITOR]
+    spaced = f"{ALICE_ID[:6]} {ALICE_ID[6:14]} {ALICE_ID[14:]}".lower()
+    found = await (await api.client.get("/api/v1/accounts", params={"id_number": spaced}, headers=auth)).json()
+    assert [a["account_id"] for a in found["items"]] == [acc]
+    none = await (await api.client.get("/api/v1/accounts", params={"phone": "13900001111"}, headers=auth)).json()
+    assert none == {"items": [], "count": 0}
+    for params, parameter in [({}, "phone"), ({"phone": "13812345678", "id_number": ALICE_ID}, "id_number"),
+                              ({"phone": "12345"}, "phone"), ({"id_number": "123"}, "id_number"),
+                              ({"name": "x"}, "name")]:
+        resp = await api.client.get("/api/v1/accounts", params=params, headers=auth)
+        assert resp.status == 400, params
+        problem = await resp.json()
+        assert_problem(problem, 400)
+        assert problem["parameter"] == parameter
+
+
+# --- overview ----------------------------------------------------------------------------------------
+
+
+async def test_overview_shape_without_a_meter_link(api: Api) -> None:
+    acc = (await api.open())["account_id"]
+    resp = await api.client.get(f"/api/v1/accounts/{acc}/overview", headers=api.auth[Role.DISPATCHER])
+    assert resp.status == 200
+    ov = await resp.json()
+    assert set(ov) == {"account", "holder_history", "status_history", "meter_link", "recent_readings", "open_alarms"}
+    assert ov["account"]["account_id"] == acc
+    assert ov["account"]["masked"] is True
+    assert [h["name"] for h in ov["holder_history"]] == ["张**"]
+    assert [(s["status"], s["reason"]) for s in ov["status_history"]] == [("active", "opened")]
+    assert ov["meter_link"]["linked"] is False
+    assert ov["meter_link"]["meters"] == []
+    assert "no meter-to-account link" in ov["meter_link"]["reason"]
+    assert ov["recent_readings"] == []
+    assert ov["open_alarms"] == []
+
+
+# --- audit of writes ---------------------------------------------------------------------------------
+
+
+async def test_writes_are_audited_without_personal_data(api: Api) -> None:
+    body = open_body()
+    cs, disp = api.auth[Role.CUSTOMER_SERVICE], api.auth[Role.DISPATCHER]
+    opened = await (await api.client.post("/api/v1/accounts", json=body, headers=cs)).json()
+    acc = opened["account_id"]
+    await api.client.post("/api/v1/accounts", json=body, headers=cs)
+    await api.client.post("/api/v1/accounts", json={**body, "billing": "prepaid"}, headers=cs)
+    await api.client.post("/api/v1/accounts", json=open_body(), headers=disp)
+    await api.client.post("/api/v1/accounts", json=open_body(customer={**ALICE, "phone": "1"}), headers=cs)
+    close = {"client_request_id": rid(), "final_reading_m3": "5", "at": future(1)}
+    await api.client.post(f"/api/v1/accounts/{acc}/close", json=close, headers=cs)
+    rows = [r for r in await api.audit() if r["path"].startswith("/api/v1/accounts")]
+    assert [(r["method"], r["status"], r["role"], r["resource"], r["detail"]) for r in rows] == [
+        ("POST", 201, "customer_service", "accounts", f"opened account {acc}"),
+        ("POST", 200, "customer_service", "accounts", f"replayed account {acc}"),
+        ("POST", 409, "customer_service", "accounts", "conflict"),
+        ("POST", 403, "dispatcher", "accounts", ""),
+        ("POST", 422, "customer_service", "accounts", "rejected"),
+        ("POST", 200, "customer_service", "accounts", "closed"),
+    ]
+    assert rows[-1]["resource_id"] == acc
+    text = repr(await api.audit())
+    for secret in ("13812345678", ALICE_ID, "张三丰", "人民中路"):
+        assert secret not in text
+
+
+# --- without keys, and OpenAPI -----------------------------------------------------------------------
+
+
+async def test_without_keys_account_routes_answer_503(keyless: Api) -> None:
+    for ep in account_endpoints():
+        assert ep.resource
+        assert ep.action
+        path = "/api/v1" + ep.path.replace("{id}", "X1")
+        for role in Role:
+            resp = await keyless.client.request(ep.method, path, json=open_body(), headers=keyless.auth[role])
+            expected = 503 if allowed(role, ep.resource, ep.action) else 403
+            assert resp.status == expected, (ep.path, role)
+            assert resp.content_type == "application/problem+json"
+            if expected == 503:
+                problem = await resp.json()
+                assert_problem(problem, 503)
+                assert "personal-data keys are not configured: set GASHUB_CORE__KEYS__<id>" in problem["detail"]
+    # counts need no keys
+    assert (await keyless.client.get("/api/v1/summaries/accounts", headers=keyless.auth[Role.GOVERNMENT])).status == 200
+    doc = await (await keyless.client.get("/api/v1/openapi.json")).json()
+    assert not any(p.startswith("/api/v1/accounts") for p in doc["paths"])
+
+
+async def test_openapi_documents_the_account_routes_when_keys_are_set(api: Api) -> None:
+    doc = await (await api.client.get("/api/v1/openapi.json")).json()
+    for ep in account_endpoints():
+        op = doc["paths"]["/api/v1" + ep.path][ep.method.lower()]
+        assert ep.resource
+        assert ep.action
+        assert op["x-roles"] == [r.value for r in Role if allowed(r, ep.resource, ep.action)]
+        assert {"401", "403", "503"} <= set(op["responses"])
+    search = doc["paths"]["/api/v1/accounts"]["get"]
+    assert {p["name"] for p in search["parameters"]} == {"phone", "id_number", "reveal"}
+    assert "requestBody" in doc["paths"]["/api/v1/accounts"]["post"]
+    assert "/api/v1/summaries/accounts" in doc["paths"]
