@@ -7,7 +7,7 @@ timezone-aware. Each model is versioned: a breaking change adds ``v2`` beside ``
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
@@ -36,6 +36,7 @@ class MessageType(StrEnum):
     NOTIFICATION_REQUESTED = "notification.requested"
     NOTIFICATION_DELIVERED = "notification.delivered"
     READING_RECORDED = "reading.recorded"
+    BILL_ISSUED = "bill.issued"
 
 
 class ReadingSource(StrEnum):
@@ -248,6 +249,22 @@ class NotificationDelivered(CanonicalModel):
     error: str | None = Field(default=None, max_length=500)
 
 
+class BillIssued(CanonicalModel):
+    """A billing run issued a bill for ``[period_start, period_end)`` (``period_end`` exclusive)."""
+
+    bill_id: str = Field(min_length=1, max_length=32)
+    account_id: AccountId
+    meter_id: MeterId
+    period_start: date
+    period_end: date
+    category: str = Field(min_length=1, max_length=16)
+    volume_m3: Volume = Field(ge=0)
+    total: Money
+    net_total: Money
+    tax_total: Money
+    issued_at: AwareDatetime
+
+
 CATALOGUE = Catalogue(
     [
         CatalogueEntry("meter.reading", 1, MeterReading, Lane.NORMAL, "A cumulative meter reading."),
@@ -267,6 +284,7 @@ CATALOGUE = Catalogue(
         CatalogueEntry(
             "notification.delivered", 1, NotificationDelivered, Lane.NORMAL, "A provider reported delivery."
         ),
+        CatalogueEntry("bill.issued", 1, BillIssued, Lane.NORMAL, "A billing run issued a bill."),
     ]
 )
 

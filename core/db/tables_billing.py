@@ -1,0 +1,89 @@
+"""The core's billing tables: meters, bills and bill lines.
+
+``core_meter.id`` is the meter serial that readings carry in ``core_reading.meter_id``. A bill is
+unique per ``(account_id, period_start, period_end)``: that key makes a billing run idempotent.
+Periods are half-open ``[period_start, period_end)`` dates, as in :mod:`core.billing`; money is
+yuan (0.01), volumes m³ (0.001).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Date,
+    ForeignKey,
+    Integer,
+    Numeric,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+from core.db.tables import metadata
+from core.db.types import UTCDateTime
+
+VALVE_STATES = ("open", "closed", "abnormal", "unknown")
+BILL_STATUSES = ("issued", "cancelled")
+BILL_CATEGORIES = ("residential", "industrial", "commercial", "heating")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+meter = Table(
+    "core_meter",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account_id", String(32), ForeignKey("core_account.id"), index=True),
+    Column("model", String(64), nullable=False),
+    Column("installed_at", Date, nullable=False),
+    Column("replace_by", Date),
+    Column("valve_state", String(16), nullable=False, default="unknown"),
+    Column("prepaid_balance", Numeric(14, 2), nullable=False, default=0),
+    CheckConstraint(_in("valve_state", VALVE_STATES), name="valve_state"),
+)
+
+bill = Table(
+    "core_bill",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account_id", String(32), ForeignKey("core_account.id"), nullable=False),
+    Column("meter_id", String(32), nullable=False),
+    Column("period_start", Date, nullable=False),
+    Column("period_end", Date, nullable=False),
+    Column("reading_start_m3", Numeric(14, 3), nullable=False),
+    Column("reading_end_m3", Numeric(14, 3), nullable=False),
+    Column("volume_m3", Numeric(14, 3), nullable=False),
+    Column("total", Numeric(14, 2), nullable=False),
+    Column("net_total", Numeric(14, 2), nullable=False),
+    Column("tax_total", Numeric(14, 2), nullable=False),
+    Column("cumulative_before", Numeric(14, 3), nullable=False),
+    Column("cumulative_after", Numeric(14, 3)),
+    Column("category", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("account_id", "period_start", "period_end", name="uq_core_bill_account_period"),
+    CheckConstraint("period_end > period_start", name="period"),
+    CheckConstraint(_in("status", BILL_STATUSES), name="status"),
+    CheckConstraint(_in("category", BILL_CATEGORIES), name="category"),
+)
+
+bill_line = Table(
+    "core_bill_line",
+    metadata,
+    Column("bill_id", String(32), ForeignKey("core_bill.id"), nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("tier", Integer, nullable=False),
+    Column("tariff_version", String(64), nullable=False),
+    Column("cycle_start", Date),
+    Column("start", Date, nullable=False),
+    Column("end", Date, nullable=False),
+    Column("volume_m3", Numeric(14, 3), nullable=False),
+    Column("unit_price", Numeric(14, 6), nullable=False),
+    Column("amount", Numeric(14, 2), nullable=False),
+    Column("vat_rate", Numeric(5, 4), nullable=False),
+    PrimaryKeyConstraint("bill_id", "line_no", name="pk_core_bill_line"),
+)
