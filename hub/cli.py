@@ -178,6 +178,40 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
+def cmd_users_add(args: argparse.Namespace) -> int:
+    """Create an API user and print a generated password once."""
+    import secrets
+
+    from sqlalchemy import select
+
+    from core.api.permissions import Role
+    from core.api.users import create_user
+    from core.db.tables_api import api_user
+    from hub.store.db import Database
+
+    settings = _settings()
+    password = secrets.token_urlsafe(18)
+
+    async def main() -> int:
+        db = Database(settings.database_url)
+        try:
+            await _require_migrated(db)
+            async with db.read() as conn:
+                taken = await conn.scalar(select(api_user.c.id).where(api_user.c.username == args.username))
+            if taken is not None:
+                print(f"a user named {args.username!r} exists already: choose another name", file=sys.stderr)
+                return 1
+            user_id = await create_user(db.engine, args.username, password, Role(args.role))
+        finally:
+            await db.aclose()
+        print(f"user {args.username} ({args.role}) created with id {user_id}")
+        print(f"password (shown once, store it now): {password}")
+        print("get a token: POST /api/v1/auth/token with {\"username\": …, \"password\": …}")
+        return 0
+
+    return asyncio.run(main())
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from core.catalogue import CATALOGUE
     from hub.schema import asyncapi, json_schemas
@@ -263,6 +297,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dead_letter_id")
     p.add_argument("--mapping-version", type=int, help="run it through this version of the route's mapping")
     p.add_argument("--dry-run", action="store_true", help="show the field-by-field difference; publish nothing")
+    p = add("users", lambda a: 2, "API users (/api/v1).")
+    usub = p.add_subparsers(dest="users_command", required=True, metavar="TASK")
+    ua = usub.add_parser("add", help="Create an API user with a role; prints a generated password once.",
+                         description="Create a user of the normalised API (/api/v1) with one role "
+                         "(see docs/permissions.md). The password is generated and shown once.",
+                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ua.add_argument("username")
+    ua.add_argument("--role", required=True, choices=["admin", "customer_service", "dispatcher", "field_engineer",
+                                                      "auditor", "government"])
+    ua.set_defaults(fn=cmd_users_add)
     p = add("schema", cmd_schema, "Export the message catalogue as JSON Schema or AsyncAPI 3.0.")
     p.add_argument("--list", action="store_true", help="list message types")
     p.add_argument("--type", help="only this message type")

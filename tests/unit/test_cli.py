@@ -422,3 +422,17 @@ def test_schema_out_without_asyncapi_writes_only_json_schemas(tmp_path: Path) ->
     for path in out.iterdir():
         schema = json.loads(path.read_text(encoding="utf-8"))
         assert dangling(schema) == [], path.name
+
+
+def test_users_add_prints_a_password_once_and_refuses_a_taken_name(migrated_db: Path) -> None:
+    env = clean_env(GASHUB_DATABASE_URL=sqlite_url(migrated_db), **{TOKEN_VAR: "t"})
+    first = gashub("users", "add", "alice", "--role", "customer_service", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "password (shown once" in first.stdout
+    again = gashub("users", "add", "alice", "--role", "auditor", env=env)
+    assert again.returncode == 1
+    assert "exists already" in again.stderr
+    assert "Traceback" not in again.stderr
+    bad = gashub("users", "add", "bob", "--role", "superuser", env=env)
+    assert bad.returncode == 2
+    assert "invalid choice" in bad.stderr
