@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.catalogue import CanonicalModelType, Lane
+from core.catalogue import CanonicalModel, Lane
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +19,7 @@ class Incoming:
     type: str
     subject: str | None
     correlation_id: str
-    data: CanonicalModelType
+    data: CanonicalModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +27,7 @@ class Event:
     """An event the core emits; written to the outbox in the handler's transaction."""
 
     type: str
-    data: Mapping[str, Any] | CanonicalModelType
+    data: Mapping[str, Any] | CanonicalModel
     subject: str | None = None
     lane: Lane | None = None
     version: int = 1
@@ -46,6 +46,5 @@ class CoreHandler:
     accepts: str
     fn: HandlerFn
     summary: str
-    reply_type: str | None = None
     emits: tuple[str, ...] = ()
     """Message types the handler writes to the outbox: routes must take each of them."""

@@ -143,10 +143,9 @@ class Hub:
         queues: list[QueueSpec] = []
         for route in self.routes:
             q = route.queues
-            lane = str(route.lane)
-            queues.append(QueueSpec(q.main, bindings=(route.spec.from_,), lane=lane))
-            queues.append(QueueSpec(q.dead, ttl_ms=DEAD_LETTER_QUEUE_TTL_MS, lane=lane))
-            queues.extend(QueueSpec(q.delay(ms), ttl_ms=ms, dead_letter_to=q.main, lane=lane)
+            queues.append(QueueSpec(q.main, bindings=(route.spec.from_,)))
+            queues.append(QueueSpec(q.dead, ttl_ms=DEAD_LETTER_QUEUE_TTL_MS))
+            queues.extend(QueueSpec(q.delay(ms), ttl_ms=ms, dead_letter_to=q.main)
                           for ms in route.spec.retry.delays())
         return Topology(self.settings.exchange, tuple(queues))
 
@@ -234,12 +233,6 @@ class Hub:
         for name in list(self.runtimes):
             with contextlib.suppress(Exception):
                 await self.stop_route(name)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
         for connector in self.connectors.values():
             await connector.aclose()
         for transport in self._unique_transports():

@@ -15,6 +15,8 @@ masked (they are what the idempotency store keeps). Errors:
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -211,6 +213,19 @@ async def _read(request: web.Request, reveal: bool, build: Any) -> web.StreamRes
 # --- handlers ----------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _domain_errors(request: web.Request) -> Iterator[None]:
+    """The domain's refusals as HTTP problems, noted on the request's audit row."""
+    try:
+        yield
+    except Conflict as exc:
+        request[AUDIT_DETAIL] = "conflict"
+        raise _conflict(exc) from None
+    except DomainRejected as exc:
+        request[AUDIT_DETAIL] = "rejected"
+        raise _rejected(exc) from None
+
+
 @require(Resource.ACCOUNTS, Action.WRITE)
 async def open_account_route(request: web.Request) -> web.StreamResponse:
     """201 with the (masked) account; the same ``client_request_id`` and content again → 200, same body."""
@@ -219,15 +234,9 @@ async def open_account_route(request: web.Request) -> web.StreamResponse:
     async with request.app[API].engine.begin() as conn:
         seen = (await conn.execute(select(request_table.c.id).where(
             request_table.c.client_request_id == body.client_request_id.strip()))).first() is not None
-        try:
+        with _domain_errors(request):
             view = await open_account(conn, privacy, body.client_request_id, body.customer, body.premises,
                                       body.category, body.billing, subcategory=body.subcategory)
-        except Conflict as exc:
-            request[AUDIT_DETAIL] = "conflict"
-            raise _conflict(exc) from None
-        except DomainRejected as exc:
-            request[AUDIT_DETAIL] = "rejected"
-            raise _rejected(exc) from None
     request[AUDIT_DETAIL] = f"{'replayed' if seen else 'opened'} account {view.account_id}"
     return json_response(_out(view), status=200 if seen else 201)
 
@@ -240,15 +249,9 @@ async def transfer_account_route(request: web.Request) -> web.StreamResponse:
     body = await parse_body(request, TransferBody)
     async with request.app[API].engine.begin() as conn:
         await _require_account(conn, account_id)
-        try:
+        with _domain_errors(request):
             view = await transfer_account(conn, privacy, body.client_request_id, account_id, body.new_customer,
                                           body.arrears_policy, body.effective)
-        except Conflict as exc:
-            request[AUDIT_DETAIL] = "conflict"
-            raise _conflict(exc) from None
-        except DomainRejected as exc:
-            request[AUDIT_DETAIL] = "rejected"
-            raise _rejected(exc) from None
     request[AUDIT_DETAIL] = f"transferred ({body.arrears_policy})"
     return json_response(_out(view))
 
@@ -261,15 +264,9 @@ async def close_account_route(request: web.Request) -> web.StreamResponse:
     body = await parse_body(request, CloseBody)
     async with request.app[API].engine.begin() as conn:
         await _require_account(conn, account_id)
-        try:
+        with _domain_errors(request):
             view = await close_account(conn, privacy, body.client_request_id, account_id, body.final_reading_m3,
                                        body.at)
-        except Conflict as exc:
-            request[AUDIT_DETAIL] = "conflict"
-            raise _conflict(exc) from None
-        except DomainRejected as exc:
-            request[AUDIT_DETAIL] = "rejected"
-            raise _rejected(exc) from None
     request[AUDIT_DETAIL] = "closed"
     return json_response(_out(view))
 

@@ -9,12 +9,9 @@ from it.
 from core.catalogue.base import CanonicalModel, Catalogue, CatalogueEntry, Lane, UnknownMessageType
 from core.catalogue.messages import CATALOGUE, MessageType
 
-CanonicalModelType = CanonicalModel
-
 __all__ = [
     "CATALOGUE",
     "CanonicalModel",
-    "CanonicalModelType",
     "Catalogue",
     "CatalogueEntry",
     "Lane",

@@ -17,7 +17,7 @@ exceptions never leave a connector: they are translated into ``TransientError`` 
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -123,5 +123,3 @@ class InboundConnector(Connector[S]):
         """Receive from the partner until cancelled (pollers, TCP servers). HTTP-only inbound
         connectors mount their endpoints in ``__init__`` and return at once."""
 
-
-Simulator = Callable[[], Awaitable[None]]

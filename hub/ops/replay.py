@@ -17,7 +17,7 @@ from hub.routing.loader import Route
 from hub.store import deadletters
 from hub.store.audit import Hop, Outcome, append_hops
 from hub.store.db import Database
-from hub.transport.base import DEFAULT_EXCHANGE, Transport
+from hub.transport.base import DEFAULT_EXCHANGE, OutboundMessage, Transport
 
 
 class ReplayRefused(HubError):
@@ -70,23 +70,10 @@ async def replay(req: ReplayRequest, *, db: Database, routes: dict[str, Route], 
     headers = {"x-gashub-replay-of": req.dead_letter_id}
     if other is not None and req.mapping_version is not None:
         headers[MAPPING_VERSION_HEADER] = str(req.mapping_version)
-    # Claim first, so that two replays at once publish once; give the claim back if publishing fails.
-    async with db.begin() as conn:
-        if not await deadletters.claim_for_replay(conn, req.dead_letter_id):
-            raise ReplayRefused(f"dead letter {req.dead_letter_id} is being replayed or was replayed", 409)
-    try:
-        await transport.publish([to_outbound(envelope, exchange=DEFAULT_EXCHANGE, routing_key=route.queues.main,
-                                             headers=headers)])
-    except BaseException:
-        async with db.begin() as conn:
-            await deadletters.release_claim(conn, req.dead_letter_id)
-        raise
-    async with db.begin() as conn:
-        changed = await deadletters.mark_replayed(conn, req.dead_letter_id, req.mapping_version)
-        await append_hops(conn, [Hop(
-            envelope.id, envelope.correlation_id, f"ops:replay:{route.name}", 1, Outcome.REPLAYED,
-            error=f"replayed dead letter {req.dead_letter_id} by {req.actor} from {req.remote or 'unknown'}",
-            mapping_version=f"{other.name}@{other.version}" if other else "")])
+    changed = await _publish_once(
+        req, envelope, db=db, transport=transport, hop_route=f"ops:replay:{route.name}",
+        message=to_outbound(envelope, exchange=DEFAULT_EXCHANGE, routing_key=route.queues.main, headers=headers),
+        mapping_label=f"{other.name}@{other.version}" if other else "")
     return {"replayed": changed, "dead_letter_id": req.dead_letter_id, "message_id": envelope.id,
             "route": route.name, "mapping_version": other.version if other else None}
 
@@ -98,25 +85,35 @@ async def _replay_to_exchange(req: ReplayRequest, record: dict[str, Any], *, db:
     if req.dry_run:
         return {"dry_run": True, "dead_letter_id": record["id"], "route": record["route"],
                 "reason": record["reason"], "type": envelope.type, "changes": []}
+    try:
+        changed = await _publish_once(req, envelope, db=db, transport=transport, hop_route=OUTBOX_ROUTE,
+                                      message=to_outbound(envelope, exchange=exchange))
+    except Unroutable:
+        raise ReplayRefused(f"still no route takes {envelope.type}: add one, then replay", 409) from None
+    return {"replayed": changed, "dead_letter_id": req.dead_letter_id, "message_id": envelope.id,
+            "route": record["route"], "mapping_version": None}
+
+
+async def _publish_once(req: ReplayRequest, envelope: Envelope, *, db: Database, transport: Transport,
+                        hop_route: str, message: OutboundMessage, mapping_label: str = "") -> bool:
+    """Claim the dead letter (so that two replays at once publish once), publish, then mark it replayed
+    with an audit hop; a failed publish gives the claim back and raises."""
     async with db.begin() as conn:
         if not await deadletters.claim_for_replay(conn, req.dead_letter_id):
             raise ReplayRefused(f"dead letter {req.dead_letter_id} is being replayed or was replayed", 409)
     try:
-        await transport.publish([to_outbound(envelope, exchange=exchange)])
-    except Unroutable:
-        async with db.begin() as conn:
-            await deadletters.release_claim(conn, req.dead_letter_id)
-        raise ReplayRefused(f"still no route takes {envelope.type}: add one, then replay", 409) from None
+        await transport.publish([message])
     except BaseException:
         async with db.begin() as conn:
             await deadletters.release_claim(conn, req.dead_letter_id)
         raise
     async with db.begin() as conn:
-        changed = await deadletters.mark_replayed(conn, req.dead_letter_id, None)
-        await append_hops(conn, [Hop(envelope.id, envelope.correlation_id, OUTBOX_ROUTE, 1, Outcome.REPLAYED,
-                                     error=f"replayed dead letter {req.dead_letter_id} by {req.actor}")])
-    return {"replayed": changed, "dead_letter_id": req.dead_letter_id, "message_id": envelope.id,
-            "route": record["route"], "mapping_version": None}
+        changed = await deadletters.mark_replayed(conn, req.dead_letter_id, req.mapping_version)
+        await append_hops(conn, [Hop(
+            envelope.id, envelope.correlation_id, hop_route, 1, Outcome.REPLAYED,
+            error=f"replayed dead letter {req.dead_letter_id} by {req.actor} from {req.remote or 'unknown'}",
+            mapping_version=mapping_label)])
+    return changed
 
 
 def _dry_run(envelope: Envelope, mapping: Any, other: Any, mappings: Any, record: dict[str, Any]) -> dict[str, Any]:

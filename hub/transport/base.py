@@ -30,7 +30,6 @@ class QueueSpec:
     bindings: tuple[str, ...] = ()
     ttl_ms: int | None = None
     dead_letter_to: str | None = None
-    lane: str = "normal"
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,11 +47,14 @@ class _Queue:
 
 
 class _MemoryConsumer:
-    def __init__(self, task: asyncio.Task[None], queue: _Queue) -> None:
+    def __init__(self, task: asyncio.Task[None], queue: _Queue, registry: set[_MemoryConsumer]) -> None:
         self._task = task
         self._queue = queue
+        self._registry = registry
+        registry.add(self)
 
     async def cancel(self) -> None:
+        self._registry.discard(self)
         if not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -67,7 +70,7 @@ class MemoryTransport:
         self._queues: dict[str, _Queue] = {}
         self._bindings: dict[str, list[tuple[str, _Queue]]] = {}
         self._exchanges: set[str] = set()
-        self._consumers: list[_MemoryConsumer] = []
+        self._consumers: set[_MemoryConsumer] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self._tag = 0
         self._open = False
@@ -154,9 +157,7 @@ class MemoryTransport:
         task = asyncio.get_running_loop().create_task(
             self._run(q, handler, min(prefetch, max_batch)), name=f"memory-consumer:{queue}"
         )
-        consumer = _MemoryConsumer(task, q)
-        self._consumers.append(consumer)
-        return consumer
+        return _MemoryConsumer(task, q, self._consumers)
 
     async def _run(self, queue: _Queue, handler: BatchHandler, max_batch: int) -> None:
         queue.consumers += 1
@@ -216,7 +217,7 @@ class MemoryTransport:
 
     async def aclose(self) -> None:
         self._open = False
-        for consumer in self._consumers:
+        for consumer in list(self._consumers):
             with contextlib.suppress(Exception):
                 await consumer.cancel()
         self._consumers.clear()
