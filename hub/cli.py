@@ -212,6 +212,50 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    """Re-encrypt personal data under the current key and rebuild blind indexes with it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from core.accounts.rotation import count_rows, rotate_keys
+    from hub.app import privacy_from
+    from hub.store.db import Database
+
+    settings = _settings()
+    privacy = privacy_from(settings)
+    if privacy is None:
+        print("no key configured: set GASHUB_CORE__KEYS__<id> for every key in use and "
+              "GASHUB_CORE__CURRENT_KEY to the new one (see docs/operations.md, 'Rotating keys')", file=sys.stderr)
+        return 1
+
+    async def main() -> int:
+        db = Database(settings.database_url)
+        try:
+            await _require_migrated(db)
+            async with db.read() as conn:
+                total = await count_rows(conn)
+            with Progress(TextColumn("rotating to key " + privacy.cipher.ring.current), BarColumn(),
+                          MofNCompleteColumn(), TimeRemainingColumn(), transient=True,
+                          disable=not sys.stderr.isatty()) as bar:
+                task = bar.add_task("rotate", total=total)
+                reports = await rotate_keys(db.begin, privacy, chunk=args.chunk, dry_run=args.dry_run,
+                                            progress=lambda n: bar.advance(task, n))
+        finally:
+            await db.aclose()
+        verb = "would re-encrypt" if args.dry_run else "re-encrypted"
+        for r in reports:
+            print(f"{r.table}: {r.rows:,} rows, {verb} {r.reencrypted:,}, blind indexes rebuilt {r.reindexed:,}")
+        left = sum(r.changed for r in reports)
+        if args.dry_run:
+            print(f"dry run: {left:,} rows would change; nothing was written")
+        elif left == 0:
+            print(f"every row is under key {privacy.cipher.ring.current}: older keys may now be removed")
+        else:
+            print("done; run it once more to confirm nothing is left before removing older keys")
+        return 0
+
+    return asyncio.run(main())
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from core.catalogue import CATALOGUE
     from hub.schema import asyncapi, json_schemas
@@ -307,6 +351,17 @@ def build_parser() -> argparse.ArgumentParser:
     ua.add_argument("--role", required=True, choices=["admin", "customer_service", "dispatcher", "field_engineer",
                                                       "auditor", "government"])
     ua.set_defaults(fn=cmd_users_add)
+    p = add("keys", lambda a: 2, "Keys of the personal data at rest.")
+    ksub = p.add_subparsers(dest="keys_command", required=True, metavar="TASK")
+    kr = ksub.add_parser(
+        "rotate", help="Re-encrypt personal data under the current key; rebuild blind indexes.",
+        description="Re-encrypt every encrypted field (customers, premises) under GASHUB_CORE__CURRENT_KEY and "
+        "rebuild the phone and ID-number blind indexes with it, in chunks that commit one by one (safe to stop "
+        "and run again). Keep the old key in GASHUB_CORE__KEYS__<id> until a run reports nothing left.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    kr.add_argument("--dry-run", action="store_true", help="count what would change; write nothing")
+    kr.add_argument("--chunk", type=int, default=1000, help="rows per transaction (default 1000)")
+    kr.set_defaults(fn=cmd_keys_rotate)
     p = add("schema", cmd_schema, "Export the message catalogue as JSON Schema or AsyncAPI 3.0.")
     p.add_argument("--list", action="store_true", help="list message types")
     p.add_argument("--type", help="only this message type")
