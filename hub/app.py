@@ -20,6 +20,7 @@ from aiohttp import web
 from core.accounts import Privacy
 from core.catalogue import CATALOGUE, Catalogue, Lane
 from core.handlers import HANDLERS
+from core.messages import CoreServices, bind_handlers
 from core.privacy import KeyRing, KeyRingError
 from hub.breaker import CircuitBreaker
 from hub.connectors.context import HubConnectorContext
@@ -101,8 +102,9 @@ class Hub:
         connectors: dict[str, Connector[Any]] = {}
         for name, raw in settings.connectors.items():
             connectors[name] = registry.build(name, raw, context.for_connector(name))
+        privacy = privacy_from(settings)
         targets = TargetCatalog(
-            core=HANDLERS,
+            core=bind_handlers(HANDLERS, CoreServices(privacy=privacy)),
             connectors={n: dict(c.actions) for n, c in connectors.items() if isinstance(c, OutboundConnector)},
         )
         routes = compile_routes(settings.routes_dir, catalogue=CATALOGUE, mappings=mappings, targets=targets,
@@ -112,7 +114,7 @@ class Hub:
                             batch=settings.outbox.batch)
         hub = cls(settings=settings, db=db, transports=transports, catalogue=CATALOGUE, mappings=mappings,
                   routes=routes, connectors=connectors, metrics=metrics, publisher=publisher, relay=relay,
-                  scheduler=Scheduler(), context=context, privacy=privacy_from(settings))
+                  scheduler=Scheduler(), context=context, privacy=privacy)
         hub._build_pipelines()
         return hub
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from core.handlers.alarms import record_alarm
+from core.handlers.bills import notify_bill
 from core.handlers.notifications import record_notification_delivery
 from core.handlers.readings import record_reading
 from core.handlers.valves import record_valve_state
@@ -26,6 +27,13 @@ HANDLERS: Mapping[str, CoreHandler] = MappingProxyType(
                 record_alarm,
                 "Record an alarm; close the valve for leaks and abnormal flow.",
                 emits=("valve.command",),
+            ),
+            CoreHandler.with_services(
+                "notify_bill",
+                "bill.issued",
+                notify_bill,
+                "Tell the account holder about a new bill by SMS.",
+                emits=("notification.requested",),
             ),
             CoreHandler("record_valve_state", "valve.state", record_valve_state, "Store a valve report."),
             CoreHandler(

@@ -63,7 +63,7 @@ def only_problem(problems: list[ConfigError], path: Path, route: str, field: str
 def test_the_repository_routes_compile(mappings: MappingSet) -> None:
     routes = {r.name: r for r in compile_dir(ROUTES_DIR, mappings)}
     assert set(routes) == {"vendor-readings", "readings", "vendor-alarms", "alarms", "valve-commands",
-                           "valve-states", "sms-send", "sms-delivered"}
+                           "valve-states", "sms-send", "sms-delivered", "bill-notify"}
 
     vendor = routes["vendor-readings"]
     assert vendor.file == ROUTES_DIR / "meters.toml"

@@ -1,0 +1,116 @@
+"""A billing run's bills reach their holders by SMS, through the hub, on both transports."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+from sqlalchemy import insert, select
+
+from core.accounts import open_account
+from core.billing_run import run_billing
+from core.db.tables import reading
+from core.db.tables_billing import bill, meter
+from core.privacy import generate_key
+from hub.store.tables import dead_letter
+from tests.flow.conftest import OPS_TOKEN, Stack, eventually
+from tests.flow.test_accounts_db import ALICE, HOME
+from tests.flow.test_billing_run import BOOK
+
+ROUTE = """
+[[route]]
+name = "bill-notify"
+from = "bill.issued"
+to = "core:notify_bill"
+retry = { max_attempts = 2, backoff = ["100ms"] }
+"""
+KEYS = {"keys": {"k1": generate_key()}, "current_key": "k1"}
+
+
+async def _city(hub: Any) -> str:
+    """Alice's account with a meter read at the start and the end of January 2026 (280 m³)."""
+    assert hub.privacy is not None
+    async with hub.db.begin() as conn:
+        view = await open_account(conn, hub.privacy, "req-bill-1", ALICE, HOME, "residential", "postpaid",
+                                  opened_at=datetime(2025, 6, 1, tzinfo=UTC))
+        await conn.execute(insert(meter).values(
+            id="MB1", account_id=view.account_id, model="G2.5", installed_at=date(2025, 6, 1),
+            replace_by=date(2035, 6, 1), valve_state="open", prepaid_balance=Decimal("0.00")))
+        await conn.execute(insert(reading), [
+            {"id": f"RB{n}", "meter_id": "MB1", "read_at": at, "volume_m3": Decimal(v), "source": "manual",
+             "quality": "", "message_id": f"rb-{n}"}
+            for n, (at, v) in enumerate([(datetime(2025, 12, 31, 16, tzinfo=UTC), "1000.000"),
+                                         (datetime(2026, 1, 31, 16, tzinfo=UTC), "1280.000")])
+        ])
+    return view.account_id
+
+
+async def _bill(hub: Any) -> None:
+    async with hub.db.begin() as conn:
+        result = await run_billing(conn, book=BOOK, period_start=date(2026, 1, 1), period_end=date(2026, 2, 1),
+                                   now=datetime(2026, 2, 2, 1, tzinfo=UTC))
+    assert result.bills_issued == 1
+
+
+async def test_a_bill_reaches_its_holder_by_sms_under_one_correlation_id(stack: Stack) -> None:
+    (stack.routes_dir / "billing.toml").write_text(ROUTE)
+    hub = await stack.start_hub(core=KEYS)
+    account_id = await _city(hub)
+    await _bill(hub)
+
+    async def sent() -> bool:
+        return len(stack.sms.sent) == 1
+    await eventually(sent, what="the bill's SMS")
+    sms = stack.sms.sent[0]
+    async with hub.db.read() as conn:
+        bill_id, total = (await conn.execute(select(bill.c.id, bill.c.total))).one()
+    assert total == Decimal("840.00")  # 280 m³ at the first tier's 3.00
+    assert sms["phone"] == "13812345678"
+    assert sms["params"] == {"account_number": sms["params"]["account_number"], "period": "2026-01-01..2026-02-01",
+                             "volume_m3": "280.000", "amount": "840.00", "bill_id": bill_id}
+    assert sms["params"]["account_number"].startswith("SX")
+
+    # bill.issued → notification.requested → notification.delivered, one flow in the ops trace.
+    base = stack.base_url(hub)
+    headers = {"Authorization": f"Bearer {OPS_TOKEN}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.get(f"{base}/ops/messages", params={"type": "bill.issued"}) as resp:
+            found = (await resp.json())["items"]
+        assert [m["subject"] for m in found] == [account_id]
+
+        async def flow() -> list[tuple[str, str]]:
+            async with http.get(f"{base}/ops/messages/{found[0]['id']}/trace") as resp:
+                trace = await resp.json()
+            return sorted((h["route"], h["outcome"]) for h in trace["hops"])
+
+        async def complete() -> bool:
+            return ("sms-delivered", "delivered") in await flow()
+        await eventually(complete, what="the delivery report in the trace")
+        routes = await flow()
+        assert ("bill-notify", "delivered") in routes
+        assert ("sms-send", "delivered") in routes
+        async with http.get(f"{base}/ops/messages", params={"type": "notification.requested"}) as resp:
+            listed = (await resp.json())["items"]
+        assert "13812345678" not in str(listed)  # ops output masks the phone
+
+
+async def test_without_a_key_the_bill_is_set_aside_with_what_to_do(stack: Stack) -> None:
+    (stack.routes_dir / "billing.toml").write_text(ROUTE)
+    keyed = await stack.start_hub(core=KEYS)
+    await _city(keyed)
+    await keyed.stop()
+    hub = await stack.start_hub()  # the same database, started without the key
+    await _bill(hub)
+
+    async def dead() -> bool:
+        async with hub.db.read() as conn:
+            return (await conn.execute(select(dead_letter.c.reason).where(dead_letter.c.route == "bill-notify"))
+                    ).first() is not None
+    await eventually(dead, what="the bill's dead letter")
+    async with hub.db.read() as conn:
+        reason = (await conn.execute(select(dead_letter.c.reason))).scalar_one()
+    assert "GASHUB_CORE__KEYS__" in reason
+    assert "replay" in reason
+    assert stack.sms.sent == []
