@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
+from datetime import time
 from enum import StrEnum
 from typing import Any
 
@@ -22,6 +23,7 @@ from core.catalogue import CATALOGUE, Catalogue, Lane
 from core.handlers import HANDLERS
 from core.messages import CoreServices, bind_handlers
 from core.privacy import KeyRing, KeyRingError
+from hub.billing import bill_period, load_tariffs, month_period
 from hub.breaker import CircuitBreaker
 from hub.connectors.context import HubConnectorContext
 from hub.connectors.contract import Connector, InboundConnector, OutboundConnector
@@ -116,7 +118,16 @@ class Hub:
                   routes=routes, connectors=connectors, metrics=metrics, publisher=publisher, relay=relay,
                   scheduler=Scheduler(), context=context, privacy=privacy)
         hub._build_pipelines()
+        if settings.billing.daily_at is not None:
+            hub._schedule_billing(settings.billing.daily_at)
         return hub
+
+    def _schedule_billing(self, at: time) -> None:
+        async def bill_last_month() -> None:
+            start, end = month_period(None)
+            await bill_period(self.db, load_tariffs(self.settings.billing.tariffs_file), start, end)
+
+        self.scheduler.daily("billing", at, bill_last_month)
 
     def _build_pipelines(self) -> None:
         for route in self.routes:
@@ -158,6 +169,8 @@ class Hub:
         for transport in self._unique_transports():
             await transport.connect()
             await transport.declare(self.topology())
+        if role is Role.RUN and self.settings.billing.daily_at is not None:
+            load_tariffs(self.settings.billing.tariffs_file)  # the daily billing job will need them: fail now
         if role is Role.RUN:
             for connector in self.connectors.values():
                 await connector.start()
@@ -292,6 +305,10 @@ def check_configuration(settings: Settings) -> list[ConfigError]:
             problems.append(exc)
             continue
         connectors[name] = dict(cls.actions)
+    try:
+        load_tariffs(settings.billing.tariffs_file)
+    except ConfigError as exc:
+        problems.append(exc)
     problems += check_routes(settings.routes_dir, catalogue=CATALOGUE, mappings=mappings,
                              targets=TargetCatalog(core=HANDLERS, connectors=connectors),
                              queue_prefix=settings.queue_prefix)

@@ -9,6 +9,7 @@ file. Settings are built once at start-up (``load_settings``) and passed down.
 from __future__ import annotations
 
 import os
+from datetime import time
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,14 @@ class CoreSettings(_Section):
     """The key new data is written with; may be left out when there is only one key."""
 
 
+class BillingSettings(_Section):
+    tariffs_file: Path = Path("config/tariffs.toml")
+    """The tariff book: versions by effective date (see config/tariffs.toml)."""
+    daily_at: time | None = time(2, 30)
+    """Local time (Asia/Shanghai) of the daily run that bills the month before; empty = no daily run.
+    Runs are idempotent: a daily run bills only what earlier runs could not (a late reading)."""
+
+
 class Settings(BaseSettings):
     """Everything a hub process needs to start."""
 
@@ -98,6 +107,7 @@ class Settings(BaseSettings):
     breaker: BreakerSettings = BreakerSettings()
     outbox: OutboxSettings = OutboxSettings()
     core: CoreSettings = CoreSettings()
+    billing: BillingSettings = BillingSettings()
     connectors: dict[str, dict[str, Any]] = Field(default={}, repr=False)
     """Per-connector settings, validated by each connector's own settings model."""
 
