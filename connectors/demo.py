@@ -52,6 +52,7 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
     settings = load_settings(
         database_url=db_url, amqp_url=None, http={"host": "127.0.0.1", "port": http_port},
         routes_dir=PROJECT / "routes", mappings_dir=PROJECT / "mappings",
+        billing={"tariffs_file": PROJECT / "config" / "tariffs.toml"},
         ops={"token": ops_token}, log_json=False, log_level="WARNING",
         breaker={"failure_threshold": 3, "reset_after_s": 5.0},
         core={"keys": {"demo": base64.b64encode(secrets.token_bytes(32)).decode()}},

@@ -58,9 +58,19 @@ async def insert_columns(
     *,
     ignore_conflicts: bool = False,
     returning: Sequence[str] = (),
+    mostly_new: bool = False,
+    skip_stored: bool = False,
 ) -> list[tuple[Any, ...]]:
     """Like ``insert_many`` with the values given column by column (equal lengths): the hot paths
-    build their batches this way, which PostgreSQL's ``unnest`` takes as they are."""
+    build their batches this way, which PostgreSQL's ``unnest`` takes as they are.
+
+    ``mostly_new`` (with ``ignore_conflicts``; PostgreSQL, a one-column primary key among the
+    columns) is for batches whose rows are new almost always: they are appended with ``COPY`` inside
+    a savepoint — a third of the client CPU of ``unnest`` — and only when a row turns out to collide
+    with a unique key does the batch go again through ``INSERT … ON CONFLICT DO NOTHING``. The result
+    is the same either way. ``skip_stored`` first drops the rows whose primary key is stored already
+    (one index probe per row), for batches where that is common but not the rule.
+    """
     names = tuple(columns)
     if not names or not columns[names[0]]:
         return []
@@ -72,6 +82,11 @@ async def insert_columns(
             await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
                 table.name, records=zip(*columns.values(), strict=True), columns=list(names))
             return []
+        key = tuple(c.name for c in table.primary_key.columns)
+        if mostly_new and ignore_conflicts and key and all(k in columns for k in key):
+            done = await _copy_new(conn, table, columns, key, returning, skip_stored)
+            if done is not None:
+                return done
         stmt = _pg_statement(table, names, ignore_conflicts, tuple(returning))
         result = await conn.execute(stmt, dict(columns))
         return [tuple(r) for r in result] if returning else []
@@ -106,3 +121,48 @@ async def _insert_rows(
         else:
             await conn.execute(stmt)
     return out
+
+
+async def _copy_new(
+    conn: AsyncConnection, table: Table, columns: Mapping[str, Sequence[Any]], key: tuple[str, ...],
+    returning: Sequence[str], skip_stored: bool,
+) -> list[tuple[Any, ...]] | None:
+    """COPY the rows not stored yet (the first of each primary key) in a savepoint; ``None`` when a
+    row collided with a unique key after all (the savepoint is rolled back; the caller takes the slow
+    path)."""
+    import asyncpg  # the PostgreSQL driver; only this dialect gets here
+
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert raw is not None
+    keys: list[Any] = list(columns[key[0]]) if len(key) == 1 else list(zip(*(columns[k] for k in key), strict=True))
+    stored: set[Any] = set()
+    if skip_stored and len(key) == 1:
+        cast = table.c[key[0]].type.compile(dialect=_PG)
+        rows = await raw.fetch(
+            f'SELECT "{key[0]}" FROM "{table.name}" WHERE "{key[0]}" = ANY($1::{cast}[])', keys)  # noqa: S608
+        stored = {r[0] for r in rows}
+    seen: set[Any] = set()
+    keep: list[int] = []
+    for i, value in enumerate(keys):
+        if value not in stored and value not in seen:
+            seen.add(value)
+            keep.append(i)
+    if not keep:
+        return []
+    names = list(columns)
+    values = list(columns.values())
+    if len(keep) == len(keys):
+        records = list(zip(*values, strict=True))
+    else:
+        records = [tuple(col[i] for col in values) for i in keep]
+    savepoint = await conn.begin_nested()  # through SQLAlchemy, which opens the transaction first if need be
+    try:
+        await raw.copy_records_to_table(table.name, records=records, columns=names)
+    except asyncpg.UniqueViolationError:
+        await savepoint.rollback()
+        return None
+    await savepoint.commit()
+    if not returning:
+        return []
+    picked = [names.index(name) for name in returning]
+    return [tuple(record[j] for j in picked) for record in records]

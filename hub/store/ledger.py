@@ -29,7 +29,9 @@ async def claim(
         return set()
     columns: dict[str, list[Any]] = {"route": [route] * len(items), "message_id": [mid for mid, _ in items],
                "processed_us": [now_us()] * len(items), "reply": [reply for _, reply in items]}
-    inserted = await insert_columns(conn, processed, columns, ignore_conflicts=True, returning=("message_id",))
+    # Claims are new unless a message comes again (a redelivery, a partner's resend): COPY first.
+    inserted = await insert_columns(conn, processed, columns, ignore_conflicts=True, returning=("message_id",),
+                                    mostly_new=True)
     return {r[0] for r in inserted}
 
 

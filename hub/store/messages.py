@@ -44,7 +44,8 @@ async def store_messages(conn: AsyncConnection, items: Sequence[StoredMessage]) 
             body, hashlib.sha256(body).hexdigest(), len(body),
         ), strict=True):
             cols[name].append(value)
-    await insert_columns(conn, message, cols, ignore_conflicts=True)
+    # Most messages are new here; those an inbound connector or an earlier attempt stored are skipped.
+    await insert_columns(conn, message, cols, ignore_conflicts=True, mostly_new=True, skip_stored=True)
 
 
 _COLUMNS = ("id", "type", "version", "source", "subject", "correlation_id", "causation_id", "time_us", "stored_us",
