@@ -105,5 +105,13 @@ async def mark_published(conn: AsyncConnection, ids: Sequence[str]) -> None:
         )
 
 
+async def erase_fields(conn: AsyncConnection, rows: Sequence[tuple[OutboxRow, frozenset[str]]], *,
+                       placeholder: str = "[redacted]") -> None:
+    """Blank personal fields of events already published (they live on only where they are sealed)."""
+    for row, fields in rows:
+        data = {k: (placeholder if k in fields and v is not None else v) for k, v in row.data.items()}
+        await conn.execute(update(outbox).where(outbox.c.id == row.id).values(data=orjson.dumps(data).decode()))
+
+
 async def pending_count(conn: AsyncConnection) -> int:
     return int(await conn.scalar(select(func.count()).where(outbox.c.published_us.is_(None))) or 0)

@@ -39,6 +39,7 @@ from hub.routing.loader import Route, TargetCatalog, compile_routes
 from hub.scheduler import Scheduler
 from hub.settings import Settings
 from hub.store.db import Database
+from hub.store.sealing import BodySealer
 from hub.transport.base import ConsumerHandle, QueueSpec, Topology, Transport
 from hub.transport.memory import MemoryTransport
 
@@ -105,6 +106,7 @@ class Hub:
         for name, raw in settings.connectors.items():
             connectors[name] = registry.build(name, raw, context.for_connector(name))
         privacy = privacy_from(settings)
+        db.sealer = BodySealer(CATALOGUE, privacy.cipher if privacy else None)
         targets = TargetCatalog(
             core=bind_handlers(HANDLERS, CoreServices(privacy=privacy)),
             connectors={n: dict(c.actions) for n, c in connectors.items() if isinstance(c, OutboundConnector)},

@@ -24,6 +24,7 @@ from hub.publisher import Publisher
 from hub.store import deadletters
 from hub.store.audit import Hop, Outcome, append_hops
 from hub.store.db import Database
+from hub.store.sealing import REDACTED_VALUE
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,9 @@ class OutboxRelay:
                     except Unroutable:
                         await self._set_aside_unroutable(conn, self.publishers[lane], chosen)
             await outbox.mark_published(conn, [r.id for r in rows])
+            personal = [(r, f) for r in rows if (f := self.db.sealer.personal_fields(r.type, r.version))]
+            if personal:  # the message store keeps them sealed; the outbox keeps no personal data
+                await outbox.erase_fields(conn, personal, placeholder=REDACTED_VALUE)
         self.published += len(rows)
         self.metrics.published.labels("outbox").inc(len(rows))
         return len(rows)
@@ -90,7 +94,7 @@ class OutboxRelay:
                     type=envelope.type))
                 hops.append(Hop(envelope.id, envelope.correlation_id, OUTBOX_ROUTE, 1, Outcome.DEAD, error=reason))
                 log.error("outbox.unroutable", extra={"message_id": envelope.id, "type": envelope.type})
-        await deadletters.record(conn, letters)
+        await deadletters.record(conn, letters, self.db.sealer)
         await append_hops(conn, hops)
 
     async def run(self) -> None:

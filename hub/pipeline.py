@@ -362,7 +362,7 @@ class RoutePipeline:
         """Store messages, dead-letter records and audit hops in the caller's transaction."""
         stamp = now_us()
         stored = [StoredMessage(i.envelope, i.delivery.body, i.delivery.headers) for i in items if i.envelope]
-        await store_messages(conn, stored)
+        await store_messages(conn, stored, self.db.sealer)
         letters = []
         hops = []
         for item in items:
@@ -385,7 +385,7 @@ class RoutePipeline:
                 duration_us=int((time.perf_counter() - item.started) * 1e6), error=error,
                 mapping_version=item.mapping_label, at_us=stamp,
             ))
-        await deadletters.record(conn, letters)
+        await deadletters.record(conn, letters, self.db.sealer)
         await append_hops(conn, hops)
 
     async def _publish_consequences(self, items: Sequence[Item]) -> None:

@@ -43,20 +43,20 @@ class HubConnectorContext:
         body = envelope.to_json()
         async with self.db.begin() as conn:
             if partner_key is not None:
-                entry = await inbox.admit(conn, self.name, partner_key, envelope.id, body)
+                entry = await inbox.admit(conn, self.name, partner_key, envelope, body, self.db.sealer)
                 if not entry.new:
                     if entry.published:
                         self.metrics.inbound.labels(self.name, "duplicate").inc()
                         return ReceiveResult(entry.message_id, duplicate=True)
                     envelope, body = Envelope.from_json(entry.body), entry.body
             if partner_key is None or entry.new:
-                await store_messages(conn, [StoredMessage(envelope, body, {})])
+                await store_messages(conn, [StoredMessage(envelope, body, {})], self.db.sealer)
                 await append_hops(conn, [Hop(envelope.id, envelope.correlation_id, f"in:{self.name}",
                                              envelope.attempt, Outcome.RECEIVED)])
         await self.publisher.publish([envelope])
         if partner_key is not None:
             async with self.db.begin() as conn:
-                await inbox.mark_published(conn, self.name, partner_key)
+                await inbox.mark_published(conn, self.name, partner_key, envelope, self.db.sealer)
         self.metrics.inbound.labels(self.name, "accepted").inc()
         return ReceiveResult(envelope.id, duplicate=False)
 

@@ -64,7 +64,7 @@ async def list_messages(request: web.Request) -> web.Response:
 async def message_trace(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     async with hub.db.read() as conn:
-        found = await queries.trace(conn, request.match_info["id"], hub.catalogue)
+        found = await queries.trace(conn, request.match_info["id"], hub.catalogue, hub.db.sealer)
     if found is None:
         return problem(404, "Unknown message", f"No message or hop has id {request.match_info['id']}.")
     return json_response(found)
@@ -79,7 +79,8 @@ async def list_dead_letters(request: web.Request) -> web.Response:
                                         before_id=request.query.get("before") or None)
     items = [
         {k: v for k, v in r.items() if k != "body"}
-        | {"body": queries.masked_body(r["body"], r["type"] or "", 1, hub.catalogue)}
+        | {"body": queries.masked_body(hub.db.sealer.readable("hub_dead_letter", r["id"], r["body"]),
+                                       r["type"] or "", 1, hub.catalogue)}
         for r in rows
     ]
     return json_response({"items": items, "next": items[-1]["id"] if len(items) == limit else None})

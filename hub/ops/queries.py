@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.catalogue import Catalogue
 from hub.logs import mask_personal
+from hub.store.sealing import BodySealer
 from hub.store.tables import hop, message
 
 
@@ -68,7 +69,8 @@ async def search_messages(
     return [message_summary(r) for r in await conn.execute(stmt)]
 
 
-async def trace(conn: AsyncConnection, message_id: str, catalogue: Catalogue) -> dict[str, Any] | None:
+async def trace(conn: AsyncConnection, message_id: str, catalogue: Catalogue,
+                sealer: BodySealer) -> dict[str, Any] | None:
     """Every message and hop of the flow the message belongs to, in order."""
     row = (await conn.execute(select(message).where(message.c.id == message_id))).first()
     if row is not None:
@@ -80,7 +82,8 @@ async def trace(conn: AsyncConnection, message_id: str, catalogue: Catalogue) ->
             return None
         correlation_id = first_hop.correlation_id
     messages = [
-        message_summary(r) | {"body": masked_body(r.body, r.type, r.version, catalogue)}
+        message_summary(r)
+        | {"body": masked_body(sealer.readable("hub_message", r.id, r.body), r.type, r.version, catalogue)}
         for r in await conn.execute(
             select(message).where(message.c.correlation_id == correlation_id).order_by(message.c.id))
     ]

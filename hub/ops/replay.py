@@ -17,6 +17,7 @@ from hub.routing.loader import Route
 from hub.store import deadletters
 from hub.store.audit import Hop, Outcome, append_hops
 from hub.store.db import Database
+from hub.store.sealing import SealedBodyError
 from hub.transport.base import DEFAULT_EXCHANGE, OutboundMessage, Transport
 
 
@@ -52,8 +53,9 @@ async def replay(req: ReplayRequest, *, db: Database, routes: dict[str, Route], 
         raise ReplayRefused(f"route {record['route']!r} no longer exists; nothing to replay into", 409)
     if record["body_truncated"]:
         raise ReplayRefused("the stored body was truncated (it was over the size limit); it cannot be replayed", 422)
+    body = _opened(record, db)
     try:
-        envelope = Envelope.from_json(record["body"]).model_copy(update={"attempt": 1})
+        envelope = Envelope.from_json(body).model_copy(update={"attempt": 1})
     except MessageError as exc:
         raise ReplayRefused(f"the dead letter is not a valid envelope, so it cannot be replayed: {exc}", 422) from None
     mapping = route.mapping
@@ -78,10 +80,17 @@ async def replay(req: ReplayRequest, *, db: Database, routes: dict[str, Route], 
             "route": route.name, "mapping_version": other.version if other else None}
 
 
+def _opened(record: dict[str, Any], db: Database) -> bytes:
+    try:
+        return db.sealer.open("hub_dead_letter", record["id"], record["body"])
+    except SealedBodyError as exc:
+        raise ReplayRefused(f"the dead letter cannot be replayed: {exc}", 422) from None
+
+
 async def _replay_to_exchange(req: ReplayRequest, record: dict[str, Any], *, db: Database, transport: Transport,
                               exchange: str) -> dict[str, Any]:
     """An event the outbox could not route: publish it to the exchange again (once a route takes it)."""
-    envelope = Envelope.from_json(record["body"])
+    envelope = Envelope.from_json(_opened(record, db))
     if req.dry_run:
         return {"dry_run": True, "dead_letter_id": record["id"], "route": record["route"],
                 "reason": record["reason"], "type": envelope.type, "changes": []}

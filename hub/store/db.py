@@ -16,7 +16,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from core.catalogue import CATALOGUE
 from hub.errors import ConfigError
+from hub.store.sealing import BodySealer
 
 
 class Database:
@@ -41,6 +43,8 @@ class Database:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._write_gate = asyncio.Lock() if self.dialect == "sqlite" else None
+        self.sealer = BodySealer(CATALOGUE)
+        """Seals stored bodies that carry personal data; the hub gives it the key ring at start-up."""
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 

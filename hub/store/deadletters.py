@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from core.db.bulk import insert_many
 from hub.ids import new_id
 from hub.store.audit import now_us
+from hub.store.sealing import BodySealer
 from hub.store.tables import dead_letter
 
 KEEP_BODY_BYTES = 1_048_576
@@ -37,7 +38,7 @@ class DeadLetter:
     type: str | None = None
 
 
-async def record(conn: AsyncConnection, letters: Sequence[DeadLetter]) -> list[str]:
+async def record(conn: AsyncConnection, letters: Sequence[DeadLetter], sealer: BodySealer) -> list[str]:
     """Record dead letters; one already open for the same route, message and attempt is not doubled
     (a batch redelivered after a crash between commit and ack dead-letters the same message again)."""
     if not letters:
@@ -55,9 +56,10 @@ async def record(conn: AsyncConnection, letters: Sequence[DeadLetter]) -> list[s
         if (d.route, d.message_id, d.attempts) in known:
             continue
         known.add((d.route, d.message_id, d.attempts))
+        letter_id = new_id()
         rows.append(
             {
-                "id": new_id(),
+                "id": letter_id,
                 "message_id": d.message_id,
                 "correlation_id": d.correlation_id,
                 "type": d.type,
@@ -66,7 +68,7 @@ async def record(conn: AsyncConnection, letters: Sequence[DeadLetter]) -> list[s
                 "error_class": d.error_class,
                 "attempts": d.attempts,
                 "dead_us": stamp,
-                "body": d.body[:KEEP_BODY_BYTES],
+                "body": sealer.seal("hub_dead_letter", letter_id, d.body[:KEEP_BODY_BYTES], d.type, None),
                 "body_truncated": int(len(d.body) > KEEP_BODY_BYTES),
                 "sha256": hashlib.sha256(d.body).hexdigest(),
                 "status": DeadLetterStatus.OPEN.value,

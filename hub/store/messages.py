@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from core.db.bulk import insert_columns
 from hub.envelope import Envelope
 from hub.store.audit import now_us
+from hub.store.sealing import BodySealer
 from hub.store.tables import message
 
 
@@ -24,8 +25,9 @@ class StoredMessage:
     headers: Mapping[str, Any]
 
 
-async def store_messages(conn: AsyncConnection, items: Sequence[StoredMessage]) -> None:
-    """Store messages not seen before; a message already stored is left as it was."""
+async def store_messages(conn: AsyncConnection, items: Sequence[StoredMessage], sealer: BodySealer) -> None:
+    """Store messages not seen before; a message already stored is left as it was. Bodies with
+    personal data are sealed (``hub.store.sealing``); the hash and size are the plain body's."""
     if not items:
         return
     stamp = now_us()
@@ -41,7 +43,8 @@ async def store_messages(conn: AsyncConnection, items: Sequence[StoredMessage]) 
             env.id, env.type, env.version, env.source, env.subject, env.correlation_id, env.causation_id,
             int(env.time.timestamp() * 1_000_000), stamp,
             orjson.dumps(dict(item.headers), default=str).decode() if item.headers else "{}",
-            body, hashlib.sha256(body).hexdigest(), len(body),
+            sealer.seal("hub_message", env.id, body, env.type, env.version), hashlib.sha256(body).hexdigest(),
+            len(body),
         ), strict=True):
             cols[name].append(value)
     # Most messages are new here; those an inbound connector or an earlier attempt stored are skipped.

@@ -17,12 +17,14 @@ import pytest
 
 from connectors.http_sms.simulator import SmsGatewaySimulator
 from connectors.valve_http.simulator import ValvePlatformSimulator
+from core.privacy import generate_key
 from hub.app import Hub
 from hub.settings import load_settings
 from tests.contract.broker_admin import BrokerAdmin
 
 REPO = Path(__file__).resolve().parents[2]
 OPS_TOKEN = "test-ops-token-0123456789"
+TEST_KEY = generate_key()
 VENDOR_TOKEN = "test-vendor-token"
 
 ROUTES = """
@@ -123,6 +125,8 @@ class Stack:
             "ops": {"token": OPS_TOKEN},
             "breaker": {"failure_threshold": 50, "reset_after_s": 1.0},
             "outbox": {"poll_interval_ms": 50},
+            # Personal data at rest is sealed with this key (a test passes core={} to run without one).
+            "core": {"keys": {"k1": TEST_KEY}, "current_key": "k1"},
             "connectors": {
                 "vendor": {"kind": "vendor_push", "token": VENDOR_TOKEN},
                 "sms": {"kind": "http_sms", "base_url": self.sms.url, "in_call_attempts": 1, "timeout_s": 2},

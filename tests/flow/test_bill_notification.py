@@ -7,14 +7,15 @@ from decimal import Decimal
 from typing import Any
 
 import aiohttp
+import orjson
 from sqlalchemy import insert, select
 
 from core.accounts import open_account
 from core.billing_run import run_billing
-from core.db.tables import reading
+from core.db.tables import outbox, reading
 from core.db.tables_billing import bill, meter
 from core.privacy import generate_key
-from hub.store.tables import dead_letter
+from hub.store.tables import dead_letter, message
 from tests.flow.conftest import OPS_TOKEN, Stack, eventually
 from tests.flow.test_accounts_db import ALICE, HOME
 from tests.flow.test_billing_run import BOOK
@@ -95,13 +96,26 @@ async def test_a_bill_reaches_its_holder_by_sms_under_one_correlation_id(stack: 
             listed = (await resp.json())["items"]
         assert "13812345678" not in str(listed)  # ops output masks the phone
 
+    # At rest: the stored notification is sealed, the published outbox event keeps no phone.
+    async with hub.db.read() as conn:
+        stored = (await conn.execute(select(message.c.body).where(message.c.type == "notification.requested"))
+                  ).scalars().all()
+        events = (await conn.execute(select(outbox.c.data, outbox.c.published_us)
+                                     .where(outbox.c.type == "notification.requested"))).all()
+    assert len(stored) == 1
+    assert stored[0].startswith(b"gashub:sealed:1:")
+    assert b"13812345678" not in stored[0]
+    assert hub.db.sealer.open("hub_message", listed[0]["id"], stored[0]).count(b"13812345678") == 1
+    assert [(orjson.loads(data)["phone"], published is not None) for data, published in events] == [
+        ("[redacted]", True)]
+
 
 async def test_without_a_key_the_bill_is_set_aside_with_what_to_do(stack: Stack) -> None:
     (stack.routes_dir / "billing.toml").write_text(ROUTE)
     keyed = await stack.start_hub(core=KEYS)
     await _city(keyed)
     await keyed.stop()
-    hub = await stack.start_hub()  # the same database, started without the key
+    hub = await stack.start_hub(core={})  # the same database, started without the key
     await _bill(hub)
 
     async def dead() -> bool:
