@@ -48,3 +48,5 @@ class CoreHandler:
     summary: str
     emits: tuple[str, ...] = ()
     """Message types the handler writes to the outbox: routes must take each of them."""
+    personal_data: bool = False
+    """The handler encrypts or decrypts personal data: a route to it needs the core's keys."""

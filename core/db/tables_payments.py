@@ -15,7 +15,8 @@ followed from the payment to the bill, the credit or the meter that holds it.
 * ``core_payment_refund`` — refunds and reversals (冲正), one per ``(payment, refund_id)``.
 * ``core_invoice`` / ``core_invoice_line`` — e-invoice requests and what the tax system answered.
   The user name and user number are personal: stored only as ``FieldCipher`` tokens bound to the
-  invoice row (``core_invoice.user_name:<id>``), plus the masked name for listings.
+  invoice row (``core_invoice.user_name:<id>``), plus the masked name for listings. ``message_id`` is
+  the message that caused the request (``NULL`` when a billing run applied credit).
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ invoice = Table(
     Column("total_tax", Numeric(14, 2), nullable=False),
     Column("failure_reason", Text),
     Column("pdf_url", String(500)),
-    Column("message_id", String(64), nullable=False),
+    Column("message_id", String(64)),
     Column("requested_at", UTCDateTime(), nullable=False),
     Column("issued_at", UTCDateTime()),
     Column("updated_at", UTCDateTime(), nullable=False),

@@ -99,7 +99,7 @@ def upgrade() -> None:
     sa.Column('total_tax', sa.Numeric(precision=14, scale=2), nullable=False),
     sa.Column('failure_reason', sa.Text(), nullable=True),
     sa.Column('pdf_url', sa.String(length=500), nullable=True),
-    sa.Column('message_id', sa.String(length=64), nullable=False),
+    sa.Column('message_id', sa.String(length=64), nullable=True),
     sa.Column('requested_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('issued_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
