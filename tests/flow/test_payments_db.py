@@ -21,6 +21,8 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from core.accounts import CustomerIn, PremisesIn, Privacy, id_check_digit, open_account
+from core.billing import ResidentialTariff, TariffBook
+from core.billing_run import period_boundary, run_billing
 from core.catalogue.messages import (
     InvoiceFailed,
     InvoiceIssued,
@@ -30,7 +32,7 @@ from core.catalogue.messages import (
     RefundKind,
 )
 from core.config import CoreConfig
-from core.db.tables import outbox
+from core.db.tables import outbox, reading
 from core.db.tables_billing import bill, bill_line, meter
 from core.db.tables_payments import (
     allocation,
@@ -56,6 +58,9 @@ PAID = datetime(2026, 3, 5, 1, 30, tzinfo=UTC)
 NAME = "张三丰"
 ID_NUMBER = "33060219900101123" + id_check_digit("33060219900101123")
 _seq = itertools.count()
+BOOK = TariffBook(versions=(ResidentialTariff(
+    version="RES-2025", effective_from=date(2025, 1, 1), thresholds_m3=(D(300), D(600)),
+    prices=(D("3.00"), D("3.60"), D("4.50"))),))
 
 
 @dataclass
@@ -276,6 +281,25 @@ async def test_credit_from_an_overpayment_pays_a_later_bill(city: City) -> None:
     async with city.engine.begin() as conn:  # nothing left to do: nothing happens
         assert await h.payments.apply_credit(conn, [city.postpaid], NOW) == []
     assert await city.count(allocation) == 3
+
+
+async def test_a_billing_run_spends_credit_on_the_bills_it_issues(city: City) -> None:
+    h = city.handlers(InvoiceScope.BILL)
+    await city.run(h.record_payment, paid(city.postpaid, "300.00"))
+    async with city.engine.begin() as conn:
+        await conn.execute(insert(reading), [
+            {"id": f"R{n}", "meter_id": "M-POST", "read_at": period_boundary(day), "volume_m3": D(v),
+             "source": "manual", "quality": "", "message_id": f"r{n}"}
+            for n, (day, v) in enumerate([(date(2026, 3, 1), "100.000"), (date(2026, 4, 1), "110.000")])
+        ])
+        result = await run_billing(conn, book=BOOK, period_start=date(2026, 3, 1), period_end=date(2026, 4, 1),
+                                   now=NOW, payments=h.payments)
+    assert result.bills_issued == 1
+    (march,) = result.bill_ids
+    assert await city.paid_on(march) == D("30.00")  # 10 m³ at 3.00
+    assert await city.credit_of(city.postpaid) == D("2.00")
+    kinds = [(e[0], e[2].get("bill_ref")) for e in await city.events()]
+    assert kinds[-2:] == [("bill.issued", None), ("invoice.requested", march)]
 
 
 # --- refunds and red invoices --------------------------------------------------------------------
