@@ -103,18 +103,18 @@ class Payments:
         accounts = await ledger.lock_accounts(conn, (p.account_id for _, p in received))
         ledger.require_accounts(accounts, (p.account_id for _, p in received), "a payment")
         cipher = self._cipher()
-        prepaid = sorted({p.account_id for _, p in received if accounts[p.account_id].billing == "prepaid"})
-        meters = await ledger.meters_of(conn, prepaid)
-        for account_id in prepaid:
-            if len(meters[account_id]) != 1:
-                raise DomainRejected(f"prepaid account {account_id} has {len(meters[account_id])} meters: a top-up "
-                                     "needs exactly one meter to credit; link the meter, then replay")
         fresh = await self._insert(conn, received, now)
         if not fresh:
             return []
         by_account: dict[str, list[_New]] = defaultdict(list)
         for new in fresh:
             by_account[new.data.account_id].append(new)
+        prepaid = sorted(a for a in by_account if accounts[a].billing == "prepaid")
+        meters = await ledger.meters_of(conn, prepaid)
+        for account_id in prepaid:  # refused before anything is allocated; the insert above rolls back
+            if len(meters[account_id]) != 1:
+                raise DomainRejected(f"prepaid account {account_id} has {len(meters[account_id])} meters: a top-up "
+                                     "needs exactly one meter to credit; link the meter, then replay")
         requests: list[InvoiceRequest] = []
         names = await ledger.holder_names(conn, cipher, sorted(by_account))
         postpaid = sorted(a for a in by_account if a not in prepaid)
