@@ -49,7 +49,7 @@ from core.db.tables_payments import payment, refund
 from core.errors import Conflict, CoreError, DomainRejected, TemporarilyUnavailable
 from core.messages import Event, Incoming
 from core.payments import ledger
-from core.payments.allocation import Fund, NotEnoughToTakeBack, Source, settle, take_back
+from core.payments.allocation import Fund, NotEnoughToTakeBack, Settlement, Source, settle, take_back
 from core.payments.invoices import (
     InvoiceRequest,
     mark_red_requested,
@@ -126,18 +126,12 @@ class Payments:
                 for new in news:
                     await ledger.move_prepaid(conn, meter_id=meters[account_id][0], account_id=account_id,
                                               payment_id=new.id, amount=new.data.amount, refund_row_id=None, now=now)
+                requests += [self._payment_request(new, names[account_id]) for new in news]
             else:
-                funds = credits[account_id] + [Fund(n.id, n.data.amount, Source.PAYMENT) for n in news]
-                settled = settle(funds, bills[account_id])
+                settled = settle(credits[account_id] + [Fund(n.id, n.data.amount, Source.PAYMENT) for n in news],
+                                 bills[account_id])
                 await ledger.write_settlement(conn, account_id, settled, now)
-                if self.settings.invoice_per is InvoiceScope.BILL:
-                    payer = {share.bill_id: share.payment_id for share in settled.shares}
-                    cause = {n.id: n.item for n in news}
-                    requests += await self._bill_requests(
-                        conn, account_id, names[account_id], settled.paid_off,
-                        {bill_id: cause.get(payer[bill_id], news[0].item) for bill_id in settled.paid_off})
-                    continue
-            requests += [self._payment_request(new, names[account_id]) for new in news]
+                requests += await self._postpaid_requests(conn, account_id, names[account_id], news, settled)
         return await request_invoices(conn, cipher, requests, now)
 
     async def _insert(
@@ -158,6 +152,18 @@ class Payments:
         if skipped:
             await _same_as_stored(conn, skipped)
         return [_New(by_id[i][0], i, by_id[i][1]) for i in (row["id"] for row in rows) if i in inserted]
+
+    async def _postpaid_requests(
+        self, conn: AsyncConnection, account_id: str, user_name: str, news: Sequence[_New], settled: Settlement
+    ) -> list[InvoiceRequest]:
+        """Per payment, or per bill these payments settled (caused by the payment that settled it)."""
+        if self.settings.invoice_per is InvoiceScope.PAYMENT:
+            return [self._payment_request(new, user_name) for new in news]
+        last_payer = {share.bill_id: share.payment_id for share in settled.shares}
+        items = {new.id: new.item for new in news}
+        causes: dict[str, Incoming | None] = {
+            bill_id: items.get(last_payer[bill_id], news[0].item) for bill_id in settled.paid_off}
+        return await self._bill_requests(conn, account_id, user_name, settled.paid_off, causes)
 
     def _payment_request(self, new: _New, user_name: str) -> InvoiceRequest:
         s = self.settings

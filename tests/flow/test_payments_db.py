@@ -370,6 +370,17 @@ async def test_a_refund_before_the_invoice_is_issued_gets_its_red_request_when_i
     assert await city.count(invoice) == 2
 
 
+async def test_a_bill_settled_again_after_a_refund_is_not_invoiced_twice(city: City) -> None:
+    h = city.handlers(InvoiceScope.BILL)
+    await city.run(h.record_payment, paid(city.postpaid, "100.00", "T1"))
+    await city.run(h.record_refund, refunded("100.00", txn="T1"))
+    assert await city.paid_on("B-JAN") == D("0.00")
+    await city.run(h.record_payment, paid(city.postpaid, "100.00", "T2"))
+    assert await city.paid_on("B-JAN") == D("100.00")
+    assert [r.request_serial for r in await city.rows(invoice)] == ["BILL-B-JAN"]
+    assert await city.count(invoice, invoice.c.kind == "red") == 0  # the gas was supplied: its invoice stands
+
+
 async def test_a_reversal_cancels_all_that_is_left(city: City) -> None:
     h = city.handlers()
     await city.run(h.record_payment, paid(city.postpaid, "120.00"))
