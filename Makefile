@@ -38,7 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check hub core connectors tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	GASHUB_CONNECTORS__VENDOR__TOKEN=check-only $(BIN)/gashub check
+	GASHUB_CONNECTORS__VENDOR__TOKEN=check-only GASHUB_CORE__KEYS__CHECK=$$($(BIN)/python -c 'import base64,secrets;print(base64.b64encode(secrets.token_bytes(32)).decode())') $(BIN)/gashub check
 
 bench: $(STAMP)
 	$(BIN)/python bench/hub_vs_raw.py

@@ -20,8 +20,8 @@ from aiohttp import web
 
 from core.accounts import Privacy
 from core.catalogue import CATALOGUE, Catalogue, Lane
-from core.handlers import HANDLERS
-from core.messages import CoreServices, bind_handlers
+from core.config import CoreConfig
+from core.handlers import HANDLERS, build_handlers
 from core.privacy import KeyRing, KeyRingError
 from hub.billing import bill_period, load_tariffs, month_period
 from hub.breaker import CircuitBreaker
@@ -108,11 +108,13 @@ class Hub:
         privacy = privacy_from(settings)
         db.sealer = BodySealer(CATALOGUE, privacy.cipher if privacy else None)
         targets = TargetCatalog(
-            core=bind_handlers(HANDLERS, CoreServices(privacy=privacy)),
+            core=build_handlers(CoreConfig(privacy=privacy, payments=settings.core.payments)),
             connectors={n: dict(c.actions) for n, c in connectors.items() if isinstance(c, OutboundConnector)},
         )
         routes = compile_routes(settings.routes_dir, catalogue=CATALOGUE, mappings=mappings, targets=targets,
                                 queue_prefix=settings.queue_prefix)
+        if privacy is None and (problems := _routes_needing_keys(routes)):
+            raise problems[0]
         publishers = {Lane.NORMAL: publisher, Lane.SAFETY: Publisher(transports[Lane.SAFETY], settings.exchange)}
         relay = OutboxRelay(db, publishers, metrics, poll_interval_s=settings.outbox.poll_interval_ms / 1000,
                             batch=settings.outbox.batch)
@@ -284,6 +286,17 @@ def privacy_from(settings: Settings) -> Privacy | None:
     return Privacy.from_ring(ring)
 
 
+def _routes_needing_keys(routes: Sequence[Route]) -> list[ConfigError]:
+    """Routes to core handlers that encrypt personal data, when the core has no keys."""
+    return [
+        ConfigError(f"route {route.name!r} targets core:{route.core_handler.name}, which reads or writes personal "
+                    "data encrypted: set GASHUB_CORE__KEYS__<id> (a base64 32-byte key) or remove the route",
+                    where="core.keys")
+        for route in routes
+        if route.core_handler is not None and route.core_handler.personal_data
+    ]
+
+
 def _log_crash(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("hub.task_crashed", exc_info=task.exception(), extra={"task": task.get_name()})
@@ -311,7 +324,11 @@ def check_configuration(settings: Settings) -> list[ConfigError]:
         load_tariffs(settings.billing.tariffs_file)
     except ConfigError as exc:
         problems.append(exc)
-    problems += check_routes(settings.routes_dir, catalogue=CATALOGUE, mappings=mappings,
-                             targets=TargetCatalog(core=HANDLERS, connectors=connectors),
-                             queue_prefix=settings.queue_prefix)
+    targets = TargetCatalog(core=HANDLERS, connectors=connectors)
+    route_problems = check_routes(settings.routes_dir, catalogue=CATALOGUE, mappings=mappings, targets=targets,
+                                  queue_prefix=settings.queue_prefix)
+    problems += route_problems
+    if not route_problems and not settings.core.keys:
+        problems += _routes_needing_keys(compile_routes(settings.routes_dir, catalogue=CATALOGUE, mappings=mappings,
+                                                        targets=targets, queue_prefix=settings.queue_prefix))
     return problems

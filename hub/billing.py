@@ -24,8 +24,14 @@ log = logging.getLogger(__name__)
 COMPANY_TZ = ZoneInfo("Asia/Shanghai")
 
 
+PROJECT = Path(__file__).resolve().parents[1]
+
+
 def load_tariffs(path: Path) -> TariffBook:
-    """The tariff book in ``path`` (TOML); a ``ConfigError`` naming the file and field otherwise."""
+    """The tariff book in ``path`` (TOML); a ``ConfigError`` naming the file and field otherwise.
+    A relative path is looked up from the working directory, then from the project's checkout."""
+    if not path.is_absolute() and not path.exists() and (PROJECT / path).exists():
+        path = PROJECT / path
     try:
         with path.open("rb") as fh:
             raw = tomllib.load(fh)

@@ -395,8 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     ksub = p.add_subparsers(dest="keys_command", required=True, metavar="TASK")
     kr = ksub.add_parser(
         "rotate", help="Re-encrypt personal data under the current key; rebuild blind indexes.",
-        description="Re-encrypt every encrypted field (customers, premises) under GASHUB_CORE__CURRENT_KEY and "
-        "rebuild the phone and ID-number blind indexes with it, in chunks that commit one by one (safe to stop "
+        description="Re-encrypt every encrypted field (customers, premises, invoices) under "
+        "GASHUB_CORE__CURRENT_KEY and rebuild the phone and ID-number blind indexes with it, in chunks that "
+        "commit one by one (safe to stop "
         "and run again). Keep the old key in GASHUB_CORE__KEYS__<id> until a run reports nothing left.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     kr.add_argument("--dry-run", action="store_true", help="count what would change; write nothing")

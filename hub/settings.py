@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from core.payments import PaymentSettings
 from hub.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config/gashub.toml")
@@ -71,6 +72,8 @@ class CoreSettings(_Section):
     .decode())"`` (one line)."""
     current_key: str | None = None
     """The key new data is written with; may be left out when there is only one key."""
+    payments: PaymentSettings = PaymentSettings()
+    """Invoice policy of the payment handlers (``[core.payments]``, ``GASHUB_CORE__PAYMENTS__INVOICE_PER``…)."""
 
 
 class BillingSettings(_Section):

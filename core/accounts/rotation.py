@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.accounts.models import Privacy
 from core.db.tables_accounts import customer, premises
+from core.db.tables_payments import invoice
 from core.privacy import rotate_rows
 from core.privacy.blind import BlindIndex
 
@@ -39,6 +40,7 @@ ENCRYPTED_TABLES: tuple[EncryptedTable, ...] = (
         {"phone": "phone_bidx", "id_number": "id_number_bidx"},
     ),
     EncryptedTable(premises, {"address": "address_enc"}),
+    EncryptedTable(invoice, {"user_name": "user_name_enc", "user_number": "user_number_enc"}),
 )
 """Every table with encrypted fields. A module adding one appends it here (the rotation test checks
 that no ``*_enc`` column of the schema is missing)."""

@@ -49,13 +49,12 @@ from core.api.framework import (
     Endpoint,
     parse_body,
     parse_query,
-    principal_of,
     require,
 )
 from core.api.models import Alarm, Query, Reading
-from core.api.permissions import Action, Resource, allowed
+from core.api.permissions import Action, Resource
 from core.api.problems import ProblemError, json_response
-from core.api.users import AuditEntry, record_audit
+from core.api.reveal import read_revealable as _read
 from core.db.tables_accounts import account, premises
 from core.db.tables_accounts import request as request_table
 from core.errors import Conflict, DomainRejected
@@ -177,37 +176,6 @@ async def _require_account(conn: AsyncConnection, account_id: str) -> None:
 
 def _out(view: AccountView) -> dict[str, Any]:
     return view.model_dump(mode="json")
-
-
-async def _audit_reveal(request: web.Request, status: int) -> None:
-    ctx = request.app[API]
-    p = principal_of(request)
-    await record_audit(ctx.engine, AuditEntry(
-        method=request.method, path=request.path, resource=Resource.PERSONAL_DATA.value,
-        resource_id=request.match_info.get("id"), status=status, at=ctx.clock(), user_id=p.user_id,
-        username=p.username, role=p.role.value, remote=request.remote, detail="reveal",
-    ))
-
-
-async def _read(request: web.Request, reveal: bool, build: Any) -> web.StreamResponse:
-    """``build()`` as JSON; a reveal is checked against ``personal_data`` read and audited whatever happens."""
-    if not reveal:
-        return json_response(await build())
-    status = 500
-    try:
-        p = principal_of(request)
-        if not allowed(p.role, Resource.PERSONAL_DATA, Action.READ):
-            raise ProblemError(403, "Forbidden",
-                               f"Role '{p.role.value}' may not reveal personal data; leave out 'reveal' for the "
-                               "masked view (see docs/permissions.md).")
-        response = json_response(await build())
-        status = response.status
-        return response
-    except ProblemError as exc:
-        status = exc.status
-        raise
-    finally:
-        await _audit_reveal(request, status)
 
 
 # --- handlers ----------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from core.api.models import (
     TokenRequest,
     TokenResponse,
 )
+from core.api.payments import payment_endpoints
 from core.api.permissions import MATRIX, Action, Resource
 from core.api.problems import ProblemError, json_response
 from core.api.users import AccountLocked, LoginFailed, login, revoke_token
@@ -226,4 +227,5 @@ def endpoints() -> list[Endpoint]:
                  Resource.SUMMARIES, rd, errors=(401, 403)),
         Endpoint("GET", "/audit", list_audit, "The API audit log, newest first, paged", AuditPage,
                  Resource.AUDIT, rd, query=AuditQuery),
+        *payment_endpoints(),
     ]

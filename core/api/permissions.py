@@ -27,7 +27,10 @@ class Resource(StrEnum):
     SESSION = "session"
     ACCOUNTS = "accounts"
     PERSONAL_DATA = "personal_data"
-    """Reading personal fields in clear (``?reveal=true`` on the account reads); always audited."""
+    """Reading personal fields in clear (``?reveal=true`` on the account and invoice reads); always audited."""
+    BILLS = "bills"
+    PAYMENTS = "payments"
+    INVOICES = "invoices"
 
 
 class Action(StrEnum):
@@ -37,17 +40,20 @@ class Action(StrEnum):
 
 _R, _W = Action.READ, Action.WRITE
 _OWN = {Resource.PROFILE: {_R}, Resource.SESSION: {_W}}  # every role: see itself, end its own session
+_MONEY = {Resource.BILLS: {_R}, Resource.PAYMENTS: {_R}, Resource.INVOICES: {_R}}
+"""Bills, payments and invoices are read by the roles that answer customers or check the books; they are
+written only by the core's handlers (billing runs, payment and tax messages), never through the API."""
 
 MATRIX: dict[Role, dict[Resource, frozenset[Action]]] = {
     role: {res: frozenset(acts) for res, acts in grants.items()}
     for role, grants in {
         Role.ADMIN: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.SUMMARIES: {_R},
-            Resource.AUDIT: {_R}, Resource.ACCOUNTS: {_R, _W}, Resource.PERSONAL_DATA: {_R}, **_OWN,
+            Resource.AUDIT: {_R}, Resource.ACCOUNTS: {_R, _W}, Resource.PERSONAL_DATA: {_R}, **_MONEY, **_OWN,
         },
         Role.CUSTOMER_SERVICE: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R}, Resource.SUMMARIES: {_R},
-            Resource.ACCOUNTS: {_R, _W}, Resource.PERSONAL_DATA: {_R}, **_OWN,
+            Resource.ACCOUNTS: {_R, _W}, Resource.PERSONAL_DATA: {_R}, **_MONEY, **_OWN,
         },
         Role.DISPATCHER: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.SUMMARIES: {_R}, Resource.ACCOUNTS: {_R},
@@ -56,14 +62,16 @@ MATRIX: dict[Role, dict[Resource, frozenset[Action]]] = {
         Role.FIELD_ENGINEER: {Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, **_OWN},
         Role.AUDITOR: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R}, Resource.SUMMARIES: {_R}, Resource.AUDIT: {_R},
-            Resource.ACCOUNTS: {_R}, **_OWN,
+            Resource.ACCOUNTS: {_R}, **_MONEY, **_OWN,
         },
         Role.GOVERNMENT: {Resource.SUMMARIES: {_R}, **_OWN},
     }.items()
 }
 """Role → resource → allowed actions. The auditor is read-only (audit included); the government
 role sees summaries only, which carry no personal data. Accounts are read masked by every role that
-may read them; only ``personal_data`` read (admin, customer service) may ask for ``?reveal=true``."""
+may read them; only ``personal_data`` read (admin, customer service) may ask for ``?reveal=true``.
+Bills, payments and invoices: admin, customer service and the auditor read them; invoice user names
+are masked like account holders'."""
 
 
 def allowed(role: Role, resource: Resource, action: Action) -> bool:

@@ -23,6 +23,9 @@ How a bill is made (the decisions, in one place):
   written only for the bills this run really inserted.
 * **Events**: one ``bill.issued`` per new bill, through :func:`core.outbox.emit` in the caller's
   transaction.
+* **Credit**: given ``payments`` (:class:`core.payments.Payments`), the accounts' unused credit
+  (earlier overpayments) is spent on the new bills in the same transaction, oldest bill first, with
+  the invoice requests the invoice policy asks for.
 * **Cost**: per batch of ``batch_size`` accounts, five set-based reads (accounts with meters,
   opening readings, closing readings, chaining bills, bills already issued) and three bulk writes
   (bills, lines, outbox) — no query per account. Everything runs on the caller's connection and in
@@ -50,6 +53,7 @@ from core.db.tables_accounts import account
 from core.db.tables_billing import bill, bill_line, meter
 from core.messages import Event
 from core.outbox import emit
+from core.payments import Payments
 
 CHINA_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
 """China Standard Time: UTC+8 all year."""
@@ -110,6 +114,7 @@ async def run_billing(
     batch_size: int = 1000,
     progress: Callable[[BillingRunResult], None] | None = None,
     tz: tzinfo = CHINA_TZ,
+    payments: Payments | None = None,
 ) -> BillingRunResult:
     """Bill every active metered account for ``[period_start, period_end)`` (see the module notes).
 
@@ -131,7 +136,11 @@ async def run_billing(
         if not batch:
             break
         after = batch[-1][0]
+        issued_before = len(result.bill_ids)
         await _bill_batch(conn, batch, book, period_start, period_end, opening_at, closing_at, now, result)
+        if payments is not None and len(result.bill_ids) > issued_before:
+            billed = [row[0] for row in batch]
+            await emit(conn, await payments.apply_credit(conn, billed, now))
         result.batches += 1
         if progress is not None:
             progress(result)

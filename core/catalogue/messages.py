@@ -155,12 +155,22 @@ class PaymentReceived(CanonicalModel):
     payer_ref: str | None = Personal(default=None, max_length=128)
 
 
+class RefundKind(StrEnum):
+    REFUND = "refund"
+    """Money given back to the payer (all or part of the payment)."""
+    REVERSAL = "reversal"
+    """The channel cancelled the transaction (冲正): everything left of the payment, as if never paid."""
+
+
 class PaymentRefunded(CanonicalModel):
+    """Money of a payment given back. Applied once per ``(channel, transaction_id, refund_id)``."""
+
     channel: PaymentChannel
     transaction_id: str = Field(min_length=1, max_length=64)
     refund_id: str = Field(min_length=1, max_length=64)
     amount: Money = Field(gt=0)
     refunded_at: AwareDatetime
+    kind: RefundKind = RefundKind.REFUND
 
 
 class InvoiceKind(StrEnum):
@@ -169,6 +179,10 @@ class InvoiceKind(StrEnum):
 
 
 class InvoiceLine(CanonicalModel):
+    """One invoice line as the invoice prints it: ``amount`` is net (金额, VAT excluded), ``tax`` its VAT
+    (税额), so ``amount + tax`` is what was paid for the line; ``unit_price`` is net too. A red request
+    carries the reversed lines with negative quantity, amount and tax."""
+
     name: str = Field(min_length=1, max_length=100)
     tax_code: str = Field(min_length=1, max_length=19)
     unit: str = Field(default="m3", max_length=10)
@@ -180,7 +194,11 @@ class InvoiceLine(CanonicalModel):
 
 
 class InvoiceRequested(CanonicalModel):
-    """Ask the tax provider for an e-invoice (TAX1). ``request_serial`` makes a retry the same request."""
+    """Ask the tax provider for an e-invoice (TAX1). ``request_serial`` makes a retry the same request.
+
+    ``total`` is the gross (价税合计: the sum of the lines' ``amount + tax``) and ``total_tax`` the sum of
+    their ``tax``; both negative on a red request, which names the blue one in ``original_invoice_number``.
+    """
 
     request_serial: str = Field(min_length=1, max_length=64)
     kind: InvoiceKind = InvoiceKind.BLUE

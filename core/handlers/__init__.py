@@ -1,7 +1,10 @@
 """The core use cases that routes can target as ``core:<name>``.
 
-``HANDLERS`` is a plain, immutable table built from the modules below; the hub looks a route's
-target up in it when it loads routes, so a misspelt name fails at start-up, not at runtime.
+``build_handlers(config)`` makes the table, with the handlers that need the deployment's settings
+(payments: invoice policy and personal-data keys) bound to ``config``; the composition root calls it
+once at start-up. ``HANDLERS`` is the table with the default configuration (no keys), enough to check
+routes by name. The hub looks a route's target up in the table when it loads routes, so a misspelt
+name fails at start-up, not at runtime.
 """
 
 from __future__ import annotations
@@ -9,41 +12,84 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from core.config import CoreConfig
 from core.handlers.alarms import record_alarm
-from core.handlers.bills import notify_bill
+from core.handlers.bills import BillNotifier
 from core.handlers.notifications import record_notification_delivery
+from core.handlers.payments import PaymentHandlers
 from core.handlers.readings import record_reading
 from core.handlers.valves import record_valve_state
 from core.messages import CoreHandler
 
-HANDLERS: Mapping[str, CoreHandler] = MappingProxyType(
-    {
-        h.name: h
-        for h in (
-            CoreHandler("record_reading", "meter.reading", record_reading, "Store a meter reading."),
-            CoreHandler(
-                "record_alarm",
-                "alarm.raised",
-                record_alarm,
-                "Record an alarm; close the valve for leaks and abnormal flow.",
-                emits=("valve.command",),
-            ),
-            CoreHandler.with_services(
-                "notify_bill",
-                "bill.issued",
-                notify_bill,
-                "Tell the account holder about a new bill by SMS.",
-                emits=("notification.requested",),
-            ),
-            CoreHandler("record_valve_state", "valve.state", record_valve_state, "Store a valve report."),
-            CoreHandler(
-                "record_notification_delivery",
-                "notification.delivered",
-                record_notification_delivery,
-                "Track what happened to a notification.",
-            ),
-        )
-    }
-)
 
-__all__ = ["HANDLERS"]
+def build_handlers(config: CoreConfig | None = None) -> Mapping[str, CoreHandler]:
+    """Every core handler, the configurable ones bound to ``config`` (defaults when ``None``)."""
+    config = config or CoreConfig()
+    payments = PaymentHandlers(config)
+    bills = BillNotifier(config)
+    return MappingProxyType(
+        {
+            h.name: h
+            for h in (
+                CoreHandler("record_reading", "meter.reading", record_reading, "Store a meter reading."),
+                CoreHandler(
+                    "record_alarm",
+                    "alarm.raised",
+                    record_alarm,
+                    "Record an alarm; close the valve for leaks and abnormal flow.",
+                    emits=("valve.command",),
+                ),
+                CoreHandler(
+                    "notify_bill",
+                    "bill.issued",
+                    bills.notify_bill,
+                    "Tell the account holder about a new bill by SMS.",
+                    emits=("notification.requested",),
+                    personal_data=True,
+                ),
+                CoreHandler("record_valve_state", "valve.state", record_valve_state, "Store a valve report."),
+                CoreHandler(
+                    "record_notification_delivery",
+                    "notification.delivered",
+                    record_notification_delivery,
+                    "Track what happened to a notification.",
+                ),
+                CoreHandler(
+                    "record_payment",
+                    "payment.received",
+                    payments.record_payment,
+                    "Credit a payment once; settle bills oldest first (or top up a prepaid meter), keep the "
+                    "rest as credit; request its invoice.",
+                    emits=("invoice.requested",),
+                    personal_data=True,
+                ),
+                CoreHandler(
+                    "record_refund",
+                    "payment.refunded",
+                    payments.record_refund,
+                    "Take a refund back from credit and bills once; request a red invoice if one was issued.",
+                    emits=("invoice.requested",),
+                    personal_data=True,
+                ),
+                CoreHandler(
+                    "record_invoice_issued",
+                    "invoice.issued",
+                    payments.record_invoice_issued,
+                    "Store an issued invoice (number, type, user name and number); request waiting red ones.",
+                    emits=("invoice.requested",),
+                    personal_data=True,
+                ),
+                CoreHandler(
+                    "record_invoice_failed",
+                    "invoice.failed",
+                    payments.record_invoice_failed,
+                    "Mark an invoice request failed with the tax system's reason.",
+                ),
+            )
+        }
+    )
+
+
+HANDLERS: Mapping[str, CoreHandler] = build_handlers()
+
+__all__ = ["HANDLERS", "build_handlers"]

@@ -15,11 +15,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from core.accounts import Privacy
 from core.catalogue.messages import BillIssued, NotificationKind, NotificationRequested
+from core.config import CoreConfig
 from core.db.tables_accounts import account, customer
 from core.errors import DomainRejected
-from core.messages import CoreServices, Event, Incoming
+from core.messages import Event, Incoming
 from core.outbox import emit
+from core.payments import KeysMissing
 from core.privacy import field_context
 
 
@@ -27,10 +30,21 @@ def _yuan(value: Decimal) -> str:
     return f"{value:.2f}"
 
 
-async def notify_bill(
-    conn: AsyncConnection, items: Sequence[Incoming], services: CoreServices
+class BillNotifier:
+    def __init__(self, config: CoreConfig) -> None:
+        self.privacy = config.privacy
+
+    async def notify_bill(self, conn: AsyncConnection, items: Sequence[Incoming]) -> Sequence[Mapping[str, Any] | None]:
+        if self.privacy is None:
+            raise KeysMissing("the bill's SMS needs the holder's phone, which is encrypted, and personal-data keys "
+                              "are not configured: set GASHUB_CORE__KEYS__<id> (and GASHUB_CORE__CURRENT_KEY), "
+                              "restart, then replay this message")
+        return await _notify(conn, items, self.privacy)
+
+
+async def _notify(
+    conn: AsyncConnection, items: Sequence[Incoming], privacy: Privacy
 ) -> Sequence[Mapping[str, Any] | None]:
-    privacy = services.require_privacy("the bill notification")
     bills = []
     for item in items:
         assert isinstance(item.data, BillIssued)

@@ -19,6 +19,7 @@ from connectors.http_sms.simulator import SmsGatewaySimulator
 from connectors.valve_http.simulator import ValvePlatformSimulator
 from core.privacy import generate_key
 from hub.app import Hub
+from hub.connectors.registry import ConnectorRegistry
 from hub.settings import load_settings
 from tests.contract.broker_admin import BrokerAdmin
 
@@ -136,8 +137,8 @@ class Stack:
         values.update(overrides)
         return load_settings(**values)
 
-    async def start_hub(self, **overrides: Any) -> Hub:
-        hub = Hub.build(self.settings(**overrides))
+    async def start_hub(self, *, registry: ConnectorRegistry | None = None, **overrides: Any) -> Hub:
+        hub = Hub.build(self.settings(**overrides), registry=registry)
         self.hubs.append(hub)
         await hub.start()
         return hub

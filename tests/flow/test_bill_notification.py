@@ -8,14 +8,22 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from sqlalchemy import insert, select
 
 from core.accounts import open_account
 from core.billing_run import run_billing
+from core.catalogue.messages import BillIssued
+from core.config import CoreConfig
 from core.db.tables import outbox, reading
 from core.db.tables_billing import bill, meter
+from core.handlers.bills import BillNotifier
+from core.messages import Incoming
+from core.payments import KeysMissing
 from core.privacy import generate_key
-from hub.store.tables import dead_letter, message
+from hub.app import Hub
+from hub.errors import ConfigError
+from hub.store.tables import message
 from tests.flow.conftest import OPS_TOKEN, Stack, eventually
 from tests.flow.test_accounts_db import ALICE, HOME
 from tests.flow.test_billing_run import BOOK
@@ -110,21 +118,18 @@ async def test_a_bill_reaches_its_holder_by_sms_under_one_correlation_id(stack: 
         ("[redacted]", True)]
 
 
-async def test_without_a_key_the_bill_is_set_aside_with_what_to_do(stack: Stack) -> None:
+async def test_without_a_key_the_hub_refuses_the_route_and_the_handler_refuses_the_bill(stack: Stack) -> None:
     (stack.routes_dir / "billing.toml").write_text(ROUTE)
+    with pytest.raises(ConfigError, match=r"bill-notify.*GASHUB_CORE__KEYS__"):
+        Hub.build(stack.settings(core={}))
     keyed = await stack.start_hub(core=KEYS)
     await _city(keyed)
-    await keyed.stop()
-    hub = await stack.start_hub(core={})  # the same database, started without the key
-    await _bill(hub)
-
-    async def dead() -> bool:
-        async with hub.db.read() as conn:
-            return (await conn.execute(select(dead_letter.c.reason).where(dead_letter.c.route == "bill-notify"))
-                    ).first() is not None
-    await eventually(dead, what="the bill's dead letter")
-    async with hub.db.read() as conn:
-        reason = (await conn.execute(select(dead_letter.c.reason))).scalar_one()
-    assert "GASHUB_CORE__KEYS__" in reason
-    assert "replay" in reason
-    assert stack.sms.sent == []
+    await _bill(keyed)
+    async with keyed.db.read() as conn:
+        bill_id = (await conn.execute(select(bill.c.id))).scalar_one()
+        issued = BillIssued(bill_id=bill_id, account_id="A", meter_id="MB1", period_start=date(2026, 1, 1),
+                            period_end=date(2026, 2, 1), category="residential", volume_m3=Decimal("1.000"),
+                            total=Decimal("2.40"), net_total=Decimal("2.20"), tax_total=Decimal("0.20"),
+                            issued_at=datetime(2026, 2, 2, tzinfo=UTC))
+        with pytest.raises(KeysMissing, match=r"GASHUB_CORE__KEYS__.*replay"):
+            await BillNotifier(CoreConfig()).notify_bill(conn, [Incoming("m", "bill.issued", None, "m", issued)])

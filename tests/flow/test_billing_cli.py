@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.db.tables_billing import bill
+from core.privacy import generate_key
 from hub import cli
 from hub.app import Hub, check_configuration
 from hub.billing import load_tariffs, month_period
@@ -21,6 +22,7 @@ from tests.flow.test_billing_run import _build_city
 
 REPO = Path(__file__).resolve().parents[2]
 VENDOR = {"vendor": {"kind": "vendor_push", "token": "t"}}
+KEYS = {"keys": {"k1": generate_key()}}
 
 
 def test_month_period() -> None:
@@ -85,8 +87,8 @@ async def test_cli_bills_a_month_once(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_the_hub_schedules_the_daily_run(tmp_path: Path) -> None:
     db = f"sqlite+aiosqlite:///{tmp_path}/h.db"
-    hub = Hub.build(load_settings(database_url=db, connectors=VENDOR))
+    hub = Hub.build(load_settings(database_url=db, connectors=VENDOR, core=KEYS))
     jobs = {job["name"]: job for job in hub.scheduler.jobs()}
     assert str(jobs["billing"]["next_run"]).endswith("02:30:00+08:00")
-    off = Hub.build(load_settings(database_url=db, billing={"daily_at": None}, connectors=VENDOR))
+    off = Hub.build(load_settings(database_url=db, billing={"daily_at": None}, connectors=VENDOR, core=KEYS))
     assert "billing" not in {job["name"] for job in off.scheduler.jobs()}

@@ -6,7 +6,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,10 @@ from core.api import AuthPolicy, Role, build_api, create_user
 from core.api.handlers import endpoints
 from core.api.permissions import MATRIX, Action, Resource, allowed, parse_markdown, render_markdown
 from core.db.tables import alarm, reading
+from core.db.tables_accounts import account, customer, premises
 from core.db.tables_api import api_audit, api_token, api_user
+from core.db.tables_billing import bill
+from core.db.tables_payments import allocation, invoice, payment
 from hub.migrations import upgrade
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,6 +73,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
              "volume_m3": Decimal("10.5") + i, "source": "dtu", "quality": "", "message_id": f"r{i}"}
             for i in range(7)
         ])
+        await _money(conn)
     for role in Role:
         await create_user(engine, role.value, PASSWORD, role, clock=clock)
     app = web.Application()
@@ -81,6 +85,32 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     finally:
         await client.close()
         await engine.dispose()
+
+
+async def _money(conn: Any) -> None:
+    """An account with a bill, a payment on it and its invoice, each with id A1 like the alarm."""
+    await conn.execute(insert(customer).values(id="C1", name_enc="x", phone_enc="x", id_number_enc="x",
+                                               phone_bidx="p", id_number_bidx="i", created_at=T0))
+    await conn.execute(insert(premises).values(id="P1", address_enc="x", district="yuecheng", lat=30.0, lon=120.58,
+                                               created_at=T0))
+    await conn.execute(insert(account).values(id="ACC1", account_number="SX100000000001", category="residential",
+                                              billing="postpaid", status="active", premises_id="P1",
+                                              customer_id="C1", opened_at=T0))
+    await conn.execute(insert(bill).values(
+        id="A1", account_id="ACC1", meter_id="M1", period_start=date(2026, 10, 1), period_end=date(2026, 11, 1),
+        reading_start_m3=Decimal(0), reading_end_m3=Decimal(10), volume_m3=Decimal(10), total=Decimal("30.00"),
+        net_total=Decimal("27.52"), tax_total=Decimal("2.48"), cumulative_before=Decimal(0), category="residential",
+        status="issued", created_at=T0))
+    await conn.execute(insert(payment).values(
+        id="A1", channel="wechat", transaction_id="T1", out_trade_no="O1", account_id="ACC1",
+        amount=Decimal("30.00"), refunded=Decimal("0.00"), currency="CNY", paid_at=T0, status="received",
+        message_id="m-pay", created_at=T0))
+    await conn.execute(insert(allocation).values(id="AL1", payment_id="A1", bill_id="A1", account_id="ACC1",
+                                                 kind="payment", amount=Decimal("30.00"), created_at=T0))
+    await conn.execute(insert(invoice).values(
+        id="A1", request_serial="PAY-A1", kind="blue", scope="payment", reference_id="A1", account_id="ACC1",
+        status="requested", user_name_enc="v1:k1:not-decrypted-unless-revealed", user_name_masked="张**",
+        total=Decimal("30.00"), total_tax=Decimal("2.48"), message_id="m-pay", requested_at=T0, updated_at=T0))
 
 
 def assert_problem(body: dict[str, Any], status: int) -> None:

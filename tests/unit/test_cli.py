@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import secrets
 import sqlite3
 import subprocess
 import sys
@@ -29,6 +31,9 @@ EXPECTED_TYPES = (
     "notification.requested",
     "notification.delivered",
 )
+
+
+CHECK_KEY = base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -141,7 +146,7 @@ def test_no_command_is_a_usage_error() -> None:
 
 
 def test_check_passes_on_the_repository_configuration() -> None:
-    result = gashub("check", env=clean_env(**{TOKEN_VAR: "demo-token"}))
+    result = gashub("check", env=clean_env(**{TOKEN_VAR: "demo-token", "GASHUB_CORE__KEYS__CHECK": CHECK_KEY}))
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
     assert "9 routes" in result.stdout
@@ -264,7 +269,7 @@ def test_audit_verify_on_a_fresh_database(migrated_db: Path) -> None:
 
 
 def test_replay_of_an_unknown_dead_letter_is_refused(migrated_db: Path) -> None:
-    env = clean_env(GASHUB_DATABASE_URL=sqlite_url(migrated_db), **{TOKEN_VAR: "t"})
+    env = clean_env(GASHUB_DATABASE_URL=sqlite_url(migrated_db), GASHUB_CORE__KEYS__K1=CHECK_KEY, **{TOKEN_VAR: "t"})
     result = gashub("replay", "NONEXISTENT", "--dry-run", env=env)
     assert result.returncode == 1
     assert "cannot replay" in result.stderr
