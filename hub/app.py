@@ -19,7 +19,7 @@ from aiohttp import web
 
 from core.accounts import Privacy
 from core.catalogue import CATALOGUE, Catalogue, Lane
-from core.handlers import HANDLERS
+from core.handlers import CoreConfig, build_handlers
 from core.privacy import KeyRing, KeyRingError
 from hub.breaker import CircuitBreaker
 from hub.connectors.context import HubConnectorContext
@@ -101,8 +101,9 @@ class Hub:
         connectors: dict[str, Connector[Any]] = {}
         for name, raw in settings.connectors.items():
             connectors[name] = registry.build(name, raw, context.for_connector(name))
+        privacy = privacy_from(settings)
         targets = TargetCatalog(
-            core=HANDLERS,
+            core=build_handlers(CoreConfig(readings=settings.core.readings, privacy=privacy)),
             connectors={n: dict(c.actions) for n, c in connectors.items() if isinstance(c, OutboundConnector)},
         )
         routes = compile_routes(settings.routes_dir, catalogue=CATALOGUE, mappings=mappings, targets=targets,
@@ -112,7 +113,7 @@ class Hub:
                             batch=settings.outbox.batch)
         hub = cls(settings=settings, db=db, transports=transports, catalogue=CATALOGUE, mappings=mappings,
                   routes=routes, connectors=connectors, metrics=metrics, publisher=publisher, relay=relay,
-                  scheduler=Scheduler(), context=context, privacy=privacy_from(settings))
+                  scheduler=Scheduler(), context=context, privacy=privacy)
         hub._build_pipelines()
         return hub
 
@@ -291,6 +292,7 @@ def check_configuration(settings: Settings) -> list[ConfigError]:
             continue
         connectors[name] = dict(cls.actions)
     problems += check_routes(settings.routes_dir, catalogue=CATALOGUE, mappings=mappings,
-                             targets=TargetCatalog(core=HANDLERS, connectors=connectors),
+                             targets=TargetCatalog(core=build_handlers(CoreConfig(readings=settings.core.readings)),
+                                                   connectors=connectors),
                              queue_prefix=settings.queue_prefix)
     return problems

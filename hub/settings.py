@@ -20,6 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from core.readings import ReadingsSettings
 from hub.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config/gashub.toml")
@@ -70,6 +71,10 @@ class CoreSettings(_Section):
     .decode())"`` (one line)."""
     current_key: str | None = None
     """The key new data is written with; may be left out when there is only one key."""
+    readings: ReadingsSettings = ReadingsSettings()
+    """Reading validation (VEE): every rule's switch and threshold, and what ``core:record_reading``
+    does with findings (``GASHUB_CORE__READINGS__RULES__DISABLED_RULES='["zero_use"]'``,
+    ``[core.readings] notify = ["leak"]``). See ``core.readings.ReadingsSettings``."""
 
 
 class Settings(BaseSettings):

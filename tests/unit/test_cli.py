@@ -144,7 +144,7 @@ def test_check_passes_on_the_repository_configuration() -> None:
     result = gashub("check", env=clean_env(**{TOKEN_VAR: "demo-token"}))
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
-    assert "8 routes" in result.stdout
+    assert "9 routes" in result.stdout
     assert result.stderr == ""
 
 
