@@ -128,9 +128,9 @@ class ReadingsSettings(BaseModel):
 
     rules: ValidationSettings = ValidationSettings()
     history_window: timedelta = Field(default=timedelta(days=30), gt=timedelta(0))
-    """The average daily use runs from the latest accepted reading at least this long before the new
-    one (or, for a younger meter, from its first accepted reading) to the previous accepted reading;
-    the zero-use run is traced back as far. At least ``rules.zero_use_period``."""
+    """The average daily use runs to the previous accepted reading from an earlier one at least this
+    long before the new reading (or, for a younger meter, from its first accepted reading); the
+    zero-use run is traced back as far. At least ``rules.zero_use_period``."""
     average_min_span: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
     """Less history than this gives no average daily use (the spike rule then stays silent)."""
     hourly_max_gap: timedelta = Field(default=timedelta(hours=1), gt=timedelta(0))
