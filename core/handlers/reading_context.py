@@ -53,7 +53,7 @@ _SQLITE_BATCH = (
 
 _READINGS_SQL = """
 WITH b AS ({batch}),
-p AS (
+p AS MATERIALIZED (
   SELECT b.meter_id, b.lo, b.hi, b.cut,
     (SELECT max(r.read_at) FROM core_reading r
       WHERE r.meter_id = b.meter_id AND r.read_at < b.lo
