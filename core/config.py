@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from core.accounts import Privacy
 from core.payments.settings import PaymentSettings
+from core.readings.settings import DEFAULT_READINGS, ReadingsSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,3 +20,5 @@ class CoreConfig:
     """Field cipher and blind index; ``None`` when no key is configured (handlers that need it refuse)."""
     payments: PaymentSettings = field(default_factory=PaymentSettings)
     """Invoice policy of the payment handlers."""
+    readings: ReadingsSettings = field(default=DEFAULT_READINGS)
+    """Reading validation and what ``record_reading`` does with its findings."""

@@ -21,7 +21,7 @@ from aiohttp import web
 from core.accounts import Privacy
 from core.catalogue import CATALOGUE, Catalogue, Lane
 from core.config import CoreConfig
-from core.handlers import HANDLERS, build_handlers
+from core.handlers import build_handlers
 from core.privacy import KeyRing, KeyRingError
 from hub.billing import bill_period, load_tariffs, month_period
 from hub.breaker import CircuitBreaker
@@ -108,7 +108,8 @@ class Hub:
         privacy = privacy_from(settings)
         db.sealer = BodySealer(CATALOGUE, privacy.cipher if privacy else None)
         targets = TargetCatalog(
-            core=build_handlers(CoreConfig(privacy=privacy, payments=settings.core.payments)),
+            core=build_handlers(CoreConfig(privacy=privacy, payments=settings.core.payments,
+                                           readings=settings.core.readings)),
             connectors={n: dict(c.actions) for n, c in connectors.items() if isinstance(c, OutboundConnector)},
         )
         routes = compile_routes(settings.routes_dir, catalogue=CATALOGUE, mappings=mappings, targets=targets,
@@ -324,7 +325,7 @@ def check_configuration(settings: Settings) -> list[ConfigError]:
         load_tariffs(settings.billing.tariffs_file)
     except ConfigError as exc:
         problems.append(exc)
-    targets = TargetCatalog(core=HANDLERS, connectors=connectors)
+    targets = TargetCatalog(core=build_handlers(CoreConfig(readings=settings.core.readings)), connectors=connectors)
     route_problems = check_routes(settings.routes_dir, catalogue=CATALOGUE, mappings=mappings, targets=targets,
                                   queue_prefix=settings.queue_prefix)
     problems += route_problems

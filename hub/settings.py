@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from core.payments import PaymentSettings
+from core.readings import ReadingsSettings
 from hub.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config/gashub.toml")
@@ -74,6 +75,10 @@ class CoreSettings(_Section):
     """The key new data is written with; may be left out when there is only one key."""
     payments: PaymentSettings = PaymentSettings()
     """Invoice policy of the payment handlers (``[core.payments]``, ``GASHUB_CORE__PAYMENTS__INVOICE_PER``…)."""
+    readings: ReadingsSettings = ReadingsSettings()
+    """Reading validation (VEE): every rule's switch and threshold, and what ``core:record_reading``
+    does with findings (``GASHUB_CORE__READINGS__RULES__DISABLED_RULES='["zero_use"]'``,
+    ``[core.readings] notify = ["leak"]``). See ``core.readings.ReadingsSettings``."""
 
 
 class BillingSettings(_Section):

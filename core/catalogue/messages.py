@@ -36,6 +36,7 @@ class MessageType(StrEnum):
     NOTIFICATION_REQUESTED = "notification.requested"
     NOTIFICATION_DELIVERED = "notification.delivered"
     READING_RECORDED = "reading.recorded"
+    READING_FLAGGED = "reading.flagged"
     BILL_ISSUED = "bill.issued"
 
 
@@ -100,6 +101,48 @@ class AlarmRaised(CanonicalModel):
     severity: int = Field(ge=1, le=5)
     detail: str = Field(default="", max_length=500)
     cim_code: str | None = Field(default=None, pattern=r"^\d+\.\d+\.\d+\.\d+$")
+
+
+RuleName = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z_]*$")]
+"""A word of the reading-validation vocabulary (``core.readings``: rule ids, severities, actions,
+work-order kinds, quality flags), lower case with underscores."""
+
+
+class ReadingFinding(CanonicalModel):
+    """One validation rule that fired on a reading: what it saw and what the domain should do."""
+
+    rule: RuleName
+    """``negative``, ``rollover``, ``spike``, ``zero_use``, ``use_while_closed``, ``over_capacity``,
+    ``leak``, ``stale``, ``duplicate``, ``clock``, ``prolonged_estimation``, ``tamper`` or
+    ``estimate_above_actual``."""
+    severity: RuleName
+    """``info``, ``warning``, ``error`` or ``critical``."""
+    action: RuleName
+    """``accept``, ``hold_billing``, ``estimate``, ``open_work_order``, ``raise_alarm``,
+    ``drop_duplicate``, ``flag_conflict`` or ``reverse_and_rebill``."""
+    message: str = Field(min_length=1, max_length=500)
+    work_order: RuleName | None = None
+    alarm: AlarmKind | None = None
+
+
+class ReadingFlagged(CanonicalModel):
+    """The core stored a reading that broke validation rules (E1). ``reading_id`` is the id of the
+    ``meter.reading`` message: one reading is flagged once, however often it is delivered."""
+
+    reading_id: str = Field(min_length=1, max_length=64)
+    meter_id: MeterId
+    account_id: AccountId | None = None
+    read_at: AwareDatetime
+    volume_m3: Volume = Field(ge=0)
+    consumption_m3: Volume | None = None
+    """Use since the baseline reading, rollover-corrected; negative when the register went back;
+    absent without a baseline."""
+    quality: list[RuleName] = Field(min_length=1)
+    """The quality flags stored with the reading (``valid`` or ``suspect``, maybe ``derived``,
+    ``estimated``)."""
+    billable: bool
+    """Whether the reading may be billed as it is."""
+    findings: list[ReadingFinding] = Field(min_length=1)
 
 
 class AlarmCleared(CanonicalModel):
@@ -287,6 +330,9 @@ CATALOGUE = Catalogue(
     [
         CatalogueEntry("meter.reading", 1, MeterReading, Lane.NORMAL, "A cumulative meter reading."),
         CatalogueEntry("reading.recorded", 1, ReadingRecorded, Lane.NORMAL, "The core stored a reading."),
+        CatalogueEntry(
+            "reading.flagged", 1, ReadingFlagged, Lane.NORMAL, "The core stored a reading that broke validation rules."
+        ),
         CatalogueEntry("alarm.raised", 1, AlarmRaised, Lane.SAFETY, "A leak, flow, battery or tamper alarm."),
         CatalogueEntry("alarm.cleared", 1, AlarmCleared, Lane.SAFETY, "An operator cleared an alarm."),
         CatalogueEntry("valve.command", 1, ValveCommand, Lane.SAFETY, "Open or close a meter valve."),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
+    CheckConstraint,
     Column,
     Index,
     Integer,
@@ -56,6 +58,26 @@ reading = Table(
     Column("message_id", String(64), nullable=False),
     UniqueConstraint("meter_id", "read_at", name="uq_core_reading_meter_time"),
 )
+
+reading_exception = Table(
+    "core_reading_exception",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("meter_id", String(32), nullable=False, index=True),
+    Column("account_id", String(32)),
+    Column("read_at", UTCDateTime(), nullable=False),
+    Column("volume_m3", Numeric(14, 3), nullable=False),
+    Column("consumption_m3", Numeric(14, 3)),
+    Column("rules", String(200), nullable=False),
+    Column("billable", Boolean, nullable=False),
+    Column("findings", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("message_id", String(64), nullable=False),
+    CheckConstraint("status IN ('open', 'resolved')", name="status"),
+)
+"""A reading that broke validation rules, open until an operator resolves it; ``id`` is the
+reading's id (its message id), ``rules`` the rule ids, ``findings`` the findings as JSON."""
 
 alarm = Table(
     "core_alarm",

@@ -1,25 +1,36 @@
 """The core use cases that routes can target as ``core:<name>``.
 
 ``build_handlers(config)`` makes the table, with the handlers that need the deployment's settings
-(payments: invoice policy and personal-data keys) bound to ``config``; the composition root calls it
-once at start-up. ``HANDLERS`` is the table with the default configuration (no keys), enough to check
-routes by name. The hub looks a route's target up in the table when it loads routes, so a misspelt
-name fails at start-up, not at runtime.
+(reading validation, payments' invoice policy, the personal-data keys) bound to ``config``; the
+composition root calls it once at start-up. ``HANDLERS`` is the table with the default
+configuration (no keys), enough to check routes by name. The hub looks a route's target up in the
+table when it loads routes, so a misspelt name fails at start-up, not at runtime.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.config import CoreConfig
 from core.handlers.alarms import record_alarm
 from core.handlers.bills import BillNotifier
 from core.handlers.notifications import record_notification_delivery
 from core.handlers.payments import PaymentHandlers
+from core.handlers.reading_exceptions import record_reading_exception
 from core.handlers.readings import record_reading
 from core.handlers.valves import record_valve_state
-from core.messages import CoreHandler
+from core.messages import CoreHandler, HandlerFn, Incoming
+
+
+def _reading_handler(config: CoreConfig) -> HandlerFn:
+    async def handle(conn: AsyncConnection, items: Sequence[Incoming]) -> Sequence[Mapping[str, Any] | None]:
+        return await record_reading(conn, items, settings=config.readings, privacy=config.privacy)
+
+    return handle
 
 
 def build_handlers(config: CoreConfig | None = None) -> Mapping[str, CoreHandler]:
@@ -31,7 +42,19 @@ def build_handlers(config: CoreConfig | None = None) -> Mapping[str, CoreHandler
         {
             h.name: h
             for h in (
-                CoreHandler("record_reading", "meter.reading", record_reading, "Store a meter reading."),
+                CoreHandler(
+                    "record_reading",
+                    "meter.reading",
+                    _reading_handler(config),
+                    "Validate and store meter readings; flag, alarm and notify on what the rules find.",
+                    emits=config.readings.emits(),
+                ),
+                CoreHandler(
+                    "record_reading_exception",
+                    "reading.flagged",
+                    record_reading_exception,
+                    "Keep a flagged reading on the exceptions list until an operator resolves it.",
+                ),
                 CoreHandler(
                     "record_alarm",
                     "alarm.raised",
@@ -92,4 +115,4 @@ def build_handlers(config: CoreConfig | None = None) -> Mapping[str, CoreHandler
 
 HANDLERS: Mapping[str, CoreHandler] = build_handlers()
 
-__all__ = ["HANDLERS", "build_handlers"]
+__all__ = ["HANDLERS", "CoreConfig", "build_handlers"]

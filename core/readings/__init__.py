@@ -4,7 +4,9 @@
 (domain.md) over one reading and returns a ``ValidationResult``: quality flags, findings (rule,
 severity, message, action) and the rollover-corrected consumption. ``estimate_consumption`` makes
 estimates; ``stale_meters``, ``zero_use_accounts`` and ``actual_read_required`` are the periodic
-checks. No database, no I/O: the handlers load the context and act on the findings.
+checks; ``hourly_use`` turns register readings into the hourly use the leak rule reads.
+``ReadingsSettings`` holds the rules' thresholds and what ``core:record_reading`` does with
+findings. No database, no I/O: the handlers load the context and act on the findings.
 """
 
 from core.readings.estimation import (
@@ -14,10 +16,11 @@ from core.readings.estimation import (
     estimate_exceeds_actual,
     shift_months,
 )
+from core.readings.hourly import hour_floor, hourly_use
 from core.readings.model import Finding, MeterContext, PreviousReading, ReadingInput, ValidationResult
 from core.readings.periodic import AccountUse, actual_read_required, stale_meters, zero_use_accounts
 from core.readings.register import is_rollover, register_span
-from core.readings.settings import DEFAULT_SETTINGS, ValidationSettings
+from core.readings.settings import DEFAULT_READINGS, DEFAULT_SETTINGS, ReadingsSettings, ValidationSettings
 from core.readings.validation import validate_reading
 from core.readings.vocabulary import (
     DEVICE_EVENT_BY_CIM,
@@ -32,6 +35,7 @@ from core.readings.vocabulary import (
 )
 
 __all__ = [
+    "DEFAULT_READINGS",
     "DEFAULT_SETTINGS",
     "DEVICE_EVENT_BY_CIM",
     "AccountUse",
@@ -46,6 +50,7 @@ __all__ = [
     "PreviousReading",
     "QualityFlag",
     "ReadingInput",
+    "ReadingsSettings",
     "RuleId",
     "Severity",
     "ValidationResult",
@@ -54,6 +59,8 @@ __all__ = [
     "actual_read_required",
     "estimate_consumption",
     "estimate_exceeds_actual",
+    "hour_floor",
+    "hourly_use",
     "is_rollover",
     "register_span",
     "shift_months",

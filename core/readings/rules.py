@@ -134,6 +134,8 @@ def stale_finding(
 
 def register(reading: ReadingInput, base: PreviousReading, use: Consumption, digits: int) -> Finding | None:
     """A rollover (informational: corrected) or a negative consumption (hold billing)."""
+    if not use.rolled_over and use.value_m3 >= 0:
+        return None
     prev, cur = fmt(base.volume_m3), fmt(reading.volume_m3)
     if use.rolled_over:
         return Finding(rule=RuleId.ROLLOVER, severity=Severity.INFO, action=Action.ACCEPT,

@@ -6,7 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.catalogue.messages import ReadingSource
 from core.readings.vocabulary import CustomerCategory, DeviceEvent, EstimationMethod, RuleId
@@ -114,3 +114,56 @@ class ValidationSettings(BaseModel):
 
 
 DEFAULT_SETTINGS = ValidationSettings()
+
+
+class ReadingsSettings(BaseModel):
+    """How ``core:record_reading`` applies the rules: the rules' thresholds (``rules``), how much
+    history it reads, and what it does with findings. The hub's ``core.readings`` settings
+    (``GASHUB_CORE__READINGS__RULES__DISABLED_RULES='["zero_use"]'``,
+    ``GASHUB_CORE__READINGS__NOTIFY='["leak"]'``, ``[core.readings.rules.spike_factors]`` in
+    ``config/*.toml``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rules: ValidationSettings = ValidationSettings()
+    history_window: timedelta = Field(default=timedelta(days=30), gt=timedelta(0))
+    """The average daily use runs to the previous accepted reading from an earlier one at least this
+    long before the new reading (or, for a younger meter, from its first accepted reading); the
+    zero-use run is traced back as far. At least ``rules.zero_use_period``."""
+    average_min_span: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
+    """Less history than this gives no average daily use (the spike rule then stays silent)."""
+    hourly_max_gap: timedelta = Field(default=timedelta(hours=1), gt=timedelta(0))
+    """For the leak rule's hourly use: an interval between readings longer than this leaves its hours
+    unknown (unless nothing was used), and an unknown hour breaks the run."""
+    flag_events: bool = True
+    """Emit ``reading.flagged`` for each stored reading with a finding other than an informational
+    one (a corrected rollover)."""
+    raise_alarms: bool = True
+    """Emit ``alarm.raised`` (safety lane) for findings whose action is to raise an alarm: a suspected
+    leak, use while the valve was closed. Off only where no route takes ``alarm.raised``."""
+    notify: frozenset[RuleId] = frozenset({RuleId.SPIKE, RuleId.LEAK})
+    """Rules whose findings are told to the account holder by ``notification.requested`` (needs the
+    personal-data keys to read the holder's phone)."""
+
+    @model_validator(mode="after")
+    def _window_covers_zero_use(self) -> ReadingsSettings:
+        if self.history_window < self.rules.zero_use_period:
+            raise ValueError(f"history_window ({self.history_window}) must be at least rules.zero_use_period "
+                             f"({self.rules.zero_use_period}), or zero use could never be seen")
+        return self
+
+    def emits(self) -> tuple[str, ...]:
+        """The message types ``record_reading`` may write to the outbox with these settings."""
+        out = []
+        if self.flag_events:
+            out.append("reading.flagged")
+        alarm_rules = {RuleId.LEAK, RuleId.USE_WHILE_CLOSED}
+        if self.raise_alarms and any(self.rules.enabled(r) for r in alarm_rules):
+            out.append("alarm.raised")
+        if any(self.rules.enabled(r) for r in self.notify):
+            out.append("notification.requested")
+        return tuple(out)
+
+
+DEFAULT_READINGS = ReadingsSettings()

@@ -46,9 +46,15 @@ to = "core:record_reading"
 retry = {{ max_attempts = 3, backoff = ["100ms"] }}
 """
 # No [connectors]: with GASHUB_CONFIG pointing here, config/gashub.toml (and its connectors) is not read.
+# Readings only: record_reading writes no events (no route here would take them).
 CONFIG = """\
 log_level = "INFO"
 log_json = true
+
+[core.readings]
+flag_events = false
+raise_alarms = false
+notify = []
 """
 
 

@@ -43,6 +43,17 @@ to = "core:record_reading"
 retry = { max_attempts = 3, backoff = ["100ms"] }
 
 [[route]]
+name = "reading-exceptions"
+from = "reading.flagged"
+to = "core:record_reading_exception"
+
+[[route]]
+name = "alarms"
+from = "alarm.raised"
+to = "core:record_alarm"
+lane = "safety"
+
+[[route]]
 name = "vendor-alarms"
 from = "vendor.demo.alarm"
 map = "vendor-meter-alarm"

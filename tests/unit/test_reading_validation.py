@@ -29,6 +29,7 @@ from core.readings import (
     PreviousReading,
     QualityFlag,
     ReadingInput,
+    ReadingsSettings,
     RuleId,
     Severity,
     ValidationResult,
@@ -37,6 +38,8 @@ from core.readings import (
     actual_read_required,
     estimate_consumption,
     estimate_exceeds_actual,
+    hour_floor,
+    hourly_use,
     is_rollover,
     shift_months,
     stale_meters,
@@ -730,3 +733,90 @@ def test_rollover_correction_is_exact(case: tuple[int, Decimal, Decimal, Decimal
     assert result.consumption_m3 == current + D(10) ** digits - previous
     assert result.rules == {RuleId.ROLLOVER}
     assert result.quality == (QualityFlag.VALID, QualityFlag.DERIVED)
+
+
+# --- hourly use (the leak rule's input) ----------------------------------------------------------
+
+H0 = datetime(2025, 3, 1, 9, tzinfo=UTC)
+
+
+def test_hourly_use_of_readings_on_the_hour_is_each_interval() -> None:
+    points = [(H0 + n * HOUR, D(10) + D("0.1") * n * n) for n in range(4)]
+    assert hourly_use(points, end=H0 + 3 * HOUR, hours=3, max_gap=HOUR) == (D("0.1"), D("0.3"), D("0.5"))
+
+
+def test_hourly_use_spreads_an_interval_over_the_hours_it_spans() -> None:
+    half = HOUR / 2
+    points = [(H0 + half, D(0)), (H0 + HOUR + half, D(1)), (H0 + 2 * HOUR + half, D(4))]
+    # 09:30-10:30 used 1, 10:30-11:30 used 3: the hour 10-11 got half of each; 9-10 and 11-12 are
+    # only half covered, so unknown.
+    assert hourly_use(points, end=H0 + 3 * HOUR, hours=3, max_gap=HOUR) == (None, D(2), None)
+    quarter = [(H0 + n * HOUR / 4, D(n % 2)) for n in range(5)]  # 1 then 0 back: the register went back
+    assert hourly_use(quarter, end=H0 + HOUR, hours=1, max_gap=HOUR) == (None,)
+
+
+def test_hourly_use_hours_of_a_long_interval_are_unknown_unless_nothing_was_used() -> None:
+    used = [(H0, D(1)), (H0 + 3 * HOUR, D(2)), (H0 + 4 * HOUR, D(3))]
+    assert hourly_use(used, end=H0 + 4 * HOUR, hours=4, max_gap=HOUR) == (None, None, None, D(1))
+    assert hourly_use(used, end=H0 + 4 * HOUR, hours=4, max_gap=3 * HOUR) == (D(1) / 3, D(1) / 3, D(1) / 3, D(1))
+    idle = [(H0, D(1)), (H0 + 3 * HOUR, D(1)), (H0 + 4 * HOUR, D(3))]
+    assert hourly_use(idle, end=H0 + 4 * HOUR, hours=4, max_gap=HOUR) == (D(0), D(0), D(0), D(2))
+    assert hourly_use(idle, end=H0 + 6 * HOUR, hours=6, max_gap=HOUR)[4:] == (None, None)  # no data yet
+
+
+def test_hourly_use_refuses_what_it_cannot_read() -> None:
+    with pytest.raises(ValueError, match="on the hour"):
+        hourly_use([], end=H0 + SECOND, hours=1, max_gap=HOUR)
+    with pytest.raises(ValueError, match="time order"):
+        hourly_use([(H0 + HOUR, D(1)), (H0, D(2))], end=H0 + 2 * HOUR, hours=2, max_gap=HOUR)
+    assert hour_floor(datetime(2025, 3, 1, 17, 59, tzinfo=timezone(timedelta(hours=8)))) == H0
+
+
+@hyp_settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(min_value=1, max_value=3600), st.integers(min_value=0, max_value=500)),
+                min_size=1, max_size=40))
+def test_hourly_use_adds_up_to_the_register_difference(steps: list[tuple[int, int]]) -> None:
+    """Readings from one hour boundary to another, never more than an hour apart: every hour is
+    known, none is negative, and they add up to what the register moved."""
+    at, volume = H0, D(100)
+    points = [(at, volume)]
+    for gap_s, litres in steps:
+        at += timedelta(seconds=gap_s)
+        volume += D(litres).scaleb(-3)
+        points.append((at, volume))
+    end = hour_floor(at) + (HOUR if at != hour_floor(at) else timedelta(0))
+    if end != at:
+        points.append((end, volume + D("0.001")))
+    hours = (end - H0) // HOUR
+    result = hourly_use(points, end=end, hours=hours, max_gap=HOUR)
+    assert all(h is not None and h >= 0 for h in result)
+    assert abs(sum(h for h in result if h is not None) - (points[-1][1] - points[0][1])) < D("1e-20")
+
+
+def test_the_leak_rule_reads_hourly_use_made_from_readings() -> None:
+    flowing = [(H0 + n * HOUR, D(100) + D("0.015") * n) for n in range(25)]
+    hours = hourly_use(flowing, end=H0 + 24 * HOUR, hours=24, max_gap=HOUR)
+    r = reading(str(flowing[-1][1]), at=flowing[-1][0])
+    ctx = MeterContext(meter_id=METER, previous=(prev(str(flowing[-2][1]), at=flowing[-2][0]),), hourly_use_m3=hours)
+    assert only(run(r, ctx), RuleId.LEAK).alarm is AlarmKind.LEAK
+    night = [(t, v - (D("0.015") if n >= 5 else 0)) for n, (t, v) in enumerate(flowing)]  # 04:00-05:00 idle
+    hours = hourly_use(night, end=H0 + 24 * HOUR, hours=24, max_gap=HOUR)
+    assert hours[4] == 0
+    assert run(r, ctx.model_copy(update={"hourly_use_m3": hours})).by_rule(RuleId.LEAK) == ()
+
+
+# --- what record_reading does with findings ------------------------------------------------------
+
+
+def test_readings_settings_say_what_record_reading_may_emit() -> None:
+    assert ReadingsSettings().emits() == ("reading.flagged", "alarm.raised", "notification.requested")
+    assert ReadingsSettings(flag_events=False, raise_alarms=False).emits() == ("notification.requested",)
+    assert ReadingsSettings(notify=frozenset()).emits() == ("reading.flagged", "alarm.raised")
+    both_off = ValidationSettings(disabled_rules=frozenset({RuleId.LEAK, RuleId.USE_WHILE_CLOSED, RuleId.SPIKE}))
+    assert ReadingsSettings(rules=both_off).emits() == ("reading.flagged",)
+    assert ReadingsSettings(rules=both_off, notify=frozenset({RuleId.ZERO_USE})).emits() == (
+        "reading.flagged", "notification.requested")
+    with pytest.raises(ValidationError, match="zero_use_period"):
+        ReadingsSettings(history_window=timedelta(days=29))
+    assert ReadingsSettings(history_window=timedelta(days=10),
+                            rules=ValidationSettings(zero_use_period=timedelta(days=10))).history_window.days == 10

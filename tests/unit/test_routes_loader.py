@@ -14,7 +14,8 @@ from pydantic import ValidationError
 from connectors.http_sms.connector import HttpSmsConnector
 from connectors.valve_http.connector import ValveHttpConnector
 from core.catalogue import CATALOGUE, Lane
-from core.handlers import HANDLERS
+from core.handlers import HANDLERS, CoreConfig, build_handlers
+from core.readings import ReadingsSettings
 from hub.errors import ConfigError
 from hub.mapping import MappingSet, load_mappings
 from hub.routing.loader import Route, RouteErrors, TargetCatalog, check_routes, compile_routes, read_specs
@@ -28,6 +29,8 @@ TARGETS = TargetCatalog(
     core=HANDLERS,
     connectors={"sms": dict(HttpSmsConnector.actions), "valves": dict(ValveHttpConnector.actions)},
 )
+SILENT_READINGS = ReadingsSettings(flag_events=False, raise_alarms=False, notify=frozenset())
+"""``record_reading`` writing no events: it can be routed alone."""
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +65,8 @@ def only_problem(problems: list[ConfigError], path: Path, route: str, field: str
 
 def test_the_repository_routes_compile(mappings: MappingSet) -> None:
     routes = {r.name: r for r in compile_dir(ROUTES_DIR, mappings)}
-    assert set(routes) == {"vendor-readings", "readings", "vendor-alarms", "alarms", "valve-commands",
-                           "valve-states", "sms-send", "sms-delivered", "bill-notify"}
+    assert set(routes) == {"vendor-readings", "readings", "reading-exceptions", "vendor-alarms", "alarms",
+                           "valve-commands", "valve-states", "sms-send", "sms-delivered", "bill-notify"}
 
     vendor = routes["vendor-readings"]
     assert vendor.file == ROUTES_DIR / "meters.toml"
@@ -91,6 +94,14 @@ def test_the_repository_routes_compile(mappings: MappingSet) -> None:
     assert routes["sms-send"].input_type == "notification.requested"
     assert routes["readings"].lane is Lane.NORMAL
     assert all(r.where is None and r.dedup is None for r in routes.values())
+
+    # What the core makes of readings goes where it must: a leak alarm to core:record_alarm on the
+    # safety lane (which closes the valve), the holder's message to the SMS gateway, the flagged
+    # reading to the exceptions list.
+    takers = {t: [r.spec.to for r in routes.values() if r.spec.from_ == t] for t in vendor.core_handler.emits}
+    assert takers == {"alarm.raised": ["core:record_alarm"], "notification.requested": ["sms:send"],
+                      "reading.flagged": ["core:record_reading_exception"]}
+    assert routes["alarms"].lane is Lane.SAFETY
 
 
 def test_the_repository_routes_need_their_connectors(mappings: MappingSet) -> None:
@@ -182,6 +193,32 @@ to = "core:record_reading"
     assert "add a mapping with `map`" in problem.detail
 
 
+def test_record_reading_alone_is_refused_until_its_events_have_routes_or_are_off(
+    tmp_path: Path, mappings: MappingSet
+) -> None:
+    alone = """
+[[route]]
+name = "readings"
+from = "meter.reading"
+to = "core:record_reading"
+"""
+    path, problems = problems_for(tmp_path, mappings, alone)
+    assert sorted(str(p).split("'")[1] for p in problems) == [
+        "alarm.raised", "notification.requested", "reading.flagged"]
+    assert all(p.where == f"{path}: route readings: to" for p in problems)
+    no_alarms = TargetCatalog(core=build_handlers(CoreConfig(readings=ReadingsSettings(
+        raise_alarms=False, notify=frozenset()))))
+    _, problems = problems_for(tmp_path, mappings, alone, no_alarms)
+    assert ["reading.flagged" in str(p) for p in problems] == [True]
+    _, problems = problems_for(tmp_path, mappings, alone + """
+[[route]]
+name = "flagged"
+from = "reading.flagged"
+to = "core:record_reading_exception"
+""", no_alarms)
+    assert problems == []
+
+
 def test_an_unknown_mapping_version_is_refused(tmp_path: Path, mappings: MappingSet) -> None:
     path, problems = problems_for(tmp_path, mappings, """
 [[route]]
@@ -207,7 +244,8 @@ from = "vendor.demo.reading"
 map = "vendor-meter-reading@2"
 to = "core:record_reading"
 """, encoding="utf-8")
-    (route,) = compile_dir(directory, mappings)
+    silent = TargetCatalog(core=build_handlers(CoreConfig(readings=SILENT_READINGS)))
+    (route,) = compile_dir(directory, mappings, silent)
     assert route.mapping_label == "vendor-meter-reading@2"
     assert route.spec.mapping_name == "vendor-meter-reading"
     assert route.spec.mapping_version == 2

@@ -48,6 +48,11 @@ SAMPLES: dict[tuple[str, int], dict[str, Any]] = {
                            "valve": "open", "battery_low": False, "battery_v": "3.310", "signal_rsrp": -97},
     ("reading.recorded", 1): {"reading_id": "r-1", "meter_id": "GM-1", "read_at": T, "volume_m3": "1.000",
                               "quality": ["ok"]},
+    ("reading.flagged", 1): {
+        "reading_id": "01J00000000000000000000000", "meter_id": "GM-1", "account_id": "A-1", "read_at": T,
+        "volume_m3": "1250.000", "consumption_m3": "40.000", "quality": ["suspect"], "billable": False,
+        "findings": [{"rule": "spike", "severity": "error", "action": "estimate",
+                      "message": "consumption 40.000 m³ over 1.00 days exceeds 5.0 × average daily use 1.200 m³"}]},
     ("alarm.raised", 1): {"alarm_id": "vendor-1-90", "kind": "leak", "meter_id": "GM-1", "detected_at": T,
                           "severity": 5, "detail": "leak", "cim_code": "3.12.93.219"},
     ("alarm.cleared", 1): {"alarm_id": "vendor-1-90", "cleared_at": T, "by": "operator-7"},

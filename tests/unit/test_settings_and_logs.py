@@ -24,6 +24,8 @@ from hub.settings import Settings, load_settings
 
 # --- settings -----------------------------------------------------------------------------------
 
+MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
+
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
@@ -159,6 +161,62 @@ def test_unknown_toml_key_is_a_config_error_naming_it(env: pytest.MonkeyPatch, t
         load_settings()
     assert key in str(info.value)
     assert "Check config/*.toml and GASHUB_* environment variables" in str(info.value)
+
+
+async def test_reading_rules_come_from_toml_and_env_and_reach_the_hub_s_handler(env: pytest.MonkeyPatch,
+                                                                              tmp_path: Path) -> None:
+    from core.readings import CustomerCategory, RuleId
+    from hub.app import Hub
+    from hub.routing.loader import RouteErrors
+
+    env.setenv("GASHUB_CONFIG", str(write_config(tmp_path / "rules.toml", """\
+[core.readings]
+notify = ["leak"]
+history_window = "P45D"
+
+[core.readings.rules]
+disabled_rules = ["zero_use"]
+
+[core.readings.rules.spike_factors]
+residential = 4
+""")))
+    env.setenv("GASHUB_CORE__READINGS__FLAG_EVENTS", "false")
+    env.setenv("GASHUB_CORE__READINGS__RULES__LEAK_WINDOW_HOURS", "12")
+    mappings = MAPPINGS
+    s = load_settings(routes_dir=tmp_path / "routes", mappings_dir=mappings)
+    r = s.core.readings
+    assert r.notify == frozenset({RuleId.LEAK})
+    assert r.history_window.days == 45
+    assert r.rules.disabled_rules == frozenset({RuleId.ZERO_USE})
+    assert r.rules.spike_factor(CustomerCategory.RESIDENTIAL) == 4
+    assert (r.flag_events, r.rules.leak_window_hours) == (False, 12)
+
+    # The hub builds record_reading with these settings: what it may emit decides which routes it needs.
+    (tmp_path / "routes").mkdir()
+    (tmp_path / "routes" / "r.toml").write_text(
+        '[[route]]\nname = "readings"\nfrom = "meter.reading"\nto = "core:record_reading"\n')
+    with pytest.raises(RouteErrors) as info:
+        Hub.build(s)
+    assert sorted(str(p).split("'")[1] for p in info.value.problems) == ["alarm.raised", "notification.requested"]
+    env.setenv("GASHUB_CORE__READINGS__RAISE_ALARMS", "false")
+    env.setenv("GASHUB_CORE__READINGS__NOTIFY", "[]")
+    hub = Hub.build(load_settings(routes_dir=tmp_path / "routes", mappings_dir=mappings))
+    try:
+        (route,) = hub.routes
+        assert route.core_handler is not None
+        assert route.core_handler.emits == ()
+    finally:
+        await hub.db.aclose()
+
+
+def test_reading_settings_that_cannot_work_are_a_config_error(env: pytest.MonkeyPatch) -> None:
+    env.setenv("GASHUB_CORE__READINGS__HISTORY_WINDOW", "P10D")  # shorter than the 30 days of zero use
+    with pytest.raises(ConfigError, match=r"core\.readings.*zero_use_period"):
+        load_settings()
+    env.setenv("GASHUB_CORE__READINGS__HISTORY_WINDOW", "P30D")
+    env.setenv("GASHUB_CORE__READINGS__RULES__DISABLED_RULES", '["spiky"]')
+    with pytest.raises(ConfigError, match=r"core\.readings\.rules\.disabled_rules"):
+        load_settings()
 
 
 def test_unknown_nested_env_key_is_a_config_error_naming_it(env: pytest.MonkeyPatch) -> None:
