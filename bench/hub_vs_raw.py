@@ -132,9 +132,13 @@ async def run_hub(n: int, amqp: str, pg: str, workdir: Path) -> dict[str, float]
     routes.mkdir()
     (routes / "bench.toml").write_text(ROUTE)
     config = workdir / "bench.toml"
-    # No connectors, and one route: record_reading validates and stores but writes no events.
-    config.write_text("# benchmark: no connectors\n[core.readings]\nflag_events = false\nraise_alarms = false\n"
-                      "notify = []\n")
+    # No connectors and one route. Issue 2 measures the hub with a core target that writes a row:
+    # record_reading with its validation rules off (GASHUB_BENCH_VEE=1 turns them on, events off).
+    if os.environ.get("GASHUB_BENCH_VEE"):
+        config.write_text("# benchmark: no connectors\n[core.readings]\nflag_events = false\nraise_alarms = false\n"
+                          "notify = []\n")
+    else:
+        config.write_text("# benchmark: no connectors\n[core.readings]\nrun_rules = false\n")
     env = {**os.environ, "GASHUB_CONFIG": str(config), "GASHUB_DATABASE_URL": url, "GASHUB_AMQP_URL": amqp,
            "GASHUB_EXCHANGE": f"bench.{suffix}", "GASHUB_QUEUE_PREFIX": f"bench.{suffix}",
            "GASHUB_ROUTES_DIR": str(routes), "GASHUB_MAPPINGS_DIR": str(REPO / "mappings"),

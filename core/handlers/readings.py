@@ -104,6 +104,9 @@ async def record_reading(
     The same meter and time again with the same value is dropped (idempotent); with another value it
     is a ``Conflict`` that an operator resolves from the dead-letter list.
     """
+    if not settings.run_rules:
+        await _insert_unvalidated(conn, items)
+        return [None] * len(items)
     now = now or datetime.now(UTC)
     meters: dict[str, _Meter] = {}
     for item in items:
@@ -272,10 +275,35 @@ async def _insert(conn: AsyncConnection, pending: list[_Pending]) -> list[_Pendi
         "quality": [_quality(p) for p in todo],
         "message_id": [p.item.message_id for p in todo],
     }
-    inserted = {r[0] for r in await insert_columns(conn, reading, columns, ignore_conflicts=True, returning=("id",))}
+    inserted = {r[0] for r in await insert_columns(conn, reading, columns, ignore_conflicts=True, returning=("id",),
+                                                   mostly_new=True)}
     if len(inserted) < len(todo):
-        await _check_duplicates(conn, [p for p in todo if p.item.message_id not in inserted])
+        await _check_duplicates(conn, [(p.data.meter_id, p.input.read_at.astimezone(UTC), p.data.volume_m3)
+                                       for p in todo if p.item.message_id not in inserted])
     return [p for p in todo if p.item.message_id in inserted]
+
+
+async def _insert_unvalidated(conn: AsyncConnection, items: Sequence[Incoming]) -> None:
+    """``run_rules = false``: store the readings as they come (quality ``unvalidated``); duplicates and
+    conflicts are found as always."""
+    data = [item.data for item in items]
+    assert all(isinstance(d, MeterReading) for d in data)
+    readings = [d for d in data if isinstance(d, MeterReading)]
+    ids = [item.message_id for item in items]
+    columns: dict[str, list[Any]] = {
+        "id": ids,
+        "meter_id": [d.meter_id for d in readings],
+        "read_at": [d.read_at.astimezone(UTC) for d in readings],
+        "volume_m3": [d.volume_m3 for d in readings],
+        "source": [d.source.value for d in readings],
+        "quality": ["unvalidated"] * len(ids),
+        "message_id": ids,
+    }
+    inserted = {r[0] for r in await insert_columns(conn, reading, columns, ignore_conflicts=True, returning=("id",),
+                                                   mostly_new=True)}
+    if len(inserted) < len(ids):
+        await _check_duplicates(conn, [(columns["meter_id"][i], columns["read_at"][i], columns["volume_m3"][i])
+                                       for i, mid in enumerate(ids) if mid not in inserted])
 
 
 def _quality(p: _Pending) -> str:
@@ -283,23 +311,24 @@ def _quality(p: _Pending) -> str:
     return ",".join(q.value for q in p.result.quality)
 
 
-async def _check_duplicates(conn: AsyncConnection, skipped: list[_Pending]) -> None:
-    """Rows the database refused: stored meanwhile by another batch. Same value: a duplicate;
-    another value: a conflict."""
-    keys = [(p.data.meter_id, p.input.read_at.astimezone(UTC)) for p in skipped]
+async def _check_duplicates(conn: AsyncConnection, skipped: list[tuple[str, datetime, Decimal]]) -> None:
+    """Rows the database refused (meter, UTC time, volume): stored meanwhile by another batch, or
+    twice in this one. Same value: a duplicate; another value: a conflict."""
+    keys = [(meter_id, at) for meter_id, at, _ in skipped]
     result = await conn.execute(
         select(reading.c.meter_id, reading.c.read_at, reading.c.volume_m3).where(
             tuple_(reading.c.meter_id, reading.c.read_at).in_(keys)
         )
     )
     stored = {(m, t.astimezone(UTC)): v for m, t, v in result}
-    for p, key in zip(skipped, keys, strict=True):
-        value = stored.get(key)
-        if value is not None and value != p.data.volume_m3:
+    seen: dict[tuple[str, datetime], Decimal] = {}
+    for (meter_id, at, volume), key in zip(skipped, keys, strict=True):
+        value = stored.get(key, seen.get(key))
+        if value is not None and value != volume:
             raise Conflict(
-                f"meter {p.data.meter_id} already has {value} m³ at {key[1].isoformat()}; "
-                f"this message says {p.data.volume_m3} m³"
+                f"meter {meter_id} already has {value} m³ at {at.isoformat()}; this message says {volume} m³"
             )
+        seen[key] = volume
 
 
 # ---- events --------------------------------------------------------------------------------------

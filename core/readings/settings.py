@@ -127,6 +127,10 @@ class ReadingsSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     rules: ValidationSettings = ValidationSettings()
+    run_rules: bool = True
+    """Run the rules at all. Off only for loading readings already validated elsewhere (a migration
+    from the legacy system, a backfill): they are stored as they come, with quality ``unvalidated``,
+    and nothing is flagged, alarmed or told."""
     history_window: timedelta = Field(default=timedelta(days=30), gt=timedelta(0))
     """The average daily use runs to the previous accepted reading from an earlier one at least this
     long before the new reading (or, for a younger meter, from its first accepted reading); the
@@ -155,6 +159,8 @@ class ReadingsSettings(BaseModel):
 
     def emits(self) -> tuple[str, ...]:
         """The message types ``record_reading`` may write to the outbox with these settings."""
+        if not self.run_rules:
+            return ()
         out = []
         if self.flag_events:
             out.append("reading.flagged")
