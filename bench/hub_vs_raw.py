@@ -33,6 +33,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -77,7 +78,7 @@ async def drop_database(pg: str, url: str) -> None:
         await conn.close()
 
 
-async def wait_for_consumer(amqp: str, queue: str, worker: subprocess.Popen[bytes]) -> None:
+async def wait_for_consumer(amqp: str, queue: str, worker: subprocess.Popen[bytes], at_least: int = 1) -> None:
     from hub.errors import HubError
     from hub.transport.pika import PikaTransport
 
@@ -88,7 +89,7 @@ async def wait_for_consumer(amqp: str, queue: str, worker: subprocess.Popen[byte
             if worker.poll() is not None:
                 raise RuntimeError("the worker exited before it started consuming")
             try:
-                if (await probe.queue_info(queue)).consumers > 0:
+                if (await probe.queue_info(queue)).consumers >= at_least:
                     return
             except HubError:
                 pass
@@ -123,7 +124,7 @@ def cpu_by_process(pids: dict[str, int]) -> dict[str, float]:
     return out
 
 
-async def run_hub(n: int, amqp: str, pg: str, workdir: Path) -> dict[str, float]:
+async def run_hub(n: int, amqp: str, pg: str, workdir: Path, workers: int = 1) -> dict[str, Any]:
     from hub.migrations import upgrade_async
 
     url = await fresh_database(pg)
@@ -144,16 +145,17 @@ async def run_hub(n: int, amqp: str, pg: str, workdir: Path) -> dict[str, float]
            "GASHUB_ROUTES_DIR": str(routes), "GASHUB_MAPPINGS_DIR": str(REPO / "mappings"),
            "GASHUB_LOG_LEVEL": "WARNING"}
     worker_log = open(workdir / "worker.log", "w")  # noqa: SIM115 - closed below
-    worker = None
+    procs: list[subprocess.Popen[bytes]] = []
     try:
         await upgrade_async(url)
         command = [sys.executable, "-m", "hub.cli", "worker"]
         if os.environ.get("GASHUB_BENCH_PROFILE"):  # py-spy's collapsed stacks of the worker, for tuning
             command = ["py-spy", "record", "-r", "200", "-f", "raw", "-o", os.environ["GASHUB_BENCH_PROFILE"],
                        "--", *command]
-        worker = subprocess.Popen(command, env=env, cwd=REPO,
-                                  stdout=worker_log, stderr=subprocess.STDOUT)
-        await wait_for_consumer(amqp, f"bench.{suffix}.route.bench", worker)
+        for _ in range(workers):
+            procs.append(subprocess.Popen(command, env=env, cwd=REPO, stdout=worker_log, stderr=subprocess.STDOUT))
+        for proc in procs:
+            await wait_for_consumer(amqp, f"bench.{suffix}.route.bench", proc, at_least=len(procs))
         publisher = await asyncio.create_subprocess_exec(
             sys.executable, str(REPO / "bench" / "hub_publisher.py"), "-n", str(n),
             *os.environ.get("GASHUB_BENCH_PUBLISHER_ARGS", "").split(), env=env, cwd=REPO,
@@ -165,13 +167,14 @@ async def run_hub(n: int, amqp: str, pg: str, workdir: Path) -> dict[str, float]
         try:
             t_start_line = await publisher.stdout.readline()
             started = float(json.loads(t_start_line)["started"])
-            pids = {"worker": worker.pid, "publisher": publisher.pid}
+            pids = {f"worker{i + 1}" if workers > 1 else "worker": p.pid for i, p in enumerate(procs)}
+            pids["publisher"] = publisher.pid
             cpu_before = cpu_by_process(pids)
             done = 0
             deadline = time.time() + 600
             while done < n:
-                if worker.poll() is not None:
-                    raise RuntimeError(f"worker died; see {workdir / 'worker.log'}")
+                if any(p.poll() is not None for p in procs):
+                    raise RuntimeError(f"a worker died; see {workdir / 'worker.log'}")
                 if time.time() > deadline:
                     raise RuntimeError(f"only {done} of {n} settled after 10 minutes")
                 # The audit head's sequence number counts the settled messages (one hop each, committed
@@ -197,12 +200,13 @@ async def run_hub(n: int, amqp: str, pg: str, workdir: Path) -> dict[str, float]
         return {"rate": n / (finished - started), "seconds": finished - started, "publish_rate": pub["rate"],
                 "readings": readings, "hops": hops, "stored": stored, "ledger": ledger, "cpu_us": cpu_us, "batches": batches}
     finally:
-        if worker is not None:
-            worker.send_signal(2 if os.environ.get("GASHUB_BENCH_PROFILE") else 15)
+        for proc in procs:
+            proc.send_signal(2 if os.environ.get("GASHUB_BENCH_PROFILE") else 15)
+        for proc in procs:
             try:
-                worker.wait(20)
+                proc.wait(20)
             except subprocess.TimeoutExpired:
-                worker.kill()
+                proc.kill()
         worker_log.close()
         await drop_database(pg, url)
         subprocess.run(["rabbitmqctl", "delete_queue", f"bench.{suffix}.route.bench"], capture_output=True,
@@ -215,6 +219,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds of (raw one process, raw two processes, hub), interleaved so that both "
                              "see the same machine; the best of each is compared (default 3)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="gashub worker processes consuming the route (default 1)")
     parser.add_argument("--amqp", default=os.environ.get("GASHUB_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
     parser.add_argument("--pg", default=os.environ.get("GASHUB_BENCH_DATABASE_URL",
                                                        "postgresql+asyncpg://postgres@127.0.0.1:5432/test"))
@@ -233,7 +239,7 @@ def main() -> int:
         print(f"  raw floor, pika, two processes:                           {raw_two:>9,.0f} msg/s   "
               f"CPU/msg µs: " + ", ".join(f"{k} {v:.0f}" for k, v in cpu_two.items()))
         with tempfile.TemporaryDirectory(prefix="gashub-bench-") as tmp:
-            hub = asyncio.run(run_hub(n, args.amqp, args.pg, Path(tmp)))
+            hub = asyncio.run(run_hub(n, args.amqp, args.pg, Path(tmp), args.workers))
         print(f"  hub pipeline (publish → route → mapping → core row in PostgreSQL → audit → ack): "
               f"{hub['rate']:>9,.0f} msg/s ({hub['seconds']:.1f} s; publisher alone {hub['publish_rate']:,.0f} msg/s)")
         print("  CPU per message (µs): " + ", ".join(f"{k} {v:.0f}" for k, v in hub["cpu_us"].items()))
