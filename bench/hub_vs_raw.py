@@ -209,8 +209,10 @@ async def run_hub(n: int, amqp: str, pg: str, workdir: Path, workers: int = 1) -
                 proc.kill()
         worker_log.close()
         await drop_database(pg, url)
-        subprocess.run(["rabbitmqctl", "delete_queue", f"bench.{suffix}.route.bench"], capture_output=True,
-                       check=False)
+        for queue in (f"bench.{suffix}.route.bench", f"bench.{suffix}.route.bench.dlq",
+                      f"bench.{suffix}.route.bench.delay.1000"):
+            subprocess.run(["rabbitmqctl", "delete_queue", queue], capture_output=True, check=False)
+        subprocess.run(["rabbitmqctl", "delete_exchange", f"bench.{suffix}"], capture_output=True, check=False)
 
 
 def main() -> int:
