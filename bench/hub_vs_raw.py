@@ -99,6 +99,20 @@ async def wait_for_consumer(amqp: str, queue: str, worker: subprocess.Popen[byte
         await probe.aclose()
 
 
+def delete_topology(amqp: str, exchange: str, queues: list[str]) -> None:
+    """Leave the broker as it was: the run's queues and exchange go."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(amqp))
+    try:
+        channel = connection.channel()
+        for queue in queues:
+            channel.queue_delete(queue)
+        channel.exchange_delete(exchange)
+    finally:
+        connection.close()
+
+
 def cpu_by_process(pids: dict[str, int]) -> dict[str, float]:
     """CPU seconds used so far by the named processes and by the broker and database servers (Linux)."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -209,10 +223,8 @@ async def run_hub(n: int, amqp: str, pg: str, workdir: Path, workers: int = 1) -
                 proc.kill()
         worker_log.close()
         await drop_database(pg, url)
-        for queue in (f"bench.{suffix}.route.bench", f"bench.{suffix}.route.bench.dlq",
-                      f"bench.{suffix}.route.bench.delay.1000"):
-            subprocess.run(["rabbitmqctl", "delete_queue", queue], capture_output=True, check=False)
-        subprocess.run(["rabbitmqctl", "delete_exchange", f"bench.{suffix}"], capture_output=True, check=False)
+        delete_topology(amqp, f"bench.{suffix}", [f"bench.{suffix}.route.bench", f"bench.{suffix}.route.bench.dlq",
+                                                  f"bench.{suffix}.route.bench.delay.1000"])
 
 
 def main() -> int:
