@@ -11,6 +11,7 @@ with the zone's offset. Time zones default to Asia/Shanghai, where partners' loc
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -287,9 +288,14 @@ def _bcd_bytes(value: Any) -> bytes:
         raise ConversionError(f"{_short(value)} is not hexadecimal") from None
 
 
+@functools.cache
+def _zone(tz: str) -> ZoneInfo:
+    return ZoneInfo(tz)
+
+
 def _from_epoch(microseconds: int, tz: str) -> str:
     try:
-        return _format((_EPOCH + timedelta(microseconds=microseconds)).astimezone(ZoneInfo(tz)))
+        return _format((_EPOCH + timedelta(microseconds=microseconds)).astimezone(_zone(tz)))
     except OverflowError:
         raise ConversionError(f"{microseconds // 1000} ms after 1970 is out of range") from None
 

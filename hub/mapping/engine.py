@@ -114,6 +114,9 @@ class Mapping:
                 raise UnmappableMessage(f"{self._label}, field {field.name} ({field.origin}): {exc}") from exc
             if value is _ABSENT:
                 continue
+            if len(field.target) == 1:
+                out[field.name] = value
+                continue
             node = out
             for key in field.target[:-1]:
                 node = node.setdefault(key, {})

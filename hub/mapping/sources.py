@@ -139,7 +139,7 @@ def template_getter(template: str, make_getter: Callable[[str], Getter]) -> Gett
 
 def read_json(data: Mapping[str, Any] | bytes | str, label: str) -> Mapping[str, Any]:
     """The JSON object to map: a mapping as it is, or bytes/text parsed (and required to be an object)."""
-    if isinstance(data, Mapping):
+    if type(data) is dict or isinstance(data, Mapping):
         return data
     if not isinstance(data, bytes | bytearray | memoryview | str):
         raise UnmappableMessage(f"{label}: expected a JSON object, got {type(data).__name__}")
