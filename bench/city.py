@@ -34,6 +34,7 @@ from decimal import Decimal
 from core.accounts.validation import id_check_digit
 from core.billing import FlatTariff, ResidentialTariff, TariffBook, TariffCategory
 from core.billing_run import CHINA_TZ
+from core.billing_run.ids import encode_ulid
 
 CHUNK = 2000
 """Accounts per chunk (one random generator each); fixed so that the data depends only on the seed."""
@@ -130,18 +131,6 @@ IMPORT_AT = datetime(YEAR, 12, 1, 2, tzinfo=UTC)
 """When the synthetic city was 'imported': the time part of every generated id and ``created_at``."""
 _IMPORT_MS = int(IMPORT_AT.timestamp() * 1000)
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_PAIRS = tuple(a + b for a in _CROCKFORD for b in _CROCKFORD)
-"""Two base32 characters for each 10-bit value."""
-_SHIFTS = tuple(range(120, -1, -10))
-
-
-def ulid(ms: int, randomness: int) -> str:
-    """A ULID string (Crockford base32, 26 characters) from a millisecond time and 80 random bits."""
-    value = (ms << 80) | randomness
-    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
-
-
 @dataclass(frozen=True, slots=True)
 class Person:
     name: str
@@ -221,7 +210,7 @@ def chunk_accounts(seed: int, chunk: int, start: int = 0, stop: int | None = Non
 
 def _id(rng: random.Random, index: int, slot: int) -> str:
     # Time-ordered by account (and by slot within it), so that indexes fill from the right.
-    return ulid(_IMPORT_MS + index * 32 + slot, rng.getrandbits(80))
+    return encode_ulid(_IMPORT_MS + index * 32 + slot, rng.getrandbits(80))
 
 
 def _account(rng: random.Random, index: int) -> SeedAccount:

