@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -56,8 +57,10 @@ from core.api.models import Alarm, Query, Reading
 from core.api.permissions import Action, Resource, allowed
 from core.api.problems import ProblemError, json_response
 from core.api.users import AuditEntry, record_audit
+from core.db.tables import alarm, reading
 from core.db.tables_accounts import account, premises
 from core.db.tables_accounts import request as request_table
+from core.db.tables_billing import bill, meter
 from core.errors import Conflict, DomainRejected
 
 PRIVACY: web.AppKey[Privacy | None] = web.AppKey("gashub_api_privacy")
@@ -68,10 +71,9 @@ NO_KEYS = (
     "(generate one with: python -c \"import secrets,base64;print(base64.b64encode(secrets.token_bytes(32))"
     ".decode())\"), name the current one, and restart"
 )
-NO_METER_LINK = (
-    "no meter-to-account link exists yet, so readings and alarms cannot be attributed to this account; "
-    "these lists stay empty until meters are assigned to accounts"
-)
+NO_METER = "no meter is installed for this account, so it has no readings or meter alarms"
+RECENT = 13
+"""Readings and bills the overview shows: a year of monthly ones and the one before."""
 
 
 # --- request and response models ---------------------------------------------------------------------
@@ -120,14 +122,32 @@ class AccountList(BaseModel):
 
 
 class MeterLink(BaseModel):
+    """The meters installed for the account (``core_meter.account_id``); ``linked`` is false, with the
+    reason, when it has none."""
+
     linked: bool
     meters: list[str]
     reason: str | None
 
 
+class BillSummary(BaseModel):
+    """A bill's header: the lines are not part of the overview."""
+
+    bill_id: str
+    meter_id: str
+    period_start: date
+    period_end: date
+    category: str
+    volume_m3: Decimal
+    total: Decimal
+    status: str
+    created_at: datetime
+
+
 class AccountOverview(BaseModel):
-    """Everything about one account (U2): the account, its holder and status history, and its meters'
-    recent readings and open alarms when meters can be linked to it (``meter_link`` says if not)."""
+    """Everything about one account (U2: business progress, gas usage, bills): the account, its holder
+    and status history, its meters with their latest readings (newest first) and open or acknowledged
+    alarms, and its latest bills (newest period first)."""
 
     account: AccountView
     holder_history: list[HolderPeriod]
@@ -135,6 +155,7 @@ class AccountOverview(BaseModel):
     meter_link: MeterLink
     recent_readings: list[Reading]
     open_alarms: list[Alarm]
+    recent_bills: list[BillSummary]
 
 
 class AccountCount(BaseModel):
@@ -310,14 +331,34 @@ async def search_accounts(request: web.Request) -> web.StreamResponse:
     return await _read(request, q.reveal, build)
 
 
-async def _meters_of(conn: AsyncConnection, account_id: str) -> list[str] | None:
-    """The meters installed for the account, or ``None`` while no meter↔account link exists in the schema."""
-    return None
+async def _usage(conn: AsyncConnection, account_id: str) -> tuple[list[str], list[Reading], list[Alarm],
+                                                                   list[BillSummary]]:
+    """The account's meters, their latest readings and open alarms, and its latest bills: each an index
+    range scan (meters by account, readings by meter and time, alarms by meter, bills by account)."""
+    meters = list((await conn.execute(
+        select(meter.c.id).where(meter.c.account_id == account_id).order_by(meter.c.id))).scalars())
+    readings: list[Reading] = []
+    alarms: list[Alarm] = []
+    if meters:
+        readings = [Reading.model_validate(dict(r)) for r in (await conn.execute(
+            select(reading.c.id, reading.c.meter_id, reading.c.read_at, reading.c.volume_m3, reading.c.source,
+                   reading.c.quality)
+            .where(reading.c.meter_id.in_(meters)).order_by(reading.c.read_at.desc(), reading.c.id.desc())
+            .limit(RECENT))).mappings()]
+        alarms = [Alarm.model_validate(dict(r)) for r in (await conn.execute(
+            select(alarm).where(alarm.c.meter_id.in_(meters), alarm.c.status.in_(("open", "acknowledged")))
+            .order_by(alarm.c.detected_at.desc(), alarm.c.id))).mappings()]
+    bills = [BillSummary.model_validate({**r, "bill_id": r["id"]}) for r in (await conn.execute(
+        select(bill.c.id, bill.c.meter_id, bill.c.period_start, bill.c.period_end, bill.c.category, bill.c.volume_m3,
+               bill.c.total, bill.c.status, bill.c.created_at)
+        .where(bill.c.account_id == account_id).order_by(bill.c.period_start.desc(), bill.c.period_end.desc())
+        .limit(RECENT))).mappings()]
+    return meters, readings, alarms, bills
 
 
 @require(Resource.ACCOUNTS, Action.READ)
 async def account_overview(request: web.Request) -> web.StreamResponse:
-    """Everything about one account (U2). Readings and alarms only through a real meter↔account link."""
+    """Everything about one account (U2), in one read-only connection."""
     privacy = _privacy(request)
     q = parse_query(request, RevealQuery)
     account_id = request.match_info["id"]
@@ -326,12 +367,13 @@ async def account_overview(request: web.Request) -> web.StreamResponse:
         async with request.app[API].engine.connect() as conn:
             await _require_account(conn, account_id)
             view = await get_account(conn, privacy, account_id, reveal=q.reveal)
-            meters = await _meters_of(conn, account_id)
-        link = (MeterLink(linked=False, meters=[], reason=NO_METER_LINK) if meters is None
-                else MeterLink(linked=True, meters=meters, reason=None))
+            meters, readings, alarms, bills = await _usage(conn, account_id)
+        link = (MeterLink(linked=True, meters=meters, reason=None) if meters
+                else MeterLink(linked=False, meters=[], reason=NO_METER))
         return AccountOverview(account=view, holder_history=list(view.holders),
                                status_history=list(view.status_history), meter_link=link,
-                               recent_readings=[], open_alarms=[]).model_dump(mode="json")
+                               recent_readings=readings, open_alarms=alarms,
+                               recent_bills=bills).model_dump(mode="json")
 
     return await _read(request, q.reveal, build)
 
@@ -363,7 +405,8 @@ def account_endpoints() -> list[Endpoint]:
         Endpoint("GET", "/accounts/{id}", get_account_route, "One account (masked unless reveal)", AccountView,
                  acc, rd, query=RevealQuery, path_params=("id",), errors=(400, 401, 403, 404, 503)),
         Endpoint("GET", "/accounts/{id}/overview", account_overview,
-                 "Everything about one account: holders, statuses, readings and open alarms", AccountOverview,
+                 "Everything about one account: holders, statuses, meters, recent readings, open alarms and recent "
+                 "bills", AccountOverview,
                  acc, rd, query=RevealQuery, path_params=("id",), errors=(400, 401, 403, 404, 503)),
         Endpoint("POST", "/accounts/{id}/transfer", transfer_account_route,
                  "Transfer ownership (过户), idempotent by client_request_id", AccountView, acc, wr,
@@ -379,6 +422,7 @@ __all__ = [
     "AccountList",
     "AccountOverview",
     "AccountSummary",
+    "BillSummary",
     "account_endpoints",
     "account_summary",
 ]
