@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.accounts import (
@@ -196,6 +196,15 @@ async def _require_account(conn: AsyncConnection, account_id: str) -> None:
                            "GET /api/v1/accounts?phone=… finds accounts by their holder.")
 
 
+async def _account_view(conn: AsyncConnection, privacy: Privacy, account_id: str, reveal: bool) -> AccountView:
+    """The account's view, or 404 (``get_account`` refuses only an unknown account)."""
+    try:
+        return await get_account(conn, privacy, account_id, reveal=reveal)
+    except DomainRejected:
+        raise ProblemError(404, "Not found", f"There is no account '{account_id[:40]}'; "
+                           "GET /api/v1/accounts?phone=… finds accounts by their holder.") from None
+
+
 def _out(view: AccountView) -> dict[str, Any]:
     return view.model_dump(mode="json")
 
@@ -300,8 +309,7 @@ async def get_account_route(request: web.Request) -> web.StreamResponse:
 
     async def build() -> dict[str, Any]:
         async with request.app[API].engine.connect() as conn:
-            await _require_account(conn, account_id)
-            return _out(await get_account(conn, privacy, account_id, reveal=q.reveal))
+            return _out(await _account_view(conn, privacy, account_id, q.reveal))
 
     return await _read(request, q.reveal, build)
 
@@ -331,28 +339,40 @@ async def search_accounts(request: web.Request) -> web.StreamResponse:
     return await _read(request, q.reveal, build)
 
 
+_METERS = select(meter.c.id).where(meter.c.account_id == bindparam("account_id")).order_by(meter.c.id)
+_READINGS = (
+    select(reading.c.id, reading.c.meter_id, reading.c.read_at, reading.c.volume_m3, reading.c.source,
+           reading.c.quality)
+    .where(reading.c.meter_id.in_(bindparam("meters", expanding=True)))
+    .order_by(reading.c.read_at.desc(), reading.c.id.desc())
+    .limit(RECENT)
+)
+_OPEN_ALARMS = (
+    select(alarm)
+    .where(alarm.c.meter_id.in_(bindparam("meters", expanding=True)), alarm.c.status.in_(("open", "acknowledged")))
+    .order_by(alarm.c.detected_at.desc(), alarm.c.id)
+)
+_BILLS = (
+    select(bill.c.id.label("bill_id"), bill.c.meter_id, bill.c.period_start, bill.c.period_end, bill.c.category,
+           bill.c.volume_m3, bill.c.total, bill.c.status, bill.c.created_at)
+    .where(bill.c.account_id == bindparam("account_id"))
+    .order_by(bill.c.period_start.desc(), bill.c.period_end.desc())
+    .limit(RECENT)
+)
+"""The overview's reads, built once (see ``core.accounts.service``): each an index range scan — meters
+by account, readings by meter and time, alarms by meter, bills by account."""
+
+
 async def _usage(conn: AsyncConnection, account_id: str) -> tuple[list[str], list[Reading], list[Alarm],
                                                                    list[BillSummary]]:
-    """The account's meters, their latest readings and open alarms, and its latest bills: each an index
-    range scan (meters by account, readings by meter and time, alarms by meter, bills by account)."""
-    meters = list((await conn.execute(
-        select(meter.c.id).where(meter.c.account_id == account_id).order_by(meter.c.id))).scalars())
+    """The account's meters, their latest readings and open alarms, and its latest bills."""
+    meters = list((await conn.execute(_METERS, {"account_id": account_id})).scalars())
     readings: list[Reading] = []
     alarms: list[Alarm] = []
     if meters:
-        readings = [Reading.model_validate(dict(r)) for r in (await conn.execute(
-            select(reading.c.id, reading.c.meter_id, reading.c.read_at, reading.c.volume_m3, reading.c.source,
-                   reading.c.quality)
-            .where(reading.c.meter_id.in_(meters)).order_by(reading.c.read_at.desc(), reading.c.id.desc())
-            .limit(RECENT))).mappings()]
-        alarms = [Alarm.model_validate(dict(r)) for r in (await conn.execute(
-            select(alarm).where(alarm.c.meter_id.in_(meters), alarm.c.status.in_(("open", "acknowledged")))
-            .order_by(alarm.c.detected_at.desc(), alarm.c.id))).mappings()]
-    bills = [BillSummary.model_validate({**r, "bill_id": r["id"]}) for r in (await conn.execute(
-        select(bill.c.id, bill.c.meter_id, bill.c.period_start, bill.c.period_end, bill.c.category, bill.c.volume_m3,
-               bill.c.total, bill.c.status, bill.c.created_at)
-        .where(bill.c.account_id == account_id).order_by(bill.c.period_start.desc(), bill.c.period_end.desc())
-        .limit(RECENT))).mappings()]
+        readings = [Reading.model_validate(r) for r in (await conn.execute(_READINGS, {"meters": meters})).mappings()]
+        alarms = [Alarm.model_validate(r) for r in (await conn.execute(_OPEN_ALARMS, {"meters": meters})).mappings()]
+    bills = [BillSummary.model_validate(r) for r in (await conn.execute(_BILLS, {"account_id": account_id})).mappings()]
     return meters, readings, alarms, bills
 
 
@@ -365,8 +385,7 @@ async def account_overview(request: web.Request) -> web.StreamResponse:
 
     async def build() -> dict[str, Any]:
         async with request.app[API].engine.connect() as conn:
-            await _require_account(conn, account_id)
-            view = await get_account(conn, privacy, account_id, reveal=q.reveal)
+            view = await _account_view(conn, privacy, account_id, q.reveal)
             meters, readings, alarms, bills = await _usage(conn, account_id)
         link = (MeterLink(linked=True, meters=meters, reason=None) if meters
                 else MeterLink(linked=False, meters=[], reason=NO_METER))
