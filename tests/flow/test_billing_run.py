@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from core.billing import FlatTariff, ResidentialTariff, TariffBook, TariffCategory, bill_period
@@ -401,3 +401,33 @@ async def test_a_run_that_loses_a_race_writes_only_what_it_inserted(engine: Asyn
         assert {r.bill_id for r in await conn.execute(select(bill_line))} == {a2}
         assert [r.subject for r in await conn.execute(select(outbox))] == ["A2"]
         assert {r.id for r in await conn.execute(select(bill))} == {"OTHER-RUN", a2}
+
+
+async def test_jit_is_off_during_a_run_and_as_before_after_it(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import core.billing_run.run as run_module
+
+    seen: list[str] = []
+
+    async def observed(conn: Any, priced: Any, result: BillingRunResult) -> None:
+        seen.append(str(await conn.scalar(text("SHOW jit"))))
+        await write_batch(conn, priced, result)
+
+    monkeypatch.setattr(run_module, "write_batch", observed)
+    url, drop = await fresh_postgres_database(postgres_url)
+    try:
+        await asyncio.to_thread(upgrade, url)
+        eng = create_async_engine(url)
+        try:
+            async with eng.begin() as conn:
+                await _build_city(conn)
+                await conn.execute(text("SET LOCAL jit = on"))
+                result = await run_billing(conn, book=BOOK, period_start=JAN, period_end=FEB, now=NOW, batch_size=2)
+                seen.append(str(await conn.scalar(text("SHOW jit"))))
+        finally:
+            await eng.dispose()
+    finally:
+        await drop()
+    assert result.batches == 3
+    assert seen == ["off", "off", "off", "on"]
