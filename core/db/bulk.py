@@ -6,7 +6,8 @@ statement whose cost barely grows with the batch; plain appends go through ``COP
 really inserted, which is how idempotent handlers learn which messages are new.
 
 :func:`insert_new` does the same for large batches of wide rows that rarely collide (a billing run's
-bills): ``COPY`` into a temporary table, then one ``INSERT … SELECT … ON CONFLICT DO NOTHING``.
+bills): ``COPY`` inside a savepoint, and only after a collision a temporary table and one
+``INSERT … SELECT … ON CONFLICT DO NOTHING``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import Table, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -88,12 +90,14 @@ async def insert_new(
     """Insert the rows given column by column, leaving out those that collide with a unique
     constraint; return the ``key`` values of the rows inserted.
 
-    On PostgreSQL the rows are copied into a temporary table shaped like ``table``
-    (``pg_temp.<table>_new``, created on first use, emptied at commit) and moved out of it with one
-    ``WITH moved AS (DELETE … RETURNING …) INSERT … SELECT … ON CONFLICT DO NOTHING``: for 16
-    columns about a third of the server time of ``unnest`` and half its client CPU. When every row
-    went in — the usual case — no key travels back; otherwise the keys are looked up. Other
-    databases use :func:`insert_columns`.
+    On PostgreSQL the rows are first copied straight into ``table`` inside a savepoint: the usual
+    case, where nothing collides, costs one ``COPY`` and no key travels back. When something does
+    collide, the savepoint is rolled back and the rows are copied into a temporary table shaped like
+    ``table`` (``pg_temp.<table>_new``, created on first use, emptied at commit) and moved out of it
+    with one ``WITH moved AS (DELETE … RETURNING …) INSERT … SELECT … ON CONFLICT DO NOTHING``; the
+    keys that went in are then looked up. Either way it costs far less than ``unnest`` for wide
+    rows (for 16 columns about a third of its server time and half its client CPU). Other databases
+    use :func:`insert_columns`.
     """
     names = tuple(columns)
     if not names or not columns[names[0]]:
@@ -101,20 +105,25 @@ async def insert_new(
     if conn.dialect.name != "postgresql":
         inserted = await insert_columns(conn, table, columns, ignore_conflicts=True, returning=(key,))
         return {row[0] for row in inserted}
+    raw = (await conn.get_raw_connection()).driver_connection
+    keys = columns[key]
+    try:
+        async with raw.transaction():  # type: ignore[union-attr]  # a savepoint in the caller's transaction
+            await raw.copy_records_to_table(  # type: ignore[union-attr]
+                table.name, records=zip(*columns.values(), strict=True), columns=list(names))
+        return set(keys)
+    except asyncpg.UniqueViolationError:
+        pass
     staging = f"{table.name}_new"
     cols = ", ".join(f'"{name}"' for name in names)
-    raw = (await conn.get_raw_connection()).driver_connection
     # Identifiers come from our own Table objects; the values travel by COPY.
     await raw.execute(  # type: ignore[union-attr]
         f'CREATE TEMPORARY TABLE IF NOT EXISTS "{staging}" (LIKE "{table.name}") ON COMMIT DELETE ROWS')
     await raw.copy_records_to_table(  # type: ignore[union-attr]
         staging, records=zip(*columns.values(), strict=True), columns=list(names), schema_name="pg_temp")
-    status = await raw.execute(  # type: ignore[union-attr]
+    await raw.execute(  # type: ignore[union-attr]
         f'WITH moved AS (DELETE FROM pg_temp."{staging}" RETURNING {cols}) '  # noqa: S608
         f'INSERT INTO "{table.name}" ({cols}) SELECT {cols} FROM moved ON CONFLICT DO NOTHING')
-    keys = columns[key]
-    if int(status.rsplit(" ", 1)[1]) == len(keys):
-        return set(keys)
     found = await conn.execute(select(table.c[key]).where(table.c[key].in_(list(keys))))
     return set(found.scalars())
 
