@@ -39,6 +39,18 @@ def _pg_statement(table: Table, columns: tuple[str, ...], ignore: bool, returnin
     return text(sql)
 
 
+async def _driver(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under ``conn``, inside the database transaction ``conn`` is in.
+
+    SQLAlchemy sends ``BEGIN`` only with the first statement of a transaction: a ``COPY`` or a
+    savepoint on the driver before that would run outside it (and commit on its own).
+    """
+    raw = (await conn.get_raw_connection()).driver_connection
+    if conn.in_transaction() and not raw.is_in_transaction():  # type: ignore[union-attr]
+        await conn.execute(text("SELECT 1"))
+    return raw
+
+
 async def insert_many(
     conn: AsyncConnection,
     table: Table,
@@ -73,8 +85,8 @@ async def insert_columns(
         if not ignore_conflicts and not returning:
             # Plain appends (the audit hops) go through COPY: a third of the client CPU of unnest
             # and less than half the server time, in the same transaction.
-            raw = await conn.get_raw_connection()
-            await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+            raw = await _driver(conn)
+            await raw.copy_records_to_table(
                 table.name, records=zip(*columns.values(), strict=True), columns=list(names))
             return []
         stmt = _pg_statement(table, names, ignore_conflicts, tuple(returning))
@@ -105,11 +117,11 @@ async def insert_new(
     if conn.dialect.name != "postgresql":
         inserted = await insert_columns(conn, table, columns, ignore_conflicts=True, returning=(key,))
         return {row[0] for row in inserted}
-    raw = (await conn.get_raw_connection()).driver_connection
+    raw = await _driver(conn)
     keys = columns[key]
     try:
-        async with raw.transaction():  # type: ignore[union-attr]  # a savepoint in the caller's transaction
-            await raw.copy_records_to_table(  # type: ignore[union-attr]
+        async with raw.transaction():  # a savepoint in the caller's transaction
+            await raw.copy_records_to_table(
                 table.name, records=zip(*columns.values(), strict=True), columns=list(names))
         return set(keys)
     except asyncpg.UniqueViolationError:
@@ -117,11 +129,11 @@ async def insert_new(
     staging = f"{table.name}_new"
     cols = ", ".join(f'"{name}"' for name in names)
     # Identifiers come from our own Table objects; the values travel by COPY.
-    await raw.execute(  # type: ignore[union-attr]
+    await raw.execute(
         f'CREATE TEMPORARY TABLE IF NOT EXISTS "{staging}" (LIKE "{table.name}") ON COMMIT DELETE ROWS')
-    await raw.copy_records_to_table(  # type: ignore[union-attr]
+    await raw.copy_records_to_table(
         staging, records=zip(*columns.values(), strict=True), columns=list(names), schema_name="pg_temp")
-    await raw.execute(  # type: ignore[union-attr]
+    await raw.execute(
         f'WITH moved AS (DELETE FROM pg_temp."{staging}" RETURNING {cols}) '  # noqa: S608
         f'INSERT INTO "{table.name}" ({cols}) SELECT {cols} FROM moved ON CONFLICT DO NOTHING')
     found = await conn.execute(select(table.c[key]).where(table.c[key].in_(list(keys))))
