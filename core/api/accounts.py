@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.accounts import (
@@ -55,8 +56,10 @@ from core.api.models import Alarm, Query, Reading
 from core.api.permissions import Action, Resource
 from core.api.problems import ProblemError, json_response
 from core.api.reveal import read_revealable as _read
+from core.db.tables import alarm, reading
 from core.db.tables_accounts import account, premises
 from core.db.tables_accounts import request as request_table
+from core.db.tables_billing import bill, meter
 from core.errors import Conflict, DomainRejected
 
 PRIVACY: web.AppKey[Privacy | None] = web.AppKey("gashub_api_privacy")
@@ -67,10 +70,9 @@ NO_KEYS = (
     "(generate one with: python -c \"import secrets,base64;print(base64.b64encode(secrets.token_bytes(32))"
     ".decode())\"), name the current one, and restart"
 )
-NO_METER_LINK = (
-    "no meter-to-account link exists yet, so readings and alarms cannot be attributed to this account; "
-    "these lists stay empty until meters are assigned to accounts"
-)
+NO_METER = "no meter is installed for this account, so it has no readings or meter alarms"
+RECENT = 13
+"""Readings and bills the overview shows: a year of monthly ones and the one before."""
 
 
 # --- request and response models ---------------------------------------------------------------------
@@ -119,14 +121,32 @@ class AccountList(BaseModel):
 
 
 class MeterLink(BaseModel):
+    """The meters installed for the account (``core_meter.account_id``); ``linked`` is false, with the
+    reason, when it has none."""
+
     linked: bool
     meters: list[str]
     reason: str | None
 
 
+class BillSummary(BaseModel):
+    """A bill's header: the lines are not part of the overview."""
+
+    bill_id: str
+    meter_id: str
+    period_start: date
+    period_end: date
+    category: str
+    volume_m3: Decimal
+    total: Decimal
+    status: str
+    created_at: datetime
+
+
 class AccountOverview(BaseModel):
-    """Everything about one account (U2): the account, its holder and status history, and its meters'
-    recent readings and open alarms when meters can be linked to it (``meter_link`` says if not)."""
+    """Everything about one account (U2: business progress, gas usage, bills): the account, its holder
+    and status history, its meters with their latest readings (newest first) and open or acknowledged
+    alarms, and its latest bills (newest period first)."""
 
     account: AccountView
     holder_history: list[HolderPeriod]
@@ -134,6 +154,7 @@ class AccountOverview(BaseModel):
     meter_link: MeterLink
     recent_readings: list[Reading]
     open_alarms: list[Alarm]
+    recent_bills: list[BillSummary]
 
 
 class AccountCount(BaseModel):
@@ -172,6 +193,15 @@ async def _require_account(conn: AsyncConnection, account_id: str) -> None:
     if found is None:
         raise ProblemError(404, "Not found", f"There is no account '{account_id[:40]}'; "
                            "GET /api/v1/accounts?phone=… finds accounts by their holder.")
+
+
+async def _account_view(conn: AsyncConnection, privacy: Privacy, account_id: str, reveal: bool) -> AccountView:
+    """The account's view, or 404 (``get_account`` refuses only an unknown account)."""
+    try:
+        return await get_account(conn, privacy, account_id, reveal=reveal)
+    except DomainRejected:
+        raise ProblemError(404, "Not found", f"There is no account '{account_id[:40]}'; "
+                           "GET /api/v1/accounts?phone=… finds accounts by their holder.") from None
 
 
 def _out(view: AccountView) -> dict[str, Any]:
@@ -247,8 +277,7 @@ async def get_account_route(request: web.Request) -> web.StreamResponse:
 
     async def build() -> dict[str, Any]:
         async with request.app[API].engine.connect() as conn:
-            await _require_account(conn, account_id)
-            return _out(await get_account(conn, privacy, account_id, reveal=q.reveal))
+            return _out(await _account_view(conn, privacy, account_id, q.reveal))
 
     return await _read(request, q.reveal, build)
 
@@ -278,28 +307,60 @@ async def search_accounts(request: web.Request) -> web.StreamResponse:
     return await _read(request, q.reveal, build)
 
 
-async def _meters_of(conn: AsyncConnection, account_id: str) -> list[str] | None:
-    """The meters installed for the account, or ``None`` while no meter↔account link exists in the schema."""
-    return None
+_METERS = select(meter.c.id).where(meter.c.account_id == bindparam("account_id")).order_by(meter.c.id)
+_READINGS = (
+    select(reading.c.id, reading.c.meter_id, reading.c.read_at, reading.c.volume_m3, reading.c.source,
+           reading.c.quality)
+    .where(reading.c.meter_id.in_(bindparam("meters", expanding=True)))
+    .order_by(reading.c.read_at.desc(), reading.c.id.desc())
+    .limit(RECENT)
+)
+_OPEN_ALARMS = (
+    select(alarm)
+    .where(alarm.c.meter_id.in_(bindparam("meters", expanding=True)), alarm.c.status.in_(("open", "acknowledged")))
+    .order_by(alarm.c.detected_at.desc(), alarm.c.id)
+)
+_BILLS = (
+    select(bill.c.id.label("bill_id"), bill.c.meter_id, bill.c.period_start, bill.c.period_end, bill.c.category,
+           bill.c.volume_m3, bill.c.total, bill.c.status, bill.c.created_at)
+    .where(bill.c.account_id == bindparam("account_id"))
+    .order_by(bill.c.period_start.desc(), bill.c.period_end.desc())
+    .limit(RECENT)
+)
+"""The overview's reads, built once (see ``core.accounts.service``): each an index range scan — meters
+by account, readings by meter and time, alarms by meter, bills by account."""
+
+
+async def _usage(conn: AsyncConnection, account_id: str) -> tuple[list[str], list[Reading], list[Alarm],
+                                                                   list[BillSummary]]:
+    """The account's meters, their latest readings and open alarms, and its latest bills."""
+    meters = list((await conn.execute(_METERS, {"account_id": account_id})).scalars())
+    readings: list[Reading] = []
+    alarms: list[Alarm] = []
+    if meters:
+        readings = [Reading.model_validate(r) for r in (await conn.execute(_READINGS, {"meters": meters})).mappings()]
+        alarms = [Alarm.model_validate(r) for r in (await conn.execute(_OPEN_ALARMS, {"meters": meters})).mappings()]
+    bills = [BillSummary.model_validate(r) for r in (await conn.execute(_BILLS, {"account_id": account_id})).mappings()]
+    return meters, readings, alarms, bills
 
 
 @require(Resource.ACCOUNTS, Action.READ)
 async def account_overview(request: web.Request) -> web.StreamResponse:
-    """Everything about one account (U2). Readings and alarms only through a real meter↔account link."""
+    """Everything about one account (U2), in one read-only connection."""
     privacy = _privacy(request)
     q = parse_query(request, RevealQuery)
     account_id = request.match_info["id"]
 
     async def build() -> dict[str, Any]:
         async with request.app[API].engine.connect() as conn:
-            await _require_account(conn, account_id)
-            view = await get_account(conn, privacy, account_id, reveal=q.reveal)
-            meters = await _meters_of(conn, account_id)
-        link = (MeterLink(linked=False, meters=[], reason=NO_METER_LINK) if meters is None
-                else MeterLink(linked=True, meters=meters, reason=None))
+            view = await _account_view(conn, privacy, account_id, q.reveal)
+            meters, readings, alarms, bills = await _usage(conn, account_id)
+        link = (MeterLink(linked=True, meters=meters, reason=None) if meters
+                else MeterLink(linked=False, meters=[], reason=NO_METER))
         return AccountOverview(account=view, holder_history=list(view.holders),
                                status_history=list(view.status_history), meter_link=link,
-                               recent_readings=[], open_alarms=[]).model_dump(mode="json")
+                               recent_readings=readings, open_alarms=alarms,
+                               recent_bills=bills).model_dump(mode="json")
 
     return await _read(request, q.reveal, build)
 
@@ -331,7 +392,8 @@ def account_endpoints() -> list[Endpoint]:
         Endpoint("GET", "/accounts/{id}", get_account_route, "One account (masked unless reveal)", AccountView,
                  acc, rd, query=RevealQuery, path_params=("id",), errors=(400, 401, 403, 404, 503)),
         Endpoint("GET", "/accounts/{id}/overview", account_overview,
-                 "Everything about one account: holders, statuses, readings and open alarms", AccountOverview,
+                 "Everything about one account: holders, statuses, meters, recent readings, open alarms and recent "
+                 "bills", AccountOverview,
                  acc, rd, query=RevealQuery, path_params=("id",), errors=(400, 401, 403, 404, 503)),
         Endpoint("POST", "/accounts/{id}/transfer", transfer_account_route,
                  "Transfer ownership (过户), idempotent by client_request_id", AccountView, acc, wr,
@@ -347,6 +409,7 @@ __all__ = [
     "AccountList",
     "AccountOverview",
     "AccountSummary",
+    "BillSummary",
     "account_endpoints",
     "account_summary",
 ]

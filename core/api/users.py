@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from core.api.permissions import Role
@@ -31,6 +31,9 @@ def utc_now() -> datetime:
 class AuthPolicy:
     token_ttl: timedelta = timedelta(hours=8)
     idle_timeout: timedelta = timedelta(minutes=30)
+    touch_every: timedelta = timedelta(minutes=1)
+    """How stale a token's ``last_used_at`` may get before a request writes the new time: reads stay
+    read-only, and the idle time-out is exact to this much."""
     max_failures: int = 5
     failure_window: timedelta = timedelta(minutes=15)
     lock_for: timedelta = timedelta(minutes=15)
@@ -117,20 +120,29 @@ async def _count_failure(engine: AsyncEngine, user_id: str, failures: int, first
         await conn.execute(update(api_user).where(api_user.c.id == user_id).values(**values))
 
 
+_TOKEN_LOOKUP = (
+    select(api_token, api_user.c.username, api_user.c.role, api_user.c.disabled)
+    .join(api_user, api_user.c.id == api_token.c.user_id)
+    .where(api_token.c.token_hash == bindparam("digest"))
+)
+
+
 async def authenticate(engine: AsyncEngine, token: str, policy: AuthPolicy, clock: Clock) -> Principal | None:
-    """The principal a bearer token stands for, or ``None`` (unknown, expired, idle, revoked, disabled)."""
+    """The principal a bearer token stands for, or ``None`` (unknown, expired, idle, revoked, disabled).
+
+    The token's ``last_used_at`` is written only when it is older than ``policy.touch_every``, so
+    that a burst of requests on one token costs one write, not one each.
+    """
     digest = hash_token(token)
     now = clock()
-    async with engine.begin() as conn:
-        row = (await conn.execute(
-            select(api_token, api_user.c.username, api_user.c.role, api_user.c.disabled)
-            .join(api_user, api_user.c.id == api_token.c.user_id)
-            .where(api_token.c.token_hash == digest)
-        )).mappings().first()
-        if (row is None or row["revoked_at"] is not None or row["disabled"] or row["expires_at"] <= now
-                or now - row["last_used_at"] > policy.idle_timeout):
-            return None
-        await conn.execute(update(api_token).where(api_token.c.token_hash == digest).values(last_used_at=now))
+    async with engine.connect() as conn:
+        row = (await conn.execute(_TOKEN_LOOKUP, {"digest": digest})).mappings().first()
+    if (row is None or row["revoked_at"] is not None or row["disabled"] or row["expires_at"] <= now
+            or now - row["last_used_at"] > policy.idle_timeout):
+        return None
+    if now - row["last_used_at"] >= policy.touch_every:
+        async with engine.begin() as conn:
+            await conn.execute(update(api_token).where(api_token.c.token_hash == digest).values(last_used_at=now))
     return Principal(user_id=row["user_id"], username=row["username"], role=Role(row["role"]),
                      token_hash=digest, expires_at=row["expires_at"])
 

@@ -4,6 +4,10 @@ PostgreSQL gets ``INSERT … SELECT * FROM unnest($1::t1[], $2::t2[], …)``: a 
 statement whose cost barely grows with the batch; plain appends go through ``COPY``. SQLite gets an
 ``executemany``. Both can ignore rows that collide with a unique key and return the keys that were
 really inserted, which is how idempotent handlers learn which messages are new.
+
+:func:`insert_new` does the same for large batches of wide rows that rarely collide (a billing run's
+bills): ``COPY`` inside a savepoint, and only after a collision a temporary table and one
+``INSERT … SELECT … ON CONFLICT DO NOTHING``.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, insert, text
+import asyncpg
+from sqlalchemy import Table, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -32,6 +37,18 @@ def _pg_statement(table: Table, columns: tuple[str, ...], ignore: bool, returnin
     if returning:
         sql += " RETURNING " + ", ".join(f'"{name}"' for name in returning)
     return text(sql)
+
+
+async def _driver(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under ``conn``, inside the database transaction ``conn`` is in.
+
+    SQLAlchemy sends ``BEGIN`` only with the first statement of a transaction: a ``COPY`` or a
+    savepoint on the driver before that would run outside it (and commit on its own).
+    """
+    raw = (await conn.get_raw_connection()).driver_connection
+    if conn.in_transaction() and not raw.is_in_transaction():  # type: ignore[union-attr]
+        await conn.execute(text("SELECT 1"))
+    return raw
 
 
 async def insert_many(
@@ -78,8 +95,8 @@ async def insert_columns(
         if not ignore_conflicts and not returning:
             # Plain appends (the audit hops) go through COPY: a third of the client CPU of unnest
             # and less than half the server time, in the same transaction.
-            raw = await conn.get_raw_connection()
-            await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+            raw = await _driver(conn)
+            await raw.copy_records_to_table(
                 table.name, records=zip(*columns.values(), strict=True), columns=list(names))
             return []
         key = tuple(c.name for c in table.primary_key.columns)
@@ -92,6 +109,50 @@ async def insert_columns(
         return [tuple(r) for r in result] if returning else []
     rows = [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
     return await _insert_rows(conn, table, rows, ignore_conflicts, returning)
+
+
+async def insert_new(
+    conn: AsyncConnection, table: Table, columns: Mapping[str, Sequence[Any]], *, key: str = "id"
+) -> set[Any]:
+    """Insert the rows given column by column, leaving out those that collide with a unique
+    constraint; return the ``key`` values of the rows inserted.
+
+    On PostgreSQL the rows are first copied straight into ``table`` inside a savepoint: the usual
+    case, where nothing collides, costs one ``COPY`` and no key travels back. When something does
+    collide, the savepoint is rolled back and the rows are copied into a temporary table shaped like
+    ``table`` (``pg_temp.<table>_new``, created on first use, emptied at commit) and moved out of it
+    with one ``WITH moved AS (DELETE … RETURNING …) INSERT … SELECT … ON CONFLICT DO NOTHING``; the
+    keys that went in are then looked up. Either way it costs far less than ``unnest`` for wide
+    rows (for 16 columns about a third of its server time and half its client CPU). Other databases
+    use :func:`insert_columns`.
+    """
+    names = tuple(columns)
+    if not names or not columns[names[0]]:
+        return set()
+    if conn.dialect.name != "postgresql":
+        inserted = await insert_columns(conn, table, columns, ignore_conflicts=True, returning=(key,))
+        return {row[0] for row in inserted}
+    raw = await _driver(conn)
+    keys = columns[key]
+    try:
+        async with raw.transaction():  # a savepoint in the caller's transaction
+            await raw.copy_records_to_table(
+                table.name, records=zip(*columns.values(), strict=True), columns=list(names))
+        return set(keys)
+    except asyncpg.UniqueViolationError:
+        pass
+    staging = f"{table.name}_new"
+    cols = ", ".join(f'"{name}"' for name in names)
+    # Identifiers come from our own Table objects; the values travel by COPY.
+    await raw.execute(
+        f'CREATE TEMPORARY TABLE IF NOT EXISTS "{staging}" (LIKE "{table.name}") ON COMMIT DELETE ROWS')
+    await raw.copy_records_to_table(
+        staging, records=zip(*columns.values(), strict=True), columns=list(names), schema_name="pg_temp")
+    await raw.execute(
+        f'WITH moved AS (DELETE FROM pg_temp."{staging}" RETURNING {cols}) '  # noqa: S608
+        f'INSERT INTO "{table.name}" ({cols}) SELECT {cols} FROM moved ON CONFLICT DO NOTHING')
+    found = await conn.execute(select(table.c[key]).where(table.c[key].in_(list(keys))))
+    return set(found.scalars())
 
 
 async def _insert_rows(

@@ -8,19 +8,21 @@ readings or several meters, a closed account and an account with no meter.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from core.billing import FlatTariff, ResidentialTariff, TariffBook, TariffCategory
+from core.billing import FlatTariff, ResidentialTariff, TariffBook, TariffCategory, bill_period
 from core.billing_run import BillingRunResult, SkipReason, period_boundary, run_billing
+from core.billing_run.batch import RunPlan, price_batch, write_batch
 from core.db.tables import outbox, reading
 from core.db.tables_accounts import account, customer, premises
 from core.db.tables_billing import bill, bill_line, meter
@@ -275,3 +277,157 @@ async def test_arguments_are_checked(engine: AsyncEngine) -> None:
             await run_billing(conn, book=BOOK, period_start=FEB, period_end=FEB, now=NOW)
         with pytest.raises(ValueError, match="timezone-aware"):
             await run_billing(conn, book=BOOK, period_start=JAN, period_end=FEB, now=datetime(2026, 3, 2))
+
+
+# --- the run's fast path against the reference calculation ---------------------------------------------
+
+CHANGING = TariffBook(
+    versions=(
+        *BOOK.versions,
+        ResidentialTariff(  # a price change inside the period that crosses the cycle start
+            version="RES-2025-12", effective_from=date(2025, 12, 20),
+            thresholds_m3=(Decimal(300), Decimal(600)), prices=(Decimal("3.10"), Decimal("3.75"), Decimal("4.65")),
+        ),
+    )
+)
+PERIODS = [(date(2025, 1, 1), date(2025, 11, 15)), (date(2025, 11, 15), date(2025, 12, 15)),
+           (date(2025, 12, 15), date(2026, 1, 15))]
+"""The cycle to date, a month, and a month across the cycle start (1 January) with a price change."""
+
+
+RandomCity = dict[str, tuple[str, str | None, list[Decimal]]]
+"""Account id → (category, subcategory, the register at each period boundary)."""
+
+
+async def _random_city(conn: Any, rng: random.Random, accounts: int) -> RandomCity:
+    """Accounts with one meter each (for the small city's customer and premises) and a reading shortly
+    before every period boundary (local time)."""
+    city: RandomCity = {}
+    for n in range(accounts):
+        category, sub = rng.choice([("residential", None)] * 4 + [("non_residential", "commercial"),
+                                                                  ("non_residential", "industrial"),
+                                                                  ("non_residential", "heating")])
+        register = Decimal(rng.randrange(0, 5_000_000)).scaleb(-3)
+        registers = [register]
+        for _ in PERIODS:  # up to 900 m³ a period: tier splits, and whole periods in tier 3
+            register += Decimal(rng.choice([0, rng.randrange(0, 900_000), rng.randrange(0, 60_000)])).scaleb(-3)
+            registers.append(register)
+        city[f"R{n:03d}"] = (category, sub, registers)
+    await conn.execute(insert(account), [
+        {"id": aid, "account_number": f"SXR{n:08d}", "category": category, "subcategory": sub, "billing": "postpaid",
+         "status": "active", "premises_id": "P1", "customer_id": "C1", "opened_at": OPENED}
+        for n, (aid, (category, sub, _)) in enumerate(city.items())
+    ])
+    await conn.execute(insert(meter), [
+        {"id": f"M{aid}", "account_id": aid, "model": "G2.5", "installed_at": date(2024, 1, 1), "replace_by": None,
+         "valve_state": "open", "prepaid_balance": Decimal("0.00")} for aid in city
+    ])
+    boundaries = [PERIODS[0][0], *(end for _, end in PERIODS)]
+    await conn.execute(insert(reading), [
+        {"id": f"X{aid}{k}", "meter_id": f"M{aid}", "message_id": f"x-{aid}-{k}", "source": "manual", "quality": "",
+         "read_at": period_boundary(day) - timedelta(minutes=rng.randrange(1, 600)), "volume_m3": registers[k]}
+        for aid, (_, _, registers) in city.items() for k, day in enumerate(boundaries)
+    ])
+    return city
+
+
+async def test_every_bill_equals_the_reference_calculation(engine: AsyncEngine) -> None:
+    """Random accounts over three chained periods (tier splits, a cycle crossing, a price change): every
+    stored bill and line equals ``bill_period`` fed with the account's volume and the cumulative the
+    reference itself carried from the previous period."""
+    rng = random.Random(20251115)
+    async with engine.begin() as conn:
+        await conn.execute(delete(reading))  # only the random city's meters have readings now
+        city = await _random_city(conn, rng, 60)
+    carried: dict[str, Decimal] = {}
+    splits = crossings = 0
+    for start, end in PERIODS:
+        async with engine.begin() as conn:
+            result = await run_billing(conn, book=CHANGING, period_start=start, period_end=end, now=NOW, batch_size=7)
+        async with engine.connect() as conn:
+            bills = {r.account_id: r for r in await conn.execute(
+                select(bill).where(bill.c.period_start == start, bill.c.period_end == end))}
+            lines: dict[str, list[tuple[Any, ...]]] = {}
+            for r in await conn.execute(select(bill_line).order_by(bill_line.c.bill_id, bill_line.c.line_no)):
+                lines.setdefault(r.bill_id, []).append(
+                    (r.tier, r.tariff_version, r.cycle_start, r.start, r.end, r.volume_m3, r.unit_price, r.amount,
+                     r.vat_rate))
+        heating = {aid for aid, (_, sub, _) in city.items() if sub == "heating"}
+        assert {s.account_id: s.reason for s in result.skipped if s.account_id in city} == dict.fromkeys(
+            heating, SkipReason.NO_TARIFF)
+        for aid, (category, sub, registers) in city.items():
+            if aid in heating:
+                assert aid not in bills
+                continue
+            k = PERIODS.index((start, end))
+            volume = registers[k + 1] - registers[k]
+            expected = bill_period(CHANGING, TariffCategory(sub or category), start, end, volume,
+                                   cumulative_before=carried.get(aid, Decimal("0.000")))
+            stored = bills[aid]
+            assert (stored.volume_m3, stored.total, stored.net_total, stored.tax_total, stored.cumulative_before,
+                    stored.cumulative_after, stored.reading_start_m3, stored.reading_end_m3) == (
+                expected.volume_m3, expected.total, expected.net_total, expected.tax_total,
+                expected.cumulative_before, expected.cumulative_after, registers[k], registers[k + 1])
+            assert lines.get(stored.id, []) == [
+                (x.tier, x.tariff_version, x.cycle_start, x.start, x.end, x.volume_m3, x.unit_price, x.amount,
+                 x.vat_rate) for x in expected.lines]
+            splits += len({x.tier for x in expected.lines}) > 1
+            crossings += len({x.cycle_start for x in expected.lines}) > 1
+            if expected.cumulative_after is not None:
+                carried[aid] = expected.cumulative_after
+    assert splits >= 10
+    assert crossings >= 10
+
+
+async def test_a_run_that_loses_a_race_writes_only_what_it_inserted(engine: AsyncEngine) -> None:
+    """Another run bills A1 between this run's read and its write: this run counts A1 as already
+    billed and writes lines and an event only for the bill it really inserted (A2)."""
+    plan = RunPlan(BOOK, FEB, MAR, period_boundary(FEB), period_boundary(MAR), NOW)
+    async with engine.begin() as conn:
+        rows = list((await conn.execute(plan.batch_query("", 10))).all())
+        priced = price_batch(plan, rows)
+        assert sorted(row[1] for row in priced.bills) == ["A1", "A2"]
+        await conn.execute(insert(bill).values(
+            id="OTHER-RUN", account_id="A1", meter_id="M1", period_start=FEB, period_end=MAR,
+            reading_start_m3=Decimal(0), reading_end_m3=Decimal(0), volume_m3=Decimal(0), total=Decimal(0),
+            net_total=Decimal(0), tax_total=Decimal(0), cumulative_before=Decimal(0), category="residential",
+            status="issued", created_at=NOW))
+        result = BillingRunResult(FEB, MAR)
+        await write_batch(conn, priced, result)
+    a2 = next(row[0] for row in priced.bills if row[1] == "A2")
+    assert (result.bills_issued, result.already_billed, result.bill_ids) == (1, 1, [a2])
+    assert result.total_billed == Decimal("380.00")
+    async with engine.connect() as conn:
+        assert {r.bill_id for r in await conn.execute(select(bill_line))} == {a2}
+        assert [r.subject for r in await conn.execute(select(outbox))] == ["A2"]
+        assert {r.id for r in await conn.execute(select(bill))} == {"OTHER-RUN", a2}
+
+
+async def test_jit_is_off_during_a_run_and_as_before_after_it(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import core.billing_run.run as run_module
+
+    seen: list[str] = []
+
+    async def observed(conn: Any, priced: Any, result: BillingRunResult) -> None:
+        seen.append(str(await conn.scalar(text("SHOW jit"))))
+        await write_batch(conn, priced, result)
+
+    monkeypatch.setattr(run_module, "write_batch", observed)
+    url, drop = await fresh_postgres_database(postgres_url)
+    try:
+        await asyncio.to_thread(upgrade, url)
+        eng = create_async_engine(url)
+        try:
+            async with eng.begin() as conn:
+                await _build_city(conn)
+                await conn.execute(text("SET LOCAL jit = on"))
+                result = await run_billing(conn, book=BOOK, period_start=JAN, period_end=FEB, now=NOW, batch_size=2)
+                seen.append(str(await conn.scalar(text("SHOW jit"))))
+        finally:
+            await eng.dispose()
+    finally:
+        await drop()
+    assert result.batches == 3
+    assert seen == ["off", "off", "off", "on"]

@@ -201,6 +201,28 @@ async def test_token_expires_and_idles_out(api: Api) -> None:
     assert "POST /api/v1/auth/token" in (await resp.json())["detail"]
 
 
+async def test_reads_write_the_last_use_of_a_token_at_most_once_a_minute(api: Api) -> None:
+    token = await api.token("dispatcher")
+    auth = {"Authorization": f"Bearer {token}"}
+
+    async def last_used() -> datetime:
+        async with api.engine.connect() as conn:
+            return (await conn.execute(select(api_token.c.last_used_at))).scalar_one()
+
+    issued = await last_used()
+    for _ in range(3):  # a burst within the minute: no write
+        api.clock.now += timedelta(seconds=15)
+        assert (await api.client.get("/api/v1/me", headers=auth)).status == 200
+    assert await last_used() == issued
+    api.clock.now += timedelta(seconds=20)  # a minute and five seconds after the login: written
+    assert (await api.client.get("/api/v1/me", headers=auth)).status == 200
+    assert await last_used() == api.clock.now
+    api.clock.now += timedelta(minutes=29, seconds=59)  # idle time counts from the last write
+    assert (await api.client.get("/api/v1/me", headers=auth)).status == 200
+    api.clock.now += timedelta(minutes=30, seconds=1)
+    assert (await api.client.get("/api/v1/me", headers=auth)).status == 401
+
+
 async def test_revoked_token_is_refused(api: Api) -> None:
     auth = {"Authorization": f"Bearer {await api.token('admin')}"}
     assert (await api.client.get("/api/v1/me", headers=auth)).status == 200

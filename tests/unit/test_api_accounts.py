@@ -7,21 +7,24 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from core.accounts import Privacy, id_check_digit
 from core.api import AuthPolicy, Role, build_api, create_user
-from core.api.accounts import account_endpoints
+from core.api.accounts import NO_METER, account_endpoints
 from core.api.permissions import Action, Resource, allowed
+from core.db.tables import alarm, reading
 from core.db.tables_api import api_audit
+from core.db.tables_billing import bill, meter
 from core.privacy import KeyRing, generate_key
 from hub.migrations import upgrade
 
@@ -369,21 +372,59 @@ async def test_search_by_id_number_and_bad_searches(api: Api) -> None:
 # --- overview ----------------------------------------------------------------------------------------
 
 
-async def test_overview_shape_without_a_meter_link(api: Api) -> None:
+async def test_overview_of_an_account_without_a_meter(api: Api) -> None:
     acc = (await api.open())["account_id"]
     resp = await api.client.get(f"/api/v1/accounts/{acc}/overview", headers=api.auth[Role.DISPATCHER])
     assert resp.status == 200
     ov = await resp.json()
-    assert set(ov) == {"account", "holder_history", "status_history", "meter_link", "recent_readings", "open_alarms"}
+    assert set(ov) == {"account", "holder_history", "status_history", "meter_link", "recent_readings", "open_alarms",
+                       "recent_bills"}
     assert ov["account"]["account_id"] == acc
     assert ov["account"]["masked"] is True
     assert [h["name"] for h in ov["holder_history"]] == ["张**"]
     assert [(s["status"], s["reason"]) for s in ov["status_history"]] == [("active", "opened")]
-    assert ov["meter_link"]["linked"] is False
-    assert ov["meter_link"]["meters"] == []
-    assert "no meter-to-account link" in ov["meter_link"]["reason"]
-    assert ov["recent_readings"] == []
-    assert ov["open_alarms"] == []
+    assert ov["meter_link"] == {"linked": False, "meters": [], "reason": NO_METER}
+    assert (ov["recent_readings"], ov["open_alarms"], ov["recent_bills"]) == ([], [], [])
+
+
+async def test_overview_shows_the_meters_readings_open_alarms_and_bills_of_the_account(api: Api) -> None:
+    acc = (await api.open())["account_id"]
+    other = (await api.open())["account_id"]
+    day = datetime(2026, 1, 31, 8, tzinfo=UTC)
+    async with api.engine.begin() as conn:
+        await conn.execute(insert(meter), [
+            {"id": meter_id, "account_id": owner, "model": "G2.5", "installed_at": date(2025, 1, 1),
+             "valve_state": "open", "prepaid_balance": Decimal("0.00")}
+            for meter_id, owner in (("M-A", acc), ("M-B", acc), ("M-X", other))])
+        await conn.execute(insert(reading), [
+            {"id": f"R-{m}-{k:02d}", "meter_id": m, "read_at": day + timedelta(days=30 * k), "source": "ctwing",
+             "volume_m3": Decimal(100 * k), "quality": "", "message_id": f"msg-{m}-{k}"}
+            for m in ("M-A", "M-B", "M-X") for k in range(10)])
+        await conn.execute(insert(alarm), [
+            {"id": f"AL-{n}", "kind": "leak", "meter_id": m, "severity": 1, "detected_at": day, "status": status,
+             "detail": "", "message_id": f"al-{n}"}
+            for n, (m, status) in enumerate((("M-A", "open"), ("M-B", "acknowledged"), ("M-A", "closed"),
+                                             ("M-X", "open")))])
+        await conn.execute(insert(bill), [
+            {"id": f"B-{owner[-4:]}-{month}", "account_id": owner, "meter_id": "M-A",
+             "period_start": date(2026, month, 1), "period_end": date(2026, month + 1, 1),
+             "reading_start_m3": Decimal(0), "reading_end_m3": Decimal(30),
+             "volume_m3": Decimal(30), "total": Decimal("72.00"), "net_total": Decimal("66.06"),
+             "tax_total": Decimal("5.94"), "cumulative_before": Decimal(0), "cumulative_after": Decimal(30),
+             "category": "residential", "status": "issued", "created_at": day}
+            for owner in (acc, other) for month in range(1, 12)])
+    ov = await (await api.client.get(f"/api/v1/accounts/{acc}/overview", headers=api.auth[Role.AUDITOR])).json()
+    assert ov["meter_link"] == {"linked": True, "meters": ["M-A", "M-B"], "reason": None}
+    readings = [(r["meter_id"], r["read_at"]) for r in ov["recent_readings"]]
+    assert len(readings) == 13
+    assert {m for m, _ in readings} == {"M-A", "M-B"}
+    assert readings == sorted(readings, key=lambda r: r[1], reverse=True)
+    assert sorted(a["id"] for a in ov["open_alarms"]) == ["AL-0", "AL-1"]
+    assert [b["period_start"] for b in ov["recent_bills"]] == [f"2026-{m:02d}-01" for m in range(11, 0, -1)]
+    assert ov["recent_bills"][0] == {
+        "bill_id": f"B-{acc[-4:]}-11", "meter_id": "M-A", "period_start": "2026-11-01", "period_end": "2026-12-01",
+        "category": "residential", "volume_m3": "30.000", "total": "72.00", "status": "issued",
+        "created_at": "2026-01-31T08:00:00Z"}
 
 
 # --- audit of writes ---------------------------------------------------------------------------------

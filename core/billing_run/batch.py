@@ -1,0 +1,220 @@
+"""One batch of a billing run: read everything it needs in one query, price it in memory, write it
+in three bulk statements. See :mod:`core.billing_run.run` for the rules and the pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.billing import ResidentialTariff, TariffBook, TariffCategory, TariffNotFound
+from core.billing_run.ids import new_ids
+from core.billing_run.pricing import PeriodPricer
+from core.billing_run.result import BillingRunResult, SkippedAccount, SkipReason
+from core.catalogue.messages import BillIssued
+from core.db.bulk import insert_columns, insert_new
+from core.db.tables import reading
+from core.db.tables_accounts import account
+from core.db.tables_billing import bill, bill_line, meter
+from core.messages import Event
+from core.outbox import emit
+
+ZERO_VOLUME = Decimal("0.000")
+ZERO_MONEY = Decimal("0.00")
+BILL_COLUMNS = (
+    "id", "account_id", "meter_id", "period_start", "period_end", "reading_start_m3", "reading_end_m3", "volume_m3",
+    "total", "net_total", "tax_total", "cumulative_before", "cumulative_after", "category", "status", "created_at",
+)
+LINE_COLUMNS = (
+    "bill_id", "line_no", "tier", "tariff_version", "cycle_start", "start", "end", "volume_m3", "unit_price",
+    "amount", "vat_rate",
+)
+
+
+class RunPlan:
+    """What stays the same for every batch of a run: the period, its boundaries and, per category, the
+    calculator (or why the category cannot be billed) and whether a chaining bill's cumulative carries.
+
+    Only one thread at a time may price with a plan (its per-category cache is not locked).
+    """
+
+    def __init__(self, book: TariffBook, period_start: date, period_end: date, opening_at: datetime,
+                 closing_at: datetime, now: datetime) -> None:
+        self.book = book
+        self.period_start = period_start
+        self.period_end = period_end
+        self.opening_at = opening_at
+        self.closing_at = closing_at
+        self.now = now
+        self._pricers: dict[TariffCategory, tuple[PeriodPricer | TariffNotFound, bool]] = {}
+
+    def pricer(self, category: TariffCategory) -> tuple[PeriodPricer | TariffNotFound, bool]:
+        """The category's calculator (or ``TariffNotFound``) and whether a chaining bill's cumulative
+        carries into the period (see :func:`cumulative_before`)."""
+        found = self._pricers.get(category)
+        if found is None:
+            try:
+                pricer: PeriodPricer | TariffNotFound = PeriodPricer(
+                    self.book, category, self.period_start, self.period_end)
+            except TariffNotFound as exc:
+                pricer = exc
+            carries = cumulative_before(self.book, category, self.period_start, Decimal(1)) != 0
+            found = self._pricers[category] = (pricer, carries)
+        return found
+
+    def batch_query(self, after: str, size: int) -> Select[Any]:
+        """Up to ``size`` active accounts with a meter, by id after ``after``, each with everything its
+        bill needs, in one round trip: its first meter and meter count, the opening register (the last
+        reading at or before the start boundary), the closing register (the last reading after the start
+        boundary, up to the end boundary), whether the period is billed already and the chaining bill's
+        ``cumulative_after``. Every lookup is one index probe per account: correlated subqueries with
+        ``LIMIT 1``, which PostgreSQL cannot turn into a scan of a whole table."""
+        page = (
+            select(account.c.id, account.c.category, account.c.subcategory,
+                   func.min(meter.c.id).label("meter_id"), func.count(meter.c.id).label("meters"))
+            .join(meter, meter.c.account_id == account.c.id)
+            # The second bound lets the planner start the meter index at ``after`` too.
+            .where(account.c.status == "active", account.c.id > after, meter.c.account_id > after)
+            .group_by(account.c.id, account.c.category, account.c.subcategory)
+            .order_by(account.c.id)
+            .limit(size)
+            .subquery("page")
+        )
+
+        def register(*window: Any) -> Any:
+            return (select(reading.c.volume_m3).where(reading.c.meter_id == page.c.meter_id, *window)
+                    .order_by(reading.c.read_at.desc()).limit(1).scalar_subquery())
+
+        billed = (select(bill.c.id).where(bill.c.account_id == page.c.id, bill.c.period_start == self.period_start,
+                                          bill.c.period_end == self.period_end).limit(1).scalar_subquery())
+        chained = (select(bill.c.cumulative_after)
+                   .where(bill.c.account_id == page.c.id, bill.c.period_start < self.period_start,
+                          bill.c.period_end == self.period_start, bill.c.status == "issued")
+                   .order_by(bill.c.period_start.desc()).limit(1).scalar_subquery())
+        return select(
+            page.c.id, page.c.category, page.c.subcategory, page.c.meter_id, page.c.meters,
+            register(reading.c.read_at <= self.opening_at).label("opening_m3"),
+            register(reading.c.read_at > self.opening_at, reading.c.read_at <= self.closing_at).label("closing_m3"),
+            billed.label("billed"), chained.label("chained"),
+        ).order_by(page.c.id)
+
+
+@dataclass(slots=True)
+class PricedBatch:
+    """A batch priced in memory: the bill rows to insert and, per bill, what its lines and event need."""
+
+    accounts: int
+    already_billed: int = 0
+    skipped: list[SkippedAccount] = field(default_factory=list)
+    bills: list[tuple[Any, ...]] = field(default_factory=list)
+    """Rows of ``core_bill`` in ``BILL_COLUMNS`` order."""
+    lines: list[tuple[Any, ...]] = field(default_factory=list)
+    """Rows of ``core_bill_line`` in ``LINE_COLUMNS`` order, for every bill."""
+    events: list[tuple[Event, None]] = field(default_factory=list)
+    """One ``bill.issued`` per bill row, in the same order."""
+
+
+def price_batch(plan: RunPlan, batch: list[Any]) -> PricedBatch:
+    """Price the rows of one ``batch_query``: no I/O, so it can run in a worker thread while the
+    connection writes the previous batch."""
+    out = PricedBatch(accounts=len(batch))
+    period_start, period_end, now = plan.period_start, plan.period_end, plan.now
+    ids = iter(new_ids(len(batch)))
+    for account_id, category, subcategory, meter_id, meters, opening_m3, closing_m3, billed, chained in batch:
+        if billed is not None:
+            out.already_billed += 1
+            continue
+        if meters > 1:
+            out.skipped.append(SkippedAccount(account_id, None, SkipReason.SEVERAL_METERS, f"{meters} meters"))
+            continue
+        skip = skip_reason(account_id, meter_id, opening_m3, closing_m3, plan.opening_at)
+        if skip is not None:
+            out.skipped.append(skip)
+            continue
+        tariff_category = tariff_category_of(category, subcategory)
+        if tariff_category is None:
+            out.skipped.append(
+                SkippedAccount(account_id, meter_id, SkipReason.UNKNOWN_CATEGORY, f"{category}/{subcategory}"))
+            continue
+        pricer, carries = plan.pricer(tariff_category)
+        if isinstance(pricer, TariffNotFound):
+            out.skipped.append(SkippedAccount(account_id, meter_id, SkipReason.NO_TARIFF, str(pricer)))
+            continue
+        issued = pricer.bill(closing_m3 - opening_m3, chained if carries and chained is not None else ZERO_VOLUME)
+        bill_id = next(ids)
+        volume, total, net_total, tax_total = issued.volume_m3, issued.total, issued.net_total, issued.tax_total
+        out.bills.append((bill_id, account_id, meter_id, period_start, period_end, opening_m3, closing_m3, volume,
+                          total, net_total, tax_total, issued.cumulative_before, issued.cumulative_after,
+                          tariff_category.value, "issued", now))
+        out.lines.extend((bill_id, n, line.tier, line.tariff_version, line.cycle_start, line.start, line.end,
+                          line.volume_m3, line.unit_price, line.amount, line.vat_rate)
+                         for n, line in enumerate(issued.lines, start=1))
+        out.events.append((Event(type="bill.issued", subject=account_id, data=BillIssued(
+            bill_id=bill_id, account_id=account_id, meter_id=meter_id, period_start=period_start,
+            period_end=period_end, category=tariff_category.value, volume_m3=volume, total=total,
+            net_total=net_total, tax_total=tax_total, issued_at=now)), None))
+    return out
+
+
+async def write_batch(conn: AsyncConnection, priced: PricedBatch, result: BillingRunResult) -> None:
+    """Insert the bills (leaving out any another run inserted meanwhile), then the lines and events of those
+    this run really inserted; add the batch to ``result``."""
+    result.accounts_seen += priced.accounts
+    result.already_billed += priced.already_billed
+    result.skipped.extend(priced.skipped)
+    if not priced.bills:
+        return
+    bills, lines, events = priced.bills, priced.lines, priced.events
+    inserted = await insert_new(conn, bill, dict(zip(BILL_COLUMNS, zip(*bills, strict=True), strict=True)))
+    if len(inserted) < len(bills):  # lost a race with another run: keep what this run inserted
+        result.already_billed += len(bills) - len(inserted)
+        events = [event for row, event in zip(bills, events, strict=True) if row[0] in inserted]
+        bills = [row for row in bills if row[0] in inserted]
+        lines = [line for line in lines if line[0] in inserted]
+    if lines:
+        await insert_columns(conn, bill_line, dict(zip(LINE_COLUMNS, zip(*lines, strict=True), strict=True)))
+    await emit(conn, events)
+    result.bill_ids.extend(row[0] for row in bills)
+    result.total_billed += sum((row[8] for row in bills), ZERO_MONEY)
+    result.bills_issued += len(events)
+
+
+def tariff_category_of(category: str, subcategory: str | None) -> TariffCategory | None:
+    if category == "residential":
+        return TariffCategory.RESIDENTIAL
+    if category == "non_residential" and subcategory in ("industrial", "commercial", "heating"):
+        return TariffCategory(subcategory)
+    return None
+
+
+def skip_reason(
+    account_id: str, meter_id: str, opening_m3: Decimal | None, closing_m3: Decimal | None, opening_at: datetime
+) -> SkippedAccount | None:
+    if opening_m3 is None:
+        return SkippedAccount(account_id, meter_id, SkipReason.NO_OPENING_READING, f"none at or before {opening_at}")
+    if closing_m3 is None:
+        return SkippedAccount(account_id, meter_id, SkipReason.NO_CLOSING_READING, "no reading in the period")
+    if closing_m3 < opening_m3:
+        return SkippedAccount(
+            account_id, meter_id, SkipReason.NEGATIVE_CONSUMPTION, f"{opening_m3} m³ -> {closing_m3} m³"
+        )
+    return None
+
+
+def cumulative_before(
+    book: TariffBook, category: TariffCategory, period_start: date, previous_after: Decimal | None
+) -> Decimal:
+    """The chaining bill's ``cumulative_after``, or 0 (no chaining bill, flat tariff, cycle start)."""
+    if previous_after is None or category is not TariffCategory.RESIDENTIAL:
+        return ZERO_VOLUME
+    try:
+        tariff = book.in_force(category, period_start)
+    except TariffNotFound:
+        return ZERO_VOLUME
+    if isinstance(tariff, ResidentialTariff) and tariff.cycle_start.cycle_of(period_start) == period_start:
+        return ZERO_VOLUME
+    return Decimal(previous_after)

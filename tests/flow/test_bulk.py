@@ -1,0 +1,80 @@
+"""Bulk inserts (``core.db.bulk``) on SQLite and PostgreSQL: ``insert_new`` leaves out rows that collide
+and says which went in, and on PostgreSQL a ``COPY`` is part of the caller's transaction even when it is
+its first statement."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from core.db.bulk import insert_columns, insert_new
+from core.db.tables import reading
+from hub.migrations import upgrade
+from tests.flow.conftest import fresh_postgres_database
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    if request.param == "sqlite":
+        url, drop = f"sqlite+aiosqlite:///{tmp_path}/bulk.db", None
+    else:
+        url, drop = await fresh_postgres_database(request.getfixturevalue("postgres_url"))
+    try:
+        await asyncio.to_thread(upgrade, url)
+        eng = create_async_engine(url)
+        try:
+            yield eng
+        finally:
+            await eng.dispose()
+    finally:
+        if drop is not None:
+            await drop()
+
+
+def readings(ids: list[str], meter: str = "M1") -> dict[str, list[Any]]:
+    return {
+        "id": ids, "meter_id": [meter] * len(ids),
+        "read_at": [T0 + timedelta(hours=int(i.rsplit("-", 1)[1])) for i in ids],
+        "volume_m3": [Decimal("1.000")] * len(ids), "source": ["manual"] * len(ids), "quality": [""] * len(ids),
+        "message_id": ids,
+    }
+
+
+async def count(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int(await conn.scalar(select(func.count()).select_from(reading)) or 0)
+
+
+async def test_insert_new_leaves_out_colliding_rows_and_says_which_went_in(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        assert await insert_new(conn, reading, readings(["a-1", "a-2"])) == {"a-1", "a-2"}
+    async with engine.begin() as conn:
+        # b-2 collides with a-2 on (meter_id, read_at); b-3 is new
+        assert await insert_new(conn, reading, readings(["b-2", "b-3"])) == {"b-3"}
+        assert await insert_new(conn, reading, readings([])) == set()
+    async with engine.connect() as conn:
+        assert sorted((await conn.execute(select(reading.c.id))).scalars()) == ["a-1", "a-2", "b-3"]
+
+
+async def test_bulk_writes_as_the_first_statements_roll_back_with_the_transaction(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        transaction = await conn.begin()
+        await insert_columns(conn, reading, readings(["c-1", "c-2"]))  # COPY on PostgreSQL
+        assert await insert_new(conn, reading, readings(["c-3"], meter="M2")) == {"c-3"}
+        await transaction.rollback()
+    assert await count(engine) == 0
+    async with engine.connect() as conn:
+        transaction = await conn.begin()
+        assert await insert_new(conn, reading, readings(["d-1"])) == {"d-1"}  # the savepoint path first
+        await transaction.rollback()
+    assert await count(engine) == 0
