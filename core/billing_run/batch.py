@@ -99,6 +99,10 @@ class RunPlan:
             page.c.id, page.c.category, page.c.subcategory, page.c.meter_id, page.c.meters,
             register(reading.c.read_at <= self.opening_at).label("opening_m3"),
             register(reading.c.read_at > self.opening_at, reading.c.read_at <= self.closing_at).label("closing_m3"),
+            (select(reading.c.correlation_id)
+             .where(reading.c.meter_id == page.c.meter_id, reading.c.read_at > self.opening_at,
+                    reading.c.read_at <= self.closing_at)
+             .order_by(reading.c.read_at.desc()).limit(1).scalar_subquery()).label("closing_flow"),
             billed.label("billed"), chained.label("chained"),
         ).order_by(page.c.id)
 
@@ -124,7 +128,8 @@ def price_batch(plan: RunPlan, batch: list[Any]) -> PricedBatch:
     out = PricedBatch(accounts=len(batch))
     period_start, period_end, now = plan.period_start, plan.period_end, plan.now
     ids = iter(new_ids(len(batch)))
-    for account_id, category, subcategory, meter_id, meters, opening_m3, closing_m3, billed, chained in batch:
+    for account_id, category, subcategory, meter_id, meters, opening_m3, closing_m3, closing_flow, billed, chained \
+            in batch:
         if billed is not None:
             out.already_billed += 1
             continue
@@ -156,7 +161,7 @@ def price_batch(plan: RunPlan, batch: list[Any]) -> PricedBatch:
         out.events.append((Event(type="bill.issued", subject=account_id, data=BillIssued(
             bill_id=bill_id, account_id=account_id, meter_id=meter_id, period_start=period_start,
             period_end=period_end, category=tariff_category.value, volume_m3=volume, total=total,
-            net_total=net_total, tax_total=tax_total, issued_at=now)), None))
+            net_total=net_total, tax_total=tax_total, issued_at=now), correlation_id=closing_flow), None))
     return out
 
 

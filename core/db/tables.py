@@ -56,6 +56,8 @@ reading = Table(
     Column("source", String(16), nullable=False),
     Column("quality", String(200), nullable=False, default=""),
     Column("message_id", String(64), nullable=False),
+    # The flow the reading came in (its ops trace): a bill it closes is issued in the same flow.
+    Column("correlation_id", String(64)),
     UniqueConstraint("meter_id", "read_at", name="uq_core_reading_meter_time"),
 )
 

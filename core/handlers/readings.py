@@ -274,6 +274,7 @@ async def _insert(conn: AsyncConnection, pending: list[_Pending]) -> list[_Pendi
         "source": [p.data.source.value for p in todo],
         "quality": [_quality(p) for p in todo],
         "message_id": [p.item.message_id for p in todo],
+        "correlation_id": [p.item.correlation_id for p in todo],
     }
     inserted = {r[0] for r in await insert_columns(conn, reading, columns, ignore_conflicts=True, returning=("id",),
                                                    mostly_new=True)}
@@ -298,6 +299,7 @@ async def _insert_unvalidated(conn: AsyncConnection, items: Sequence[Incoming]) 
         "source": [d.source.value for d in readings],
         "quality": ["unvalidated"] * len(ids),
         "message_id": ids,
+        "correlation_id": [item.correlation_id for item in items],
     }
     inserted = {r[0] for r in await insert_columns(conn, reading, columns, ignore_conflicts=True, returning=("id",),
                                                    mostly_new=True)}

@@ -22,6 +22,7 @@ from core.messages import Incoming
 from core.payments import KeysMissing
 from core.privacy import generate_key
 from hub.app import Hub
+from hub.envelope import Envelope
 from hub.errors import ConfigError
 from hub.store.tables import message
 from tests.flow.conftest import OPS_TOKEN, Stack, eventually
@@ -133,3 +134,46 @@ async def test_without_a_key_the_hub_refuses_the_route_and_the_handler_refuses_t
                             issued_at=datetime(2026, 2, 2, tzinfo=UTC))
         with pytest.raises(KeysMissing, match=r"GASHUB_CORE__KEYS__.*replay"):
             await BillNotifier(CoreConfig()).notify_bill(conn, [Incoming("m", "bill.issued", None, "m", issued)])
+
+
+async def test_a_reading_from_the_hub_closes_a_bill_in_its_own_flow(stack: Stack) -> None:
+    """The reading that closes the period comes through the hub; the bill, its SMS and the delivery
+    report all join the reading's correlation id, so one ops trace shows reading → bill → SMS."""
+    (stack.routes_dir / "billing.toml").write_text(ROUTE)
+    hub = await stack.start_hub(core=KEYS)
+    assert hub.privacy is not None
+    async with hub.db.begin() as conn:
+        view = await open_account(conn, hub.privacy, "req-bill-2", ALICE, HOME, "residential", "postpaid",
+                                  opened_at=datetime(2025, 6, 1, tzinfo=UTC))
+        await conn.execute(insert(meter).values(
+            id="MB2", account_id=view.account_id, model="G2.5", installed_at=date(2025, 6, 1),
+            replace_by=date(2035, 6, 1), valve_state="open", prepaid_balance=Decimal("0.00")))
+        await conn.execute(insert(reading).values(  # the opening register, read last month
+            id="RB-open", meter_id="MB2", read_at=datetime(2025, 12, 31, 16, tzinfo=UTC),
+            volume_m3=Decimal("1000.000"), source="manual", quality="valid", message_id="rb-open"))
+    closing = Envelope(type="meter.reading", source="test", subject="MB2", data={
+        "meter_id": "MB2", "read_at": "2026-01-31T23:30:00+08:00", "volume_m3": "1120.000", "source": "vendor"})
+    await hub.publisher.publish([closing])
+
+    async def stored() -> bool:
+        async with hub.db.read() as conn:
+            return (await conn.execute(select(reading.c.correlation_id).where(reading.c.message_id == closing.id))
+                    ).scalar() == closing.correlation_id
+    await eventually(stored, what="the closing reading, with its flow")
+    await _bill(hub)
+
+    base = stack.base_url(hub)
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {OPS_TOKEN}"}) as http:
+        async def flow() -> tuple[list[str], list[tuple[str, str]]]:
+            async with http.get(f"{base}/ops/messages/{closing.id}/trace") as resp:
+                trace = await resp.json()
+            return [m["type"] for m in trace["messages"]], [(h["route"], h["outcome"]) for h in trace["hops"]]
+
+        async def complete() -> bool:
+            return ("sms-delivered", "delivered") in (await flow())[1]
+        await eventually(complete, what="reading → bill → SMS → delivery in one trace")
+        types, hops = await flow()
+    assert types[:2] == ["meter.reading", "bill.issued"]
+    assert {"notification.requested", "notification.delivered"} <= set(types)
+    assert [h for h in hops if h[1] == "delivered"][:2] == [("readings", "delivered"), ("bill-notify", "delivered")]
+    assert [s["params"]["volume_m3"] for s in stack.sms.sent] == ["120.000"]
