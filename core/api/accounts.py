@@ -60,6 +60,7 @@ from core.db.tables import alarm, reading
 from core.db.tables_accounts import account, premises
 from core.db.tables_accounts import request as request_table
 from core.db.tables_billing import bill, meter
+from core.db.tables_payments import allocation, credit, invoice, payment
 from core.errors import Conflict, DomainRejected
 
 PRIVACY: web.AppKey[Privacy | None] = web.AppKey("gashub_api_privacy")
@@ -139,14 +140,43 @@ class BillSummary(BaseModel):
     category: str
     volume_m3: Decimal
     total: Decimal
+    paid: Decimal = Field(description="Allocated to this bill by payments (refunds taken back).")
+    outstanding: Decimal
     status: str
     created_at: datetime
 
 
+class PaymentSummary(BaseModel):
+    """A payment's header (``GET /payments/{id}`` has where its money went)."""
+
+    payment_id: str
+    channel: str
+    amount: Decimal
+    paid_at: datetime
+    status: str
+
+
+class InvoiceSummary(BaseModel):
+    """An invoice request and, once issued, its number; the user name always masked here."""
+
+    invoice_id: str
+    kind: str
+    scope: str
+    reference_id: str
+    status: str
+    user_name: str
+    invoice_type: str | None
+    invoice_number: str | None
+    total: Decimal
+    issued_at: datetime | None
+
+
 class AccountOverview(BaseModel):
-    """Everything about one account (U2: business progress, gas usage, bills): the account, its holder
-    and status history, its meters with their latest readings (newest first) and open or acknowledged
-    alarms, and its latest bills (newest period first)."""
+    """Everything about one account (U2: business progress, gas usage, bills, invoices): the account,
+    its holder and status history, its meters with their latest readings (newest first) and open or
+    acknowledged alarms, its latest bills (newest period first) with what is paid and outstanding,
+    its unspent credit, latest payments and invoices. Longer histories are paged by ``GET /bills``,
+    ``/payments`` and ``/invoices`` with ``account_id``."""
 
     account: AccountView
     holder_history: list[HolderPeriod]
@@ -155,6 +185,9 @@ class AccountOverview(BaseModel):
     recent_readings: list[Reading]
     open_alarms: list[Alarm]
     recent_bills: list[BillSummary]
+    credit: Decimal = Field(description="Money paid in and not yet spent on bills (overpayments).")
+    recent_payments: list[PaymentSummary]
+    recent_invoices: list[InvoiceSummary]
 
 
 class AccountCount(BaseModel):
@@ -327,8 +360,29 @@ _BILLS = (
     .order_by(bill.c.period_start.desc(), bill.c.period_end.desc())
     .limit(RECENT)
 )
+_PAID = (
+    select(allocation.c.bill_id, func.sum(allocation.c.amount).label("paid"))
+    .where(allocation.c.bill_id.in_(bindparam("bills", expanding=True)))
+    .group_by(allocation.c.bill_id)
+)
+_CREDIT = select(func.coalesce(func.sum(credit.c.amount), 0)).where(credit.c.account_id == bindparam("account_id"))
+_PAYMENTS = (
+    select(payment.c.id.label("payment_id"), payment.c.channel, payment.c.amount, payment.c.paid_at, payment.c.status)
+    .where(payment.c.account_id == bindparam("account_id"))
+    .order_by(payment.c.paid_at.desc(), payment.c.id.desc())
+    .limit(RECENT)
+)
+_INVOICES = (
+    select(invoice.c.id.label("invoice_id"), invoice.c.kind, invoice.c.scope, invoice.c.reference_id,
+           invoice.c.status, invoice.c.user_name_masked.label("user_name"), invoice.c.invoice_type,
+           invoice.c.invoice_number, invoice.c.total, invoice.c.issued_at)
+    .where(invoice.c.account_id == bindparam("account_id"))
+    .order_by(invoice.c.id.desc())
+    .limit(RECENT)
+)
 """The overview's reads, built once (see ``core.accounts.service``): each an index range scan — meters
-by account, readings by meter and time, alarms by meter, bills by account."""
+by account, readings by meter and time, alarms by meter, bills, payments, credit and invoices by
+account, allocations by bill."""
 
 
 async def _usage(conn: AsyncConnection, account_id: str) -> tuple[list[str], list[Reading], list[Alarm],
@@ -340,8 +394,24 @@ async def _usage(conn: AsyncConnection, account_id: str) -> tuple[list[str], lis
     if meters:
         readings = [Reading.model_validate(r) for r in (await conn.execute(_READINGS, {"meters": meters})).mappings()]
         alarms = [Alarm.model_validate(r) for r in (await conn.execute(_OPEN_ALARMS, {"meters": meters})).mappings()]
-    bills = [BillSummary.model_validate(r) for r in (await conn.execute(_BILLS, {"account_id": account_id})).mappings()]
+    rows = [dict(r) for r in (await conn.execute(_BILLS, {"account_id": account_id})).mappings()]
+    paid: dict[str, Decimal] = {}
+    if rows:
+        paid = {b: p for b, p in await conn.execute(_PAID, {"bills": [r["bill_id"] for r in rows]})}
+    bills = [BillSummary.model_validate(r | {"paid": paid.get(r["bill_id"], Decimal("0.00")),
+                                              "outstanding": r["total"] - paid.get(r["bill_id"], Decimal("0.00"))})
+             for r in rows]
     return meters, readings, alarms, bills
+
+
+async def _money(conn: AsyncConnection, account_id: str) -> tuple[Decimal, list[PaymentSummary],
+                                                                   list[InvoiceSummary]]:
+    """The account's unspent credit, its latest payments and its latest invoices."""
+    args = {"account_id": account_id}
+    left = Decimal(await conn.scalar(_CREDIT, args) or 0).quantize(Decimal("0.01"))
+    payments = [PaymentSummary.model_validate(r) for r in (await conn.execute(_PAYMENTS, args)).mappings()]
+    invoices = [InvoiceSummary.model_validate(r) for r in (await conn.execute(_INVOICES, args)).mappings()]
+    return left, payments, invoices
 
 
 @require(Resource.ACCOUNTS, Action.READ)
@@ -355,12 +425,14 @@ async def account_overview(request: web.Request) -> web.StreamResponse:
         async with request.app[API].engine.connect() as conn:
             view = await _account_view(conn, privacy, account_id, q.reveal)
             meters, readings, alarms, bills = await _usage(conn, account_id)
+            left, payments, invoices = await _money(conn, account_id)
         link = (MeterLink(linked=True, meters=meters, reason=None) if meters
                 else MeterLink(linked=False, meters=[], reason=NO_METER))
         return AccountOverview(account=view, holder_history=list(view.holders),
                                status_history=list(view.status_history), meter_link=link,
                                recent_readings=readings, open_alarms=alarms,
-                               recent_bills=bills).model_dump(mode="json")
+                               recent_bills=bills, credit=left, recent_payments=payments,
+                               recent_invoices=invoices).model_dump(mode="json")
 
     return await _read(request, q.reveal, build)
 
@@ -392,8 +464,8 @@ def account_endpoints() -> list[Endpoint]:
         Endpoint("GET", "/accounts/{id}", get_account_route, "One account (masked unless reveal)", AccountView,
                  acc, rd, query=RevealQuery, path_params=("id",), errors=(400, 401, 403, 404, 503)),
         Endpoint("GET", "/accounts/{id}/overview", account_overview,
-                 "Everything about one account: holders, statuses, meters, recent readings, open alarms and recent "
-                 "bills", AccountOverview,
+                 "Everything about one account: holders, statuses, meters, recent readings, open alarms, recent "
+                 "bills with what is paid, credit, recent payments and invoices", AccountOverview,
                  acc, rd, query=RevealQuery, path_params=("id",), errors=(400, 401, 403, 404, 503)),
         Endpoint("POST", "/accounts/{id}/transfer", transfer_account_route,
                  "Transfer ownership (过户), idempotent by client_request_id", AccountView, acc, wr,

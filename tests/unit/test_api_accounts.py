@@ -25,6 +25,7 @@ from core.api.permissions import Action, Resource, allowed
 from core.db.tables import alarm, reading
 from core.db.tables_api import api_audit
 from core.db.tables_billing import bill, meter
+from core.db.tables_payments import allocation, credit, invoice, payment
 from core.privacy import KeyRing, generate_key
 from hub.migrations import upgrade
 
@@ -378,13 +379,14 @@ async def test_overview_of_an_account_without_a_meter(api: Api) -> None:
     assert resp.status == 200
     ov = await resp.json()
     assert set(ov) == {"account", "holder_history", "status_history", "meter_link", "recent_readings", "open_alarms",
-                       "recent_bills"}
+                       "recent_bills", "credit", "recent_payments", "recent_invoices"}
     assert ov["account"]["account_id"] == acc
     assert ov["account"]["masked"] is True
     assert [h["name"] for h in ov["holder_history"]] == ["张**"]
     assert [(s["status"], s["reason"]) for s in ov["status_history"]] == [("active", "opened")]
     assert ov["meter_link"] == {"linked": False, "meters": [], "reason": NO_METER}
     assert (ov["recent_readings"], ov["open_alarms"], ov["recent_bills"]) == ([], [], [])
+    assert (ov["credit"], ov["recent_payments"], ov["recent_invoices"]) == ("0.00", [], [])
 
 
 async def test_overview_shows_the_meters_readings_open_alarms_and_bills_of_the_account(api: Api) -> None:
@@ -413,6 +415,29 @@ async def test_overview_shows_the_meters_readings_open_alarms_and_bills_of_the_a
              "tax_total": Decimal("5.94"), "cumulative_before": Decimal(0), "cumulative_after": Decimal(30),
              "category": "residential", "status": "issued", "created_at": day}
             for owner in (acc, other) for month in range(1, 12)])
+        # A payment of 100.00 paid November's bill (72.00) and part of October's; 0.00 left as credit,
+        # then a second payment of 50.00 left 22.00 of credit after October; one invoice each.
+        await conn.execute(insert(payment), [
+            {"id": f"P-{n}", "channel": "wechat", "transaction_id": f"tx-{n}", "out_trade_no": f"o-{n}",
+             "account_id": acc, "amount": Decimal(amount), "refunded": Decimal("0.00"), "currency": "CNY",
+             "paid_at": day + timedelta(days=n),
+             "status": "received", "message_id": f"pm-{n}", "created_at": day}
+            for n, amount in ((1, "100.00"), (2, "50.00"))])
+        await conn.execute(insert(allocation), [
+            {"id": f"AL{n}", "payment_id": pid, "bill_id": f"B-{acc[-4:]}-{month}", "account_id": acc,
+             "kind": "payment", "amount": Decimal(amount), "created_at": day}
+            for n, (pid, month, amount) in enumerate((("P-1", 11, "72.00"), ("P-1", 10, "28.00"),
+                                                      ("P-2", 10, "28.00")))])
+        await conn.execute(insert(credit), [{"id": "CR1", "account_id": acc, "payment_id": "P-2", "bill_id": None,
+                                             "kind": "overpayment", "amount": Decimal("22.00"), "created_at": day}])
+        await conn.execute(insert(invoice), [
+            {"id": f"I-{n}", "request_serial": f"PAY-P-{n}", "kind": "blue", "scope": "payment",
+             "reference_id": f"P-{n}", "account_id": acc, "status": "issued" if n == 1 else "requested",
+             "user_name_enc": "v1:x", "user_name_masked": "张**", "invoice_type": "026" if n == 1 else None,
+             "invoice_number": "24330000000000000001" if n == 1 else None, "total": Decimal(amount),
+             "total_tax": Decimal("0.00"), "requested_at": day, "issued_at": day if n == 1 else None,
+             "updated_at": day}
+            for n, amount in ((1, "100.00"), (2, "50.00"))])
     ov = await (await api.client.get(f"/api/v1/accounts/{acc}/overview", headers=api.auth[Role.AUDITOR])).json()
     assert ov["meter_link"] == {"linked": True, "meters": ["M-A", "M-B"], "reason": None}
     readings = [(r["meter_id"], r["read_at"]) for r in ov["recent_readings"]]
@@ -423,8 +448,13 @@ async def test_overview_shows_the_meters_readings_open_alarms_and_bills_of_the_a
     assert [b["period_start"] for b in ov["recent_bills"]] == [f"2026-{m:02d}-01" for m in range(11, 0, -1)]
     assert ov["recent_bills"][0] == {
         "bill_id": f"B-{acc[-4:]}-11", "meter_id": "M-A", "period_start": "2026-11-01", "period_end": "2026-12-01",
-        "category": "residential", "volume_m3": "30.000", "total": "72.00", "status": "issued",
-        "created_at": "2026-01-31T08:00:00Z"}
+        "category": "residential", "volume_m3": "30.000", "total": "72.00", "paid": "72.00", "outstanding": "0.00",
+        "status": "issued", "created_at": "2026-01-31T08:00:00Z"}
+    assert [(b["paid"], b["outstanding"]) for b in ov["recent_bills"][1:3]] == [("56.00", "16.00"), ("0.00", "72.00")]
+    assert ov["credit"] == "22.00"
+    assert [(p["payment_id"], p["amount"]) for p in ov["recent_payments"]] == [("P-2", "50.00"), ("P-1", "100.00")]
+    assert [(i["invoice_id"], i["status"], i["invoice_number"], i["user_name"]) for i in ov["recent_invoices"]] == [
+        ("I-2", "requested", None, "张**"), ("I-1", "issued", "24330000000000000001", "张**")]
 
 
 # --- audit of writes ---------------------------------------------------------------------------------
