@@ -50,10 +50,11 @@ from core.api.framework import (
     Endpoint,
     parse_body,
     parse_query,
+    principal_of,
     require,
 )
 from core.api.models import Alarm, Query, Reading
-from core.api.permissions import Action, Resource
+from core.api.permissions import Action, Resource, Role, allowed
 from core.api.problems import ProblemError, json_response
 from core.api.reveal import read_revealable as _read
 from core.db.tables import alarm, reading
@@ -184,10 +185,11 @@ class AccountOverview(BaseModel):
     meter_link: MeterLink
     recent_readings: list[Reading]
     open_alarms: list[Alarm]
-    recent_bills: list[BillSummary]
-    credit: Decimal = Field(description="Money paid in and not yet spent on bills (overpayments).")
-    recent_payments: list[PaymentSummary]
-    recent_invoices: list[InvoiceSummary]
+    recent_bills: list[BillSummary] | None = Field(description="Null for roles that may not read bills.")
+    credit: Decimal | None = Field(description="Money paid in and not yet spent on bills (overpayments); null for "
+                                               "roles that may not read payments.")
+    recent_payments: list[PaymentSummary] | None = Field(description="Null for roles that may not read payments.")
+    recent_invoices: list[InvoiceSummary] | None = Field(description="Null for roles that may not read invoices.")
 
 
 class AccountCount(BaseModel):
@@ -404,14 +406,20 @@ async def _usage(conn: AsyncConnection, account_id: str) -> tuple[list[str], lis
     return meters, readings, alarms, bills
 
 
-async def _money(conn: AsyncConnection, account_id: str) -> tuple[Decimal, list[PaymentSummary],
-                                                                   list[InvoiceSummary]]:
-    """The account's unspent credit, its latest payments and its latest invoices."""
+async def _money(conn: AsyncConnection, account_id: str, role: Role) -> dict[str, Any]:
+    """The account's unspent credit and latest payments, and its latest invoices, as far as ``role``
+    may read payments and invoices (``None`` otherwise, as ``GET /payments`` and ``/invoices`` would
+    refuse it)."""
     args = {"account_id": account_id}
-    left = Decimal(await conn.scalar(_CREDIT, args) or 0).quantize(Decimal("0.01"))
-    payments = [PaymentSummary.model_validate(r) for r in (await conn.execute(_PAYMENTS, args)).mappings()]
-    invoices = [InvoiceSummary.model_validate(r) for r in (await conn.execute(_INVOICES, args)).mappings()]
-    return left, payments, invoices
+    out: dict[str, Any] = {"credit": None, "recent_payments": None, "recent_invoices": None}
+    if allowed(role, Resource.PAYMENTS, Action.READ):
+        out["credit"] = Decimal(await conn.scalar(_CREDIT, args) or 0).quantize(Decimal("0.01"))
+        out["recent_payments"] = [PaymentSummary.model_validate(r)
+                                  for r in (await conn.execute(_PAYMENTS, args)).mappings()]
+    if allowed(role, Resource.INVOICES, Action.READ):
+        out["recent_invoices"] = [InvoiceSummary.model_validate(r)
+                                  for r in (await conn.execute(_INVOICES, args)).mappings()]
+    return out
 
 
 @require(Resource.ACCOUNTS, Action.READ)
@@ -420,19 +428,20 @@ async def account_overview(request: web.Request) -> web.StreamResponse:
     privacy = _privacy(request)
     q = parse_query(request, RevealQuery)
     account_id = request.match_info["id"]
+    role = principal_of(request).role
 
     async def build() -> dict[str, Any]:
         async with request.app[API].engine.connect() as conn:
             view = await _account_view(conn, privacy, account_id, q.reveal)
             meters, readings, alarms, bills = await _usage(conn, account_id)
-            left, payments, invoices = await _money(conn, account_id)
+            money = await _money(conn, account_id, role)
         link = (MeterLink(linked=True, meters=meters, reason=None) if meters
                 else MeterLink(linked=False, meters=[], reason=NO_METER))
         return AccountOverview(account=view, holder_history=list(view.holders),
                                status_history=list(view.status_history), meter_link=link,
                                recent_readings=readings, open_alarms=alarms,
-                               recent_bills=bills, credit=left, recent_payments=payments,
-                               recent_invoices=invoices).model_dump(mode="json")
+                               recent_bills=bills if allowed(role, Resource.BILLS, Action.READ) else None,
+                               **money).model_dump(mode="json")
 
     return await _read(request, q.reveal, build)
 
