@@ -55,14 +55,15 @@ async def dues(hub: Hub, bill_ids: Sequence[str]) -> list[Due]:
 
 
 async def sample_bill(hub: Hub, result: BillingRunResult, privacy: Privacy) -> list[str]:
-    """One residential bill of the run in full (the holder and address masked)."""
+    """A typical residential bill of the run in full (the holder and address masked)."""
     async with hub.db.read() as conn:
-        row = (await conn.execute(
+        rows = (await conn.execute(
             select(bill).join(account, account.c.id == bill.c.account_id)
             .where(bill.c.id.in_(result.bill_ids), account.c.category == "residential")
-            .order_by(bill.c.volume_m3.desc()).limit(1))).first()
-        if row is None:
+            .order_by(bill.c.volume_m3, bill.c.id))).all()
+        if not rows:
             return []
+        row = rows[len(rows) // 2]  # a typical household: the median use
         view = await get_account(conn, privacy, row.account_id)
         lines = (await conn.execute(select(bill_line).where(bill_line.c.bill_id == row.id)
                                     .order_by(bill_line.c.line_no))).all()

@@ -36,7 +36,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from connectors.demo import report
 from connectors.demo.city import Household, plan_city
-from connectors.demo.payments import Notified, PaymentChannelSimulator
+from connectors.demo.payments import Due, Notified, PaymentChannelSimulator
 from connectors.demo.seed import Seeded, seed_city
 from connectors.http_sms.simulator import SmsGatewaySimulator
 from connectors.tax_demo.simulator import TaxPlatformSimulator
@@ -54,6 +54,8 @@ PROJECT = Path(__file__).resolve().parents[2]  # the demo runs this project's ow
 DEMO_ROUTES = Path(__file__).resolve().parent / "routes"
 BILL_AFTER_S = 3.0
 """Seconds of live readings before the billing run."""
+SMS_OUTAGE_S = 5.0
+"""How long the SMS gateway is down when the bills go out."""
 
 
 def demo_routes(target: Path) -> Path:
@@ -130,9 +132,9 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
     payer = PaymentChannelSimulator(hub.publisher.publish)
     tasks = [
         asyncio.create_task(vendor.run(rate, stop=stop), name="demo:readings"),
-        asyncio.create_task(_incidents(vendor, sms, stop), name="demo:incidents"),
+        asyncio.create_task(_incidents(vendor, stop), name="demo:incidents"),
         asyncio.create_task(_report(hub, vendor, sms, valves, payer, tax, stop), name="demo:report"),
-        asyncio.create_task(_story(hub, hub.privacy, payer, base, stop), name="demo:story"),
+        asyncio.create_task(_story(hub, hub.privacy, sms, payer, base, stop), name="demo:story"),
     ]
     try:
         left = None if duration is None else max(0.0, duration - (time.monotonic() - started))
@@ -188,13 +190,24 @@ async def _seed(hub: Hub, privacy: Privacy, city: list[Household]) -> Seeded:
             bar.stop()
 
 
-async def _story(hub: Hub, privacy: Privacy, payer: PaymentChannelSimulator, base: str,
+async def _story(hub: Hub, privacy: Privacy, sms: SmsGatewaySimulator, payer: PaymentChannelSimulator, base: str,
                  stop: asyncio.Event) -> None:
-    """Readings become bills, bills become payments, payments become invoices."""
+    """Readings become bills (whose SMS meet a gateway that is down for a while), bills become payments,
+    payments become invoices."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), BILL_AFTER_S)
     if stop.is_set():
         return
+    outage = asyncio.create_task(_sms_outage(sms, SMS_OUTAGE_S), name="demo:sms-outage")
+    try:
+        dues = await _bill(hub, privacy, base)
+        await _pay(payer, dues, base, stop)
+        await outage
+    finally:
+        outage.cancel()
+
+
+async def _bill(hub: Hub, privacy: Privacy, base: str) -> list[Due]:
     start, end = month_period(None)
     console.rule(f"billing {start:%Y-%m}")
     result = await bill_period(hub.db, load_tariffs(hub.settings.billing.tariffs_file), start, end)
@@ -205,7 +218,10 @@ async def _story(hub: Hub, privacy: Privacy, payer: PaymentChannelSimulator, bas
         console.print(line)
     console.print(f"  each bill.issued → core:notify_bill → an SMS to its holder; dashboard {base}/ops → "
                   "Messages, type bill.issued → Trace")
-    dues = await report.dues(hub, result.bill_ids)
+    return await report.dues(hub, result.bill_ids)
+
+
+async def _pay(payer: PaymentChannelSimulator, dues: list[Due], base: str, stop: asyncio.Event) -> None:
     payments = payer.plan(dues, datetime.now(COMPANY_TZ))
     if not payments:
         return
@@ -226,13 +242,22 @@ async def _story(hub: Hub, privacy: Privacy, payer: PaymentChannelSimulator, bas
             console.print(f"  trace it: {base}/ops → Messages, flow {n.envelope.correlation_id} "
                           "(payment.received → invoice.requested → invoice.issued)")
 
-    per_second = max(5.0, len(payments) / 6)
-    await payer.run(payments, per_second=per_second, stop=stop, on_sent=told)
+    await payer.run(payments, per_second=max(5.0, len(payments) / 6), stop=stop, on_sent=told)
     console.print(f"  {len(payer.sent):,} payments notified ({len(payer.repeated):,} twice); each invoice comes "
                   "from the [bold]simulated[/] tax platform (demo only, until the tax connector arrives)")
 
 
-async def _incidents(vendor: VendorCloudSimulator, sms: SmsGatewaySimulator, stop: asyncio.Event) -> None:
+async def _sms_outage(sms: SmsGatewaySimulator, lasting_s: float) -> None:
+    sms.down = True
+    console.print("[red]SMS gateway down[/] as the bills go out: the breaker opens, the bill SMS wait in their queue")
+    try:
+        await asyncio.sleep(lasting_s)
+    finally:
+        sms.down = False
+    console.print("[green]SMS gateway back[/]: the breaker lets a trial through, the waiting SMS go out")
+
+
+async def _incidents(vendor: VendorCloudSimulator, stop: asyncio.Event) -> None:
     rng = random.Random(11)
     tick = 0
     while not stop.is_set():
@@ -250,12 +275,6 @@ async def _incidents(vendor: VendorCloudSimulator, sms: SmsGatewaySimulator, sto
             bad["totalLitres"] = "lots"
             await vendor.push(bad)
             console.print("[red]unmappable reading[/] (totalLitres is not a number): dead-lettered with its reason")
-        if tick == 20:
-            sms.down = True
-            console.print("[red]SMS gateway down[/]: the breaker opens, notifications wait in their queue")
-        if tick == 35:
-            sms.down = False
-            console.print("[green]SMS gateway back[/]: the waiting notifications go out")
 
 
 async def _report(hub: Hub, vendor: VendorCloudSimulator, sms: SmsGatewaySimulator, valves: ValvePlatformSimulator,
@@ -264,11 +283,11 @@ async def _report(hub: Hub, vendor: VendorCloudSimulator, sms: SmsGatewaySimulat
         await asyncio.sleep(5.0)
         settled = {name: rt.pipeline.settled for name, rt in hub.runtimes.items()}
         breaker = hub.breakers.get("sms")
+        state = breaker.state if breaker else "-"
         console.print(
-            f"[dim]{time.strftime('%H:%M:%S')}[/] pushes {vendor.pushed:,}  readings stored "
-            f"{settled.get('vendor-readings', 0):,}  SMS sent {len(sms.sent):,}  valves closed "
-            f"{len(valves.commands)}  payments {len(payer.sent):,}  invoices issued {len(tax.invoices):,}  "
-            f"sms breaker {breaker.state if breaker else '-'}")
+            f"[dim]{time.strftime('%H:%M:%S')}[/] pushes {vendor.pushed:,}  readings "
+            f"{settled.get('vendor-readings', 0):,}  SMS {len(sms.sent):,} (breaker {state})"
+            f"  valves closed {len(valves.commands)}  payments {len(payer.sent):,}  invoices {len(tax.invoices):,}")
 
 
 async def _drain(hub: Hub, *, within_s: float) -> None:
