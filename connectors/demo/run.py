@@ -95,67 +95,65 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
     if database_url is None:
         await asyncio.to_thread(_fresh_demo_database)
     routes_dir = await asyncio.to_thread(demo_routes, Path("var") / "demo-routes")
-    sms = SmsGatewaySimulator()
-    valves = ValvePlatformSimulator()
-    tax = TaxPlatformSimulator()
-    for simulator in (sms, valves, tax):
-        await simulator.start()
-    vendor_token = secrets.token_urlsafe(16)
-    ops_token = os.environ.get("GASHUB_OPS__TOKEN") or secrets.token_urlsafe(18)
-    http_port = port if port is not None else int(os.environ.get("GASHUB_HTTP_PORT", "8080"))
-    settings = demo_settings(database_url=db_url, http_port=http_port, ops_token=ops_token,
-                             vendor_token=vendor_token, routes_dir=routes_dir, sms_url=sms.url,
-                             valves_url=valves.url, tax_url=tax.url)
-    hub = Hub.build(settings)
-    await hub.start()
-    assert hub.privacy is not None  # the demo configures a key
-    stop = stop_on_signals()
-    base = f"http://127.0.0.1:{http_port}"
-    console.print(f"[bold green]gashub demo[/] running on the embedded default "
-                  f"(SQLite {db_url.split('///')[-1]}, in-memory transport)")
-    console.print(f"  health    {base}/health")
-    console.print(f"  dashboard {base}/ops#token={ops_token}")
-    console.print(f"            (or open {base}/ops and paste the token [bold]{ops_token}[/])")
-    console.print(f"  metrics   {base}/metrics")
-    console.print("  Ctrl-C stops it" + (f"; stopping by itself after {duration:g} s" if duration else ""))
+    async with contextlib.AsyncExitStack() as cleanup:  # whatever fails, what was started is stopped
+        sms, valves, tax = SmsGatewaySimulator(), ValvePlatformSimulator(), TaxPlatformSimulator()
+        for simulator in (sms, valves, tax):
+            await simulator.start()
+            cleanup.push_async_callback(simulator.aclose)
+        vendor_token = secrets.token_urlsafe(16)
+        ops_token = os.environ.get("GASHUB_OPS__TOKEN") or secrets.token_urlsafe(18)
+        http_port = port if port is not None else int(os.environ.get("GASHUB_HTTP_PORT", "8080"))
+        settings = demo_settings(database_url=db_url, http_port=http_port, ops_token=ops_token,
+                                 vendor_token=vendor_token, routes_dir=routes_dir, sms_url=sms.url,
+                                 valves_url=valves.url, tax_url=tax.url)
+        hub = Hub.build(settings)
+        await hub.start()
+        cleanup.push_async_callback(hub.stop)
+        assert hub.privacy is not None  # the demo configures a key
+        stop = stop_on_signals()
+        base = f"http://127.0.0.1:{http_port}"
+        console.print(f"[bold green]gashub demo[/] running on the embedded default "
+                      f"(SQLite {db_url.split('///')[-1]}, in-memory transport)")
+        console.print(f"  health    {base}/health")
+        console.print(f"  dashboard {base}/ops#token={ops_token}")
+        console.print(f"            (or open {base}/ops and paste the token [bold]{ops_token}[/])")
+        console.print(f"  metrics   {base}/metrics")
+        console.print("  Ctrl-C stops it" + (f"; stopping by itself after {duration:g} s" if duration else ""))
 
-    today = datetime.now(COMPANY_TZ).date()
-    city = plan_city(accounts, today=today)
-    seeded = await _seed(hub, hub.privacy, city)
-    console.print(report.city_table(seeded))
-    console.print(f"  {seeded.readings:,} monthly readings loaded as a backfill (12 months up to {today:%Y-%m}-01); "
-                  "holders' names, phones and ID numbers stored encrypted with the demo's key")
+        today = datetime.now(COMPANY_TZ).date()
+        city = plan_city(accounts, today=today)
+        seeded = await _seed(hub, hub.privacy, city)
+        console.print(report.city_table(seeded))
+        console.print(f"  {seeded.readings:,} monthly readings loaded as a backfill (12 months up to "
+                      f"{today:%Y-%m}-01); holders' names, phones and ID numbers stored encrypted with the demo's key")
 
-    vendor = VendorCloudSimulator(f"{base}/partners/vendor-demo/push", vendor_token, meters=accounts,
-                                  valves=valves.valves)
-    vendor.start_from({home.meter_id: home.register_now for home in city})
-    payer = PaymentChannelSimulator(hub.publisher.publish)
-    tasks = [
-        asyncio.create_task(vendor.run(rate, stop=stop), name="demo:readings"),
-        asyncio.create_task(_incidents(vendor, stop), name="demo:incidents"),
-        asyncio.create_task(_report(hub, vendor, sms, valves, payer, tax, stop), name="demo:report"),
-        asyncio.create_task(_story(hub, hub.privacy, sms, payer, base, stop), name="demo:story"),
-    ]
-    try:
-        left = None if duration is None else max(0.0, duration - (time.monotonic() - started))
-        await wait_until_stopped(stop, left)
-    finally:
-        stop.set()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        vendor = VendorCloudSimulator(f"{base}/partners/vendor-demo/push", vendor_token, meters=accounts,
+                                      valves=valves.valves)
+        vendor.start_from({home.meter_id: home.register_now for home in city})
+        cleanup.push_async_callback(vendor.aclose)
+        payer = PaymentChannelSimulator(hub.publisher.publish)
+        tasks = [
+            asyncio.create_task(vendor.run(rate, stop=stop), name="demo:readings"),
+            asyncio.create_task(_incidents(vendor, stop), name="demo:incidents"),
+            asyncio.create_task(_report(hub, vendor, sms, valves, payer, tax, stop), name="demo:report"),
+            asyncio.create_task(_story(hub, hub.privacy, sms, payer, base, stop), name="demo:story"),
+        ]
+        try:
+            left = None if duration is None else max(0.0, duration - (time.monotonic() - started))
+            await wait_until_stopped(stop, left)
+        finally:
+            stop.set()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         await _drain(hub, within_s=3.0)
         summary = await report.summary(
             hub, await report.tally(hub), sms_sent=len(sms.sent),
             bill_sms=sum(1 for s in sms.sent if s.get("template") == "SMS_BILL"),
             valves_closed=len(valves.commands), notified=len(payer.sent), repeated=len(payer.repeated),
             tax_issued=len(tax.invoices))
-        await vendor.aclose()
-        await hub.stop()
-        for simulator in (sms, valves, tax):
-            await simulator.aclose()
     console.print(summary)
     return 0
 
