@@ -5,10 +5,10 @@ A day in the life of a gas company in Shaoxing, sped up:
 1. a fresh database gets a small city (:mod:`connectors.demo.city`): accounts in the six districts,
    holders encrypted with the demo's key, a meter each and a year of monthly readings;
 2. the meter vendor's cloud pushes live readings for those meters (now and then the same push twice,
-   or a malformed one), a leak alarm closes a valve through the meter platform;
+   a malformed or an unmappable one), a leak alarm closes a valve through the meter platform;
 3. the billing run bills the last full month with the shipped tariffs; each ``bill.issued`` becomes an
-   SMS to the holder through a gateway that later goes down for a while (its breaker opens, messages
-   wait, then flow again);
+   SMS to the holder through a gateway that is down just then (its breaker opens, the SMS wait in
+   their queue, then go out);
 4. customers pay some bills through WeChat Pay and Alipay (:mod:`connectors.demo.payments`; some
    notifications twice), the core credits each payment once, settles bills oldest first and asks for
    an invoice, which the *simulated* tax platform (:mod:`connectors.tax_demo`) issues;
