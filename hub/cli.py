@@ -78,7 +78,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from hub.demo import run_demo
 
-    return asyncio.run(run_demo(duration=args.duration, port=args.port, rate=args.rate))
+    return asyncio.run(run_demo(duration=args.duration, port=args.port, rate=args.rate, accounts=args.accounts))
+
+
+def _city_size(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of accounts") from None
+    if not 1 <= n <= 10_000:
+        raise argparse.ArgumentTypeError(f"{n} accounts: the demo city has 1-10000")
+    return n
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -356,10 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
     p = add("worker", cmd_worker, "Run route consumers only (scale out beside RabbitMQ and PostgreSQL).")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
-    p = add("demo", cmd_demo, "Run the hub with partner simulators and sample traffic on the embedded default.")
+    p = add("demo", cmd_demo, "Run the hub on the embedded default with a seeded city, partner simulators and sample "
+            "traffic.")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds (default: Ctrl-C)")
     p.add_argument("--port", type=int, default=None, help="HTTP port (default 8080 or GASHUB_HTTP_PORT)")
     p.add_argument("--rate", type=float, default=20.0, help="meter readings per second to simulate (default 20)")
+    p.add_argument("--accounts", type=_city_size, default=200, metavar="N",
+                   help="accounts in the seeded city, 1-10000 (default 200)")
     add("check", cmd_check, "Validate settings, routes and mappings without connecting to anything.")
     p = add("db", lambda a: 2, "Database tasks.")
     dbsub = p.add_subparsers(dest="db_command", required=True, metavar="TASK")

@@ -1,8 +1,11 @@
 """``VendorCloudSimulator``: a meter vendor's cloud pushing readings and alarms to the hub.
 
-Each simulated meter has a register that grows with realistic household use (more at meal times);
+Each simulated meter has a register that grows with realistic household use (a flow in m³/h, more at
+meal times, for the time since its last push);
 the simulator pushes readings at a set rate, repeats some pushes as real clouds do when an answer is
-slow, and can inject a leak alarm or a malformed push.
+slow, and can inject a leak alarm or a malformed push. Registers start where ``start_from`` says (a
+seeded city's last readings) or at random; a meter whose valve ``valves`` reports closed uses no gas
+and reports its valve closed.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -26,7 +30,10 @@ class VendorCloudSimulator:
     duplicate_rate: float = 0.02
     pushed: int = 0
     answers: dict[int, int] = field(default_factory=dict)
+    valves: Mapping[str, str] = field(default_factory=dict)
+    """Valve state by meter id, as the meter platform set it (e.g. ``ValvePlatformSimulator.valves``)."""
     _registers: dict[str, Decimal] = field(default_factory=dict)
+    _last_push: dict[str, float] = field(default_factory=dict)
     _seq: int = 0
     _session: aiohttp.ClientSession | None = None
 
@@ -39,18 +46,32 @@ class VendorCloudSimulator:
     def meter_id(n: int) -> str:
         return f"30{n:012d}"
 
+    def start_from(self, registers: Mapping[str, Decimal]) -> None:
+        """Set the registers of these meters (m³), e.g. to continue a seeded reading history."""
+        unknown = sorted(set(registers) - set(self._registers))
+        if unknown:
+            raise ValueError(f"no simulated meter {unknown[0]!r} (meters 0..{self.meters - 1})")
+        self._registers.update(registers)
+
     def _next_seq(self) -> int:
         self._seq += 1
         return self._seq
 
     def reading(self, n: int | None = None) -> dict[str, Any]:
         meter = self.meter_id(self._rng.randrange(self.meters) if n is None else n)
-        hour = time.localtime().tm_hour
-        use = Decimal(self._rng.uniform(0.01, 0.4 if hour in (6, 7, 11, 12, 17, 18, 19) else 0.08))
-        self._registers[meter] += use.quantize(Decimal("0.001"))
-        return {"event": "reading", "devId": meter, "seq": self._next_seq(), "ts": int(time.time() * 1000),
+        now = time.time()
+        hour = time.localtime(now).tm_hour
+        # Gas flows at a rate (m³/h) for the time since the meter's last push: more at meal times,
+        # never above what a household meter passes (a G2.5 meter's Qmax is 4 m³/h).
+        flow = self._rng.uniform(0.2, 1.5) if hour in (6, 7, 11, 12, 17, 18, 19) else self._rng.uniform(0.0, 0.4)
+        hours = Decimal(str(min(now - self._last_push.get(meter, now - 60.0), 3600.0) / 3600))
+        self._last_push[meter] = now
+        closed = self.valves.get(meter) == "closed"
+        if not closed:
+            self._registers[meter] += (Decimal(str(flow)) * hours).quantize(Decimal("0.001"))
+        return {"event": "reading", "devId": meter, "seq": self._next_seq(), "ts": int(now * 1000),
                 "totalLitres": int(self._registers[meter] * 1000), "total_m3": str(self._registers[meter]),
-                "valve": "0", "batt": round(self._rng.uniform(3.2, 3.6), 2)}
+                "valve": "1" if closed else "0", "batt": round(self._rng.uniform(3.2, 3.6), 2)}
 
     def alarm(self, n: int, kind: str = "leak") -> dict[str, Any]:
         return {"event": "alarm", "devId": self.meter_id(n), "seq": self._next_seq(), "ts": int(time.time() * 1000),

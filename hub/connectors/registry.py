@@ -21,6 +21,7 @@ from hub.errors import ConfigError
 BUILTIN: Mapping[str, str] = MappingProxyType(
     {
         "http_sms": "connectors.http_sms:HttpSmsConnector",
+        "tax_demo": "connectors.tax_demo:TaxDemoConnector",
         "valve_http": "connectors.valve_http:ValveHttpConnector",
         "vendor_push": "connectors.vendor_push:VendorPushConnector",
     }

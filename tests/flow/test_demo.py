@@ -1,16 +1,32 @@
-"""`gashub demo` runs on the embedded default, answers /health and /ops, and stops by itself."""
+"""`gashub demo` from an empty directory: it seeds a city with encrypted holders, bills the last month,
+turns payments into invoices through the simulated tax platform, shows the flows in /ops, keeps the
+audit chain intact and stops by itself."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
+import sqlite3
 import sys
+from collections.abc import Awaitable, Callable
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import orjson
 
-REPO = Path(__file__).resolve().parents[2]
+from connectors.demo.city import plan_city
+from connectors.vendor_push.simulator import VendorCloudSimulator
+from core.db.tables_accounts import DISTRICTS, LAT_RANGE, LON_RANGE
+from hub.store.audit import verify_chain
+from hub.store.db import Database
+
+ACCOUNTS = 120
+TOKEN = "demo-test-token"
 
 
 def free_port() -> int:
@@ -19,40 +35,147 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def test_demo_serves_health_and_ops_then_stops_after_its_duration(tmp_path: Path) -> None:
+async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"the demo never showed {what} within {timeout} s")
+        await asyncio.sleep(0.2)
+
+
+async def test_demo_seeds_a_city_bills_it_and_turns_payments_into_invoices(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GASHUB_")}
-    env["GASHUB_OPS__TOKEN"] = "demo-test-token"
+    env["GASHUB_OPS__TOKEN"] = TOKEN
+    env["COLUMNS"] = "200"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub.cli", "demo", "--duration", "12", "--port", str(port),
+        sys.executable, "-m", "hub.cli", "demo", "--duration", "18", "--port", str(port), "--accounts", str(ACCOUNTS),
         cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     try:
+        base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as http:
-            for _ in range(200):
+            async def healthy() -> bool:
                 try:
-                    async with http.get(f"http://127.0.0.1:{port}/health") as resp:
-                        if resp.status == 200:
-                            break
+                    async with http.get(f"{base}/health") as resp:
+                        return resp.status == 200
                 except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError("the demo never answered /health")
-            async with http.get(f"http://127.0.0.1:{port}/ops") as resp:
+                    return False
+
+            await _until(healthy, "/health", 10)
+            async with http.get(f"{base}/ops") as resp:
                 assert resp.status == 200
                 assert "gashub operations" in await resp.text()
-            await asyncio.sleep(4)  # let traffic flow
-            headers = {"Authorization": "Bearer demo-test-token"}
-            async with http.get(f"http://127.0.0.1:{port}/ops/routes", headers=headers) as resp:
-                routes = {r["name"]: r for r in (await resp.json())["routes"]}
-            assert routes["vendor-readings"]["settled"].get("delivered", 0) > 0
-        output, _ = await asyncio.wait_for(proc.communicate(), 60)
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+
+            async def flowing() -> bool:
+                async with http.get(f"{base}/ops/routes", headers=headers) as resp:
+                    routes = {r["name"]: r["settled"].get("delivered", 0) for r in (await resp.json())["routes"]}
+                return all(routes.get(name, 0) > 0 for name in (
+                    "vendor-readings", "bill-notify", "sms-send", "payments", "invoices-demo-tax", "invoices-issued"))
+
+            await _until(flowing, "readings, bills, SMS, payments and invoices on their routes", 17)
+            async with http.get(f"{base}/ops/messages", params={"type": "payment.received", "limit": "500"},
+                                headers=headers) as resp:
+                first = (await resp.json())["items"][-1]  # the oldest payment
+            trace: dict[str, Any] = {}
+
+            async def invoiced() -> bool:
+                async with http.get(f"{base}/ops/messages/{first['id']}/trace", headers=headers) as resp:
+                    trace.update(await resp.json())
+                return {m["type"] for m in trace["messages"]} == {
+                    "payment.received", "invoice.requested", "invoice.issued"}
+
+            await _until(invoiced, "a payment's whole flow in its trace", 5)
+        output, _ = await asyncio.wait_for(proc.communicate(), 30)
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
     text = output.decode()
     assert proc.returncode == 0, text
+    hops = [(h["route"], h["outcome"]) for h in trace["hops"] if h["outcome"] == "delivered"]
+    assert hops == [("payments", "delivered"), ("invoices-demo-tax", "delivered"), ("invoices-issued", "delivered")]
+
+    city = plan_city(ACCOUNTS, today=date.today())  # the holders the demo invented (they do not depend on the day)
+    personal = [v for home in city for v in (home.customer.name, home.customer.phone, home.customer.id_number)]
+    personal += [home.premises.address for home in city]
+    shown = text + orjson.dumps(trace).decode()
+    leaked = [v for v in personal if v in shown]
+    assert not leaked, f"personal data on the console or in the ops trace: {leaked[:3]}"
+
     assert "demo summary" in text
     assert "audit chain      intact" in text
-    assert (tmp_path / "var" / "demo.db").exists()
+    db_file = tmp_path / "var" / "demo.db"
+    assert db_file.exists()
+    assert sorted(p.name for p in (tmp_path / "var" / "demo-routes").glob("*.toml")) == [
+        "billing.toml", "demo-payments.toml", "meters.toml", "notifications.toml"]
+
+    with sqlite3.connect(db_file) as conn:
+        _city_is_seeded_and_encrypted(conn, personal)
+        _bills_payments_and_invoices(conn)
+    db = Database(f"sqlite+aiosqlite:///{db_file}")
+    try:
+        async with db.read() as conn:
+            verdict = await verify_chain(conn)
+    finally:
+        await db.aclose()
+    assert verdict.ok, verdict.problem
+    assert verdict.checked > 0
+
+
+def _city_is_seeded_and_encrypted(conn: sqlite3.Connection, personal: list[str]) -> None:
+    assert conn.execute("SELECT count(*) FROM core_customer").fetchone() == (ACCOUNTS,)
+    assert conn.execute("SELECT count(*) FROM core_account WHERE status = 'active'").fetchone() == (ACCOUNTS,)
+    kinds = dict(conn.execute("SELECT coalesce(subcategory, category), count(*) FROM core_account GROUP BY 1"))
+    assert set(kinds) == {"residential", "commercial"}
+    assert kinds["residential"] > kinds["commercial"] > 0
+    places = conn.execute("SELECT district, lat, lon FROM core_premises").fetchall()
+    assert len({d for d, _, _ in places}) >= 5
+    assert all(d in DISTRICTS and LAT_RANGE[0] <= lat <= LAT_RANGE[1] and LON_RANGE[0] <= lon <= LON_RANGE[1]
+               for d, lat, lon in places)
+    meters = dict(conn.execute("SELECT id, account_id FROM core_meter"))
+    assert sorted(meters) == [VendorCloudSimulator.meter_id(n) for n in range(ACCOUNTS)]  # the ids the cloud pushes
+    assert all(meters.values())
+    tokens = conn.execute("SELECT name_enc, phone_enc, id_number_enc FROM core_customer").fetchall()
+    assert all(t.startswith("v1:") for row in tokens for t in row)
+    # No holder's name, phone, ID number or address in clear in any row of any table.
+    raw = []
+    for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+        raw += [str(v) for row in conn.execute(f'SELECT * FROM "{table}"') for v in row if isinstance(v, str | bytes)]
+    everything = "\n".join(raw)
+    leaked = [v for v in personal if v in everything]
+    assert not leaked, f"personal data in clear in the database: {leaked[:3]}"
+    live = conn.execute("SELECT count(*) FROM core_reading WHERE quality != 'unvalidated'").fetchone()[0]
+    backfilled = conn.execute("SELECT count(*) FROM core_reading WHERE quality = 'unvalidated'").fetchone()[0]
+    assert backfilled == ACCOUNTS * 13
+    assert live > 0
+
+
+def _bills_payments_and_invoices(conn: sqlite3.Connection) -> None:
+    bills = conn.execute("SELECT count(*), sum(total), min(period_start), max(period_end) FROM core_bill").fetchone()
+    assert bills[0] == ACCOUNTS  # every account had its opening and closing readings
+    assert Decimal(str(bills[1])) > 0
+    sms = dict(conn.execute("SELECT outcome, count(*) FROM hub_hop WHERE route = 'sms-send' GROUP BY outcome"))
+    assert sms.get("retry", 0) > 0  # the gateway was down when the bills went out
+    assert sms["delivered"] == ACCOUNTS  # then every holder got the SMS of their bill
+    payments = conn.execute("SELECT id, amount FROM core_payment").fetchall()
+    assert payments
+    paid_in: dict[str, Decimal] = {pid: Decimal(0) for pid, _ in payments}
+    for pid, amount in conn.execute("SELECT payment_id, amount FROM core_payment_allocation"):
+        paid_in[pid] += Decimal(str(amount))
+    for pid, amount in conn.execute("SELECT payment_id, amount FROM core_account_credit"):
+        paid_in[pid] += Decimal(str(amount))
+    # Each payment credited exactly once: its allocations and credit add up to its amount, no more.
+    assert {pid: Decimal(str(amount)) for pid, amount in payments} == paid_in
+    assert conn.execute("SELECT count(*) FROM core_payment_allocation").fetchone()[0] > 0
+    notified = conn.execute("SELECT count(*) FROM hub_message WHERE type = 'payment.received'").fetchone()[0]
+    assert notified > len(payments)  # some notifications came twice and were credited once
+    requested = conn.execute("SELECT count(*) FROM hub_hop WHERE route = 'invoices-demo-tax' AND outcome = 'delivered'"
+                             ).fetchone()[0]
+    issued = conn.execute("SELECT invoice_number FROM core_invoice WHERE status = 'issued'").fetchall()
+    assert requested > 0
+    assert issued
+    assert all(re.fullmatch(r"\d{20}", n) for (n,) in issued)
+    assert conn.execute("SELECT count(*) FROM hub_message WHERE type = 'invoice.issued'").fetchone()[0] == len(issued)
+

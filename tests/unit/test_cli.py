@@ -441,3 +441,12 @@ def test_users_add_prints_a_password_once_and_refuses_a_taken_name(migrated_db: 
     bad = gashub("users", "add", "bob", "--role", "superuser", env=env)
     assert bad.returncode == 2
     assert "invalid choice" in bad.stderr
+
+
+@pytest.mark.parametrize(("value", "says"), [("0", "0 accounts: the demo city has 1-10000"),
+                                             ("10001", "10001 accounts"), ("many", "'many' is not a number")])
+def test_demo_refuses_a_city_size_it_cannot_seed(value: str, says: str, tmp_path: Path) -> None:
+    result = gashub("demo", "--accounts", value, "--duration", "1", cwd=tmp_path)
+    assert result.returncode == 2
+    assert says in result.stderr
+    assert not (tmp_path / "var").exists()  # refused before anything started

@@ -1,0 +1,145 @@
+"""``PaymentChannelSimulator``: customers paying their gas bills through WeChat Pay and Alipay.
+
+It stands in for the payment connectors (signed WeChat Pay and Alipay notifications) that come in a
+later issue, so it speaks no platform protocol: it publishes the canonical ``payment.received`` a
+payment connector would. Most customers pay their bill exactly, some round up (the rest is kept as
+credit), a few pay part of it; now and then a platform notifies the same payment twice (it retries
+when an answer is slow), and the core must credit it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import string
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from decimal import ROUND_CEILING, Decimal
+from typing import Any
+
+from hub.envelope import Envelope
+
+CENT = Decimal("0.01")
+Publish = Callable[[Sequence[Envelope]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A bill a customer may pay."""
+
+    bill_id: str
+    account_id: str
+    account_number: str
+    total: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """One payment as the platform reports it."""
+
+    channel: str
+    transaction_id: str
+    out_trade_no: str
+    account_id: str
+    account_number: str
+    amount: Decimal
+    paid_at: datetime
+    payer_ref: str
+    bill_total: Decimal
+
+    def data(self) -> dict[str, Any]:
+        return {"channel": self.channel, "transaction_id": self.transaction_id, "out_trade_no": self.out_trade_no,
+                "account_id": self.account_id, "amount": str(self.amount), "currency": "CNY",
+                "paid_at": self.paid_at.isoformat(), "payer_ref": self.payer_ref}
+
+    @property
+    def how(self) -> str:
+        if self.amount == self.bill_total:
+            return "the bill"
+        return "more than the bill" if self.amount > self.bill_total else "part of the bill"
+
+
+@dataclass(frozen=True, slots=True)
+class Notified:
+    payment: Payment
+    envelope: Envelope
+    """The first notification's message."""
+    twice: bool
+
+
+@dataclass
+class PaymentChannelSimulator:
+    publish: Publish
+    seed: int = 23
+    pay_share: float = 0.7
+    """The share of bills paid during the demo."""
+    repeat_rate: float = 0.1
+    """The share of payments notified twice."""
+    sent: list[Payment] = field(default_factory=list)
+    repeated: list[Payment] = field(default_factory=list)
+    messages: int = 0
+    _seq: int = 0
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def plan(self, dues: Sequence[Due], now: datetime) -> list[Payment]:
+        """Who pays what: ``pay_share`` of the bills, in a random order."""
+        chosen = self._rng.sample(list(dues), round(len(dues) * self.pay_share))
+        return [self._payment(due, now) for due in chosen]
+
+    def _payment(self, due: Due, now: datetime) -> Payment:
+        rng = self._rng
+        roll = rng.random()
+        if roll < 0.75:
+            amount = due.total
+        elif roll < 0.9:  # rounded up to the next 10 yuan: the rest stays as credit
+            amount = (due.total / 10).to_integral_value(ROUND_CEILING) * 10
+            amount = (amount if amount > due.total else amount + 10).quantize(CENT)
+        else:
+            amount = max(CENT, (due.total / 2).quantize(CENT))
+        self._seq += 1
+        day = f"{now:%Y%m%d}"
+        if rng.random() < 0.6:
+            channel = "wechat"
+            transaction_id = f"4200{rng.randrange(10**6):06d}{day}{rng.randrange(10**10):010d}"
+            payer = "oUpF8u" + "".join(rng.choice(string.ascii_letters + string.digits + "-_") for _ in range(22))
+        else:
+            channel = "alipay"
+            transaction_id = f"{day}22001{rng.randrange(10**15):015d}"
+            payer = f"2088{rng.randrange(10**12):012d}"
+        return Payment(channel=channel, transaction_id=transaction_id, out_trade_no=f"GAS{day}{self._seq:08d}",
+                       account_id=due.account_id, account_number=due.account_number, amount=amount, paid_at=now,
+                       payer_ref=payer, bill_total=due.total)
+
+    async def notify(self, payment: Payment) -> Notified:
+        """Publish the payment's ``payment.received`` (paid just now); the same notification again, now
+        and then."""
+        payment = replace(payment, paid_at=datetime.now(UTC).astimezone(payment.paid_at.tzinfo))
+        first = self._envelope(payment)
+        await self.publish([first])
+        self.sent.append(payment)
+        self.messages += 1
+        twice = self._rng.random() < self.repeat_rate
+        if twice:
+            await self.publish([self._envelope(payment)])
+            self.repeated.append(payment)
+            self.messages += 1
+        return Notified(payment, first, twice)
+
+    @staticmethod
+    def _envelope(payment: Payment) -> Envelope:
+        return Envelope(type="payment.received", source=f"demo.{payment.channel}", subject=payment.account_id,
+                        data=payment.data())
+
+    async def run(self, payments: Sequence[Payment], *, per_second: float, stop: asyncio.Event,
+                  on_sent: Callable[[Notified], None] | None = None) -> None:
+        """Notify ``payments`` at ``per_second`` until done or ``stop`` is set."""
+        for payment in payments:
+            if stop.is_set():
+                return
+            notified = await self.notify(payment)
+            if on_sent is not None:
+                on_sent(notified)
+            await asyncio.sleep(1.0 / per_second)
