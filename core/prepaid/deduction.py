@@ -42,25 +42,22 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from ulid import ULID
 
 from core.billing import TariffBook, TariffCategory, TariffNotFound
-from core.billing.money import ZERO_MONEY, ZERO_VOLUME, round_money
 from core.catalogue import Lane
 from core.catalogue.messages import NotificationKind, NotificationRequested, ValveAction, ValveCommand
 from core.db.bulk import insert_many
-from core.db.tables_billing import meter
 from core.db.tables_payments import prepaid_entry
-from core.db.types import UTCDateTime
 from core.messages import Event, Incoming, derived_id
 from core.outbox import emit
-from core.prepaid.pricing import CycleUse, PricedUse, Pricer
+from core.prepaid.pricing import PricedUse, Pricer
 from core.prepaid.settings import PrepaidSettings
+from core.prepaid.store import RESIDUE, MeterState, lock_states, save_states
 from core.readings.register import consumption
 from core.readings.settings import ValidationSettings
 from core.readings.vocabulary import RuleId
@@ -69,7 +66,7 @@ from core.valves import ClosedBy, Closure, open_closures, record_closures
 log = logging.getLogger(__name__)
 
 CHINA_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
-RESIDUE = Decimal("0.000000001")
+CENT = Decimal("0.01")
 REQUESTED_BY = "core.prepaid"
 
 PhoneLookup = Callable[[set[str]], Awaitable[dict[str, str]]]
@@ -99,16 +96,6 @@ class AcceptedReading:
 
 
 @dataclass(frozen=True, slots=True)
-class _State:
-    balance: Decimal
-    read_at: datetime | None
-    read_m3: Decimal | None
-    cycle: CycleUse
-    residue: Decimal
-    low_notified: bool
-
-
-@dataclass(frozen=True, slots=True)
 class _Zero:
     reading: AcceptedReading
     balance: Decimal
@@ -119,19 +106,6 @@ class _Low:
     reading: AcceptedReading
     balance: Decimal
     threshold: Decimal
-
-
-_STATE_COLUMNS = (meter.c.id, meter.c.prepaid_balance, meter.c.prepaid_read_at, meter.c.prepaid_read_m3,
-                  meter.c.prepaid_cycle_start, meter.c.prepaid_cycle_m3, meter.c.prepaid_residue,
-                  meter.c.prepaid_low_notified)
-_SET_STATE = (
-    update(meter)
-    .where(meter.c.id == bindparam("m"))
-    .values(prepaid_balance=bindparam("balance"), prepaid_read_at=bindparam("read_at", type_=UTCDateTime()),
-            prepaid_read_m3=bindparam("read_m3"), prepaid_cycle_start=bindparam("cycle_start"),
-            prepaid_cycle_m3=bindparam("cycle_m3"), prepaid_residue=bindparam("residue"),
-            prepaid_low_notified=bindparam("low_notified"))
-)
 
 
 class PrepaidMeters:
@@ -151,37 +125,21 @@ class PrepaidMeters:
         by_meter: dict[str, list[AcceptedReading]] = {}
         for r in readings:
             by_meter.setdefault(r.meter_id, []).append(r)
-        states = await self._lock(conn, sorted(by_meter))
+        states = await lock_states(conn, list(by_meter))
         entries: list[dict[str, Any]] = []
-        updates: list[dict[str, Any]] = []
+        changed: dict[str, MeterState] = {}
         low: list[_Low] = []
         zero: dict[str, _Zero] = {}
-        for meter_id, meter_readings in sorted(by_meter.items()):
-            state = states.get(meter_id)
-            if state is None:
-                continue
-            new = self._charge(state, sorted(meter_readings, key=lambda r: r.read_at), entries, low, zero, now)
+        for meter_id, state in states.items():
+            new = self._charge(state, sorted(by_meter[meter_id], key=lambda r: r.read_at), entries, low, zero, now)
             if new is not state:
-                updates.append({"m": meter_id, "balance": new.balance, "read_at": new.read_at, "read_m3": new.read_m3,
-                                "cycle_start": new.cycle.start, "cycle_m3": new.cycle.used_m3,
-                                "residue": new.residue, "low_notified": new.low_notified})
-        if updates:
-            await conn.execute(_SET_STATE, updates)
+                changed[meter_id] = new
+        await save_states(conn, changed)
         await insert_many(conn, prepaid_entry, entries)
         await self._tell(conn, low, zero, phones, now)
 
-    async def _lock(self, conn: AsyncConnection, meter_ids: list[str]) -> dict[str, _State]:
-        stmt = select(*_STATE_COLUMNS).where(meter.c.id.in_(meter_ids)).order_by(meter.c.id).with_for_update()
-        return {
-            r.id: _State(Decimal(r.prepaid_balance).quantize(ZERO_MONEY), r.prepaid_read_at,
-                         None if r.prepaid_read_m3 is None else Decimal(r.prepaid_read_m3).quantize(ZERO_VOLUME),
-                         CycleUse(r.prepaid_cycle_start, Decimal(r.prepaid_cycle_m3).quantize(ZERO_VOLUME)),
-                         Decimal(r.prepaid_residue).quantize(RESIDUE), bool(r.prepaid_low_notified))
-            for r in await conn.execute(stmt)
-        }
-
-    def _charge(self, state: _State, readings: list[AcceptedReading], entries: list[dict[str, Any]],
-                low: list[_Low], zero: dict[str, _Zero], now: datetime) -> _State:
+    def _charge(self, state: MeterState, readings: list[AcceptedReading], entries: list[dict[str, Any]],
+                low: list[_Low], zero: dict[str, _Zero], now: datetime) -> MeterState:
         """Charge one meter's readings in time order; returns its new state (``state`` if unchanged)."""
         balance, residue, cycle, low_notified = state.balance, state.residue, state.cycle, state.low_notified
         read_at, read_m3 = state.read_at, state.read_m3
@@ -210,7 +168,7 @@ class PrepaidMeters:
                 continue
             cycle = priced.cycle
             owed = priced.cost + residue
-            amount = round_money(owed)
+            amount = owed.quantize(CENT, rounding=ROUND_HALF_UP)  # exact: owed has a handful of places
             residue = (owed - amount).quantize(RESIDUE)
             balance -= amount
             entries.append({
@@ -221,13 +179,15 @@ class PrepaidMeters:
                 zero.setdefault(r.meter_id, _Zero(r, balance))
                 low_notified = True
                 continue
+            if low_notified:
+                continue
             threshold = self._threshold(r, priced)
-            if not low_notified and threshold is not None and balance < threshold:
+            if threshold is not None and balance < threshold:
                 low.append(_Low(r, balance, threshold))
                 low_notified = True
         if not changed:
             return state
-        return _State(balance, read_at, read_m3, cycle, residue, low_notified)
+        return MeterState(balance, read_at, read_m3, cycle, residue, low_notified)
 
     def _use(self, previous_m3: Decimal, current_m3: Decimal) -> Decimal:
         rules = self.rules
@@ -240,7 +200,8 @@ class PrepaidMeters:
         candidates = [s.low_balance_yuan] if s.low_balance_yuan is not None else []
         price = priced.unit_price_now
         if s.low_balance_days is not None and r.avg_daily_use_m3 and price is not None:
-            candidates.append(round_money(s.low_balance_days * r.avg_daily_use_m3 * price))
+            days = s.low_balance_days * r.avg_daily_use_m3 * price
+            candidates.append(days.quantize(CENT, rounding=ROUND_HALF_UP))
         return max(candidates, default=None)
 
     async def _tell(self, conn: AsyncConnection, low: list[_Low], zero: dict[str, _Zero], phones: PhoneLookup,

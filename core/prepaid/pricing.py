@@ -124,7 +124,7 @@ class Pricer:
             cumulative[segment.cycle_start] = used + share
             after = CycleUse(segment.cycle_start, cumulative[segment.cycle_start])
         with localcontext(EXACT):
-            cost = sum((line.cost for line in lines), Decimal(0))
+            cost = sum((line.volume_m3 * line.unit_price for line in lines), Decimal(0))
         return PricedUse(tuple(lines), cost, after)
 
     def _overlap(self, segment: Segment, start: datetime, end: datetime) -> Fraction:

@@ -93,7 +93,7 @@ async def test_readings_close_the_valve_a_top_up_does_not_and_the_engineer_reope
         last = points[-1][1]
 
         # Day one: 5.00 → 1.40, below 20.00: the low-balance SMS. Day two: → -2.20: closed.
-        status, first = await sim.push(push_doc(sim, 4, now - timedelta(days=1), last + DAILY))
+        status, _ = await sim.push(push_doc(sim, 4, now - timedelta(days=1), last + DAILY))
         assert status == 200
 
         async def told(n: int) -> bool:
