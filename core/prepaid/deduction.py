@@ -25,8 +25,10 @@ of a meter on a prepaid account that a ``record_reading`` batch really inserted:
 5. **Zero.** A deduction that leaves the balance at zero or below, on a meter with no prepaid closure
    pending, sends ``valve.command`` close on the safety lane (``command_id`` derived from the reading,
    ``requested_by = core.prepaid``), records the closure (``core_valve_closure``, reason ``prepaid``)
-   and tells the holder (``stage = zero``). A top-up does not reopen the valve: a field engineer
-   does, on site (:func:`core.valves.reopen_valve`).
+   and tells the holder (``stage = zero``, a safety notification: the supply stops now). A top-up
+   does not reopen the valve: a field engineer does, on site (:func:`core.valves.reopen_valve`).
+   With ``close_valve`` off (meters that close themselves) the holder is told when the balance
+   crosses zero.
 
 The meters' rows are locked (``SELECT … FOR UPDATE``, in id order, as ``record_payment`` locks them)
 before their state is read, so batches of the same meter and payments to it take turns; a batch
@@ -99,6 +101,8 @@ class AcceptedReading:
 class _Zero:
     reading: AcceptedReading
     balance: Decimal
+    crossed: bool
+    """This reading took the balance from above zero to zero or below."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,13 +174,13 @@ class PrepaidMeters:
             owed = priced.cost + residue
             amount = owed.quantize(CENT, rounding=ROUND_HALF_UP)  # exact: owed has a handful of places
             residue = (owed - amount).quantize(RESIDUE)
-            balance -= amount
+            before, balance = balance, balance - amount
             entries.append({
                 "id": str(ULID()), "meter_id": r.meter_id, "account_id": r.account_id, "payment_id": None,
                 "refund_row_id": None, "reading_id": r.reading_id, "kind": "deduction", "amount": -amount,
                 "balance_after": balance, "volume_m3": use, "detail": priced.detail(), "created_at": now})
             if balance <= 0:  # gas was used with nothing left to pay for it: close (once, see _tell)
-                zero.setdefault(r.meter_id, _Zero(r, balance))
+                zero.setdefault(r.meter_id, _Zero(r, balance, before > 0))
                 low_notified = True
                 continue
             if low_notified:
@@ -207,12 +211,14 @@ class PrepaidMeters:
     async def _tell(self, conn: AsyncConnection, low: list[_Low], zero: dict[str, _Zero], phones: PhoneLookup,
                     now: datetime) -> None:
         """Close valves at zero (once per closure) and ask for the holders' notifications."""
-        if zero:
+        s = self.settings
+        if zero and s.close_valve:
             pending = await open_closures(conn, zero)
             for meter_id, held in pending.items():
                 if any(c.reason is ClosedBy.PREPAID for c in held):
                     del zero[meter_id]  # closed for the balance already: nothing new to do
-        s = self.settings
+        elif zero:  # no closure to go by: tell the holder when the balance crosses zero, not after
+            zero = {m: z for m, z in zero.items() if z.crossed}
         commands: list[tuple[Event, Incoming]] = []
         closures: list[Closure] = []
         if s.close_valve:

@@ -335,6 +335,20 @@ async def test_the_valve_closes_once_at_zero_and_a_top_up_does_not_reopen_it(eng
     assert (await meter_row(engine)).valve_state == "open"  # as last reported: nothing was sent to open it
 
 
+async def test_meters_that_close_themselves_get_one_zero_notice_and_no_command(engine: AsyncEngine,
+                                                                              privacy: Privacy) -> None:
+    await prepaid_meter(engine, privacy, balance="5.00", cycle_m3="0.000")
+    meter_side = PrepaidSettings(enabled=True, low_balance_yuan=None, low_balance_days=None, close_valve=False)
+    items = [day(n) for n in range(1, 5)]  # 1.40, -2.20 (crossed: told), -5.80, -9.40
+    for item in items:
+        await handle(engine, item, prepaid=meter_side, privacy=privacy)
+    (told,) = await events(engine)
+    assert (told.type, told.data["notification_id"]) == ("notification.requested",
+                                                          f"prepaid-zero-{items[1].message_id}")
+    assert await closures(engine) == []
+    assert money((await meter_row(engine)).prepaid_balance) == D("-9.40")
+
+
 # ---- reopening ------------------------------------------------------------------------------------
 
 
