@@ -168,6 +168,15 @@ async def main_async(args: argparse.Namespace) -> int:
             async with db.engine.connect() as conn:
                 await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(
                     text("VACUUM (ANALYZE) core_outbox, core_bill, core_bill_line"))
+        if not args.keep_prepaid:
+            # The target is a run that bills every account of the city. Prepaid accounts are charged per
+            # reading and never billed, so the benchmark city's prepaid accounts become postpaid first.
+            async with db.begin() as conn:
+                switched = (await conn.execute(
+                    text("UPDATE core_account SET billing = 'postpaid' WHERE billing = 'prepaid'"))).rowcount
+            if switched:
+                print(f"{switched:,} prepaid accounts switched to postpaid, so that the run bills every account "
+                      "(--keep-prepaid to bill postpaid accounts only)")
         print(f"billing {accounts:,} accounts in batches of {args.batch_size:,}")
         profile = cProfile.Profile() if args.profile else None
         opening = await bill(db, "opening", OPENING_PERIOD, args.batch_size)
@@ -195,6 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="postgresql+asyncpg://… (default: GASHUB_DATABASE_URL)")
     parser.add_argument("--batch-size", type=int, default=2000, help="accounts per batch (default 2,000)")
     parser.add_argument("--fresh", action="store_true", help="delete bills of earlier runs first")
+    parser.add_argument("--keep-prepaid", action="store_true",
+                        help="leave prepaid accounts prepaid (never billed); by default they become postpaid so "
+                             "that the run bills every account")
     parser.add_argument("--check", type=int, default=2000, metavar="N",
                         help="recompute N random bills per run with the reference calculation (0: none)")
     parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the monthly run to FILE")

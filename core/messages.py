@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -22,6 +23,30 @@ class Incoming:
     data: CanonicalModel
 
 
+class Cause(Protocol):
+    """What an event is caused by: it joins the cause's business flow (``correlation_id``) and names
+    it as its ``causation_id``. An :class:`Incoming` message is one."""
+
+    @property
+    def message_id(self) -> str: ...
+
+    @property
+    def correlation_id(self) -> str: ...
+
+    @property
+    def subject(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Caused:
+    """A cause that is not a message handed to a handler: an event already written to the outbox
+    (``message_id``) in the flow ``correlation_id``, e.g. the close command a reopen answers."""
+
+    message_id: str
+    correlation_id: str
+    subject: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """An event the core emits; written to the outbox in the handler's transaction."""
@@ -35,6 +60,18 @@ class Event:
     correlation_id: str | None = None
     """The flow the event joins when it has no incoming cause (a billing run's bill joins the flow of
     the reading that closed it); otherwise the cause's flow, or a new one."""
+
+
+ID_LIMIT = 64
+
+
+def derived_id(prefix: str, message_id: str) -> str:
+    """``<prefix>-<message id>``, or a digest of the message id when that would be longer than 64: the
+    id of something a message causes at most once (an alarm, a notification, a valve command)."""
+    key = f"{prefix}-{message_id}"
+    if len(key) <= ID_LIMIT:
+        return key
+    return f"{prefix}-{hashlib.sha256(message_id.encode()).hexdigest()[:40]}"
 
 
 HandlerFn = Callable[[AsyncConnection, Sequence[Incoming]], Awaitable[Sequence[Mapping[str, Any] | None]]]

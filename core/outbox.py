@@ -22,7 +22,7 @@ from ulid import ULID
 from core.catalogue import CATALOGUE, Lane
 from core.db.bulk import insert_many
 from core.db.tables import outbox
-from core.messages import Event, Incoming
+from core.messages import Cause, Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +42,9 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
-async def emit(conn: AsyncConnection, events: Sequence[tuple[Event, Incoming | None]]) -> list[str]:
-    """Write events caused by incoming messages (or by nothing, for scheduled work)."""
+async def emit(conn: AsyncConnection, events: Sequence[tuple[Event, Cause | None]]) -> list[str]:
+    """Write events caused by incoming messages (or by nothing, for scheduled work); returns their
+    message ids, in order."""
     if not events:
         return []
     rows = []

@@ -107,9 +107,11 @@ class Hub:
             connectors[name] = registry.build(name, raw, context.for_connector(name))
         privacy = privacy_from(settings)
         db.sealer = BodySealer(CATALOGUE, privacy.cipher if privacy else None)
+        tariffs = load_tariffs(settings.billing.tariffs_file) if settings.core.prepaid.enabled else None
         targets = TargetCatalog(
             core=build_handlers(CoreConfig(privacy=privacy, payments=settings.core.payments,
-                                           readings=settings.core.readings)),
+                                           readings=settings.core.readings, prepaid=settings.core.prepaid,
+                                           tariffs=tariffs)),
             connectors={n: dict(c.actions) for n, c in connectors.items() if isinstance(c, OutboundConnector)},
         )
         routes = compile_routes(settings.routes_dir, catalogue=CATALOGUE, mappings=mappings, targets=targets,
@@ -322,10 +324,14 @@ def check_configuration(settings: Settings) -> list[ConfigError]:
             continue
         connectors[name] = dict(cls.actions)
     try:
-        load_tariffs(settings.billing.tariffs_file)
+        tariffs = load_tariffs(settings.billing.tariffs_file)
     except ConfigError as exc:
         problems.append(exc)
-    targets = TargetCatalog(core=build_handlers(CoreConfig(readings=settings.core.readings)), connectors=connectors)
+        tariffs = None
+    prepaid = settings.core.prepaid if tariffs is not None else settings.core.prepaid.model_copy(
+        update={"enabled": False})  # the missing tariff file is reported above
+    targets = TargetCatalog(core=build_handlers(CoreConfig(readings=settings.core.readings, prepaid=prepaid,
+                                                           tariffs=tariffs)), connectors=connectors)
     route_problems = check_routes(settings.routes_dir, catalogue=CATALOGUE, mappings=mappings, targets=targets,
                                   queue_prefix=settings.queue_prefix)
     problems += route_problems

@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from core.payments import PaymentSettings
+from core.prepaid import PrepaidSettings
 from core.readings import ReadingsSettings
 from hub.errors import ConfigError
 
@@ -79,6 +80,13 @@ class CoreSettings(_Section):
     """Reading validation (VEE): every rule's switch and threshold, and what ``core:record_reading``
     does with findings (``GASHUB_CORE__READINGS__RULES__DISABLED_RULES='["zero_use"]'``,
     ``[core.readings] notify = ["leak"]``). See ``core.readings.ReadingsSettings``."""
+    prepaid: PrepaidSettings = PrepaidSettings()
+    """Prepaid accounts (``[core.prepaid]``, ``GASHUB_CORE__PREPAID__ENABLED=true``): each accepted reading
+    of a prepaid meter is priced with the tariff book (``billing.tariffs_file``, loaded at start-up) and
+    deducted; a low balance is told once until the next top-up (``low_balance_yuan``,
+    ``low_balance_days``); the valve closes at zero (``valve.command`` on the safety lane) and reopens
+    only with an on-site confirmation (``POST /api/v1/meters/{id}/valve/reopen``). Off by default:
+    routes must take ``valve.command`` and ``notification.requested``. See ``core.prepaid.PrepaidSettings``."""
 
 
 class BillingSettings(_Section):

@@ -40,6 +40,7 @@ from core.api.payments import payment_endpoints
 from core.api.permissions import MATRIX, Action, Resource
 from core.api.problems import ProblemError, json_response
 from core.api.users import AccountLocked, LoginFailed, login, revoke_token
+from core.api.valves import valve_endpoints
 from core.db.tables import alarm, reading
 from core.db.tables_api import api_audit
 
@@ -228,4 +229,5 @@ def endpoints() -> list[Endpoint]:
         Endpoint("GET", "/audit", list_audit, "The API audit log, newest first, paged", AuditPage,
                  Resource.AUDIT, rd, query=AuditQuery),
         *payment_endpoints(),
+        *valve_endpoints(),
     ]

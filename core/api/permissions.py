@@ -31,6 +31,8 @@ class Resource(StrEnum):
     BILLS = "bills"
     PAYMENTS = "payments"
     INVOICES = "invoices"
+    VALVES = "valves"
+    """A meter's valve: why it is closed (read); reopening it after an on-site check (write)."""
 
 
 class Action(StrEnum):
@@ -49,20 +51,23 @@ MATRIX: dict[Role, dict[Resource, frozenset[Action]]] = {
     for role, grants in {
         Role.ADMIN: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.SUMMARIES: {_R},
-            Resource.AUDIT: {_R}, Resource.ACCOUNTS: {_R, _W}, Resource.PERSONAL_DATA: {_R}, **_MONEY, **_OWN,
+            Resource.AUDIT: {_R}, Resource.ACCOUNTS: {_R, _W}, Resource.PERSONAL_DATA: {_R}, **_MONEY,
+            Resource.VALVES: {_R, _W}, **_OWN,
         },
         Role.CUSTOMER_SERVICE: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R}, Resource.SUMMARIES: {_R},
-            Resource.ACCOUNTS: {_R, _W}, Resource.PERSONAL_DATA: {_R}, **_MONEY, **_OWN,
+            Resource.ACCOUNTS: {_R, _W}, Resource.PERSONAL_DATA: {_R}, **_MONEY, Resource.VALVES: {_R}, **_OWN,
         },
         Role.DISPATCHER: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.SUMMARIES: {_R}, Resource.ACCOUNTS: {_R},
-            **_OWN,
+            Resource.VALVES: {_R}, **_OWN,
         },
-        Role.FIELD_ENGINEER: {Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, **_OWN},
+        Role.FIELD_ENGINEER: {
+            Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.VALVES: {_R, _W}, **_OWN,
+        },
         Role.AUDITOR: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R}, Resource.SUMMARIES: {_R}, Resource.AUDIT: {_R},
-            Resource.ACCOUNTS: {_R}, **_MONEY, **_OWN,
+            Resource.ACCOUNTS: {_R}, **_MONEY, Resource.VALVES: {_R}, **_OWN,
         },
         Role.GOVERNMENT: {Resource.SUMMARIES: {_R}, **_OWN},
     }.items()
@@ -71,7 +76,8 @@ MATRIX: dict[Role, dict[Resource, frozenset[Action]]] = {
 role sees summaries only, which carry no personal data. Accounts are read masked by every role that
 may read them; only ``personal_data`` read (admin, customer service) may ask for ``?reveal=true``.
 Bills, payments and invoices: admin, customer service and the auditor read them; invoice user names
-are masked like account holders'."""
+are masked like account holders'. Valves: the roles that deal with meters read why one is closed; only
+the field engineer (after an on-site check) and the administrator reopen one."""
 
 
 def allowed(role: Role, resource: Resource, action: Action) -> bool:

@@ -67,7 +67,7 @@ class RunPlan:
         return found
 
     def batch_query(self, after: str, size: int) -> Select[Any]:
-        """Up to ``size`` active accounts with a meter, by id after ``after``, each with everything its
+        """Up to ``size`` active postpaid accounts with a meter, by id after ``after``, each with everything its
         bill needs, in one round trip: its first meter and meter count, the opening register (the last
         reading at or before the start boundary), the closing register (the last reading after the start
         boundary, up to the end boundary), whether the period is billed already and the chaining bill's
@@ -78,7 +78,9 @@ class RunPlan:
                    func.min(meter.c.id).label("meter_id"), func.count(meter.c.id).label("meters"))
             .join(meter, meter.c.account_id == account.c.id)
             # The second bound lets the planner start the meter index at ``after`` too.
-            .where(account.c.status == "active", account.c.id > after, meter.c.account_id > after)
+            # Prepaid accounts pay as they use (core.prepaid charges each reading): never billed.
+            .where(account.c.status == "active", account.c.billing == "postpaid", account.c.id > after,
+                   meter.c.account_id > after)
             .group_by(account.c.id, account.c.category, account.c.subcategory)
             .order_by(account.c.id)
             .limit(size)

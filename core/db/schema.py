@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.db import tables_accounts, tables_api, tables_billing, tables_payments
+from core.db import tables_accounts, tables_api, tables_billing, tables_payments, tables_valves
 from core.db.tables import metadata
 
-__all__ = ["metadata", "tables_accounts", "tables_api", "tables_billing", "tables_payments"]
+__all__ = ["metadata", "tables_accounts", "tables_api", "tables_billing", "tables_payments", "tables_valves"]

@@ -9,6 +9,7 @@ yuan (0.01), volumes m³ (0.001).
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     Column,
     Date,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    false,
 )
 
 from core.db.tables import metadata
@@ -43,8 +45,19 @@ meter = Table(
     Column("replace_by", Date),
     Column("valve_state", String(16), nullable=False, default="unknown"),
     Column("prepaid_balance", Numeric(14, 2), nullable=False, default=0),
+    Column("prepaid_read_at", UTCDateTime()),
+    Column("prepaid_read_m3", Numeric(14, 3)),
+    Column("prepaid_cycle_start", Date),
+    Column("prepaid_cycle_m3", Numeric(14, 3), nullable=False, default=0, server_default="0"),
+    Column("prepaid_residue", Numeric(14, 9), nullable=False, default=0, server_default="0"),
+    Column("prepaid_low_notified", Boolean, nullable=False, default=False, server_default=false()),
     CheckConstraint(_in("valve_state", VALVE_STATES), name="valve_state"),
 )
+"""A prepaid meter's pricing state (:mod:`core.prepaid`): the last reading priced (``prepaid_read_at``,
+``prepaid_read_m3``; the next reading is priced from there), the tier cumulative of the annual cycle
+(``prepaid_cycle_start``, ``prepaid_cycle_m3``), the exact cost not yet deducted because deductions
+are whole fen (``prepaid_residue``, under half a fen either way), and whether the holder was told the
+balance is low since the last top-up (``prepaid_low_notified``; a top-up clears it)."""
 
 bill = Table(
     "core_bill",

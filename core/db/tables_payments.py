@@ -10,8 +10,11 @@ followed from the payment to the bill, the credit or the meter that holds it.
   A bill's paid amount is the sum of its rows.
 * ``core_account_credit`` — the account's credit ledger: ``overpayment`` (+), ``applied`` to a bill (−),
   ``refund`` (−). Each row names the payment whose money it is; the balance is the sum.
-* ``core_prepaid_entry`` — top-ups and refunds of a prepaid meter's ``core_meter.prepaid_balance``,
-  with the balance after each one.
+* ``core_prepaid_entry`` — top-ups and refunds (naming their payment) and deductions for gas read
+  (naming their reading, at most once each: ``reading_id`` is unique; with the volume priced and its
+  tier lines in ``detail``) of a prepaid meter's ``core_meter.prepaid_balance``, with the balance
+  after each one. ``reading_id`` has no foreign key: readings are never deleted, and the check would
+  cost every charged reading an index probe on the hot path.
 * ``core_payment_refund`` — refunds and reversals (冲正), one per ``(payment, refund_id)``.
 * ``core_invoice`` / ``core_invoice_line`` — e-invoice requests and what the tax system answered.
   The user name and user number are personal: stored only as ``FieldCipher`` tokens bound to the
@@ -41,7 +44,7 @@ from core.db.types import UTCDateTime
 PAYMENT_STATUSES = ("received", "partly_refunded", "refunded", "reversed")
 ALLOCATION_KINDS = ("payment", "credit", "reversal")
 CREDIT_KINDS = ("overpayment", "applied", "refund")
-PREPAID_KINDS = ("top_up", "refund")
+PREPAID_KINDS = ("top_up", "refund", "deduction")
 REFUND_KINDS = ("refund", "reversal")
 INVOICE_STATUSES = ("requested", "issued", "failed", "reversed")
 INVOICE_KINDS = ("blue", "red")
@@ -129,14 +132,19 @@ prepaid_entry = Table(
     Column("id", String(32), primary_key=True),
     Column("meter_id", String(32), ForeignKey("core_meter.id"), nullable=False, index=True),
     Column("account_id", String(32), ForeignKey("core_account.id"), nullable=False),
-    Column("payment_id", String(32), ForeignKey("core_payment.id"), nullable=False, index=True),
+    Column("payment_id", String(32), ForeignKey("core_payment.id"), index=True),
     Column("refund_row_id", String(32), ForeignKey("core_payment_refund.id")),
+    Column("reading_id", String(32), unique=True),
     Column("kind", String(16), nullable=False),
     Column("amount", Numeric(14, 2), nullable=False),
     Column("balance_after", Numeric(14, 2), nullable=False),
+    Column("volume_m3", Numeric(14, 3)),
+    Column("detail", String(200)),
     Column("created_at", UTCDateTime(), nullable=False),
     CheckConstraint(_in("kind", PREPAID_KINDS), name="kind"),
     CheckConstraint("(kind = 'top_up') = (amount > 0)", name="sign"),
+    CheckConstraint("(kind = 'deduction') = (payment_id IS NULL)", name="payment"),
+    CheckConstraint("(kind = 'deduction') = (reading_id IS NOT NULL)", name="reading"),
 )
 
 invoice = Table(

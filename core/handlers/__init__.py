@@ -1,7 +1,8 @@
 """The core use cases that routes can target as ``core:<name>``.
 
 ``build_handlers(config)`` makes the table, with the handlers that need the deployment's settings
-(reading validation, payments' invoice policy, the personal-data keys) bound to ``config``; the
+(reading validation, prepaid deductions and tariffs, payments' invoice policy, the personal-data
+keys) bound to ``config``; the
 composition root calls it once at start-up. ``HANDLERS`` is the table with the default
 configuration (no keys), enough to check routes by name. The hub looks a route's target up in the
 table when it loads routes, so a misspelt name fails at start-up, not at runtime.
@@ -24,13 +25,24 @@ from core.handlers.reading_exceptions import record_reading_exception
 from core.handlers.readings import record_reading
 from core.handlers.valves import record_valve_state
 from core.messages import CoreHandler, HandlerFn, Incoming
+from core.prepaid import PrepaidMeters
 
 
 def _reading_handler(config: CoreConfig) -> HandlerFn:
+    prepaid = None
+    if config.prepaid_active:
+        assert config.tariffs is not None
+        prepaid = PrepaidMeters(config.prepaid, config.tariffs, config.readings.rules)
+
     async def handle(conn: AsyncConnection, items: Sequence[Incoming]) -> Sequence[Mapping[str, Any] | None]:
-        return await record_reading(conn, items, settings=config.readings, privacy=config.privacy)
+        return await record_reading(conn, items, settings=config.readings, privacy=config.privacy, prepaid=prepaid)
 
     return handle
+
+
+def _reading_emits(config: CoreConfig) -> tuple[str, ...]:
+    prepaid = config.prepaid.emits() if config.prepaid_active else ()
+    return tuple(dict.fromkeys((*config.readings.emits(), *prepaid)))
 
 
 def build_handlers(config: CoreConfig | None = None) -> Mapping[str, CoreHandler]:
@@ -46,8 +58,9 @@ def build_handlers(config: CoreConfig | None = None) -> Mapping[str, CoreHandler
                     "record_reading",
                     "meter.reading",
                     _reading_handler(config),
-                    "Validate and store meter readings; flag, alarm and notify on what the rules find.",
-                    emits=config.readings.emits(),
+                    "Validate and store meter readings; flag, alarm and notify on what the rules find; "
+                    "charge prepaid meters, warn of a low balance and close the valve at zero.",
+                    emits=_reading_emits(config),
                 ),
                 CoreHandler(
                     "record_reading_exception",

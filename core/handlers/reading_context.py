@@ -2,7 +2,8 @@
 
 Per batch, whatever its size:
 
-1. the meters of the batch with their account (model, valve state, account status and category);
+1. the meters of the batch with their account (model, valve state, account status, category and
+   billing: prepaid meters are charged after the insert, ``core.prepaid``);
 2. per meter, from ``core_reading``: every stored reading from the previous accepted one through
    the batch's last time (the baseline, estimates made since, what is already stored at the batch's
    times) and the *anchor*: the latest accepted reading before the previous one and at least
@@ -81,7 +82,7 @@ SELECT 0, r.meter_id, r.read_at, r.volume_m3, r.source, r.quality
 
 _METERS_SQL = """
 WITH b AS ({batch})
-SELECT m.id, m.model, m.valve_state, m.account_id, a.status, a.category, a.subcategory
+SELECT m.id, m.model, m.valve_state, m.account_id, a.status, a.category, a.subcategory, a.billing
   FROM core_meter m LEFT JOIN core_account a ON a.id = m.account_id
  WHERE m.id IN (SELECT meter_id FROM b)
 """
@@ -104,6 +105,8 @@ class MeterFacts:
     account_id: str | None
     account_status: str | None
     category: CustomerCategory
+    billing: str | None = None
+    """``prepaid`` or ``postpaid``; ``None`` for a meter on no account."""
 
     @property
     def account_active(self) -> bool:
@@ -219,7 +222,7 @@ def _stored(row: Sequence[Any]) -> Stored:
 async def load(conn: AsyncConnection, spans: Sequence[Span]) -> Loaded:
     """Meters, anchors and recent readings for ``spans`` (one per meter): two queries."""
     meters = {
-        m[0]: MeterFacts(m[1], m[2], m[3], m[4], category_of(m[5], m[6]))
+        m[0]: MeterFacts(m[1], m[2], m[3], m[4], category_of(m[5], m[6]), m[7])
         for m in await _fetch(conn, _METERS_SQL, spans)
     }
     anchors: dict[str, Stored] = {}

@@ -14,7 +14,6 @@ partner or core handler that sees one again knows it.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import timedelta, timezone
 
@@ -27,20 +26,11 @@ from core.catalogue.messages import (
     ReadingFinding,
     ReadingFlagged,
 )
-from core.messages import Event
+from core.messages import Event, derived_id
 from core.readings import Action, Finding, ReadingsSettings, RuleId, Severity, ValidationResult
 
 CHINA_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
 ALARM_SEVERITY = {Severity.CRITICAL: 5, Severity.ERROR: 4, Severity.WARNING: 3, Severity.INFO: 2}
-ID_LIMIT = 64
-
-
-def derived_id(prefix: str, reading_id: str) -> str:
-    """``<prefix>-<reading id>``, or a digest of the reading id when that would be too long."""
-    key = f"{prefix}-{reading_id}"
-    if len(key) <= ID_LIMIT:
-        return key
-    return f"{prefix}-{hashlib.sha256(reading_id.encode()).hexdigest()[:40]}"
 
 
 def is_flagged(result: ValidationResult) -> bool:

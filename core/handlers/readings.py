@@ -11,10 +11,13 @@ For a batch, in the caller's transaction:
 4. refuse a reading that contradicts a stored one (same meter and time, another value: ``Conflict``,
    dead-lettered for an operator) and drop exact duplicates;
 5. insert the rest with their quality flags (``valid``/``suspect``, ``derived``, ``estimated``);
-6. for the readings really inserted, write their events to the outbox (``reading_events``).
+6. for the readings really inserted, write their events to the outbox (``reading_events``);
+7. charge the accepted ones of prepaid meters (``core.prepaid.PrepaidMeters``, when configured):
+   deduct their cost from the balance, warn of a low balance, close the valve at zero.
 
-Step 6 follows the insert: a reading delivered again (another message for the same meter and time
-and value, or the same message after a crash) inserts nothing and so emits nothing.
+Steps 6 and 7 follow the insert: a reading delivered again (another message for the same meter and
+time and value, or the same message after a crash) inserts nothing, so it emits nothing and is
+never charged twice.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.accounts import Privacy
+from core.billing import TariffCategory
 from core.catalogue.messages import MeterReading, ReadingSource
 from core.db.bulk import insert_columns
 from core.db.tables import reading
@@ -40,6 +44,7 @@ from core.handlers import reading_context as ctx
 from core.handlers import reading_events as ev
 from core.messages import Event, Incoming
 from core.outbox import emit
+from core.prepaid import AcceptedReading, PrepaidMeters
 from core.privacy import DecryptionError, field_context
 from core.readings import (
     DEFAULT_READINGS,
@@ -97,9 +102,11 @@ async def record_reading(
     *,
     settings: ReadingsSettings = DEFAULT_READINGS,
     privacy: Privacy | None = None,
+    prepaid: PrepaidMeters | None = None,
     now: datetime | None = None,
 ) -> Sequence[Mapping[str, Any] | None]:
-    """Validate and insert readings, then emit what their findings call for (module notes).
+    """Validate and insert readings, then emit what their findings call for and charge prepaid meters
+    (module notes).
 
     The same meter and time again with the same value is dropped (idempotent); with another value it
     is a ``Conflict`` that an operator resolves from the dead-letter list.
@@ -137,6 +144,13 @@ async def record_reading(
 
     stored = await _insert(conn, [p for m in meters.values() for p in m.pending])
     await _emit(conn, stored, meters, settings, privacy)
+    if prepaid is not None:
+        charged = _prepaid_readings(stored, meters)
+        if charged:
+            async def phones(meter_ids: set[str]) -> dict[str, str]:
+                return await _phones(conn, meter_ids, privacy)
+
+            await prepaid.deduct(conn, charged, phones=phones, now=now)
     return [None] * len(items)
 
 
@@ -331,6 +345,24 @@ async def _check_duplicates(conn: AsyncConnection, skipped: list[tuple[str, date
                 f"meter {meter_id} already has {value} m³ at {at.isoformat()}; this message says {volume} m³"
             )
         seen[key] = volume
+
+
+def _prepaid_readings(stored: list[_Pending], meters: dict[str, _Meter]) -> list[AcceptedReading]:
+    """The accepted readings, of the ones inserted, of meters on prepaid accounts."""
+    out = []
+    for p in stored:
+        facts = meters[p.data.meter_id].facts
+        if not p.accepted or facts is None or facts.billing != "prepaid" or facts.account_id is None:
+            continue
+        assert p.result is not None
+        assert p.context is not None
+        base = p.result.baseline
+        out.append(AcceptedReading(
+            cause=p.item, meter_id=p.data.meter_id, account_id=facts.account_id,
+            category=TariffCategory(facts.category.value), read_at=p.input.read_at, volume_m3=p.input.volume_m3,
+            baseline_at=base.read_at if base is not None else None, consumption_m3=p.result.consumption_m3,
+            avg_daily_use_m3=p.context.avg_daily_use_m3))
+    return out
 
 
 # ---- events --------------------------------------------------------------------------------------

@@ -166,11 +166,13 @@ async def move_prepaid(
     """Add ``amount`` (negative for a refund) to the meter's prepaid balance; returns the new balance.
 
     The balance is read under a row lock and written back, and the entry records the balance after.
-    Nothing here opens or closes a valve.
+    A top-up re-arms the low-balance reminder (``core.prepaid``). Nothing here opens or closes a valve:
+    a valve closed at zero reopens only after an on-site check (``core.valves``).
     """
     current = await conn.scalar(select(meter.c.prepaid_balance).where(meter.c.id == meter_id).with_for_update())
     balance = money(current) + amount
-    await conn.execute(update(meter).where(meter.c.id == meter_id).values(prepaid_balance=balance))
+    rearm = {"prepaid_low_notified": False} if amount > 0 else {}
+    await conn.execute(update(meter).where(meter.c.id == meter_id).values(prepaid_balance=balance, **rearm))
     await insert_many(conn, prepaid_entry, [{
         "id": new_id(), "meter_id": meter_id, "account_id": account_id, "payment_id": payment_id,
         "refund_row_id": refund_row_id, "kind": "top_up" if amount > 0 else "refund", "amount": amount,

@@ -431,3 +431,25 @@ async def test_jit_is_off_during_a_run_and_as_before_after_it(
         await drop()
     assert result.batches == 3
     assert seen == ["off", "off", "off", "on"]
+
+
+async def test_prepaid_accounts_are_never_billed(engine: AsyncEngine) -> None:
+    """A prepaid account pays as it uses (core.prepaid charges each reading): a run leaves it alone."""
+    async with engine.begin() as conn:
+        await conn.execute(insert(account), [{
+            "id": "A8", "account_number": "SX00000099", "category": "residential", "subcategory": None,
+            "billing": "prepaid", "status": "active", "premises_id": "P1", "customer_id": "C1", "opened_at": OPENED}])
+        await conn.execute(insert(meter), [{
+            "id": "M8", "account_id": "A8", "model": "G2.5", "installed_at": date(2025, 6, 1),
+            "replace_by": date(2035, 6, 1), "valve_state": "open", "prepaid_balance": Decimal("50.00")}])
+        await conn.execute(insert(reading), [
+            {"id": f"R8-{n}", "meter_id": "M8", "read_at": at, "volume_m3": Decimal(v), "source": "manual",
+             "quality": "", "message_id": f"msg8-{n}"}
+            for n, (at, v) in enumerate([(datetime(2026, 1, 31, 16, tzinfo=UTC), "10.000"),
+                                         (datetime(2026, 2, 28, 16, tzinfo=UTC), "40.000")])])
+    result = await _run(engine, FEB, MAR)
+    assert "A8" not in {s.account_id for s in result.skipped}
+    async with engine.connect() as conn:
+        billed = set((await conn.execute(select(bill.c.account_id))).scalars())
+    assert "A8" not in billed
+    assert billed  # the postpaid accounts were billed

@@ -1,0 +1,61 @@
+"""``[core.prepaid]`` from the environment reaches the hub: it loads the tariff book for the core (a
+missing file is a configuration error), and what charging may emit decides which routes it needs."""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from hub.app import Hub, check_configuration
+from hub.errors import ConfigError
+from hub.routing.loader import RouteErrors
+from hub.settings import load_settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    for key in list(os.environ):
+        if key.startswith("GASHUB_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)  # no config/gashub.toml here
+    (tmp_path / "routes").mkdir()
+    (tmp_path / "routes" / "r.toml").write_text(
+        '[[route]]\nname = "readings"\nfrom = "meter.reading"\nto = "core:record_reading"\n')
+    monkeypatch.setenv("GASHUB_CORE__PREPAID__ENABLED", "true")
+    monkeypatch.setenv("GASHUB_CORE__PREPAID__LOW_BALANCE_YUAN", "30.00")
+    # The reading rules' own events off: what is left to route is what charging emits.
+    monkeypatch.setenv("GASHUB_CORE__READINGS__RAISE_ALARMS", "false")
+    monkeypatch.setenv("GASHUB_CORE__READINGS__NOTIFY", "[]")
+    monkeypatch.setenv("GASHUB_CORE__READINGS__FLAG_EVENTS", "false")
+    monkeypatch.setenv("GASHUB_ROUTES_DIR", str(tmp_path / "routes"))
+    monkeypatch.setenv("GASHUB_MAPPINGS_DIR", str(REPO / "mappings"))
+    return monkeypatch
+
+
+async def test_prepaid_charging_needs_the_tariffs_and_routes_for_what_it_emits(env: pytest.MonkeyPatch,
+                                                                              tmp_path: Path) -> None:
+    s = load_settings(billing={"tariffs_file": tmp_path / "no-such-tariffs.toml", "daily_at": None})
+    assert (s.core.prepaid.enabled, s.core.prepaid.low_balance_yuan) == (True, Decimal("30.00"))
+    with pytest.raises(ConfigError, match="no tariff file"):
+        Hub.build(s)
+    assert any("no tariff file" in str(p) for p in check_configuration(s))
+
+    s = load_settings(billing={"tariffs_file": REPO / "config" / "tariffs.toml", "daily_at": None})
+    with pytest.raises(RouteErrors) as info:
+        Hub.build(s)
+    assert sorted(str(p).split("'")[1] for p in info.value.problems) == ["notification.requested", "valve.command"]
+
+    env.setenv("GASHUB_CORE__PREPAID__NOTIFY", "false")
+    env.setenv("GASHUB_CORE__PREPAID__CLOSE_VALVE", "false")
+    hub = Hub.build(load_settings(billing={"tariffs_file": REPO / "config" / "tariffs.toml", "daily_at": None}))
+    try:
+        (route,) = hub.routes
+        assert route.core_handler is not None
+        assert route.core_handler.emits == ()
+    finally:
+        await hub.db.aclose()
