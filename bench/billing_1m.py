@@ -163,7 +163,8 @@ async def main_async(args: argparse.Namespace) -> int:
             return 1
         if args.fresh:
             async with db.begin() as conn:
-                await conn.execute(text("TRUNCATE core_bill_line, core_bill"))
+                # CASCADE: what refers to bills (allocations, credit) goes too; the benchmark city has none.
+                await conn.execute(text("TRUNCATE core_bill_line, core_bill CASCADE"))
                 await conn.execute(text("DELETE FROM core_outbox WHERE type = 'bill.issued'"))
             async with db.engine.connect() as conn:
                 await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(
