@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import cProfile
 import os
+import resource
 import sys
 import time
 from collections.abc import Sequence
@@ -43,6 +44,7 @@ from sqlalchemy import text  # noqa: E402
 from bench.city import MONTHLY_PERIOD, OPENING_PERIOD, TARIFFS  # noqa: E402
 from core.billing import TariffCategory, bill_period  # noqa: E402
 from core.billing_run import BillingRunResult, run_billing  # noqa: E402
+from hub.billing import bill_in_parallel  # noqa: E402
 from hub.store.db import Database  # noqa: E402
 
 TARGET_S = 60.0
@@ -77,21 +79,32 @@ class Measured:
     split: int
 
 
+def _children_cpu_s() -> float:
+    """CPU of this process's finished children (the parallel run's workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 async def bill(db: Database, name: str, period: tuple[date, date], batch_size: int,
-               profile: cProfile.Profile | None = None) -> Measured:
+               profile: cProfile.Profile | None = None, workers: int = 1) -> Measured:
     now = datetime.now(UTC)
     pg0, py0, started = postgres_cpu_s(), time.process_time(), time.perf_counter()
     if profile is not None:
         profile.enable()
+    children0 = _children_cpu_s()
     try:
-        async with db.begin() as conn:
-            result = await run_billing(conn, book=TARIFFS, period_start=period[0], period_end=period[1], now=now,
-                                       batch_size=batch_size)
+        if workers > 1:  # gashub billing run --workers N: parts of the city in parallel processes
+            result = await bill_in_parallel(db, TARIFFS, period[0], period[1], workers=workers, now=now)
+        else:
+            async with db.begin() as conn:
+                result = await run_billing(conn, book=TARIFFS, period_start=period[0], period_end=period[1],
+                                           now=now, batch_size=batch_size)
     finally:
         if profile is not None:
             profile.disable()
     seconds = time.perf_counter() - started
-    py_cpu, pg_cpu = time.process_time() - py0, postgres_cpu_s() - pg0
+    py_cpu = time.process_time() - py0 + _children_cpu_s() - children0
+    pg_cpu = postgres_cpu_s() - pg0
     async with db.read() as conn:
         lines, above, split = (await conn.execute(text(
             "SELECT sum(n), count(*) FILTER (WHERE top > 1), count(*) FILTER (WHERE tiers > 1) FROM ("
@@ -180,9 +193,9 @@ async def main_async(args: argparse.Namespace) -> int:
                       "(--keep-prepaid to bill postpaid accounts only)")
         print(f"billing {accounts:,} accounts in batches of {args.batch_size:,}")
         profile = cProfile.Profile() if args.profile else None
-        opening = await bill(db, "opening", OPENING_PERIOD, args.batch_size)
+        opening = await bill(db, "opening", OPENING_PERIOD, args.batch_size, workers=args.workers)
         report(opening)
-        monthly = await bill(db, "monthly", MONTHLY_PERIOD, args.batch_size, profile)
+        monthly = await bill(db, "monthly", MONTHLY_PERIOD, args.batch_size, profile, workers=args.workers)
         report(monthly)
         if profile is not None:
             profile.dump_stats(args.profile)
@@ -205,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="postgresql+asyncpg://… (default: GASHUB_DATABASE_URL)")
     parser.add_argument("--batch-size", type=int, default=2000, help="accounts per batch (default 2,000)")
     parser.add_argument("--fresh", action="store_true", help="delete bills of earlier runs first")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="bill in N processes, each a share of the accounts in its own transaction (default 1)")
     parser.add_argument("--keep-prepaid", action="store_true",
                         help="leave prepaid accounts prepaid (never billed); by default they become postpaid so "
                              "that the run bills every account")

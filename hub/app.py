@@ -22,6 +22,7 @@ from core.accounts import Privacy
 from core.catalogue import CATALOGUE, Catalogue, Lane
 from core.config import CoreConfig
 from core.handlers import build_handlers
+from core.payments import Payments
 from core.privacy import KeyRing, KeyRingError
 from hub.billing import bill_period, load_tariffs, month_period
 from hub.breaker import CircuitBreaker
@@ -132,7 +133,8 @@ class Hub:
     def _schedule_billing(self, at: time) -> None:
         async def bill_last_month() -> None:
             start, end = month_period(None)
-            await bill_period(self.db, load_tariffs(self.settings.billing.tariffs_file), start, end)
+            payments = Payments(self.settings.core.payments, self.privacy)  # credit pays the new bills
+            await bill_period(self.db, load_tariffs(self.settings.billing.tariffs_file), start, end, payments=payments)
 
         self.scheduler.daily("billing", at, bill_last_month)
 

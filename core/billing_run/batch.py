@@ -43,7 +43,9 @@ class RunPlan:
     """
 
     def __init__(self, book: TariffBook, period_start: date, period_end: date, opening_at: datetime,
-                 closing_at: datetime, now: datetime) -> None:
+                 closing_at: datetime, now: datetime, until: str | None = None) -> None:
+        self.until = until
+        """Only accounts with ids below this (a share of the city for one of several parallel runs)."""
         self.book = book
         self.period_start = period_start
         self.period_end = period_end
@@ -80,7 +82,7 @@ class RunPlan:
             # The second bound lets the planner start the meter index at ``after`` too.
             # Prepaid accounts pay as they use (core.prepaid charges each reading): never billed.
             .where(account.c.status == "active", account.c.billing == "postpaid", account.c.id > after,
-                   meter.c.account_id > after)
+                   meter.c.account_id > after, *([account.c.id < self.until] if self.until is not None else []))
             .group_by(account.c.id, account.c.category, account.c.subcategory)
             .order_by(account.c.id)
             .limit(size)

@@ -81,11 +81,14 @@ async def run_billing(
     progress: Callable[[BillingRunResult], None] | None = None,
     tz: tzinfo = CHINA_TZ,
     payments: Payments | None = None,
+    accounts: tuple[str, str | None] = ("", None),
 ) -> BillingRunResult:
     """Bill every active metered account for ``[period_start, period_end)`` (see the module notes).
 
     ``now`` stamps the bills (``created_at``) and their ``bill.issued`` events; it must be aware.
-    Runs in the caller's transaction; commit after it returns.
+    Runs in the caller's transaction; commit after it returns. ``accounts`` = ``(after, until)``
+    limits the run to account ids in that open interval (``None``: no upper bound), so that several
+    runs in parallel each bill a share of the city.
     """
     if period_end <= period_start:
         raise ValueError(f"empty period {period_start}..{period_end}: period_end is exclusive")
@@ -95,7 +98,7 @@ async def run_billing(
         raise ValueError("now must be timezone-aware")
     result = BillingRunResult(period_start=period_start, period_end=period_end)
     plan = RunPlan(book, period_start, period_end, period_boundary(period_start, tz), period_boundary(period_end, tz),
-                   now)
+                   now, until=accounts[1])
     previous_jit = None
     if conn.dialect.name == "postgresql":
         previous_jit = str(await conn.scalar(text("SHOW jit")))
@@ -107,7 +110,7 @@ async def run_billing(
             rows = list((await conn.execute(plan.batch_query(after, batch_size))).all())
             return rows, (loop.run_in_executor(pricing, price_batch, plan, rows) if rows else None)
 
-        rows, pending = await read("")
+        rows, pending = await read(accounts[0])
         try:
             while pending is not None:
                 priced = await pending

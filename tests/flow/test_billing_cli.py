@@ -92,3 +92,37 @@ def test_the_hub_schedules_the_daily_run(tmp_path: Path) -> None:
     assert str(jobs["billing"]["next_run"]).endswith("02:30:00+08:00")
     off = Hub.build(load_settings(database_url=db, billing={"daily_at": None}, connectors=VENDOR, core=KEYS))
     assert "billing" not in {job["name"] for job in off.scheduler.jobs()}
+
+
+async def test_a_run_in_parallel_parts_bills_what_one_run_would(postgres_url: str) -> None:
+    """Three processes, each a share of the accounts in its own transaction: the same bills as one run,
+    and running it again bills nothing twice."""
+    from hub.billing import bill_in_parallel, shares
+    from hub.store.db import Database
+    from tests.flow.conftest import fresh_postgres_database
+    from tests.flow.test_billing_run import BOOK, FEB, MAR
+
+    url, drop = await fresh_postgres_database(postgres_url)
+    try:
+        await asyncio.to_thread(upgrade, url)
+        db = Database(url)
+        try:
+            async with db.begin() as conn:
+                await _build_city(conn)
+            parts = await shares(db, 3)
+            assert len(parts) == 3
+            assert parts[0][0] == ""
+            assert parts[-1][1] is None
+            seen: list[int] = []
+            result = await bill_in_parallel(db, BOOK, FEB, MAR, workers=3, progress=seen.append)
+            assert (result.accounts_seen, result.bills_issued) == (5, 2)
+            assert sorted(s.account_id for s in result.skipped) == ["A3", "A4", "A7"]
+            again = await bill_in_parallel(db, BOOK, FEB, MAR, workers=3)
+            assert (again.bills_issued, again.already_billed) == (0, 2)
+            async with db.read() as conn:
+                billed = sorted((await conn.execute(select(bill.c.account_id))).scalars())
+            assert billed == ["A1", "A2"]
+        finally:
+            await db.aclose()
+    finally:
+        await drop()
