@@ -463,7 +463,9 @@ def account_endpoints() -> list[Endpoint]:
     rd, wr = Action.READ, Action.WRITE
     acc = Resource.ACCOUNTS
     write_errors = (400, 401, 403, 404, 409, 422, 503)
-    return [
+    from core.api.assets import customer_endpoints
+
+    return [*customer_endpoints(),
         Endpoint("POST", "/accounts", open_account_route,
                  "Open an account (开户); 201, or 200 when the client_request_id is replayed", AccountView, acc, wr,
                  body=OpenAccountBody, errors=(400, 401, 403, 409, 422, 503)),

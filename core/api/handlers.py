@@ -8,6 +8,7 @@ from aiohttp import web
 from sqlalchemy import and_, func, or_, select, update
 
 from core.api.accounts import AccountSummary, account_summary
+from core.api.assets import meter_endpoints
 from core.api.framework import (
     API,
     AUDIT_DETAIL,
@@ -230,4 +231,5 @@ def endpoints() -> list[Endpoint]:
                  Resource.AUDIT, rd, query=AuditQuery),
         *payment_endpoints(),
         *valve_endpoints(),
+        *meter_endpoints(),
     ]

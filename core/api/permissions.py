@@ -31,6 +31,8 @@ class Resource(StrEnum):
     BILLS = "bills"
     PAYMENTS = "payments"
     INVOICES = "invoices"
+    METERS = "meters"
+    """The meters as assets: model, account, install and replace-by dates, valve state, last reading."""
     VALVES = "valves"
     """A meter's valve: why it is closed (read); reopening it after an on-site check (write)."""
 
@@ -52,22 +54,24 @@ MATRIX: dict[Role, dict[Resource, frozenset[Action]]] = {
         Role.ADMIN: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.SUMMARIES: {_R},
             Resource.AUDIT: {_R}, Resource.ACCOUNTS: {_R, _W}, Resource.PERSONAL_DATA: {_R}, **_MONEY,
-            Resource.VALVES: {_R, _W}, **_OWN,
+            Resource.VALVES: {_R, _W}, Resource.METERS: {_R}, **_OWN,
         },
         Role.CUSTOMER_SERVICE: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R}, Resource.SUMMARIES: {_R},
-            Resource.ACCOUNTS: {_R, _W}, Resource.PERSONAL_DATA: {_R}, **_MONEY, Resource.VALVES: {_R}, **_OWN,
+            Resource.ACCOUNTS: {_R, _W}, Resource.PERSONAL_DATA: {_R}, **_MONEY, Resource.VALVES: {_R},
+            Resource.METERS: {_R}, **_OWN,
         },
         Role.DISPATCHER: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.SUMMARIES: {_R}, Resource.ACCOUNTS: {_R},
-            Resource.VALVES: {_R}, **_OWN,
+            Resource.VALVES: {_R}, Resource.METERS: {_R}, **_OWN,
         },
         Role.FIELD_ENGINEER: {
-            Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.VALVES: {_R, _W}, **_OWN,
+            Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.VALVES: {_R, _W}, Resource.METERS: {_R},
+            **_OWN,
         },
         Role.AUDITOR: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R}, Resource.SUMMARIES: {_R}, Resource.AUDIT: {_R},
-            Resource.ACCOUNTS: {_R}, **_MONEY, Resource.VALVES: {_R}, **_OWN,
+            Resource.ACCOUNTS: {_R}, **_MONEY, Resource.VALVES: {_R}, Resource.METERS: {_R}, **_OWN,
         },
         Role.GOVERNMENT: {Resource.SUMMARIES: {_R}, **_OWN},
     }.items()

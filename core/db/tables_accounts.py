@@ -93,6 +93,7 @@ account_holder_history = Table(
     Column("valid_to", UTCDateTime()),
     Column("arrears_policy", String(16)),
     Index("ix_core_account_holder_history_account", "account_id", "valid_from"),
+    Index("ix_core_account_holder_history_customer", "customer_id"),
     CheckConstraint("arrears_policy IS NULL OR arrears_policy IN ('settle', 'carry')", name="arrears_policy"),
 )
 

@@ -124,6 +124,8 @@ async def _valid_request(api: Api, method: str, path: str) -> tuple[str, dict[st
     """A request that succeeds for a role allowed to make it: (path, body, expected status)."""
     if method == "POST" and path == "/accounts":
         return "/api/v1/accounts", open_body(), 201
+    if path == "/customers/{id}":
+        return "/api/v1/customers/" + (await api.open())["holder"]["customer_id"], None, 200
     acc = (await api.open())["account_id"]
     concrete = "/api/v1" + path.replace("{id}", acc)
     if path.endswith("/transfer"):
@@ -525,3 +527,48 @@ async def test_openapi_documents_the_account_routes_when_keys_are_set(api: Api) 
     assert {p["name"] for p in search["parameters"]} == {"phone", "id_number", "reveal"}
     assert "requestBody" in doc["paths"]["/api/v1/accounts"]["post"]
     assert "/api/v1/summaries/accounts" in doc["paths"]
+
+
+# --- customers and meters -------------------------------------------------------------------------------
+
+
+async def test_a_customer_with_the_accounts_they_hold_masked_unless_revealed(api: Api) -> None:
+    opened = await api.open()
+    cid = opened["holder"]["customer_id"]
+    cs = api.auth[Role.CUSTOMER_SERVICE]
+    view = await (await api.client.get(f"/api/v1/customers/{cid}", headers=cs)).json()
+    assert view["masked"] is True
+    assert (view["customer"]["name"], view["customer"]["phone"]) == ("张**", "138****5678")
+    assert [(a["account_id"], a["held_to"]) for a in view["accounts"]] == [(opened["account_id"], None)]
+    clear = await (await api.client.get(f"/api/v1/customers/{cid}?reveal=true", headers=cs)).json()
+    assert (clear["customer"]["name"], clear["customer"]["phone"]) == (ALICE["name"], ALICE["phone"])
+    resp = await api.client.get(f"/api/v1/customers/{cid}?reveal=true", headers=api.auth[Role.AUDITOR])
+    assert resp.status == 403
+    resp = await api.client.get("/api/v1/customers/NOPE", headers=cs)
+    assert resp.status == 404
+    reveals = [r for r in await api.audit() if r["detail"] == "reveal"]
+    assert [(r["role"], r["status"]) for r in reveals] == [("customer_service", 200), ("auditor", 403)]
+
+
+async def test_meters_by_account_paged_and_one_with_its_last_reading(api: Api) -> None:
+    acc = (await api.open())["account_id"]
+    day = datetime(2026, 1, 31, 8, tzinfo=UTC)
+    async with api.engine.begin() as conn:
+        await conn.execute(insert(meter), [
+            {"id": f"MT-{n}", "account_id": acc if n < 3 else None, "model": "G2.5", "installed_at": date(2025, 1, 1),
+             "replace_by": date(2035, 1, 1), "valve_state": "open", "prepaid_balance": Decimal("9.00")}
+            for n in range(4)])
+        await conn.execute(insert(reading), [
+            {"id": f"RT-{k}", "meter_id": "MT-0", "read_at": day + timedelta(days=k), "source": "ctwing",
+             "volume_m3": Decimal(10 * k), "quality": "valid", "message_id": f"mt-{k}"} for k in range(3)])
+    fe = api.auth[Role.FIELD_ENGINEER]
+    first = await (await api.client.get(f"/api/v1/meters?account_id={acc}&limit=2", headers=fe)).json()
+    assert [m["meter_id"] for m in first["items"]] == ["MT-0", "MT-1"]
+    rest = await (await api.client.get(f"/api/v1/meters?account_id={acc}&limit=2&cursor={first['next_cursor']}",
+                                       headers=fe)).json()
+    assert ([m["meter_id"] for m in rest["items"]], rest["next_cursor"]) == (["MT-2"], None)
+    one = await (await api.client.get("/api/v1/meters/MT-0", headers=fe)).json()
+    assert one["last_reading"] == {"read_at": "2026-02-02T08:00:00Z", "volume_m3": "20.000", "quality": "valid"}
+    assert "prepaid_balance" not in one
+    assert (await api.client.get("/api/v1/meters/NOPE", headers=fe)).status == 404
+    assert (await api.client.get("/api/v1/meters", headers=api.auth[Role.GOVERNMENT])).status == 403
