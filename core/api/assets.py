@@ -52,6 +52,9 @@ class Meter(BaseModel):
     installed_at: date
     replace_by: date | None = Field(description="Replace (or re-verify) by this date.")
     valve_state: str
+    protocol_address: str | None = Field(description="CJ/T 188 address (14 digits), for meters on a DTU bus.")
+    imei: str | None = Field(description="The NB-IoT module's IMEI.")
+    verified_on: date | None = Field(description="Last verification (检定).")
 
 
 class MeterDetail(Meter):
@@ -91,7 +94,8 @@ async def get_customer_route(request: web.Request) -> web.StreamResponse:
 
 
 _METER_COLUMNS = (meter.c.id.label("meter_id"), meter.c.account_id, meter.c.model, meter.c.installed_at,
-                  meter.c.replace_by, meter.c.valve_state)
+                  meter.c.replace_by, meter.c.valve_state, meter.c.protocol_address, meter.c.imei,
+                  meter.c.verified_on)
 
 
 @require(Resource.METERS, Action.READ)

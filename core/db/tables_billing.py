@@ -44,6 +44,10 @@ meter = Table(
     Column("installed_at", Date, nullable=False),
     Column("replace_by", Date),
     Column("valve_state", String(16), nullable=False, default="unknown"),
+    # How the meter is reached and when it was last verified (CJ/T 188 address; NB-IoT module IMEI).
+    Column("protocol_address", String(14)),
+    Column("imei", String(15), unique=True),
+    Column("verified_on", Date),
     Column("prepaid_balance", Numeric(14, 2), nullable=False, default=0),
     Column("prepaid_read_at", UTCDateTime()),
     Column("prepaid_read_m3", Numeric(14, 3)),

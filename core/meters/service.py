@@ -32,6 +32,9 @@ class MeterView:
     installed_at: date
     replace_by: date | None
     valve_state: str
+    protocol_address: str | None = None
+    imei: str | None = None
+    verified_on: date | None = None
 
 
 async def install_meter(
@@ -43,6 +46,9 @@ async def install_meter(
     installed_at: date,
     replace_by: date | None = None,
     valve_state: str = "open",
+    protocol_address: str | None = None,
+    imei: str | None = None,
+    verified_on: date | None = None,
 ) -> MeterView:
     """Record meter ``meter_id`` (a ``model`` such as ``G2.5``) as installed at ``account_id``.
 
@@ -59,6 +65,10 @@ async def install_meter(
         raise DomainRejected(f"unknown valve state {valve_state!r}: expected one of {', '.join(VALVE_STATES)}")
     if replace_by is not None and replace_by <= installed_at:
         raise DomainRejected("a meter's replace-by date must come after its installation")
+    if protocol_address is not None and not re.fullmatch(r"\d{14}", protocol_address):
+        raise DomainRejected("a CJ/T 188 meter address is 14 digits (7 BCD bytes)")
+    if imei is not None and not (re.fullmatch(r"\d{15}", imei) and _luhn_ok(imei)):
+        raise DomainRejected("an IMEI is 15 digits with a valid check digit")
     holder = (await conn.execute(select(account.c.status, account.c.account_number)
                                  .where(account.c.id == account_id))).first()
     if holder is None:
@@ -67,10 +77,14 @@ async def install_meter(
         raise DomainRejected(f"account {holder.account_number} is closed: no meter can be installed there")
     found = (await conn.execute(select(meter).where(meter.c.id == meter_id).with_for_update())).first()
     if found is None:
+        if imei is not None and (await conn.execute(select(meter.c.id).where(meter.c.imei == imei))).first():
+            raise DomainRejected(f"IMEI {imei} belongs to another meter")
         await conn.execute(insert(meter).values(
             id=meter_id, account_id=account_id, model=model, installed_at=installed_at, replace_by=replace_by,
-            valve_state=valve_state, prepaid_balance=0))
-        return MeterView(meter_id, account_id, model, installed_at, replace_by, valve_state)
+            valve_state=valve_state, prepaid_balance=0, protocol_address=protocol_address, imei=imei,
+            verified_on=verified_on))
+        return MeterView(meter_id, account_id, model, installed_at, replace_by, valve_state, protocol_address, imei,
+                         verified_on)
     if found.account_id not in (None, account_id):
         raise DomainRejected(f"meter {meter_id} is installed at another account: exchange or move it first")
     if found.model != model:
@@ -80,3 +94,14 @@ async def install_meter(
             account_id=account_id, installed_at=installed_at, replace_by=replace_by))
         return MeterView(meter_id, account_id, model, installed_at, replace_by, found.valve_state)
     return MeterView(meter_id, account_id, found.model, found.installed_at, found.replace_by, found.valve_state)
+
+
+def _luhn_ok(digits: str) -> bool:
+    """The IMEI's last digit is a Luhn check over the first fourteen."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0

@@ -109,3 +109,26 @@ async def test_installing_is_refused_for_bad_input_and_closed_accounts(engine: A
             await install_meter(conn, "M1", home, model="G2.5", installed_at=date(2026, 2, 1))
     async with engine.connect() as conn:
         assert (await conn.execute(select(meter))).all() == []
+
+
+async def test_a_meter_keeps_how_it_is_reached_and_its_verification(engine: AsyncEngine, privacy: Privacy) -> None:
+    home = await _account(engine, privacy, "open-id-1")
+    async with engine.begin() as conn:
+        view = await install_meter(conn, "NB-0001", home, model="G2.5", installed_at=date(2024, 1, 1),
+                                   protocol_address="12345678901234", imei="490154203237518",
+                                   verified_on=date(2023, 12, 1))
+    assert (view.protocol_address, view.imei, view.verified_on) == ("12345678901234", "490154203237518",
+                                                                    date(2023, 12, 1))
+    for kwargs, reason in (({"imei": "490154203237519"}, "check digit"),  # Luhn fails
+                           ({"imei": "4901542032375"}, "15 digits"),
+                           ({"protocol_address": "1234"}, "14 digits")):
+        with pytest.raises(DomainRejected, match=reason):
+            async with engine.begin() as conn:
+                await install_meter(conn, "NB-0002", home, model="G2.5", installed_at=date(2024, 1, 1),
+                                    **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(DomainRejected, match="belongs to another meter"):
+        async with engine.begin() as conn:
+            await install_meter(conn, "NB-0003", home, model="G2.5", installed_at=date(2024, 1, 1),
+                                imei="490154203237518")
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(meter.c.id).order_by(meter.c.id))).scalars().all() == ["NB-0001"]
