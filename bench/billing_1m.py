@@ -77,6 +77,7 @@ class Measured:
     lines: int
     above_tier1: int
     split: int
+    workers: int = 1
 
 
 def _children_cpu_s() -> float:
@@ -111,7 +112,8 @@ async def bill(db: Database, name: str, period: tuple[date, date], batch_size: i
             " SELECT count(*) AS n, max(l.tier) AS top, count(DISTINCT l.tier) AS tiers FROM core_bill b"
             " JOIN core_bill_line l ON l.bill_id = b.id WHERE b.period_start = :s AND b.period_end = :e"
             " GROUP BY l.bill_id) per_bill"), {"s": period[0], "e": period[1]})).one()
-    return Measured(name, result, seconds, py_cpu, pg_cpu, int(lines or 0), int(above or 0), int(split or 0))
+    return Measured(name, result, seconds, py_cpu, pg_cpu, int(lines or 0), int(above or 0), int(split or 0),
+                    workers)
 
 
 def report(m: Measured) -> None:
@@ -124,7 +126,9 @@ def report(m: Measured) -> None:
     print(f"  bill lines {m.lines:,}; bills reaching tier 2 or 3 {m.above_tier1:,}, split between tiers {m.split:,}; "
           f"billed {r.total_billed:,} yuan in {r.batches:,} batches")
     print(f"  {m.seconds:.1f} s, {rate:,.0f} accounts/s (target < {TARGET_S:.0f} s: {verdict}); "
-          f"CPU: this process {m.python_cpu_s:.1f} s, PostgreSQL {m.postgres_cpu_s:.1f} s")
+          + (f"CPU: this process {m.python_cpu_s:.1f} s, PostgreSQL {m.postgres_cpu_s:.1f} s" if m.workers == 1 else
+             f"CPU: {m.workers} processes {m.python_cpu_s:.1f} s, PostgreSQL not measured (its backends come and go "
+             "with the parts)"))
 
 
 async def check_sample(db: Database, period: tuple[date, date], size: int) -> int:
