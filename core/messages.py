@@ -57,9 +57,6 @@ class Event:
     lane: Lane | None = None
     version: int = 1
     extra: Mapping[str, Any] = field(default_factory=dict)
-    correlation_id: str | None = None
-    """The flow the event joins when it has no incoming cause (a billing run's bill joins the flow of
-    the reading that closed it); otherwise the cause's flow, or a new one."""
 
 
 ID_LIMIT = 64

@@ -61,7 +61,7 @@ async def emit(conn: AsyncConnection, events: Sequence[tuple[Event, Cause | None
                 "type": event.type,
                 "version": event.version,
                 "subject": event.subject if event.subject is not None else (cause.subject if cause else None),
-                "correlation_id": cause.correlation_id if cause else (event.correlation_id or message_id),
+                "correlation_id": cause.correlation_id if cause else message_id,
                 "causation_id": cause.message_id if cause else None,
                 "lane": str(event.lane or entry.lane),
                 "data": orjson.dumps(data.model_dump(mode="json")).decode(),

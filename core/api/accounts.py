@@ -53,7 +53,7 @@ from core.api.framework import (
     principal_of,
     require,
 )
-from core.api.models import Alarm, Query, Reading
+from core.api.models import Alarm, Reading, RevealQuery
 from core.api.permissions import Action, Resource, Role, allowed
 from core.api.problems import ProblemError, json_response
 from core.api.reveal import read_revealable as _read
@@ -106,10 +106,6 @@ class CloseBody(_Body):
     client_request_id: str = Field(min_length=1, max_length=64)
     final_reading_m3: Decimal = Field(ge=0)
     at: AwareDatetime
-
-
-class RevealQuery(Query):
-    reveal: bool = Field(default=False, description="Personal fields in clear (admin, customer_service); audited.")
 
 
 class AccountSearchQuery(RevealQuery):
@@ -208,7 +204,7 @@ class AccountSummary(BaseModel):
 # --- helpers -----------------------------------------------------------------------------------------
 
 
-def _privacy(request: web.Request) -> Privacy:
+def require_privacy(request: web.Request) -> Privacy:
     privacy = request.app.get(PRIVACY)
     if privacy is None:
         raise ProblemError(503, "Personal-data keys missing", NO_KEYS)
@@ -262,7 +258,7 @@ def _domain_errors(request: web.Request) -> Iterator[None]:
 @require(Resource.ACCOUNTS, Action.WRITE)
 async def open_account_route(request: web.Request) -> web.StreamResponse:
     """201 with the (masked) account; the same ``client_request_id`` and content again → 200, same body."""
-    privacy = _privacy(request)
+    privacy = require_privacy(request)
     body = await parse_body(request, OpenAccountBody)
     async with request.app[API].engine.begin() as conn:
         seen = (await conn.execute(select(request_table.c.id).where(
@@ -277,7 +273,7 @@ async def open_account_route(request: web.Request) -> web.StreamResponse:
 @require(Resource.ACCOUNTS, Action.WRITE)
 async def transfer_account_route(request: web.Request) -> web.StreamResponse:
     """Transfer of ownership (过户); idempotent by ``client_request_id``."""
-    privacy = _privacy(request)
+    privacy = require_privacy(request)
     account_id = request.match_info["id"]
     body = await parse_body(request, TransferBody)
     async with request.app[API].engine.begin() as conn:
@@ -292,7 +288,7 @@ async def transfer_account_route(request: web.Request) -> web.StreamResponse:
 @require(Resource.ACCOUNTS, Action.WRITE)
 async def close_account_route(request: web.Request) -> web.StreamResponse:
     """Close (销户) with the final reading; the final bill is pending; idempotent by ``client_request_id``."""
-    privacy = _privacy(request)
+    privacy = require_privacy(request)
     account_id = request.match_info["id"]
     body = await parse_body(request, CloseBody)
     async with request.app[API].engine.begin() as conn:
@@ -306,7 +302,7 @@ async def close_account_route(request: web.Request) -> web.StreamResponse:
 
 @require(Resource.ACCOUNTS, Action.READ)
 async def get_account_route(request: web.Request) -> web.StreamResponse:
-    privacy = _privacy(request)
+    privacy = require_privacy(request)
     q = parse_query(request, RevealQuery)
     account_id = request.match_info["id"]
 
@@ -320,7 +316,7 @@ async def get_account_route(request: web.Request) -> web.StreamResponse:
 @require(Resource.ACCOUNTS, Action.READ)
 async def search_accounts(request: web.Request) -> web.StreamResponse:
     """Accounts whose current holder has this phone (any written form) or ID number, via the blind index."""
-    privacy = _privacy(request)
+    privacy = require_privacy(request)
     q = parse_query(request, AccountSearchQuery)
     if (q.phone is None) == (q.id_number is None):
         raise ProblemError(400, "Bad parameter", "Give exactly one of 'phone' or 'id_number'.",
@@ -425,7 +421,7 @@ async def _money(conn: AsyncConnection, account_id: str, role: Role) -> dict[str
 @require(Resource.ACCOUNTS, Action.READ)
 async def account_overview(request: web.Request) -> web.StreamResponse:
     """Everything about one account (U2), in one read-only connection."""
-    privacy = _privacy(request)
+    privacy = require_privacy(request)
     q = parse_query(request, RevealQuery)
     account_id = request.match_info["id"]
     role = principal_of(request).role

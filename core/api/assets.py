@@ -18,19 +18,15 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from core.accounts import Privacy
 from core.accounts.customers import CustomerView, UnknownCustomer, get_customer
+from core.api.accounts import require_privacy
 from core.api.framework import API, Endpoint, parse_query, require
-from core.api.models import Query
+from core.api.models import Query, RevealQuery
 from core.api.permissions import Action, Resource
 from core.api.problems import ProblemError, json_response
 from core.api.reveal import read_revealable
 from core.db.tables import reading
 from core.db.tables_billing import meter
-
-
-class RevealQuery(Query):
-    reveal: bool = Field(default=False, description="Personal fields in clear (admin, customer service; audited).")
 
 
 class MetersQuery(Query):
@@ -66,19 +62,10 @@ class MeterPage(BaseModel):
     next_cursor: str | None
 
 
-def _privacy(request: web.Request) -> Privacy:
-    from core.api.accounts import NO_KEYS, PRIVACY
-
-    privacy = request.app.get(PRIVACY)
-    if privacy is None:
-        raise ProblemError(503, "Personal-data keys missing", NO_KEYS)
-    return privacy
-
-
 @require(Resource.ACCOUNTS, Action.READ)
 async def get_customer_route(request: web.Request) -> web.StreamResponse:
     """One customer and the accounts they hold or held."""
-    privacy = _privacy(request)
+    privacy = require_privacy(request)
     q = parse_query(request, RevealQuery)
     customer_id = request.match_info["id"]
 

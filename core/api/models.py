@@ -15,6 +15,10 @@ class Query(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class RevealQuery(Query):
+    reveal: bool = Field(default=False, description="Personal fields in clear (admin, customer_service); audited.")
+
+
 class ReadingsQuery(Query):
     meter_id: str | None = Field(default=None, min_length=1, max_length=32)
     since: AwareDatetime | None = None

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.api.accounts import NO_KEYS, PRIVACY
 from core.api.framework import API, Endpoint, cursor_time, decode_cursor, encode_cursor, parse_query, require
-from core.api.models import Query
+from core.api.models import Query, RevealQuery
 from core.api.permissions import Action, Resource
 from core.api.problems import ProblemError, json_response
 from core.api.reveal import read_revealable
@@ -191,11 +191,6 @@ class InvoicesQuery(Query):
                                                     "audited.")
     limit: int = _LIMIT
     cursor: str | None = _CURSOR
-
-
-class RevealQuery(Query):
-    reveal: bool = Field(default=False, description="User name and number in clear (admin, customer_service); "
-                                                    "audited.")
 
 
 class Invoice(BaseModel):

@@ -20,7 +20,7 @@ from core.db.bulk import insert_columns, insert_new
 from core.db.tables import reading
 from core.db.tables_accounts import account
 from core.db.tables_billing import bill, bill_line, meter
-from core.messages import Event
+from core.messages import Cause, Caused, Event
 from core.outbox import emit
 
 ZERO_VOLUME = Decimal("0.000")
@@ -89,9 +89,11 @@ class RunPlan:
             .subquery("page")
         )
 
-        def register(*window: Any) -> Any:
-            return (select(reading.c.volume_m3).where(reading.c.meter_id == page.c.meter_id, *window)
+        def register(*window: Any, column: Any = reading.c.volume_m3) -> Any:
+            return (select(column).where(reading.c.meter_id == page.c.meter_id, *window)
                     .order_by(reading.c.read_at.desc()).limit(1).scalar_subquery())
+
+        closing = (reading.c.read_at > self.opening_at, reading.c.read_at <= self.closing_at)
 
         billed = (select(bill.c.id).where(bill.c.account_id == page.c.id, bill.c.period_start == self.period_start,
                                           bill.c.period_end == self.period_end).limit(1).scalar_subquery())
@@ -102,11 +104,10 @@ class RunPlan:
         return select(
             page.c.id, page.c.category, page.c.subcategory, page.c.meter_id, page.c.meters,
             register(reading.c.read_at <= self.opening_at).label("opening_m3"),
-            register(reading.c.read_at > self.opening_at, reading.c.read_at <= self.closing_at).label("closing_m3"),
-            (select(reading.c.correlation_id)
-             .where(reading.c.meter_id == page.c.meter_id, reading.c.read_at > self.opening_at,
-                    reading.c.read_at <= self.closing_at)
-             .order_by(reading.c.read_at.desc()).limit(1).scalar_subquery()).label("closing_flow"),
+            register(*closing).label("closing_m3"),
+            # The reading that closes the period causes the bill: bill.issued joins its flow.
+            register(*closing, column=reading.c.message_id).label("closing_message"),
+            register(*closing, column=reading.c.correlation_id).label("closing_flow"),
             billed.label("billed"), chained.label("chained"),
         ).order_by(page.c.id)
 
@@ -122,7 +123,7 @@ class PricedBatch:
     """Rows of ``core_bill`` in ``BILL_COLUMNS`` order."""
     lines: list[tuple[Any, ...]] = field(default_factory=list)
     """Rows of ``core_bill_line`` in ``LINE_COLUMNS`` order, for every bill."""
-    events: list[tuple[Event, None]] = field(default_factory=list)
+    events: list[tuple[Event, Cause | None]] = field(default_factory=list)
     """One ``bill.issued`` per bill row, in the same order."""
 
 
@@ -132,8 +133,8 @@ def price_batch(plan: RunPlan, batch: list[Any]) -> PricedBatch:
     out = PricedBatch(accounts=len(batch))
     period_start, period_end, now = plan.period_start, plan.period_end, plan.now
     ids = iter(new_ids(len(batch)))
-    for account_id, category, subcategory, meter_id, meters, opening_m3, closing_m3, closing_flow, billed, chained \
-            in batch:
+    for (account_id, category, subcategory, meter_id, meters, opening_m3, closing_m3, closing_message, closing_flow,
+         billed, chained) in batch:
         if billed is not None:
             out.already_billed += 1
             continue
@@ -165,8 +166,16 @@ def price_batch(plan: RunPlan, batch: list[Any]) -> PricedBatch:
         out.events.append((Event(type="bill.issued", subject=account_id, data=BillIssued(
             bill_id=bill_id, account_id=account_id, meter_id=meter_id, period_start=period_start,
             period_end=period_end, category=tariff_category.value, volume_m3=volume, total=total,
-            net_total=net_total, tax_total=tax_total, issued_at=now), correlation_id=closing_flow), None))
+            net_total=net_total, tax_total=tax_total, issued_at=now)),
+            _cause(closing_message, closing_flow, account_id)))
     return out
+
+
+def _cause(message_id: str | None, correlation_id: str | None, account_id: str) -> Cause | None:
+    """The closing reading, when it came through the hub in a flow (readings loaded otherwise have none)."""
+    if message_id is None or correlation_id is None:
+        return None
+    return Caused(message_id=message_id, correlation_id=correlation_id, subject=account_id)
 
 
 async def write_batch(conn: AsyncConnection, priced: PricedBatch, result: BillingRunResult) -> None:

@@ -5,9 +5,9 @@ statement whose cost barely grows with the batch; plain appends go through ``COP
 ``executemany``. Both can ignore rows that collide with a unique key and return the keys that were
 really inserted, which is how idempotent handlers learn which messages are new.
 
-:func:`insert_new` does the same for large batches of wide rows that rarely collide (a billing run's
-bills): ``COPY`` inside a savepoint, and only after a collision a temporary table and one
-``INSERT … SELECT … ON CONFLICT DO NOTHING``.
+:func:`insert_columns` with ``mostly_new`` (and :func:`insert_new`, which returns the keys that went
+in) is for batches that rarely collide (the message store, the ledger, readings, a billing run's
+bills): ``COPY`` inside a savepoint, and only after a collision ``INSERT … ON CONFLICT DO NOTHING``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Table, insert, select, text
+from sqlalchemy import Table, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -115,44 +115,10 @@ async def insert_new(
     conn: AsyncConnection, table: Table, columns: Mapping[str, Sequence[Any]], *, key: str = "id"
 ) -> set[Any]:
     """Insert the rows given column by column, leaving out those that collide with a unique
-    constraint; return the ``key`` values of the rows inserted.
-
-    On PostgreSQL the rows are first copied straight into ``table`` inside a savepoint: the usual
-    case, where nothing collides, costs one ``COPY`` and no key travels back. When something does
-    collide, the savepoint is rolled back and the rows are copied into a temporary table shaped like
-    ``table`` (``pg_temp.<table>_new``, created on first use, emptied at commit) and moved out of it
-    with one ``WITH moved AS (DELETE … RETURNING …) INSERT … SELECT … ON CONFLICT DO NOTHING``; the
-    keys that went in are then looked up. Either way it costs far less than ``unnest`` for wide
-    rows (for 16 columns about a third of its server time and half its client CPU). Other databases
-    use :func:`insert_columns`.
-    """
-    names = tuple(columns)
-    if not names or not columns[names[0]]:
-        return set()
-    if conn.dialect.name != "postgresql":
-        inserted = await insert_columns(conn, table, columns, ignore_conflicts=True, returning=(key,))
-        return {row[0] for row in inserted}
-    raw = await _driver(conn)
-    keys = columns[key]
-    try:
-        async with raw.transaction():  # a savepoint in the caller's transaction
-            await raw.copy_records_to_table(
-                table.name, records=zip(*columns.values(), strict=True), columns=list(names))
-        return set(keys)
-    except asyncpg.UniqueViolationError:
-        pass
-    staging = f"{table.name}_new"
-    cols = ", ".join(f'"{name}"' for name in names)
-    # Identifiers come from our own Table objects; the values travel by COPY.
-    await raw.execute(
-        f'CREATE TEMPORARY TABLE IF NOT EXISTS "{staging}" (LIKE "{table.name}") ON COMMIT DELETE ROWS')
-    await raw.copy_records_to_table(
-        staging, records=zip(*columns.values(), strict=True), columns=list(names), schema_name="pg_temp")
-    await raw.execute(
-        f'WITH moved AS (DELETE FROM pg_temp."{staging}" RETURNING {cols}) '  # noqa: S608
-        f'INSERT INTO "{table.name}" ({cols}) SELECT {cols} FROM moved ON CONFLICT DO NOTHING')
-    found = await conn.execute(select(table.c[key]).where(table.c[key].in_(list(keys))))
-    return set(found.scalars())
+    constraint; return the ``key`` values of the rows inserted: ``insert_columns`` with
+    ``mostly_new`` (``COPY`` in a savepoint; ``INSERT … ON CONFLICT DO NOTHING`` after a collision)."""
+    inserted = await insert_columns(conn, table, columns, ignore_conflicts=True, returning=(key,), mostly_new=True)
+    return {row[0] for row in inserted}
 
 
 async def _insert_rows(
@@ -191,10 +157,7 @@ async def _copy_new(
     """COPY the rows not stored yet (the first of each primary key) in a savepoint; ``None`` when a
     row collided with a unique key after all (the savepoint is rolled back; the caller takes the slow
     path)."""
-    import asyncpg  # the PostgreSQL driver; only this dialect gets here
-
-    raw = (await conn.get_raw_connection()).driver_connection
-    assert raw is not None
+    raw = await _driver(conn)
     keys: list[Any] = list(columns[key[0]]) if len(key) == 1 else list(zip(*(columns[k] for k in key), strict=True))
     stored: set[Any] = set()
     if skip_stored and len(key) == 1:

@@ -280,30 +280,22 @@ async def _insert(conn: AsyncConnection, pending: list[_Pending]) -> list[_Pendi
         if p.result.conflict:
             raise Conflict(p.result.findings[0].message)
     todo = [p for p in pending if p.stored]
-    columns: dict[str, list[Any]] = {
-        "id": [p.item.message_id for p in todo],
-        "meter_id": [p.data.meter_id for p in todo],
-        "read_at": [p.input.read_at.astimezone(UTC) for p in todo],
-        "volume_m3": [p.data.volume_m3 for p in todo],
-        "source": [p.data.source.value for p in todo],
-        "quality": [_quality(p) for p in todo],
-        "message_id": [p.item.message_id for p in todo],
-        "correlation_id": [p.item.correlation_id for p in todo],
-    }
-    inserted = {r[0] for r in await insert_columns(conn, reading, columns, ignore_conflicts=True, returning=("id",),
-                                                   mostly_new=True)}
-    if len(inserted) < len(todo):
-        await _check_duplicates(conn, [(p.data.meter_id, p.input.read_at.astimezone(UTC), p.data.volume_m3)
-                                       for p in todo if p.item.message_id not in inserted])
+    inserted = await _store(conn, [p.item for p in todo], [_quality(p) for p in todo])
     return [p for p in todo if p.item.message_id in inserted]
 
 
 async def _insert_unvalidated(conn: AsyncConnection, items: Sequence[Incoming]) -> None:
     """``run_rules = false``: store the readings as they come (quality ``unvalidated``); duplicates and
     conflicts are found as always."""
-    data = [item.data for item in items]
-    assert all(isinstance(d, MeterReading) for d in data)
-    readings = [d for d in data if isinstance(d, MeterReading)]
+    await _store(conn, items, ["unvalidated"] * len(items))
+
+
+async def _store(conn: AsyncConnection, items: Sequence[Incoming], quality: Sequence[str]) -> set[str]:
+    """Insert readings (``COPY`` unless one collides), each in the flow it came in; return the ids really
+    inserted. A reading refused for its meter and time is a duplicate, or a ``Conflict`` if its value
+    differs."""
+    readings = [item.data for item in items if isinstance(item.data, MeterReading)]
+    assert len(readings) == len(items), "record_reading takes meter.reading only"
     ids = [item.message_id for item in items]
     columns: dict[str, list[Any]] = {
         "id": ids,
@@ -311,7 +303,7 @@ async def _insert_unvalidated(conn: AsyncConnection, items: Sequence[Incoming]) 
         "read_at": [d.read_at.astimezone(UTC) for d in readings],
         "volume_m3": [d.volume_m3 for d in readings],
         "source": [d.source.value for d in readings],
-        "quality": ["unvalidated"] * len(ids),
+        "quality": list(quality),
         "message_id": ids,
         "correlation_id": [item.correlation_id for item in items],
     }
@@ -320,6 +312,7 @@ async def _insert_unvalidated(conn: AsyncConnection, items: Sequence[Incoming]) 
     if len(inserted) < len(ids):
         await _check_duplicates(conn, [(columns["meter_id"][i], columns["read_at"][i], columns["volume_m3"][i])
                                        for i, mid in enumerate(ids) if mid not in inserted])
+    return inserted
 
 
 def _quality(p: _Pending) -> str:

@@ -14,12 +14,14 @@ from typing import Any
 
 import asyncpg
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from connectors.http_sms.simulator import SmsGatewaySimulator
 from connectors.valve_http.simulator import ValvePlatformSimulator
 from core.privacy import generate_key
 from hub.app import Hub
 from hub.connectors.registry import ConnectorRegistry
+from hub.migrations import upgrade
 from hub.settings import load_settings
 from tests.contract.broker_admin import BrokerAdmin
 
@@ -166,6 +168,25 @@ class Stack:
         if self.amqp_url and self.hubs:
             topology = self.hubs[0].topology()
             await BrokerAdmin(self.amqp_url).delete([q.name for q in topology.queues], topology.exchange)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """A migrated database: SQLite, then a fresh PostgreSQL database (dropped afterwards)."""
+    if request.param == "sqlite":
+        url, drop = f"sqlite+aiosqlite:///{tmp_path}/core.db", None
+    else:
+        url, drop = await fresh_postgres_database(request.getfixturevalue("postgres_url"))
+    try:
+        await asyncio.to_thread(upgrade, url)
+        eng = create_async_engine(url)
+        try:
+            yield eng
+        finally:
+            await eng.dispose()
+    finally:
+        if drop is not None:
+            await drop()
 
 
 StackFactory = Callable[[], Awaitable[Stack]]

@@ -46,3 +46,25 @@ class TaxStandIn(OutboundConnector[TaxStandInSettings]):
 def registry() -> ConnectorRegistry:
     """The built-in connectors plus the stand-in (kind ``tax_stand_in``)."""
     return ConnectorRegistry({**BUILTIN, "tax_stand_in": "tests.flow.tax_stand_in:TaxStandIn"})
+
+
+# The routes of a payment and its invoice through this stand-in (the payment and tax connectors come later).
+PAYMENT_ROUTES = """
+[[route]]
+name = "payments"
+from = "payment.received"
+to = "core:record_payment"
+retry = { max_attempts = 3, backoff = ["100ms"] }
+
+[[route]]
+name = "tax-issue"
+from = "invoice.requested"
+to = "tax:issue"
+reply = "invoice.issued"
+retry = { max_attempts = 3, backoff = ["100ms"] }
+
+[[route]]
+name = "tax-issued"
+from = "invoice.issued"
+to = "core:record_invoice_issued"
+"""

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.accounts import (
     AccountView,
@@ -29,8 +27,6 @@ from core.accounts import (
 from core.db.tables_accounts import account, customer, premises, request
 from core.errors import Conflict, DomainRejected
 from core.privacy import KeyRing, generate_key
-from hub.migrations import upgrade
-from tests.flow.conftest import fresh_postgres_database
 
 ALICE_ID = "33060219900101123" + id_check_digit("33060219900101123")
 BOB_ID = "33062119850615004" + id_check_digit("33062119850615004")
@@ -40,25 +36,6 @@ HOME = PremisesIn(address="绍兴市越城区解放北路88号3幢201室", distr
 T0 = datetime(2026, 1, 1, 8, tzinfo=UTC)
 T1 = datetime(2026, 6, 1, 8, tzinfo=UTC)
 T2 = datetime(2026, 9, 1, 8, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path}/accounts.db"
-        drop = None
-    else:
-        url, drop = await fresh_postgres_database(request.getfixturevalue("postgres_url"))
-    try:
-        await asyncio.to_thread(upgrade, url)
-        eng = create_async_engine(url)
-        try:
-            yield eng
-        finally:
-            await eng.dispose()
-    finally:
-        if drop is not None:
-            await drop()
 
 
 @pytest.fixture

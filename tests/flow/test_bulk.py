@@ -4,41 +4,17 @@ its first statement."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.db.bulk import insert_columns, insert_new
 from core.db.tables import reading
-from hub.migrations import upgrade
-from tests.flow.conftest import fresh_postgres_database
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    if request.param == "sqlite":
-        url, drop = f"sqlite+aiosqlite:///{tmp_path}/bulk.db", None
-    else:
-        url, drop = await fresh_postgres_database(request.getfixturevalue("postgres_url"))
-    try:
-        await asyncio.to_thread(upgrade, url)
-        eng = create_async_engine(url)
-        try:
-            yield eng
-        finally:
-            await eng.dispose()
-    finally:
-        if drop is not None:
-            await drop()
 
 
 def readings(ids: list[str], meter: str = "M1") -> dict[str, list[Any]]:

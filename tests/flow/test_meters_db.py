@@ -2,46 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.accounts import CustomerIn, PremisesIn, Privacy, close_account, id_check_digit, open_account
 from core.db.tables_billing import meter
 from core.errors import DomainRejected
 from core.meters import install_meter
 from core.privacy import KeyRing, generate_key
-from hub.migrations import upgrade
-from tests.flow.conftest import fresh_postgres_database
 
 ID = "33060219900101123" + id_check_digit("33060219900101123")
 HOLDER = CustomerIn(name="张三丰", phone="13812345678", id_number=ID)
 HOME = PremisesIn(address="绍兴市越城区解放北路88号3幢201室", district="yuecheng", lat=30.00, lon=120.58)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    if request.param == "sqlite":
-        url, drop = f"sqlite+aiosqlite:///{tmp_path}/meters.db", None
-    else:
-        url, drop = await fresh_postgres_database(request.getfixturevalue("postgres_url"))
-    try:
-        await asyncio.to_thread(upgrade, url)
-        eng = create_async_engine(url)
-        try:
-            yield eng
-        finally:
-            await eng.dispose()
-    finally:
-        if drop is not None:
-            await drop()
 
 
 @pytest.fixture

@@ -20,29 +20,10 @@ from core.privacy import generate_key
 from hub.envelope import Envelope
 from hub.store.tables import message
 from tests.flow.conftest import OPS_TOKEN, Stack, eventually
-from tests.flow.tax_stand_in import TaxStandIn, registry
+from tests.flow.tax_stand_in import PAYMENT_ROUTES, TaxStandIn, registry
 
 AUTH = {"Authorization": f"Bearer {OPS_TOKEN}"}
 NAME = "王小明"
-ROUTES = """
-[[route]]
-name = "payments"
-from = "payment.received"
-to = "core:record_payment"
-retry = { max_attempts = 3, backoff = ["100ms"] }
-
-[[route]]
-name = "tax-issue"
-from = "invoice.requested"
-to = "tax:issue"
-reply = "invoice.issued"
-retry = { max_attempts = 3, backoff = ["100ms"] }
-
-[[route]]
-name = "tax-issued"
-from = "invoice.issued"
-to = "core:record_invoice_issued"
-"""
 
 
 async def _count(hub: Any, table: Any, *where: Any) -> int:
@@ -79,7 +60,7 @@ async def _city(hub: Any) -> str:
 
 
 async def test_a_payment_is_credited_once_allocated_and_invoiced_under_one_correlation_id(stack: Stack) -> None:
-    (stack.routes_dir / "payments.toml").write_text(ROUTES)
+    (stack.routes_dir / "payments.toml").write_text(PAYMENT_ROUTES)
     connectors = {**stack.settings().connectors, "tax": {"kind": "tax_stand_in"}}
     hub = await stack.start_hub(registry=registry(), connectors=connectors, core={"keys": {"k1": generate_key()}})
     account_id = await _city(hub)

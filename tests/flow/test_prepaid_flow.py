@@ -23,7 +23,7 @@ from core.privacy import generate_key
 from hub.app import Hub
 from hub.envelope import Envelope
 from tests.flow.conftest import OPS_TOKEN, VENDOR_TOKEN, Stack, eventually
-from tests.flow.tax_stand_in import registry
+from tests.flow.tax_stand_in import PAYMENT_ROUTES, registry
 
 AUTH = {"Authorization": f"Bearer {OPS_TOKEN}"}
 PHONE = "13912345678"
@@ -31,25 +31,6 @@ HOLDER = CustomerIn(name="钱七", phone=PHONE, id_number="33060219900101123" + 
 HOME = PremisesIn(address="绍兴市上虞区市民大道1号", district="shangyu", lat=30.03, lon=120.87)
 PASSWORD = "correct horse battery staple"
 DAILY = Decimal("1.500")  # 3.60 yuan a day at the tariff file's first tier (2.40)
-ROUTES = """
-[[route]]
-name = "payments"
-from = "payment.received"
-to = "core:record_payment"
-retry = { max_attempts = 3, backoff = ["100ms"] }
-
-[[route]]
-name = "tax-issue"
-from = "invoice.requested"
-to = "tax:issue"
-reply = "invoice.issued"
-retry = { max_attempts = 3, backoff = ["100ms"] }
-
-[[route]]
-name = "tax-issued"
-from = "invoice.issued"
-to = "core:record_invoice_issued"
-"""
 
 
 async def prepaid_account(hub: Hub, meter_id: str, points: list[tuple[datetime, Decimal]], balance: str) -> str:
@@ -79,7 +60,7 @@ async def scalar(hub: Hub, stmt: Any) -> Any:
 
 
 async def test_readings_close_the_valve_a_top_up_does_not_and_the_engineer_reopens_it(stack: Stack) -> None:
-    (stack.routes_dir / "payments.toml").write_text(ROUTES)
+    (stack.routes_dir / "payments.toml").write_text(PAYMENT_ROUTES)
     connectors = {**stack.settings().connectors, "tax": {"kind": "tax_stand_in"}}
     hub = await stack.start_hub(registry=registry(), connectors=connectors, core={
         "keys": {"k1": generate_key()}, "prepaid": {"enabled": True, "low_balance_yuan": "20.00"}})

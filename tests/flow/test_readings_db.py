@@ -5,18 +5,16 @@ events written to the outbox (flagged readings, alarms, notifications), once per
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from ulid import ULID
 
 from core.accounts import CustomerIn, PremisesIn, Privacy, id_check_digit, open_account
@@ -39,8 +37,6 @@ from core.handlers.valves import record_valve_state
 from core.messages import Incoming
 from core.privacy import KeyRing, generate_key
 from core.readings import ReadingsSettings, RuleId, ValidationSettings
-from hub.migrations import upgrade
-from tests.flow.conftest import fresh_postgres_database
 
 T0 = datetime(2026, 6, 1, 16, tzinfo=UTC)  # local midnight, 2 June
 DAY = timedelta(days=1)
@@ -49,25 +45,6 @@ DAILY = Decimal("1.200")
 PHONE = "13812345678"
 HOLDER = CustomerIn(name="王五", phone=PHONE, id_number="33060219900101123" + id_check_digit("33060219900101123"))
 HOME = PremisesIn(address="绍兴市越城区解放北路88号3幢201室", district="yuecheng", lat=30.00, lon=120.58)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path}/readings.db"
-        drop = None
-    else:
-        url, drop = await fresh_postgres_database(request.getfixturevalue("postgres_url"))
-    try:
-        await asyncio.to_thread(upgrade, url)
-        eng = create_async_engine(url)
-        try:
-            yield eng
-        finally:
-            await eng.dispose()
-    finally:
-        if drop is not None:
-            await drop()
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from core.errors import Conflict
 from core.handlers import CoreConfig, build_handlers
 from core.messages import Incoming
 from core.readings import ReadingsSettings
-from tests.flow.test_readings_db import engine  # noqa: F401 - the fixture (SQLite and PostgreSQL)
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 OFF = build_handlers(CoreConfig(readings=ReadingsSettings(run_rules=False)))["record_reading"]
@@ -33,7 +32,7 @@ async def run(eng: AsyncEngine, items: list[Incoming]) -> None:
         await OFF.fn(conn, items)
 
 
-async def test_readings_are_stored_unvalidated_and_emit_nothing(engine: AsyncEngine) -> None:  # noqa: F811
+async def test_readings_are_stored_unvalidated_and_emit_nothing(engine: AsyncEngine) -> None:
     assert OFF.emits == ()
     # A register going backwards would be flagged by the rules; here it is stored as it comes.
     await run(engine, [item("r1", "M1", 0, "100.000"), item("r2", "M1", 1, "90.000"), item("r3", "M2", 0, "5.000")])
@@ -45,7 +44,7 @@ async def test_readings_are_stored_unvalidated_and_emit_nothing(engine: AsyncEng
     assert events == 0
 
 
-async def test_another_value_for_a_stored_time_is_a_conflict(engine: AsyncEngine) -> None:  # noqa: F811
+async def test_another_value_for_a_stored_time_is_a_conflict(engine: AsyncEngine) -> None:
     await run(engine, [item("r1", "M1", 0, "100.000")])
     with pytest.raises(Conflict, match=r"already has 100\.000"):
         await run(engine, [item("r9", "M1", 0, "101.000")])
