@@ -73,8 +73,10 @@ async def issue_token(request: web.Request) -> web.StreamResponse:
 @require(Resource.SESSION, Action.WRITE)
 async def revoke(request: web.Request) -> web.StreamResponse:
     ctx = request.app[API]
+    token_hash = principal_of(request).token_hash
     async with ctx.engine.begin() as conn:
-        await revoke_token(conn, principal_of(request).token_hash, ctx.clock())
+        await revoke_token(conn, token_hash, ctx.clock())
+    ctx.principals.forget(token_hash)
     return json_response(Revoked().model_dump(mode="json"))
 
 
