@@ -2,7 +2,8 @@
 it wires together do the work.
 
 Roles: ``run`` starts everything (HTTP, route consumers, outbox relay, scheduler, connectors);
-``worker`` starts route consumers only, to scale out beside a RabbitMQ cluster and PostgreSQL.
+``worker`` starts route consumers only, to scale out beside a RabbitMQ cluster and PostgreSQL;
+``api`` serves the REST API only (no broker), in as many processes as the machine's cores can feed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import logging
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import time
-from enum import StrEnum
 from typing import Any
 
 from aiohttp import web
@@ -36,6 +36,7 @@ from hub.migrations import upgrade_async
 from hub.outbox_relay import OutboxRelay
 from hub.pipeline import RoutePipeline
 from hub.publisher import Publisher
+from hub.roles import Role as Role  # re-exported: callers import Role from hub.app
 from hub.routing.loader import Route, TargetCatalog, compile_routes
 from hub.scheduler import Scheduler
 from hub.settings import Settings
@@ -48,10 +49,6 @@ log = logging.getLogger(__name__)
 
 DEAD_LETTER_QUEUE_TTL_MS = 14 * 24 * 3600 * 1000
 
-
-class Role(StrEnum):
-    RUN = "run"
-    WORKER = "worker"
 
 
 @dataclass
@@ -171,8 +168,14 @@ class Hub:
                           for ms in route.spec.retry.delays())
         return Topology(self.settings.exchange, tuple(queues))
 
-    async def start(self, role: Role = Role.RUN, *, migrate: bool = True, http: bool | None = None) -> None:
+    async def start(self, role: Role = Role.RUN, *, migrate: bool = True, http: bool | None = None,
+                    reuse_port: bool = False) -> None:
         self.role = role
+        if role is Role.API:  # the database must be migrated already: several API processes start at once
+            await self._start_http(api_only=True, reuse_port=reuse_port)
+            self.started = True
+            log.info("hub.started", extra={"role": str(role), "database": self.settings.redacted_database_url()})
+            return
         if migrate:
             await upgrade_async(self.settings.database_url)
         for transport in self._unique_transports():
@@ -215,13 +218,14 @@ class Hub:
         while runtime.consumers:
             await runtime.consumers.pop().cancel()
 
-    async def _start_http(self) -> None:
-        from hub.web import build_web_app
+    async def _start_http(self, *, api_only: bool = False, reuse_port: bool = False) -> None:
+        from hub.web import build_api_web_app, build_web_app
 
-        app = build_web_app(self)
+        app = build_api_web_app(self) if api_only else build_web_app(self)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port)
+        site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port,
+                           reuse_port=reuse_port or None)
         await site.start()
         log.info("hub.http_listening", extra={"url": f"http://{self.settings.http.host}:{self.settings.http.port}"})
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -73,6 +75,79 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     return asyncio.run(_serve(_settings(), "worker", args.duration))
+
+
+async def _serve_api(settings: Settings, duration: float | None, reuse_port: bool) -> int:
+    from hub.app import Hub, Role
+    from hub.logs import configure
+
+    configure(settings.log_level, json=settings.log_json)
+    hub = Hub.build(settings)
+    await _require_migrated(hub.db)
+    stop = stop_on_signals()
+    await hub.start(Role.API, migrate=False, reuse_port=reuse_port)
+    tune_gc()
+    try:
+        await wait_until_stopped(stop, duration)
+    finally:
+        await hub.stop()
+    return 0
+
+
+def _api_process(duration: float | None) -> None:
+    """One of ``gashub api --processes N``'s children (spawned: a fresh interpreter, its own loop)."""
+    sys.exit(asyncio.run(_serve_api(_settings(), duration, reuse_port=True)))
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    """Serve /api/v1 in ``--processes`` processes sharing the port (SO_REUSEPORT: the kernel spreads the
+    connections). The parent checks the settings and the database once, starts the children, and stops
+    them all on Ctrl-C / SIGTERM or when one of them dies (a supervisor — systemd, Kubernetes — restarts
+    the whole group)."""
+    if args.processes < 1:
+        raise ConfigError("--processes must be at least 1")
+    if args.processes == 1:
+        return asyncio.run(_serve_api(_settings(), args.duration, reuse_port=False))
+    import multiprocessing
+    import signal
+
+    from hub.app import Hub
+
+    async def check() -> None:  # fail here, once, rather than in every child
+        hub = Hub.build(_settings())
+        try:
+            await _require_migrated(hub.db)
+        finally:
+            await hub.db.aclose()
+
+    asyncio.run(check())
+    ctx = multiprocessing.get_context("spawn")
+    children = [ctx.Process(target=_api_process, args=(args.duration,), name=f"gashub-api-{n}", daemon=False)
+                for n in range(args.processes)]
+    for child in children:
+        child.start()
+    stopping = False
+
+    def stop_all(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.is_alive() and child.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop_all)
+    signal.signal(signal.SIGINT, stop_all)
+    print(f"gashub api: {args.processes} processes on port {_settings().http.port}", file=sys.stderr)
+    while any(child.is_alive() for child in children):
+        for child in children:
+            child.join(0.5)
+            if not child.is_alive() and not stopping:
+                print(f"gashub api: {child.name} exited with code {child.exitcode}; stopping the others",
+                      file=sys.stderr)
+                stop_all(signal.SIGTERM, None)
+    failed = [c.exitcode for c in children if c.exitcode not in (0, -signal.SIGTERM)]
+    return 1 if failed else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -364,6 +439,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", cmd_run, "Run the hub: HTTP (ops, partners), route consumers, outbox relay, scheduler.")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
     p = add("worker", cmd_worker, "Run route consumers only (scale out beside RabbitMQ and PostgreSQL).")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
+    p = add("api", cmd_api, "Serve the REST API (/api/v1, /health, /ready) only, in one or more processes sharing "
+            "the port; no broker, no consumers (run it beside `gashub run`, on another GASHUB_HTTP__PORT).")
+    p.add_argument("--processes", type=int, default=1, metavar="N",
+                   help="processes sharing the port (SO_REUSEPORT); about one per core (default 1)")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
     p = add("demo", cmd_demo, "Run the hub on the embedded default with a seeded city, partner simulators and sample "
             "traffic.")

@@ -434,13 +434,13 @@ async def account_overview(request: web.Request) -> web.StreamResponse:
     names = [n for n in OVERVIEW_READS.names
              if n not in _MONEY_READS or allowed(role, _MONEY_READS[n], Action.READ)]
 
-    async def build() -> dict[str, Any]:
+    async def build() -> AccountOverview:
         async with request.app[API].engine.connect() as conn:
             rows = await OVERVIEW_READS.fetch(await read_only(conn), {"account_id": account_id}, only=names)
         if not rows["account"]:
             raise ProblemError(404, "Not found", f"There is no account '{account_id[:40]}'; "
                                "GET /api/v1/accounts?phone=… finds accounts by their holder.")
-        return _overview(privacy, rows, role, q.reveal).model_dump(mode="json")
+        return _overview(privacy, rows, role, q.reveal)
 
     return await _read(request, q.reveal, build)
 
