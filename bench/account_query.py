@@ -157,13 +157,19 @@ def children_of(pid: int) -> list[int]:
     return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
+def cmdline(pid: int) -> bytes:
+    with contextlib.suppress(FileNotFoundError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    return b""
+
+
 async def wait_ready(server: subprocess.Popen[str], base: str, processes: int) -> None:
     """Until ``/ready`` answers 200 on the port and every API process is up."""
     async with aiohttp.ClientSession() as session:
         for _ in range(600):
             if server.poll() is not None:
                 raise SystemExit(f"the API server did not start (exit code {server.returncode})")
-            children = children_of(server.pid)
+            children = [c for c in children_of(server.pid) if b"resource_tracker" not in cmdline(c)]
             with contextlib.suppress(aiohttp.ClientError):
                 async with session.get(f"{base}/ready") as resp:
                     if resp.status == 200 and (processes == 1 or len(children) >= processes):
