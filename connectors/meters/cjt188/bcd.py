@@ -27,16 +27,18 @@ def to_bcd_byte(value: int) -> int:
         raise EncodeError(f"{value!r} does not fit one BCD byte (0..99)") from None
 
 
+def _not_bcd(data: bytes, offset: int) -> DecodeError:
+    at = next(i for i, b in enumerate(data) if b not in _VALUES)
+    return DecodeError("not a BCD byte", offset=offset + at, expected="two decimal digits 00..99",
+                       found=f"{data[at]:02X}")
+
+
 def decode_digits(data: bytes, *, offset: int = 0) -> str:
     """The decimal digits of a little-endian BCD field, most significant first (``34 12`` → ``"1234"``)."""
-    out = []
-    for i in range(len(data) - 1, -1, -1):
-        digits = _DIGITS.get(data[i])
-        if digits is None:
-            raise DecodeError("not a BCD byte", offset=offset + i, expected="two decimal digits 00..99",
-                              found=f"{data[i]:02X}")
-        out.append(digits)
-    return "".join(out)
+    digits = data[::-1].hex()
+    if not digits.isdigit() and data:
+        raise _not_bcd(data, offset)
+    return digits
 
 
 def encode_digits(digits: str, width: int) -> bytes:
@@ -48,10 +50,7 @@ def encode_digits(digits: str, width: int) -> bytes:
 
 def decode_int(data: bytes, *, offset: int = 0) -> int:
     """The integer of a little-endian BCD field."""
-    value = 0
-    for i in range(len(data) - 1, -1, -1):
-        value = value * 100 + bcd_byte(data[i], offset=offset + i)
-    return value
+    return int(decode_digits(data, offset=offset) or "0")
 
 
 def encode_int(value: int, width: int) -> bytes:

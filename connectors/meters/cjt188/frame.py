@@ -79,6 +79,9 @@ def encode_address(address: str, width: int = ADDRESS_BYTES) -> bytes:
 
 
 def decode_address(buf: bytes, start: int, width: int = ADDRESS_BYTES) -> str:
+    fast = buf[start:start + width][::-1].hex()
+    if fast.isdigit():
+        return fast
     digits = []
     for i in range(start + width - 1, start - 1, -1):
         pair = _ADDRESS_DIGITS.get(buf[i])

@@ -23,7 +23,7 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Final
 
-from connectors.meters.cjt188.bcd import bcd_byte, decode_int, encode_int
+from connectors.meters.cjt188.bcd import decode_digits, decode_int, encode_int
 from connectors.meters.cjt188.errors import DecodeError, EncodeError
 from connectors.meters.cjt188.frame import ADDRESS_BYTES, Frame, decode_address, encode_address
 
@@ -288,10 +288,11 @@ def _read_volume(data: bytes, at: int, offset: int) -> Volume:
 
 
 def _read_clock(data: bytes, at: int, offset: int) -> MeterClock:
-    o = offset + at
-    return MeterClock(bcd_byte(data[at], offset=o), bcd_byte(data[at + 1], offset=o + 1),
-                      bcd_byte(data[at + 2], offset=o + 2), bcd_byte(data[at + 3], offset=o + 3),
-                      bcd_byte(data[at + 4], offset=o + 4), decode_int(data[at + 5:at + 7], offset=o + 5))
+    digits = data[at:at + 7].hex()  # ss mm hh DD MM YY CC, each byte high digit first
+    if not digits.isdigit():
+        decode_digits(data[at:at + 7], offset=offset + at)  # raises, naming the byte
+    return MeterClock(int(digits[0:2]), int(digits[2:4]), int(digits[4:6]), int(digits[6:8]), int(digits[8:10]),
+                      int(digits[12:14] + digits[10:12]))
 
 
 def _read_address(data: bytes, at: int, width: int) -> str:
