@@ -19,10 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
+from typing import ClassVar
 from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
 
 from connectors.meters.cjt188 import (
     DecodeError,
@@ -45,8 +48,9 @@ from connectors.meters.cjt188.messages import DI_METERING
 from connectors.meters.cjt188.profiles import MeterProfile, MeterProfiles
 from connectors.meters.dtu import DtuSession, RegistrationRefused, read_registration
 from connectors.meters.settings import DtuSettings, MeterBinding
-from core.catalogue.messages import MessageType
-from hub.connectors.contract import Capability, ConnectorContext, Health, InboundConnector
+from core.catalogue.messages import MessageType, ValveCommand, ValveState
+from core.catalogue.messages import ValveAction as CanonicalValveAction
+from hub.connectors.contract import Capability, ConnectorContext, Health, InboundConnector, OutboundConnector, Receipt
 from hub.envelope import Envelope
 from hub.errors import ConfigError, HubError, PermanentError, TransientError
 
@@ -72,10 +76,12 @@ class ReadSummary:
     failed: tuple[tuple[str, str], ...]
 
 
-class DtuConnector(InboundConnector[DtuSettings]):
+class DtuConnector(InboundConnector[DtuSettings], OutboundConnector[DtuSettings]):
     kind = "dtu_cjt188"
     settings_model = DtuSettings
-    capabilities = frozenset({Capability.INBOUND})
+    capabilities = frozenset({Capability.INBOUND, Capability.OUTBOUND, Capability.REQUEST_REPLY})
+    actions: ClassVar[Mapping[str, str]] = {"valve": MessageType.VALVE_COMMAND.value}
+    """``valve`` takes ``valve.command`` and answers ``valve.state`` data once the meter acknowledged."""
 
     def __init__(self, settings: DtuSettings, context: ConnectorContext) -> None:
         super().__init__(settings, context)
@@ -238,6 +244,31 @@ class DtuConnector(InboundConnector[DtuSettings]):
         if not isinstance(reply, WriteReply):
             raise PermanentError(f"meter {meter_id!r} answered valve control with {type(reply).__name__}")
         return reply
+
+    async def deliver(self, envelope: Envelope, action: str) -> Receipt:
+        """Carry out a ``valve.command`` on the meter's wire. Opening and closing are idempotent on the
+        meter, so a retried command is harmless; the answer is the ``valve.state`` the meter confirmed."""
+        if action != "valve":
+            raise PermanentError(f"connector {self.context.name!r} has no action {action!r}")
+        try:
+            command = ValveCommand.model_validate(envelope.data)
+        except ValidationError as exc:
+            raise PermanentError(f"not a valve.command: {exc.errors()[0]['msg']}") from None
+        wanted = ValveAction.OPEN if command.action is CanonicalValveAction.OPEN else ValveAction.CLOSE
+        reply = await self.set_valve(command.meter_id, wanted)
+        expected = ValveState.OPEN if wanted is ValveAction.OPEN else ValveState.CLOSED
+        reported = self.reported_valve(command.meter_id, reply)
+        return Receipt(partner_ref=command.command_id, reply={
+            "meter_id": command.meter_id, "state": (reported or expected).value,
+            "observed_at": datetime.now(UTC).isoformat(), "command_id": command.command_id,
+            "result": "ok" if reported in (None, expected) else f"meter reports its valve {reported.value}",
+        })
+
+    def reported_valve(self, meter_id: str, reply: WriteReply) -> ValveState | None:
+        """The valve state in a write reply's status (ST0, maybe ST1), read with the meter's status bits."""
+        if not reply.status:
+            return None
+        return self.profiles.get(self._by_id[meter_id].profile).status.valve(int.from_bytes(reply.status, "little"))
 
     async def read_all(self) -> ReadSummary:
         """Read every configured meter on every connected DTU: buses in parallel, meters on one bus in turn."""

@@ -75,7 +75,8 @@ class SimulatedMeter:
                 return AddressReply(t, self.address, ser)
             case ValveControl(ser=ser, action=action):
                 self.valve_closed = action is ValveAction.CLOSE
-                return WriteReply(t, self.address, self.profile.valve_control_code, DI_VALVE, ser, b"\x00")
+                return WriteReply(t, self.address, self.profile.valve_control_code, DI_VALVE, ser,
+                                  self.status().to_bytes(2, "little"))
         return ErrorReply(t, self.address, getattr(request, "function", 0x01) & 0x3F, b"\x01")
 
 

@@ -185,9 +185,25 @@ async def test_valve_close_reaches_the_meter_wire(hub_side: DtuConnector, dtus: 
         assert request.action is ValveAction.CLOSE
         assert arrived - sent < 1.0
         assert meter.valve_closed
-        assert reply.status == b"\x00"
+        assert hub_side.reported_valve(f"M2-{n}", reply) is ValveState.CLOSED
         report = await hub_side.read_meter(f"M2-{n}")
         assert report.reading.valve is ValveState.CLOSED
+
+
+async def test_a_valve_command_from_a_route_is_carried_out(hub_side: DtuConnector, dtus: list[DtuSimulator]) -> None:
+    command = Envelope(type="valve.command", source="core", subject="M0-3", data={
+        "command_id": "close-A1", "meter_id": "M0-3", "action": "close", "reason": "leak alarm A1",
+        "requested_by": "core.safety"})
+    receipt = await hub_side.deliver(command, "valve")
+    assert receipt.partner_ref == "close-A1"
+    assert receipt.reply is not None
+    assert receipt.reply["state"] == "closed"
+    assert receipt.reply["result"] == "ok"
+    assert dtus[0].meter(address(0, 3)).valve_closed  # top-of-byte status bits: closed is 0x40
+    with pytest.raises(PermanentError, match="has no action"):
+        await hub_side.deliver(command, "read")
+    with pytest.raises(PermanentError, match=r"not a valve\.command"):
+        await hub_side.deliver(Envelope(type="valve.command", source="core", data={"meter_id": "M0-3"}), "valve")
 
 
 async def test_replies_pair_by_ser_and_a_silent_meter_times_out(hub_side: DtuConnector, dtus: list[DtuSimulator],
