@@ -44,6 +44,7 @@ from connectors.meters.cjt188 import (
     meter_report,
     reading_data,
 )
+from connectors.meters.cjt188.frame import ADDRESS_BYTES
 from connectors.meters.cjt188.messages import DI_METERING
 from connectors.meters.cjt188.profiles import MeterProfile, MeterProfiles
 from connectors.meters.dtu import DtuSession, RegistrationRefused, read_registration
@@ -92,6 +93,11 @@ class DtuConnector(InboundConnector[DtuSettings], OutboundConnector[DtuSettings]
         for meter in settings.meters:
             if meter.profile is not None and meter.profile not in self.profiles.profiles:
                 raise ConfigError(f"meter {meter.meter_id!r} names unknown profile {meter.profile!r}",
+                                  where=f"connectors.{context.name}.meters")
+            if self.profiles.get(meter.profile).address_bytes != ADDRESS_BYTES:
+                # One splitter reads a whole bus, so every meter on it must have the standard width.
+                raise ConfigError(f"meter {meter.meter_id!r}: profile {meter.profile!r} has a non-standard "
+                                  "address width, which a DTU bus does not support yet",
                                   where=f"connectors.{context.name}.meters")
         self.sessions: dict[str, DtuSession] = {}
         self.last_reports: dict[str, MeterReport] = {}

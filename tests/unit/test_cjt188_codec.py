@@ -226,6 +226,21 @@ def test_decode_of_encode_is_identity(data: st.DataObject, dialect: Dialect, pre
     assert decode_message(decode_frame(wire), dialect) == message
 
 
+@settings(max_examples=200)
+@given(st.integers(1, 7), st.data())
+def test_other_address_widths_round_trip(width: int, data: st.DataObject) -> None:
+    dialect = Dialect(address_bytes=width)
+    addr = data.draw(st.lists(st.sampled_from([f"{n:02d}" for n in range(100)]), min_size=width,
+                              max_size=width).map("".join))
+    message = WriteAddress(0x30, addr, data.draw(ser), data.draw(st.sampled_from([addr, "0" * (2 * width)])))
+    wire = encode_frame(encode_message(message, dialect), preamble=2, address_bytes=width)
+    assert len(wire) == 2 + 6 + width + 3 + width
+    assert decode_message(decode_frame(wire, address_bytes=width), dialect) == message
+    frames = FrameSplitter(address_bytes=width).feed(b"\x00" + wire)
+    assert isinstance(frames[-1], Frame)
+    assert decode_message(frames[-1], dialect) == message
+
+
 @given(st.sampled_from([0x901F, 0x907F, 0x810A, 0xA017, 0xD120, 0x8102]), ser)
 def test_defined_dis_read_in_either_order_whatever_the_dialect(di_value: int, s: int) -> None:
     sent = encode_message(ReadData(0x30, GAS_ADDR, di_value, s), LOW)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -344,7 +345,7 @@ def test_next_daily_run() -> None:
     assert next_daily_run(datetime(2026, 11, 27, 18, 0, tzinfo=UTC), at, tz) == datetime(2026, 11, 29, 2, 0, tzinfo=tz)
 
 
-def test_settings_are_checked(context: RecordingContext) -> None:
+def test_settings_are_checked(context: RecordingContext, tmp_path: Path) -> None:
     registry = ConnectorRegistry()
     with pytest.raises(ConfigError, match="share address"):
         registry.settings_for("dtu", {**settings(1, 1), "meters": [
@@ -354,3 +355,8 @@ def test_settings_are_checked(context: RecordingContext) -> None:
     with pytest.raises(ConfigError, match="unknown profile"):
         registry.build("dtu", {**settings(0, 0), "meters": [
             {"meter_id": "A", "address": "1" * 14, "dtu": "x", "profile": "nope"}]}, context)
+    narrow = tmp_path / "profiles.toml"
+    narrow.write_text('default = "n"\n[profiles.n]\naddress_bytes = 5\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="non-standard address width"):
+        registry.build("dtu", {**settings(0, 0), "profiles_file": str(narrow), "meters": [
+            {"meter_id": "A", "address": "1" * 14, "dtu": "x"}]}, context)
