@@ -112,7 +112,6 @@ class DtuSettings(ConnectorSettings):
     """Local time of the scheduled reading of every meter; none when absent."""
     timezone: str = "Asia/Shanghai"
     """Where the meters are: their clocks and ``daily_read_at`` are in this zone."""
-    max_buffer_bytes: int = Field(default=4096, ge=512)
 
     @field_validator("timezone")
     @classmethod

@@ -63,8 +63,9 @@ class SimulatedMeter:
             word |= bits.battery_low
         return word
 
-    def answer(self, request: Message, tz: ZoneInfo) -> Message | None:
-        """What this meter says to a request addressed to it (``None``: nothing)."""
+    def answer(self, request: Message, control: int, tz: ZoneInfo) -> Message:
+        """What this meter says to a request addressed to it (control code ``control``): an error
+        reply to anything but metering data, address and valve control."""
         t = self.profile.meter_type
         match request:
             case ReadData(di=di, ser=ser) if di == DI_METERING:
@@ -77,7 +78,7 @@ class SimulatedMeter:
                 self.valve_closed = action is ValveAction.CLOSE
                 return WriteReply(t, self.address, self.profile.valve_control_code, DI_VALVE, ser,
                                   self.status().to_bytes(2, "little"))
-        return ErrorReply(t, self.address, getattr(request, "function", 0x01) & 0x3F, b"\x01")
+        return ErrorReply(t, self.address, control & 0x3F, b"\x01")
 
 
 @dataclass
@@ -139,9 +140,7 @@ class DtuSimulator:
             meter.received.append((time.monotonic(), request))
             if meter.silent:
                 continue
-            reply = meter.answer(request, tz)
-            if reply is None:
-                continue
+            reply = meter.answer(request, frame.control, tz)
             await asyncio.sleep(self.bus_delay_s)
             wire = bytearray(encode_frame(encode_message(reply, meter.profile.dialect), preamble=3))
             if meter.garble:

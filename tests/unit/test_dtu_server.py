@@ -20,6 +20,7 @@ from aiohttp import web
 
 from connectors.meters import DtuConnector
 from connectors.meters.cjt188 import (
+    ErrorReply,
     MeterClock,
     MeteringData,
     ReadData,
@@ -225,6 +226,15 @@ async def test_replies_pair_by_ser_and_a_silent_meter_times_out(hub_side: DtuCon
         await hub_side.read_meter("M0-0")
     await until(lambda: len(context.readings()) == 2)
     assert context.rejected == []
+
+
+async def test_an_error_reply_without_ser_answers_the_pending_request(hub_side: DtuConnector,
+                                                                      dtus: list[DtuSimulator]) -> None:
+    profile = PROFILES.get("cjt188-2004")
+    session = hub_side.sessions[imei(0)]
+    reply = await session.request(lambda ser: ReadData(0x30, address(0, 0), 0xD120, ser), profile,
+                                  answer_within=0.5, attempts=1)
+    assert reply == ErrorReply(0x30, address(0, 0), 0x01, b"\x01")
 
 
 async def test_a_garbled_reply_is_refused_and_the_retry_reads(hub_side: DtuConnector, dtus: list[DtuSimulator],
