@@ -20,6 +20,7 @@ from hub.errors import ConfigError
 
 BUILTIN: Mapping[str, str] = MappingProxyType(
     {
+        "dtu_cjt188": "connectors.meters:DtuConnector",
         "http_sms": "connectors.http_sms:HttpSmsConnector",
         "tax_demo": "connectors.tax_demo:TaxDemoConnector",
         "valve_http": "connectors.valve_http:ValveHttpConnector",
