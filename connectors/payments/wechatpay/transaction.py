@@ -1,7 +1,8 @@
 """Orders we create and the transactions WeChat Pay reports, in our terms.
 
 **Order numbers.** An order we create for a gas account has ``out_trade_no = "{account_id}-{tag}"``
-(at most 32 characters, WeChat's limit): the account is everything before the last ``-`` and the tag
+(at most 32 characters, WeChat's limit, so account ids of up to 29): the account is everything before the
+last ``-`` and the tag
 is 2-5 characters of ``[0-9A-Z]``. A bill's order takes its tag from the bill id and an attempt number,
 so creating the order for a bill again gives the same number (the platform answers the same QR code
 while the order is open); a top-up's tag is random. ``attach`` carries the account id as well, the
@@ -29,7 +30,7 @@ from core.catalogue.messages import PaymentChannel, PaymentReceived
 
 OUT_TRADE_NO_MAX = 32
 _TAG = re.compile(r"[0-9A-Z]{2,5}")
-_ACCOUNT = re.compile(r"[0-9A-Za-z_-]{1,30}")
+_ACCOUNT = re.compile(r"[0-9A-Za-z_-]{1,29}")
 
 
 class NotPayable(ValueError):
@@ -42,7 +43,7 @@ def _tag(seed: bytes, size: int) -> str:
 
 def _room(account_id: str) -> int:
     if not _ACCOUNT.fullmatch(account_id):
-        raise ValueError(f"account id {account_id[:40]!r} cannot be carried in out_trade_no (1-30 of [0-9A-Za-z_-])")
+        raise ValueError(f"account id {account_id[:40]!r} cannot be carried in out_trade_no (1-29 of [0-9A-Za-z_-])")
     return min(5, OUT_TRADE_NO_MAX - len(account_id) - 1)
 
 
