@@ -1,13 +1,12 @@
 """Orders we create and the transactions WeChat Pay reports, in our terms.
 
 **Order numbers.** An order we create for a gas account has ``out_trade_no = "{account_id}-{tag}"``
-(at most 32 characters, WeChat's limit, so account ids of up to 29): the account is everything before the
-last ``-`` and the tag
-is 2-5 characters of ``[0-9A-Z]``. A bill's order takes its tag from the bill id and an attempt number,
-so creating the order for a bill again gives the same number (the platform answers the same QR code
-while the order is open); a top-up's tag is random. ``attach`` carries the account id as well, the
-convention of orders other merchant systems create (the ``wechat-transaction`` mapping reads it), and
-is used when ``out_trade_no`` is not one of ours.
+(at most 32 characters, WeChat's limit, so account ids of up to 29): the account is everything
+before the last ``-`` and the tag is 2-5 characters of ``[0-9A-Z]``. A bill's order takes its tag
+from the bill id and an attempt number, so creating the order for a bill again gives the same number
+(the platform answers the same QR code while the order is open); a top-up's tag is random.
+``attach`` carries the account id as well, the convention of orders other merchant systems create
+(the ``wechat-transaction`` mapping reads it), and is used when ``out_trade_no`` is not one of ours.
 
 **Transactions.** A ``TRANSACTION.SUCCESS`` notification's resource (or an order query's answer) with
 ``trade_state`` SUCCESS for our merchant becomes ``payment.received``: amounts are integer fen and
