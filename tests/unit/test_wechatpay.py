@@ -112,8 +112,9 @@ def test_our_request_signature_is_the_sdks_byte_for_byte() -> None:
     header = signing.authorization(mchid=MCHID, serial_no=MERCHANT_SERIAL, private_key=merchant, method="POST",
                                    path="/v3/pay/transactions/native", body=body, timestamp=1700000000, nonce="N1")
     fields = signing.parse_authorization(header)
+    by_sdk = rsa_sign(merchant, f"POST\n/v3/pay/transactions/native\n1700000000\nN1\n{body.decode()}\n")
     assert fields == {"mchid": MCHID, "nonce_str": "N1", "timestamp": "1700000000", "serial_no": MERCHANT_SERIAL,
-                      "signature": rsa_sign(merchant, f"POST\n/v3/pay/transactions/native\n1700000000\nN1\n{body.decode()}\n")}
+                      "signature": by_sdk}
 
 
 def test_the_sdk_decrypts_our_resource_and_we_decrypt_its_encryption() -> None:
