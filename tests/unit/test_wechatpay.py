@@ -184,6 +184,8 @@ def test_the_connector_is_registered_and_its_settings_are_checked() -> None:
     assert list(lowered.platform_keys) == [PUBLIC_KEY_ID]  # environment variable names may come lower-cased
     with pytest.raises(ConfigError, match="32 bytes"):
         ConnectorRegistry().settings_for("wechatpay", connector_settings(api_v3_key="short"))
+    with pytest.raises(ConfigError, match="platform_keys"):
+        ConnectorRegistry().settings_for("wechatpay", connector_settings(platform_keys={}))
 
 
 def test_gashub_check_names_the_missing_secrets() -> None:

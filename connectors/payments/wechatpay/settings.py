@@ -31,7 +31,7 @@ class WeChatPaySettings(ConnectorSettings):
     hands it out), which signs our requests."""
     merchant_serial_no: str = Field(pattern=r"^[0-9A-Fa-f]{8,64}$")
     """The serial number of the merchant API certificate (``serial_no`` in our Authorization header)."""
-    platform_keys: dict[str, str] = Field(default={}, min_length=1)
+    platform_keys: dict[str, str] = Field(min_length=1)
     """Verification keys by ``Wechatpay-Serial``: a platform certificate's serial (hex) or a platform
     public-key id (``PUB_KEY_ID_…``) → its PEM certificate or public key. During a migration from
     certificates to public keys both kinds are listed."""
