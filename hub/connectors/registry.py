@@ -25,6 +25,7 @@ BUILTIN: Mapping[str, str] = MappingProxyType(
         "tax_demo": "connectors.tax_demo:TaxDemoConnector",
         "valve_http": "connectors.valve_http:ValveHttpConnector",
         "vendor_push": "connectors.vendor_push:VendorPushConnector",
+        "wechatpay": "connectors.payments.wechatpay:WeChatPayConnector",
     }
 )
 
