@@ -116,7 +116,7 @@ async def test_a_changed_file_adds_only_its_new_versions_and_refuses_edits_namin
 
         # An edit of a version still to come is refused too: versions are never edited.
         changed.write_text(SHIPPED.read_text() + FUTURE_RES.replace('"2.52"', '"2.50"'))
-        with pytest.raises(VersionConflict, match="RES-2027 .*versions are never edited"):
+        with pytest.raises(VersionConflict, match=r"RES-2027 .*versions are never edited"):
             await import_tariffs(db, changed, by="cli:ops", now=NOW)
 
         # A new version may not reach back over days a stored version prices.
