@@ -83,9 +83,10 @@ class CoreSettings(_Section):
     prepaid: PrepaidSettings = PrepaidSettings()
     """Prepaid accounts (``[core.prepaid]``, ``GASHUB_CORE__PREPAID__ENABLED=true``): each accepted reading
     of a prepaid meter is priced with the tariff book in the database (``core.tariffs``) and deducted; a
-    low balance is told once until the next top-up (``low_balance_yuan``, ``low_balance_days``); the valve closes at zero (``valve.command`` on the safety lane) and reopens
-    only with an on-site confirmation (``POST /api/v1/meters/{id}/valve/reopen``). Off by default:
-    routes must take ``valve.command`` and ``notification.requested``. See ``core.prepaid.PrepaidSettings``."""
+    low balance is told once until the next top-up (``low_balance_yuan``, ``low_balance_days``); the
+    valve closes at zero (``valve.command`` on the safety lane) and reopens only with an on-site
+    confirmation (``POST /api/v1/meters/{id}/valve/reopen``). Off by default: routes must take
+    ``valve.command`` and ``notification.requested``. See ``core.prepaid.PrepaidSettings``."""
 
 
 class BillingSettings(_Section):
