@@ -454,7 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     dbsub = p.add_subparsers(dest="db_command", required=True, metavar="TASK")
     up = dbsub.add_parser("upgrade", help="Apply migrations (idempotent).",
                           description="Apply the migrations: bring the database (GASHUB_DATABASE_URL) to "
-                          "the latest schema. Safe to run again: it does nothing when the database is up to date.",
+                          "the latest schema, and import the tariff file (billing.tariffs_file) into a database "
+                          "that has no tariff yet. Safe to run again: it does nothing when the database is up to "
+                          "date.",
                           epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     up.add_argument("revision", nargs="?", default="head")
     up.set_defaults(fn=cmd_db_upgrade)
