@@ -17,9 +17,15 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import tests.flow.test_billing_run as billing_run
+import tests.flow.test_prepaid_db as prepaid_db
+from core.accounts import Privacy
 from core.billing import TariffCategory, bill_period
+from core.config import CoreConfig
 from core.db.tables_api import api_audit
+from core.db.tables_payments import prepaid_entry
 from core.db.tables_tariffs import tariff_version
+from core.handlers import build_handlers
+from core.privacy import KeyRing, generate_key
 from core.tariffs import (
     TariffShelf,
     VersionConflict,
@@ -264,3 +270,31 @@ async def test_db_upgrade_seeds_a_fresh_database(engine: AsyncEngine, monkeypatc
     assert await count(engine) == 4
     async with engine.connect() as conn:
         assert await conn.scalar(text("SELECT count(*) FROM core_tariff_version WHERE created_by = 'seed'")) == 4
+
+
+async def test_prepaid_charging_applies_a_version_added_while_running_from_its_date(engine: AsyncEngine) -> None:
+    """The reading handler as the hub builds it (the book on a shelf): a version added after the handler
+    was built prices the days from its date, and only those, without a restart."""
+    privacy = Privacy.from_ring(KeyRing.from_settings({"k1": generate_key()}, current="k1"))
+    async with engine.begin() as conn:
+        await add_versions(conn, prepaid_db.BOOK.versions, by="seed", now=datetime(2025, 1, 1, tzinfo=UTC))
+    await prepaid_db.prepaid_meter(engine, privacy, balance="100.00", cycle_m3="0")
+    handler = build_handlers(CoreConfig(privacy=privacy, prepaid=prepaid_db.NO_REMINDER,
+                                        tariffs=TariffShelf()))["record_reading"].fn
+    async with engine.begin() as conn:
+        await handler(conn, [prepaid_db.day(1)])  # 2 → 3 June: 1.2 m³ at 3.00
+    change = prepaid_db.BOOK.versions[0].model_copy(update={
+        "version": "RES-2026-06", "effective_from": date(2026, 6, 4), "prices": (D("3.50"), D("4.20"), D("5.25"))})
+    async with engine.begin() as conn:
+        await add_versions(conn, (change,), by="api:admin", now=prepaid_db.T0)
+    for n in (2, 3):  # 3 → 4 June at 3.00 still; 4 → 5 June at 3.50
+        async with engine.begin() as conn:
+            await handler(conn, [prepaid_db.day(n)])
+    async with engine.connect() as conn:
+        entry = prepaid_entry.c
+        rows = (await conn.execute(select(entry.amount, entry.balance_after, entry.detail)
+                                   .where(entry.kind == "deduction").order_by(entry.balance_after.desc()))).all()
+    assert [tuple(r) for r in rows] == [
+        (D("-3.60"), D("96.40"), "RES-2025 t1 1.200 m³ × 3.00"),
+        (D("-3.60"), D("92.80"), "RES-2025 t1 1.200 m³ × 3.00"),
+        (D("-4.20"), D("88.60"), "RES-2026-06 t1 1.200 m³ × 3.50")]
