@@ -24,6 +24,7 @@ from core.config import CoreConfig
 from core.handlers import build_handlers
 from core.payments import Payments
 from core.privacy import KeyRing, KeyRingError
+from core.tariffs import TariffShelf
 from hub.billing import bill_period, load_tariffs, month_period
 from hub.breaker import CircuitBreaker
 from hub.connectors.context import HubConnectorContext
@@ -42,6 +43,7 @@ from hub.scheduler import Scheduler
 from hub.settings import Settings
 from hub.store.db import Database
 from hub.store.sealing import BodySealer
+from hub.tariffs import current_book, seed_tariffs
 from hub.transport.base import ConsumerHandle, QueueSpec, Topology, Transport
 from hub.transport.memory import MemoryTransport
 
@@ -105,7 +107,7 @@ class Hub:
             connectors[name] = registry.build(name, raw, context.for_connector(name))
         privacy = privacy_from(settings)
         db.sealer = BodySealer(CATALOGUE, privacy.cipher if privacy else None)
-        tariffs = load_tariffs(settings.billing.tariffs_file) if settings.core.prepaid.enabled else None
+        tariffs = TariffShelf() if settings.core.prepaid.enabled else None  # the database's book, batch by batch
         targets = TargetCatalog(
             core=build_handlers(CoreConfig(privacy=privacy, payments=settings.core.payments,
                                            readings=settings.core.readings, prepaid=settings.core.prepaid,
@@ -131,9 +133,16 @@ class Hub:
         async def bill_last_month() -> None:
             start, end = month_period(None)
             payments = Payments(self.settings.core.payments, self.privacy)  # credit pays the new bills
-            await bill_period(self.db, load_tariffs(self.settings.billing.tariffs_file), start, end, payments=payments)
+            await bill_period(self.db, await current_book(self.db), start, end, payments=payments)
 
         self.scheduler.daily("billing", at, bill_last_month)
+
+    async def _require_tariffs(self) -> None:
+        if not (await current_book(self.db)).versions:
+            raise ConfigError(
+                "the database has no tariffs: import a tariff book with `gashub tariffs import FILE` (migrating seeds "
+                f"an empty database from billing.tariffs_file, {self.settings.billing.tariffs_file}, if it exists)",
+                where="billing.tariffs_file")
 
     def _build_pipelines(self) -> None:
         for route in self.routes:
@@ -178,11 +187,12 @@ class Hub:
             return
         if migrate:
             await upgrade_async(self.settings.database_url)
+            await seed_tariffs(self.db, self.settings.billing.tariffs_file)  # a fresh database gets the shipped book
         for transport in self._unique_transports():
             await transport.connect()
             await transport.declare(self.topology())
-        if role is Role.RUN and self.settings.billing.daily_at is not None:
-            load_tariffs(self.settings.billing.tariffs_file)  # the daily billing job will need them: fail now
+        if (role is Role.RUN and self.settings.billing.daily_at is not None) or self.settings.core.prepaid.enabled:
+            await self._require_tariffs()  # the daily billing job and prepaid charging need them: fail now
         if role is Role.RUN:
             for connector in self.connectors.values():
                 await connector.start()

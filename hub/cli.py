@@ -190,11 +190,84 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from hub.migrations import upgrade
+    from hub.store.db import Database
+    from hub.tariffs import seed_tariffs
 
     settings = _settings()
     upgrade(settings.database_url, args.revision)
     print(f"database {settings.redacted_database_url()} is at revision {args.revision}")
+    if args.revision != "head":
+        return 0
+
+    async def seed() -> None:
+        db = Database(settings.database_url)
+        try:
+            added = await seed_tariffs(db, settings.billing.tariffs_file)
+        finally:
+            await db.aclose()
+        if added is not None:
+            print(f"tariffs: {len(added.added)} versions imported from {settings.billing.tariffs_file} "
+                  "(the database had none)")
+
+    asyncio.run(seed())
     return 0
+
+
+def cmd_tariffs_import(args: argparse.Namespace) -> int:
+    """Add the file's tariff versions that the database does not have yet."""
+    from core.errors import CoreError
+    from hub.store.db import Database
+    from hub.tariffs import cli_actor, import_tariffs
+
+    settings = _settings()
+    path = Path(args.file) if args.file else settings.billing.tariffs_file
+
+    async def main() -> int:
+        db = Database(settings.database_url)
+        try:
+            await _require_migrated(db)
+            added = await import_tariffs(db, path, by=cli_actor())
+        except CoreError as exc:
+            print(f"{path}: nothing imported: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await db.aclose()
+        for v in added.added:
+            print(f"added {v.name}")
+        print(f"{path}: {len(added.added)} versions added, {len(added.unchanged)} stored already")
+        return 0
+
+    return asyncio.run(main())
+
+
+def cmd_tariffs_list(args: argparse.Namespace) -> int:
+    """The stored tariff versions, the one in force today marked."""
+    from datetime import UTC, datetime
+
+    from core.tariffs import list_versions, prices_in_words
+    from hub.store.db import Database
+
+    settings = _settings()
+
+    async def main() -> int:
+        db = Database(settings.database_url)
+        try:
+            await _require_migrated(db)
+            async with db.read() as conn:
+                listed = await list_versions(conn, now=datetime.now(UTC))
+        finally:
+            await db.aclose()
+        if not listed:
+            print("no tariff versions: import some with `gashub tariffs import FILE`")
+            return 0
+        for item in listed:
+            v, t = item.stored, item.stored.tariff
+            print(f"{item.state.value:<8} {t.category:<12} {t.effective_from}  {t.version:<16} #{v.id:<4} "
+                  f"{prices_in_words(t)}; added {v.created_at:%Y-%m-%d %H:%M} UTC by {v.created_by}"
+                  + (f" — {v.note}" if v.note else ""))
+        return 0
+
+    return asyncio.run(main())
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
@@ -347,11 +420,11 @@ def cmd_billing_run(args: argparse.Namespace) -> int:
     from sqlalchemy import func, select
 
     from core.db.tables_accounts import account
-    from hub.billing import bill_in_parallel, load_tariffs, month_period, summary
+    from hub.billing import bill_in_parallel, month_period, summary
     from hub.store.db import Database
+    from hub.tariffs import current_book
 
     settings = _settings()
-    book = load_tariffs(Path(args.tariffs) if args.tariffs else settings.billing.tariffs_file)
     try:
         start, end = month_period(args.month)
     except ValueError as exc:
@@ -362,6 +435,10 @@ def cmd_billing_run(args: argparse.Namespace) -> int:
         db = Database(settings.database_url)
         try:
             await _require_migrated(db)
+            book = await current_book(db)
+            if not book.versions:
+                print("the database has no tariffs: import them with `gashub tariffs import FILE`", file=sys.stderr)
+                return 1
             async with db.read() as conn:
                 total = int(await conn.scalar(
                     select(func.count()).select_from(account).where(account.c.status == "active")) or 0)
@@ -457,7 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
     dbsub = p.add_subparsers(dest="db_command", required=True, metavar="TASK")
     up = dbsub.add_parser("upgrade", help="Apply migrations (idempotent).",
                           description="Apply the migrations: bring the database (GASHUB_DATABASE_URL) to "
-                          "the latest schema. Safe to run again: it does nothing when the database is up to date.",
+                          "the latest schema, and import the tariff file (billing.tariffs_file) into a database "
+                          "that has no tariff yet. Safe to run again: it does nothing when the database is up to "
+                          "date.",
                           epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     up.add_argument("revision", nargs="?", default="head")
     up.set_defaults(fn=cmd_db_upgrade)
@@ -495,7 +574,22 @@ def build_parser() -> argparse.ArgumentParser:
     kr.add_argument("--dry-run", action="store_true", help="count what would change; write nothing")
     kr.add_argument("--chunk", type=int, default=1000, help="rows per transaction (default 1000)")
     kr.set_defaults(fn=cmd_keys_rotate)
-    p = add("billing", lambda a: 2, "Billing runs (tariffs in config/tariffs.toml).")
+    p = add("tariffs", lambda a: 2, "The tariff book in the database (versions by effective date, append-only).")
+    tsub = p.add_subparsers(dest="tariffs_command", required=True, metavar="TASK")
+    ti = tsub.add_parser(
+        "import", help="Add a tariff file's versions that the database does not have (idempotent).",
+        description="Read a tariff file (TOML, as config/tariffs.toml) and add its versions that are not stored "
+        "yet. Versions stored already with the same content add nothing, so importing a file twice is safe. A "
+        "version stored with other content, or a new one dated on a day a stored version already prices, refuses "
+        "the whole import, naming the version: a price change is a new version from a later date.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ti.add_argument("file", nargs="?", help="the tariff file (default billing.tariffs_file)")
+    ti.set_defaults(fn=cmd_tariffs_import)
+    tsub.add_parser("list", help="List the stored tariff versions; the one in force today is 'current'.",
+                    description="List every stored tariff version by category and date: past, current (in force "
+                    "today, Asia/Shanghai) or future, with who added it.", epilog=EPILOG,
+                    formatter_class=argparse.RawDescriptionHelpFormatter).set_defaults(fn=cmd_tariffs_list)
+    p = add("billing", lambda a: 2, "Billing runs (with the tariff book in the database).")
     bsub = p.add_subparsers(dest="billing_command", required=True, metavar="TASK")
     br = bsub.add_parser(
         "run", help="Bill every active metered account for a month (idempotent).",
@@ -506,7 +600,6 @@ def build_parser() -> argparse.ArgumentParser:
         "runs this every day for the month before (billing.daily_at).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     br.add_argument("month", nargs="?", help="YYYY-MM (default: the month before today, Asia/Shanghai)")
-    br.add_argument("--tariffs", metavar="FILE", help="tariff book (default billing.tariffs_file)")
     br.add_argument("--workers", type=int, default=2,
                     help="processes on PostgreSQL, each billing a share of the accounts in its own transaction "
                          "(default 2; SQLite always uses one)")

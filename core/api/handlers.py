@@ -40,6 +40,7 @@ from core.api.models import (
 from core.api.payments import payment_endpoints
 from core.api.permissions import MATRIX, Action, Resource
 from core.api.problems import ProblemError, json_response
+from core.api.tariffs import tariff_endpoints
 from core.api.users import AccountLocked, LoginFailed, login, revoke_token
 from core.api.valves import valve_endpoints
 from core.db.tables import alarm, reading
@@ -234,4 +235,5 @@ def endpoints() -> list[Endpoint]:
         *payment_endpoints(),
         *valve_endpoints(),
         *meter_endpoints(),
+        *tariff_endpoints(),
     ]

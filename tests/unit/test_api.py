@@ -149,6 +149,8 @@ async def test_every_endpoint_with_every_role_follows_the_matrix(api: Api) -> No
     bodies = {  # endpoints that need a body get a valid one (meter A1's valve is closed)
         "/meters/{id}/valve/reopen": {"client_request_id": "every-role", "confirmation": {
             "on_site_check_done": True, "checked_by": "engineer 0451", "checked_at": api.clock.now.isoformat()}},
+        "/tariffs": {"tariff": {"version": "HEAT-2027", "category": "heating", "effective_from": "2027-01-01",
+                                "price": "3.30"}, "note": "every role"},
     }
     assert {ep.path for ep in endpoints() if ep.body is not None and not ep.public} == set(bodies)
     for ep in endpoints():
