@@ -1,7 +1,8 @@
 """What the core's handlers need from the deployment.
 
 The composition root builds one ``CoreConfig`` at start-up from its settings (the personal-data keys,
-``[core.payments]``, ``[core.readings]``, ``[core.prepaid]`` and where the tariff book comes from) and
+``[core.payments]``, ``[core.readings]``, ``[core.prepaid]``,
+``[core.alarms]``, ``[core.work_orders]`` and where the tariff book comes from) and
 binds it into the handler table with :func:`core.handlers.build_handlers`; handlers never read settings
 themselves.
 """
@@ -11,11 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core.accounts import Privacy
+from core.alarms import DEFAULT_ALARMS, AlarmPolicy
 from core.billing import TariffBook
 from core.payments.settings import PaymentSettings
 from core.prepaid.settings import DEFAULT_PREPAID, PrepaidSettings
 from core.readings.settings import DEFAULT_READINGS, ReadingsSettings
 from core.tariffs import TariffShelf
+from core.workorders import DEFAULT_WORK_ORDERS, WorkOrderSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +35,10 @@ class CoreConfig:
     """The tariff book prepaid deductions price with: a :class:`~core.tariffs.TariffShelf` reads it from the
     database (``core_tariff_version``) in each batch's transaction, so a version added while the hub runs
     applies from its date; a fixed ``TariffBook`` serves tests and checks."""
+    alarms: AlarmPolicy = field(default=DEFAULT_ALARMS)
+    """Per alarm kind: close the valve, tell the holder, open a work order (``core:record_alarm``)."""
+    work_orders: WorkOrderSettings = field(default=DEFAULT_WORK_ORDERS)
+    """Work-order categories with their SLA commitments, and the working-day calendar."""
 
     @property
     def prepaid_active(self) -> bool:

@@ -111,7 +111,8 @@ class Hub:
         targets = TargetCatalog(
             core=build_handlers(CoreConfig(privacy=privacy, payments=settings.core.payments,
                                            readings=settings.core.readings, prepaid=settings.core.prepaid,
-                                           tariffs=tariffs)),
+                                           tariffs=tariffs, alarms=settings.core.alarms,
+                                           work_orders=settings.core.work_orders)),
             connectors={n: dict(c.actions) for n, c in connectors.items() if isinstance(c, OutboundConnector)},
         )
         routes = compile_routes(settings.routes_dir, catalogue=CATALOGUE, mappings=mappings, targets=targets,
@@ -347,7 +348,9 @@ def check_configuration(settings: Settings) -> list[ConfigError]:
     prepaid = settings.core.prepaid if tariffs is not None else settings.core.prepaid.model_copy(
         update={"enabled": False})  # the missing tariff file is reported above
     targets = TargetCatalog(core=build_handlers(CoreConfig(readings=settings.core.readings, prepaid=prepaid,
-                                                           tariffs=tariffs)), connectors=connectors)
+                                                           tariffs=tariffs, alarms=settings.core.alarms,
+                                                           work_orders=settings.core.work_orders)),
+                            connectors=connectors)
     route_problems = check_routes(settings.routes_dir, catalogue=CATALOGUE, mappings=mappings, targets=targets,
                                   queue_prefix=settings.queue_prefix)
     problems += route_problems

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from datetime import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
@@ -21,9 +21,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from core.alarms import AlarmPolicy
 from core.payments import PaymentSettings
 from core.prepaid import PrepaidSettings
 from core.readings import ReadingsSettings
+from core.workorders import WorkOrderSettings
 from hub.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config/gashub.toml")
@@ -87,6 +89,19 @@ class CoreSettings(_Section):
     valve closes at zero (``valve.command`` on the safety lane) and reopens only with an on-site
     confirmation (``POST /api/v1/meters/{id}/valve/reopen``). Off by default: routes must take
     ``valve.command`` and ``notification.requested``. See ``core.prepaid.PrepaidSettings``."""
+    alarms: AlarmPolicy = AlarmPolicy()
+    """What each alarm kind makes ``core:record_alarm`` do (``[core.alarms.leak] close_valve = true``,
+    ``notify_user = "alarm"``, ``work_order = {category = "emergency_repair", priority = "emergency"}``,
+    ``severity = 5``); a kind's section overrides only the keys it gives. See ``core.alarms.AlarmPolicy``."""
+    work_orders: WorkOrderSettings = WorkOrderSettings()
+    """Work-order categories with their SLA commitment (``minutes`` or ``working_days``, until ``on_site``
+    or ``handled``) and the calendar (``holidays``, ``extra_working_days``, ``timezone``). See
+    ``core.workorders.WorkOrderSettings``."""
+
+    @model_validator(mode="after")
+    def _alarm_orders_have_categories(self) -> Self:
+        self.alarms.check(self.work_orders)
+        return self
 
 
 class BillingSettings(_Section):

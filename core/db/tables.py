@@ -92,6 +92,14 @@ alarm = Table(
     Column("status", String(16), nullable=False),
     Column("detail", Text, nullable=False, default=""),
     Column("message_id", String(64), nullable=False),
+    # Added by 0013: the flow the alarm came in (its response joins it) and who acknowledged and
+    # closed it, when, and why.
+    Column("correlation_id", String(64)),
+    Column("acknowledged_by", String(64)),
+    Column("acknowledged_at", UTCDateTime()),
+    Column("closed_by", String(64)),
+    Column("closed_at", UTCDateTime()),
+    Column("note", Text),
 )
 
 valve_event = Table(

@@ -1,8 +1,8 @@
 """The core use cases that routes can target as ``core:<name>``.
 
 ``build_handlers(config)`` makes the table, with the handlers that need the deployment's settings
-(reading validation, prepaid deductions and tariffs, payments' invoice policy, the personal-data
-keys) bound to ``config``; the
+(reading validation, prepaid deductions and tariffs, payments' invoice policy, the alarm policy and
+work-order calendar, the personal-data keys) bound to ``config``; the
 composition root calls it once at start-up. ``HANDLERS`` is the table with the default
 configuration (no keys), enough to check routes by name. The hub looks a route's target up in the
 table when it loads routes, so a misspelt name fails at start-up, not at runtime.
@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.config import CoreConfig
-from core.handlers.alarms import record_alarm
+from core.handlers.alarms import AlarmHandler
 from core.handlers.bills import BillNotifier
 from core.handlers.notifications import record_notification_delivery
 from core.handlers.payments import PaymentHandlers
@@ -65,6 +65,7 @@ def build_handlers(config: CoreConfig | None = None) -> Mapping[str, CoreHandler
     config = config or CoreConfig()
     payments = PaymentHandlers(config)
     bills = BillNotifier(config)
+    alarms = AlarmHandler(config.alarms, config.work_orders, config.privacy)
     return MappingProxyType(
         {
             h.name: h
@@ -86,9 +87,10 @@ def build_handlers(config: CoreConfig | None = None) -> Mapping[str, CoreHandler
                 CoreHandler(
                     "record_alarm",
                     "alarm.raised",
-                    record_alarm,
-                    "Record an alarm; close the valve for leaks and abnormal flow.",
-                    emits=("valve.command",),
+                    alarms.record_alarm,
+                    "Record an alarm once and act by the alarm policy: close the valve, tell the holder, "
+                    "open a work order with its SLA deadline.",
+                    emits=config.alarms.emits(),
                 ),
                 CoreHandler(
                     "notify_bill",

@@ -1,0 +1,83 @@
+"""Work-order categories and their SLA commitments, and the working-day calendar:
+``[core.work_orders]`` in the hub's settings (``GASHUB_CORE__WORK_ORDERS__*``)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from core.workorders.states import WorkOrderStatus
+
+CategoryName = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z_]*$")]
+
+
+class SlaCommitment(BaseModel):
+    """How long the company has: ``minutes`` around the clock (emergencies) or ``working_days`` on the
+    calendar (the end of the n-th working day after the day the order was opened), until the order
+    reaches ``until`` (on site for emergencies, handled otherwise)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    minutes: int | None = Field(default=None, gt=0, le=7 * 24 * 60)
+    working_days: int | None = Field(default=None, gt=0, le=120)
+    until: WorkOrderStatus = WorkOrderStatus.HANDLED
+
+    @model_validator(mode="after")
+    def _one_clock(self) -> Self:
+        if (self.minutes is None) == (self.working_days is None):
+            raise ValueError("give exactly one of 'minutes' (around the clock) or 'working_days' (on the calendar)")
+        if self.until not in (WorkOrderStatus.ON_SITE, WorkOrderStatus.HANDLED):
+            raise ValueError("'until' is 'on_site' or 'handled': the clock stops when someone is there or it is done")
+        return self
+
+
+DEFAULT_CATEGORIES: dict[str, SlaCommitment] = {
+    "emergency_repair": SlaCommitment(minutes=30, until=WorkOrderStatus.ON_SITE),
+    "indoor_fault": SlaCommitment(minutes=240, until=WorkOrderStatus.ON_SITE),
+    "inspection": SlaCommitment(working_days=3),
+    "maintenance": SlaCommitment(working_days=5),
+    "communication": SlaCommitment(working_days=3),
+    "complaint": SlaCommitment(working_days=15),
+}
+"""Commitments seen at gas companies (domain.md): on site for a leak within 15 min–1 h (30 min here),
+indoor fault within 4 h, complaints handled within 15 working days."""
+
+
+class WorkOrderSettings(BaseModel):
+    """The categories an order may have, each with its SLA commitment, and the calendar working days
+    are counted on: Monday to Friday in ``timezone``, except ``holidays``, plus ``extra_working_days``
+    (the weekend days China's official calendar makes working days around a holiday)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    categories: dict[CategoryName, SlaCommitment] = Field(default_factory=lambda: dict(DEFAULT_CATEGORIES))
+    holidays: frozenset[date] = frozenset()
+    extra_working_days: frozenset[date] = frozenset()
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as 'Asia/Shanghai')") from None
+        return value
+
+    @model_validator(mode="after")
+    def _calendar(self) -> Self:
+        if not self.categories:
+            raise ValueError("at least one work-order category is needed")
+        if both := sorted(self.holidays & self.extra_working_days):
+            raise ValueError(f"{both[0].isoformat()} is both a holiday and an extra working day")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+DEFAULT_WORK_ORDERS = WorkOrderSettings()
