@@ -28,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.accounts import Privacy
-from core.alarms import AlarmAction, AlarmPolicy
+from core.alarms import DEFAULT_ALARMS, AlarmAction, AlarmPolicy
 from core.catalogue import Lane
 from core.catalogue.messages import AlarmRaised, NotificationRequested, ValveAction, ValveCommand
 from core.db.bulk import insert_many
@@ -40,7 +40,7 @@ from core.messages import Event, Incoming, derived_id
 from core.outbox import emit
 from core.privacy import DecryptionError, field_context
 from core.valves import ClosedBy, Closure, record_closures
-from core.workorders import NewWorkOrder, WorkOrderSettings, open_work_orders
+from core.workorders import DEFAULT_WORK_ORDERS, NewWorkOrder, WorkOrderSettings, open_work_orders
 
 log = logging.getLogger(__name__)
 
@@ -145,3 +145,8 @@ async def _accounts(conn: AsyncConnection, meter_ids: set[str]) -> dict[str, str
     stmt = select(meter.c.id, meter.c.account_id).where(meter.c.id.in_(sorted(meter_ids)),
                                                         meter.c.account_id.is_not(None))
     return {r.id: r.account_id for r in await conn.execute(stmt)}
+
+
+async def record_alarm(conn: AsyncConnection, items: Sequence[Incoming]) -> Sequence[Mapping[str, Any] | None]:
+    """``core:record_alarm`` with the default policy and calendar and no personal-data keys (no SMS)."""
+    return await AlarmHandler(DEFAULT_ALARMS, DEFAULT_WORK_ORDERS, None).record_alarm(conn, items)

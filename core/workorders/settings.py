@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -47,7 +47,8 @@ indoor fault within 4 h, complaints handled within 15 working days."""
 
 
 class WorkOrderSettings(BaseModel):
-    """The categories an order may have, each with its SLA commitment, and the calendar working days
+    """The categories an order may have, each with its SLA commitment (the defaults plus the configured
+    ones, a configured one replacing the default of its name), and the calendar working days
     are counted on: Monday to Friday in ``timezone``, except ``holidays``, plus ``extra_working_days``
     (the weekend days China's official calendar makes working days around a holiday)."""
 
@@ -57,6 +58,12 @@ class WorkOrderSettings(BaseModel):
     holidays: frozenset[date] = frozenset()
     extra_working_days: frozenset[date] = frozenset()
     timezone: str = "Asia/Shanghai"
+
+    @field_validator("categories", mode="before")
+    @classmethod
+    def _over_defaults(cls, value: Any) -> Any:
+        """A configured category adds to the defaults or replaces the one of its name."""
+        return {**DEFAULT_CATEGORIES, **value} if isinstance(value, dict) else value
 
     @field_validator("timezone")
     @classmethod
@@ -69,8 +76,6 @@ class WorkOrderSettings(BaseModel):
 
     @model_validator(mode="after")
     def _calendar(self) -> Self:
-        if not self.categories:
-            raise ValueError("at least one work-order category is needed")
         if both := sorted(self.holidays & self.extra_working_days):
             raise ValueError(f"{both[0].isoformat()} is both a holiday and an extra working day")
         return self
