@@ -15,13 +15,15 @@ from core.api.handlers import endpoints
 from core.api.openapi import build_openapi
 from core.api.problems import json_response
 from core.api.users import AuthPolicy, Clock, utc_now
+from core.api.workorders import WORK_ORDERS
+from core.workorders import WorkOrderSettings
 
 PREFIX = "/api/v1"
 
 
 def build_api(engine: AsyncEngine | Callable[[], AsyncEngine], *, clock: Clock = utc_now,
               policy: AuthPolicy | None = None, client_max_size: int = 64 * 1024,
-              privacy: Privacy | None = None) -> web.Application:
+              privacy: Privacy | None = None, work_orders: WorkOrderSettings | None = None) -> web.Application:
     """The API application, to mount with ``parent.add_subapp("/api/v1", build_api(engine))``.
 
     ``engine`` may be a callable returning the engine, for hosts that create it at start-up.
@@ -31,10 +33,15 @@ def build_api(engine: AsyncEngine | Callable[[], AsyncEngine], *, clock: Clock =
     ``privacy`` (field cipher + blind index, ``core.accounts.Privacy``) serves the /accounts routes.
     Without it those routes still exist but answer 503 (after authorisation), and the OpenAPI document
     leaves them out, since this instance cannot serve them.
+
+    ``work_orders`` (categories and calendar) sets the deadline of an order reopened through the API;
+    the defaults when ``None``.
     """
     app = web.Application(middlewares=[errors_middleware, audit_middleware], client_max_size=client_max_size)
     app[API] = ApiContext(engine_source=engine, clock=clock, policy=policy or AuthPolicy())
     app[PRIVACY] = privacy
+    if work_orders is not None:
+        app[WORK_ORDERS] = work_orders
     eps = endpoints()
     accounts = account_endpoints()
     for ep in eps + accounts:

@@ -60,6 +60,9 @@ class Endpoint:
     body: type[BaseModel] | None = None
     path_params: tuple[str, ...] = ()
     errors: tuple[int, ...] = field(default=(400, 401, 403))
+    body_required: bool = True
+    """``False``: the body may be left out (its model's defaults apply)."""
+    content_type: str = "application/json"
 
     @property
     def public(self) -> bool:
@@ -126,6 +129,13 @@ async def parse_body(request: web.Request, model: type[Q]) -> Q:
         return model.model_validate(data)
     except ValidationError as exc:
         raise _bad(exc, "field") from None
+
+
+async def parse_optional_body(request: web.Request, model: type[Q]) -> Q:
+    """The body as ``model``, or ``model()`` when the request has none."""
+    if not request.body_exists or not (await request.read()).strip():
+        return model()
+    return await parse_body(request, model)
 
 
 def _bad(exc: ValidationError, what: str) -> ProblemError:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select
 
 from core.api.accounts import AccountSummary, account_summary
+from core.api.alarms import alarm_endpoints
 from core.api.assets import meter_endpoints
 from core.api.framework import (
     API,
@@ -23,10 +22,8 @@ from core.api.framework import (
     principal_of,
     require,
 )
+from core.api.maps import map_endpoints
 from core.api.models import (
-    Alarm,
-    AlarmPage,
-    AlarmsQuery,
     AlarmSummary,
     AuditPage,
     AuditQuery,
@@ -43,6 +40,7 @@ from core.api.problems import ProblemError, json_response
 from core.api.tariffs import tariff_endpoints
 from core.api.users import AccountLocked, LoginFailed, login, revoke_token
 from core.api.valves import valve_endpoints
+from core.api.workorders import work_order_endpoints
 from core.db.tables import alarm, reading
 from core.db.tables_api import api_audit
 
@@ -115,66 +113,6 @@ async def list_readings(request: web.Request) -> web.StreamResponse:
     return json_response(page.model_dump(mode="json"))
 
 
-@require(Resource.ALARMS, Action.READ)
-async def list_alarms(request: web.Request) -> web.StreamResponse:
-    q = parse_query(request, AlarmsQuery)
-    stmt = select(alarm).order_by(alarm.c.detected_at, alarm.c.id).limit(q.limit + 1)
-    if q.status:
-        stmt = stmt.where(alarm.c.status == q.status)
-    if q.meter_id:
-        stmt = stmt.where(alarm.c.meter_id == q.meter_id)
-    if q.cursor:
-        at, last_id = decode_cursor(q.cursor, 2)
-        t = cursor_time(at)
-        stmt = stmt.where(or_(alarm.c.detected_at > t, and_(alarm.c.detected_at == t, alarm.c.id > str(last_id))))
-    async with request.app[API].engine.connect() as conn:
-        rows = [dict(r) for r in (await conn.execute(stmt)).mappings()]
-    more = len(rows) > q.limit
-    rows = rows[: q.limit]
-    nxt = encode_cursor(rows[-1]["detected_at"].isoformat(), rows[-1]["id"]) if more else None
-    page = AlarmPage.model_validate({"items": rows, "next_cursor": nxt})
-    return json_response(page.model_dump(mode="json"))
-
-
-async def _alarm(request: web.Request) -> dict[str, Any]:
-    alarm_id = request.match_info["id"]
-    async with request.app[API].engine.connect() as conn:
-        row = (await conn.execute(select(alarm).where(alarm.c.id == alarm_id))).mappings().first()
-    if row is None:
-        raise ProblemError(404, "Not found", f"There is no alarm '{alarm_id}'; GET /api/v1/alarms lists them.")
-    return dict(row)
-
-
-@require(Resource.ALARMS, Action.READ)
-async def get_alarm(request: web.Request) -> web.StreamResponse:
-    return json_response(Alarm.model_validate(await _alarm(request)).model_dump(mode="json"))
-
-
-async def _transition(request: web.Request, to: str, from_: tuple[str, ...]) -> web.StreamResponse:
-    alarm_id = request.match_info["id"]
-    await _alarm(request)  # 404 if missing
-    async with request.app[API].engine.begin() as conn:
-        result = await conn.execute(update(alarm).where(alarm.c.id == alarm_id, alarm.c.status.in_(from_))
-                                    .values(status=to))
-    request[AUDIT_DETAIL] = f"status -> {to}" if result.rowcount else "no change"
-    row = await _alarm(request)
-    if row["status"] != to and to == "acknowledged" and row["status"] == "closed":
-        request[AUDIT_DETAIL] = "already closed"
-    return json_response(Alarm.model_validate(row).model_dump(mode="json"))
-
-
-@require(Resource.ALARMS, Action.WRITE)
-async def acknowledge_alarm(request: web.Request) -> web.StreamResponse:
-    """open → acknowledged; acknowledging an acknowledged or closed alarm changes nothing (idempotent)."""
-    return await _transition(request, "acknowledged", ("open",))
-
-
-@require(Resource.ALARMS, Action.WRITE)
-async def close_alarm(request: web.Request) -> web.StreamResponse:
-    """open/acknowledged → closed; closing a closed alarm changes nothing (idempotent)."""
-    return await _transition(request, "closed", ("open", "acknowledged"))
-
-
 @require(Resource.SUMMARIES, Action.READ)
 async def alarm_summary(request: web.Request) -> web.StreamResponse:
     stmt = (select(alarm.c.kind, alarm.c.status, func.count().label("count"))
@@ -206,8 +144,6 @@ async def list_audit(request: web.Request) -> web.StreamResponse:
 
 def endpoints() -> list[Endpoint]:
     """Every endpoint, relative to /api/v1. Order matters only for documentation."""
-    from core.api.models import Alarm as AlarmModel
-
     rd, wr = Action.READ, Action.WRITE
     return [
         Endpoint("POST", "/auth/token", issue_token, "Log in: exchange username and password for a bearer token",
@@ -217,14 +153,7 @@ def endpoints() -> list[Endpoint]:
         Endpoint("GET", "/me", me, "The caller: user, role, token expiry and permissions", Me, Resource.PROFILE, rd),
         Endpoint("GET", "/readings", list_readings, "Meter readings, oldest first, paged", ReadingPage,
                  Resource.READINGS, rd, query=ReadingsQuery),
-        Endpoint("GET", "/alarms", list_alarms, "Alarms, oldest first, paged", AlarmPage,
-                 Resource.ALARMS, rd, query=AlarmsQuery),
-        Endpoint("GET", "/alarms/{id}", get_alarm, "One alarm", AlarmModel, Resource.ALARMS, rd,
-                 path_params=("id",), errors=(401, 403, 404)),
-        Endpoint("POST", "/alarms/{id}/acknowledge", acknowledge_alarm, "Acknowledge an alarm (idempotent)",
-                 AlarmModel, Resource.ALARMS, wr, path_params=("id",), errors=(401, 403, 404)),
-        Endpoint("POST", "/alarms/{id}/close", close_alarm, "Close an alarm (idempotent)", AlarmModel,
-                 Resource.ALARMS, wr, path_params=("id",), errors=(401, 403, 404)),
+        *alarm_endpoints(),
         Endpoint("GET", "/summaries/alarms", alarm_summary, "Alarm counts by kind and status (no personal data)",
                  AlarmSummary, Resource.SUMMARIES, rd, errors=(401, 403)),
         Endpoint("GET", "/summaries/accounts", account_summary,
@@ -236,4 +165,6 @@ def endpoints() -> list[Endpoint]:
         *valve_endpoints(),
         *meter_endpoints(),
         *tariff_endpoints(),
+        *work_order_endpoints(),
+        *map_endpoints(),
     ]

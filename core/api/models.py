@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from core.catalogue.messages import AlarmKind
+
 AlarmStatus = Literal["open", "acknowledged", "closed"]
 
 
@@ -29,7 +31,12 @@ class ReadingsQuery(Query):
 
 class AlarmsQuery(Query):
     status: AlarmStatus | None = None
+    kind: AlarmKind | None = None
     meter_id: str | None = Field(default=None, min_length=1, max_length=32)
+    district: str | None = Field(default=None, min_length=1, max_length=16,
+                                 description="The district of the premises the meter's account supplies.")
+    since: AwareDatetime | None = Field(default=None, description="Detected at or after.")
+    until: AwareDatetime | None = Field(default=None, description="Detected before.")
     limit: int = Field(default=100, ge=1, le=1000)
     cursor: str | None = Field(default=None, max_length=500)
 
@@ -75,6 +82,25 @@ class Alarm(BaseModel):
     detected_at: datetime
     status: AlarmStatus | str
     detail: str
+    correlation_id: str | None = Field(default=None, description="The flow it came in: GET /ops/messages/… traces it.")
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    closed_by: str | None = None
+    closed_at: datetime | None = None
+    note: str | None = Field(default=None, description="The operator's note, or the reason it was closed.")
+
+
+class AlarmAcknowledgeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str = Field(default="", max_length=500)
+
+
+class AlarmCloseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str = Field(default="", max_length=500)
+    reason: str = Field(default="", max_length=500,
+                        description="Why it is closed although a work order of the alarm is not handled yet "
+                                    "(a false alarm, a duplicate…); not needed once its orders are handled.")
 
 
 class AlarmPage(BaseModel):

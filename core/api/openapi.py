@@ -32,7 +32,7 @@ def build_openapi(endpoints: list[Endpoint], *, prefix: str = "/api/v1", version
             "summary": ep.summary,
             "responses": {
                 "201" if ep.method == "POST" and ep.public else "200": {
-                    "description": "OK", "content": {"application/json": {"schema": _schema(ep.response, components)}}},
+                    "description": "OK", "content": {ep.content_type: {"schema": _schema(ep.response, components)}}},
                 **{str(code): {"description": _REASONS.get(code, "Error"),
                                "content": {"application/problem+json": {"schema": problem_ref}}}
                    for code in ep.errors},
@@ -57,7 +57,7 @@ def build_openapi(endpoints: list[Endpoint], *, prefix: str = "/api/v1", version
         if params:
             op["parameters"] = params
         if ep.body is not None:
-            op["requestBody"] = {"required": True,
+            op["requestBody"] = {"required": ep.body_required,
                                  "content": {"application/json": {"schema": _schema(ep.body, components)}}}
         paths.setdefault(prefix + ep.path, {})[ep.method.lower()] = op
     paths[prefix + "/openapi.json"] = {"get": {

@@ -37,6 +37,11 @@ class Resource(StrEnum):
     """A meter's valve: why it is closed (read); reopening it after an on-site check (write)."""
     TARIFFS = "tariffs"
     """The tariff book's versions (read); adding a version from a date still to come (write)."""
+    WORK_ORDERS = "work_orders"
+    """Work orders with their SLA deadlines and history (read); moving one through the loop (write)."""
+    MAP = "map"
+    """Alarms and meters drawn as GeoJSON from the premises' coordinates, without personal data; roles that
+    may not read meters get coarse points (about 1 km) without meter or alarm ids."""
 
 
 class Action(StrEnum):
@@ -56,36 +61,41 @@ MATRIX: dict[Role, dict[Resource, frozenset[Action]]] = {
         Role.ADMIN: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.SUMMARIES: {_R},
             Resource.AUDIT: {_R}, Resource.ACCOUNTS: {_R, _W}, Resource.PERSONAL_DATA: {_R}, **_MONEY,
-            Resource.VALVES: {_R, _W}, Resource.METERS: {_R}, Resource.TARIFFS: {_R, _W}, **_OWN,
+            Resource.VALVES: {_R, _W}, Resource.METERS: {_R}, Resource.TARIFFS: {_R, _W},
+            Resource.WORK_ORDERS: {_R, _W}, Resource.MAP: {_R}, **_OWN,
         },
         Role.CUSTOMER_SERVICE: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R}, Resource.SUMMARIES: {_R},
             Resource.ACCOUNTS: {_R, _W}, Resource.PERSONAL_DATA: {_R}, **_MONEY, Resource.VALVES: {_R},
-            Resource.METERS: {_R}, Resource.TARIFFS: {_R}, **_OWN,
+            Resource.METERS: {_R}, Resource.TARIFFS: {_R}, Resource.WORK_ORDERS: {_R}, Resource.MAP: {_R}, **_OWN,
         },
         Role.DISPATCHER: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.SUMMARIES: {_R}, Resource.ACCOUNTS: {_R},
-            Resource.VALVES: {_R}, Resource.METERS: {_R}, **_OWN,
+            Resource.VALVES: {_R}, Resource.METERS: {_R}, Resource.WORK_ORDERS: {_R, _W}, Resource.MAP: {_R},
+            **_OWN,
         },
         Role.FIELD_ENGINEER: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.VALVES: {_R, _W}, Resource.METERS: {_R},
-            **_OWN,
+            Resource.WORK_ORDERS: {_R, _W}, Resource.MAP: {_R}, **_OWN,
         },
         Role.AUDITOR: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R}, Resource.SUMMARIES: {_R}, Resource.AUDIT: {_R},
             Resource.ACCOUNTS: {_R}, **_MONEY, Resource.VALVES: {_R}, Resource.METERS: {_R}, Resource.TARIFFS: {_R},
-            **_OWN,
+            Resource.WORK_ORDERS: {_R}, Resource.MAP: {_R}, **_OWN,
         },
-        Role.GOVERNMENT: {Resource.SUMMARIES: {_R}, **_OWN},
+        Role.GOVERNMENT: {Resource.SUMMARIES: {_R}, Resource.MAP: {_R}, **_OWN},
     }.items()
 }
 """Role → resource → allowed actions. The auditor is read-only (audit included); the government
-role sees summaries only, which carry no personal data. Accounts are read masked by every role that
+role sees summaries and the map only, which carry no personal data (its map points are coarse and carry no
+meter or alarm ids). Accounts are read masked by every role that
 may read them; only ``personal_data`` read (admin, customer service) may ask for ``?reveal=true``.
 Bills, payments and invoices: admin, customer service and the auditor read them; invoice user names
 are masked like account holders'. Valves: the roles that deal with meters read why one is closed; only
 the field engineer (after an on-site check) and the administrator reopen one. Tariffs: the roles that
-answer customers or check the books read the versions; only the administrator adds one."""
+answer customers or check the books read the versions; only the administrator adds one. Work orders: the
+dispatcher and the field engineer (and the administrator) move them through the loop; customer service and
+the auditor read them."""
 
 
 def allowed(role: Role, resource: Resource, action: Action) -> bool:

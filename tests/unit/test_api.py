@@ -25,6 +25,7 @@ from core.db.tables_accounts import account, customer, premises
 from core.db.tables_api import api_audit, api_token, api_user
 from core.db.tables_billing import bill, meter
 from core.db.tables_payments import allocation, invoice, payment
+from core.db.tables_workorders import work_order
 from hub.migrations import upgrade
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,6 +77,10 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
         await _money(conn)
         await conn.execute(insert(meter).values(id="A1", account_id="ACC1", model="G2.5",
                                                 installed_at=date(2025, 1, 1), valve_state="closed"))
+        await conn.execute(insert(work_order).values(
+            id="A1", source="test:A1", category="inspection", priority="normal", status="accepted", flags="",
+            account_id="ACC1", meter_id="A1", alarm_id=None, summary="", opened_at=T0, due_at=T0 + timedelta(days=3),
+            clock_until="handled", updated_at=T0, correlation_id="c-A1"))
     for role in Role:
         await create_user(engine, role.value, PASSWORD, role, clock=clock)
     app = web.Application()
@@ -134,11 +139,11 @@ def test_docs_table_equals_the_matrix() -> None:
     assert documented == {(ro, re_, ac): allowed(ro, re_, ac) for ro in Role for re_ in Resource for ac in Action}
 
 
-def test_auditor_is_read_only_and_government_sees_summaries_only() -> None:
+def test_auditor_is_read_only_and_government_sees_summaries_and_the_map_only() -> None:
     assert all(Action.WRITE not in acts for res, acts in MATRIX[Role.AUDITOR].items() if res != Resource.SESSION)
     assert allowed(Role.AUDITOR, Resource.AUDIT, Action.READ)
     assert {res for res, acts in MATRIX[Role.GOVERNMENT].items() if Action.READ in acts} == {
-        Resource.SUMMARIES, Resource.PROFILE}
+        Resource.SUMMARIES, Resource.MAP, Resource.PROFILE}
 
 
 # --- every endpoint, every role --------------------------------------------------------------------
@@ -151,6 +156,9 @@ async def test_every_endpoint_with_every_role_follows_the_matrix(api: Api) -> No
             "on_site_check_done": True, "checked_by": "engineer 0451", "checked_at": api.clock.now.isoformat()}},
         "/tariffs": {"tariff": {"version": "HEAT-2027", "category": "heating", "effective_from": "2027-01-01",
                                 "price": "3.30"}, "note": "every role"},
+        "/alarms/{id}/acknowledge": {"note": "every role"},
+        "/alarms/{id}/close": {"note": "every role"},
+        "/work-orders/{id}/transition": {"to": "dispatched", "note": "every role"},  # then the same again: no change
     }
     assert {ep.path for ep in endpoints() if ep.body is not None and not ep.public} == set(bodies)
     for ep in endpoints():
