@@ -1,7 +1,8 @@
 """Meters behind a DTU through the whole hub, on both stacks: a simulated DTU dials the connector's
 TCP server, its meter's ``901F`` reply is stored as a reading by the core; garbled bytes and an
 unknown meter leave an audit record and nothing else; a leak alarm puts the valve-close frame on the
-meter's wire within a second."""
+meter's wire within a second, asks for the holder's SMS and opens the emergency work order in the alarm's
+flow."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from connectors.meters.cjt188 import (
 from connectors.meters.simulator import DtuSimulator, SimulatedMeter
 from core.catalogue import Lane
 from core.db.tables import reading
+from core.db.tables_workorders import work_order
 from core.privacy import generate_key
 from hub.app import Hub
 from hub.envelope import Envelope
@@ -112,6 +114,7 @@ async def test_a_dtu_reading_is_stored_and_bad_input_only_audited(stack: Stack) 
 async def test_a_leak_puts_the_valve_close_frame_on_the_meter_wire_within_a_second(stack: Stack) -> None:
     hub, connector, sim = await start(stack)
     try:
+        await metered_account(hub, METER, [(datetime.now(UTC) - timedelta(days=1), Decimal("100.25"))])
         await sim.connect()
         await eventually(lambda: _true(DTU in connector.sessions), what="DTU registered")
         meter = sim.meters[0]
@@ -127,6 +130,19 @@ async def test_a_leak_puts_the_valve_close_frame_on_the_meter_wire_within_a_seco
         assert command.action is ValveAction.CLOSE
         assert arrived - raised < 1.0, f"valve-close frame after {arrived - raised:.3f} s"
         assert meter.valve_closed
+        # ... and the holder's SMS is asked for and the emergency order opened, in the alarm's flow.
+        await eventually(lambda: _true(len(stack.sms.sent) == 1), what="the holder's SMS at the gateway")
+        async with hub.db.read() as conn:
+            order = (await conn.execute(select(work_order).where(work_order.c.alarm_id == "leak-dtu-1"))).one()
+        assert (order.category, order.correlation_id) == ("emergency_repair", alarm.correlation_id)
+
+        async def one_flow() -> bool:  # the message store is written in batches: wait for it
+            async with hub.db.read() as conn:
+                types = set((await conn.execute(select(message.c.type)
+                                                .where(message.c.correlation_id == alarm.correlation_id))).scalars())
+            return {"alarm.raised", "valve.command", "notification.requested"} <= types
+
+        await eventually(one_flow, what="the alarm, the valve command and the SMS request in one flow")
     finally:
         await sim.aclose()
 
