@@ -296,6 +296,11 @@ to = "core:record_alarm"
 name = "commands"
 from = "valve.command"
 to = "valves:valve"
+
+[[route]]
+name = "sms"
+from = "notification.requested"
+to = "sms:send"
 """, encoding="utf-8")
     route = compile_dir(directory, mappings)[0]
     assert route.where is not None
