@@ -265,7 +265,8 @@ async def _incidents(vendor: VendorCloudSimulator, stop: asyncio.Event) -> None:
         if tick % 10 == 5:
             meter = rng.randrange(vendor.meters)
             await vendor.push(vendor.alarm(meter, "leak"))
-            console.print(f"[yellow]leak alarm[/] at meter {vendor.meter_id(meter)}: the core closes its valve")
+            console.print(f"[yellow]leak alarm[/] at meter {vendor.meter_id(meter)}: the core closes its valve, "
+                          "asks for the holder's SMS and opens an emergency work order (/api/v1/work-orders)")
         if tick % 13 == 7:
             await vendor.push(b'{"event": "reading", "devId": "30000000000001", "seq": "oops"')
             console.print("[red]malformed push[/] from the vendor: refused with 400 and audited")

@@ -17,14 +17,16 @@ from core.db.bulk import insert_many
 from core.db.tables_valves import valve_closure
 
 CLOSE_VALVE_FOR = frozenset({AlarmKind.LEAK, AlarmKind.ABNORMAL_FLOW, AlarmKind.GAS_DETECTOR})
-"""Alarm kinds that close the valve at once; while one of them is open the valve stays closed."""
+"""Alarm kinds that keep a valve closed while one of them is open, whatever closed it; the alarm policy
+(``core.alarms``) decides which kinds close it (these by default), and an open alarm of any kind that
+closed it keeps it closed too."""
 
 
 class ClosedBy(StrEnum):
     PREPAID = "prepaid"
     """The prepaid balance reached zero."""
     SAFETY = "safety"
-    """A leak, abnormal-flow or gas-detector alarm."""
+    """An alarm whose kind the alarm policy closes for (leak, abnormal flow, gas detector by default)."""
     OPERATOR = "operator"
     """An operator's decision (no use case sends one yet)."""
 

@@ -6,8 +6,9 @@ A valve the core closed stays closed until someone has been there. :func:`reopen
 
 * the confirmation says the on-site check was done, by whom and when: not in the future, not older
   than ``CONFIRMATION_MAX_AGE``, and not before the valve was closed;
-* no leak, abnormal-flow or gas-detector alarm of the meter is still ``open`` (acknowledged or closed
-  ones are over: someone has taken charge);
+* no leak, abnormal-flow or gas-detector alarm of the meter is still ``open``, nor any other alarm that
+  closed it (the alarm policy may close for other kinds); acknowledged or closed ones are over: someone
+  has taken charge;
 * a prepaid meter's balance is above zero (a top-up never reopens by itself);
 * there is something to reopen: a closure not yet resolved, or a valve not reported open.
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from ulid import ULID
 
@@ -35,7 +36,7 @@ from core.db.tables_valves import valve_closure, valve_reopen
 from core.errors import Conflict, CoreError, DomainRejected
 from core.messages import Caused, Event
 from core.outbox import emit
-from core.valves.closures import CLOSE_VALVE_FOR, Closure, closure_of, open_closures
+from core.valves.closures import CLOSE_VALVE_FOR, ClosedBy, Closure, closure_of, open_closures
 
 CONFIRMATION_MAX_AGE = timedelta(hours=24)
 """An on-site check older than this no longer says how the site is now."""
@@ -107,9 +108,12 @@ async def valve_status(conn: AsyncConnection, meter_id: str, *, lock: bool = Fal
     if row is None:
         raise MeterNotFound(f"there is no meter {meter_id[:40]!r}")
     closures = tuple((await open_closures(conn, [meter_id])).get(meter_id, []))
+    closed_by_alarm = select(valve_closure.c.reference).where(valve_closure.c.meter_id == meter_id,
+                                                              valve_closure.c.reason == ClosedBy.SAFETY.value)
     alarms = tuple((await conn.execute(
         select(alarm.c.id).where(alarm.c.meter_id == meter_id, alarm.c.status == "open",
-                                 alarm.c.kind.in_(sorted(CLOSE_VALVE_FOR))).order_by(alarm.c.detected_at, alarm.c.id)
+                                 or_(alarm.c.kind.in_(sorted(CLOSE_VALVE_FOR)), alarm.c.id.in_(closed_by_alarm)))
+        .order_by(alarm.c.detected_at, alarm.c.id)
     )).scalars())
     prepaid = row.billing == "prepaid"
     blockers = [f"alarm {a} is open: acknowledge or close it once the site is safe" for a in alarms]

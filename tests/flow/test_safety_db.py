@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from ulid import ULID
 
@@ -26,6 +26,7 @@ from core.errors import DomainRejected
 from core.handlers.alarms import AlarmHandler
 from core.messages import Incoming
 from core.privacy import KeyRing, generate_key
+from core.valves import valve_status
 from core.workorders import (
     Priority,
     WorkOrderFlag,
@@ -258,3 +259,19 @@ async def test_orders_past_their_deadline_are_listed_and_marked_overdue_once(eng
         with pytest.raises(DomainRejected, match="not set by hand"):
             await set_flag(conn, rows["L6"].id, WorkOrderFlag.OVERDUE, by="chief", note="", now=late)
     assert rows["T2"].priority == Priority.HIGH.value
+
+
+async def test_an_open_alarm_that_closed_the_valve_keeps_it_closed_whatever_its_kind(engine: AsyncEngine,
+                                                                                     privacy: Privacy) -> None:
+    await account_with_meter(engine, privacy)
+    policy = AlarmPolicy.model_validate({"tamper": {"close_valve": True}})
+    await deliver(engine, raised("T3", AlarmKind.TAMPER), raised("B4", AlarmKind.LOW_BATTERY), policy=policy)
+    async with engine.connect() as conn:
+        status = await valve_status(conn, "M1")
+    assert status.open_alarms == ("T3",)  # the low battery did not close it, so it does not keep it closed
+    assert not status.reopen_allowed
+    async with engine.begin() as conn:
+        await conn.execute(update(alarm).where(alarm.c.id == "T3").values(status="acknowledged"))
+        status = await valve_status(conn, "M1")
+    assert status.open_alarms == ()
+    assert [c.reference for c in status.closures] == ["T3"]
