@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
-from datetime import time
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +25,7 @@ from core.handlers import build_handlers
 from core.payments import Payments
 from core.privacy import KeyRing, KeyRingError
 from core.tariffs import TariffShelf
+from core.workorders import mark_overdue
 from hub.billing import bill_period, load_tariffs, month_period
 from hub.breaker import CircuitBreaker
 from hub.connectors.context import HubConnectorContext
@@ -128,7 +129,18 @@ class Hub:
         hub._build_pipelines()
         if settings.billing.daily_at is not None:
             hub._schedule_billing(settings.billing.daily_at)
+        if settings.core.work_orders.overdue_check_s is not None:
+            hub._schedule_overdue(timedelta(seconds=settings.core.work_orders.overdue_check_s))
         return hub
+
+    def _schedule_overdue(self, every: timedelta) -> None:
+        async def mark_late_orders() -> None:
+            async with self.db.begin() as conn:
+                marked = await mark_overdue(conn, datetime.now(UTC))
+            if marked:
+                log.info("work_orders.overdue", extra={"count": len(marked)})
+
+        self.scheduler.every("work-orders-overdue", every, mark_late_orders)
 
     def _schedule_billing(self, at: time) -> None:
         async def bill_last_month() -> None:

@@ -9,7 +9,6 @@ the rest keep that kind's default.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -39,6 +38,10 @@ class AlarmAction(BaseModel):
     """The alarm is stored at least this severe, whatever the device said."""
 
 
+def _default(kind: AlarmKind) -> AlarmAction:
+    return AlarmAction.model_validate(DEFAULT_ACTIONS[kind])
+
+
 def _act(close: bool, sms: NotificationKind | None, category: str | None, priority: Priority,
          severity: int) -> dict[str, Any]:
     order = {"category": category, "priority": priority} if category else None
@@ -66,31 +69,28 @@ class AlarmPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    leak: AlarmAction
-    abnormal_flow: AlarmAction
-    low_battery: AlarmAction
-    tamper: AlarmAction
-    magnetic: AlarmAction
-    valve_fault: AlarmAction
-    offline: AlarmAction
-    gas_detector: AlarmAction
+    leak: AlarmAction = Field(default_factory=lambda: _default(AlarmKind.LEAK))
+    abnormal_flow: AlarmAction = Field(default_factory=lambda: _default(AlarmKind.ABNORMAL_FLOW))
+    low_battery: AlarmAction = Field(default_factory=lambda: _default(AlarmKind.LOW_BATTERY))
+    tamper: AlarmAction = Field(default_factory=lambda: _default(AlarmKind.TAMPER))
+    magnetic: AlarmAction = Field(default_factory=lambda: _default(AlarmKind.MAGNETIC))
+    valve_fault: AlarmAction = Field(default_factory=lambda: _default(AlarmKind.VALVE_FAULT))
+    offline: AlarmAction = Field(default_factory=lambda: _default(AlarmKind.OFFLINE))
+    gas_detector: AlarmAction = Field(default_factory=lambda: _default(AlarmKind.GAS_DETECTOR))
 
     @model_validator(mode="before")
     @classmethod
     def _over_defaults(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        merged: dict[str, Any] = {}
+        merged = dict(data)  # unknown kinds stay, to be refused (extra="forbid")
         for kind in AlarmKind:
-            given = data.get(kind.value, {})
+            given = data.get(kind.value)
             if isinstance(given, AlarmAction):
                 given = given.model_dump(exclude_unset=True)
-            merged[kind.value] = {**DEFAULT_ACTIONS[kind], **given} if isinstance(given, dict) else given
-        merged |= {k: v for k, v in data.items() if k not in merged}  # unknown kinds: refused by extra=forbid
+            if isinstance(given, dict):
+                merged[kind.value] = {**DEFAULT_ACTIONS[kind], **given}
         return merged
-
-    def __init__(self, **data: Any) -> None:
-        super().__init__(**data)
 
     def action(self, kind: AlarmKind) -> AlarmAction:
         action: AlarmAction = getattr(self, kind.value)
@@ -107,17 +107,12 @@ class AlarmPolicy(BaseModel):
 
     def check(self, work_orders: WorkOrderSettings) -> Self:
         """Every work order the policy opens names a known category (``ValueError`` otherwise)."""
-        unknown = _unknown(((k, self.action(k)) for k in AlarmKind), work_orders)
-        if unknown:
-            raise ValueError(f"core.alarms.{unknown[0][0]}.work_order.category {unknown[0][1]!r} is not a work-order "
-                             f"category (core.work_orders.categories: {', '.join(sorted(work_orders.categories))})")
+        for kind in AlarmKind:
+            order = self.action(kind).work_order
+            if order is not None and order.category not in work_orders.categories:
+                raise ValueError(f"core.alarms.{kind.value}.work_order.category {order.category!r} is not a work-order "
+                                 f"category (core.work_orders.categories: {', '.join(sorted(work_orders.categories))})")
         return self
-
-
-def _unknown(actions: Iterable[tuple[AlarmKind, AlarmAction]],
-             work_orders: WorkOrderSettings) -> list[tuple[str, str]]:
-    return [(k.value, a.work_order.category) for k, a in actions
-            if a.work_order is not None and a.work_order.category not in work_orders.categories]
 
 
 DEFAULT_ALARMS = AlarmPolicy()

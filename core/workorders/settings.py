@@ -58,6 +58,8 @@ class WorkOrderSettings(BaseModel):
     holidays: frozenset[date] = frozenset()
     extra_working_days: frozenset[date] = frozenset()
     timezone: str = "Asia/Shanghai"
+    overdue_check_s: int | None = Field(default=60, ge=1, le=3600)
+    """How often ``gashub run`` marks orders past their deadline ``overdue`` (``None``: never)."""
 
     @field_validator("categories", mode="before")
     @classmethod

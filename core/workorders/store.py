@@ -9,7 +9,7 @@ is refused with ``DomainRejected`` naming the moves allowed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -151,8 +151,7 @@ async def transition(conn: AsyncConnection, order_id: str, to: WorkOrderStatus, 
         if sla is not None:
             values |= {"due_at": due_at(now, sla, settings), "clock_until": sla.until.value}
         values["clock_stopped_at"] = None
-        order = replace(order, clock_stopped_at=None)
-    elif order.clock_stopped_at is None and reached(to, order.clock_until) and to is not WorkOrderStatus.ACCEPTED:
+    elif order.clock_stopped_at is None and reached(to, order.clock_until):
         values["clock_stopped_at"] = now
     values["flags"] = _flag_text(flags)
     await conn.execute(update(work_order).where(work_order.c.id == order_id).values(**values))

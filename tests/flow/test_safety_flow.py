@@ -1,7 +1,7 @@
 """The safety loop through the whole hub, on both stacks: a leak ``alarm.raised`` closes the valve at
 the valve platform, asks for the holder's SMS (the gateway receives it) and opens an emergency work
 order, all in the alarm's flow: one correlation id in the ops trace and on the order; delivered again,
-it acts once."""
+it acts once; the hub's scheduler marks orders past their deadline overdue."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from sqlalchemy import func, select
 from core.catalogue import Lane
 from core.db.tables import outbox
 from core.db.tables_workorders import work_order
+from core.privacy import generate_key
+from core.workorders import NewWorkOrder, Priority, WorkOrderFlag, get_work_order, open_work_orders
 from hub.envelope import Envelope
 from hub.store.tables import hop
 from tests.flow.conftest import Stack, eventually
@@ -71,3 +73,22 @@ async def test_a_leak_closes_the_valve_tells_the_holder_and_opens_an_order_in_on
     assert await scalar(hub, select(func.count()).select_from(outbox)) == events_before
     assert await scalar(hub, select(func.count()).select_from(work_order)) == 1
     assert len(stack.sms.sent) == 1
+
+
+async def test_the_hub_marks_orders_past_their_deadline_overdue(stack: Stack) -> None:
+    hub = await stack.start_hub(core={"keys": {"k1": generate_key()}, "work_orders": {"overdue_check_s": 1}})
+    past = datetime.now(UTC) - timedelta(hours=2)
+    async with hub.db.begin() as conn:
+        opened = await open_work_orders(conn, [
+            NewWorkOrder(source="test:late", category="emergency_repair", priority=Priority.EMERGENCY,
+                         correlation_id="c-late"),
+            NewWorkOrder(source="test:in-time", category="complaint", priority=Priority.NORMAL,
+                         correlation_id="c-in-time")], hub.settings.core.work_orders, by="test", now=past)
+
+    async def flagged() -> bool:
+        async with hub.db.read() as conn:
+            return WorkOrderFlag.OVERDUE in (await get_work_order(conn, opened["test:late"])).flags
+
+    await eventually(flagged, timeout=10, what="the late order marked overdue by the scheduler")
+    async with hub.db.read() as conn:
+        assert (await get_work_order(conn, opened["test:in-time"])).flags == frozenset()
