@@ -101,6 +101,9 @@ class AlarmRaised(CanonicalModel):
     severity: int = Field(ge=1, le=5)
     detail: str = Field(default="", max_length=500)
     cim_code: str | None = Field(default=None, pattern=r"^\d+\.\d+\.\d+\.\d+$")
+    user_notified: bool = False
+    """The holder has been told already (the core's reading validation tells them of a leak it finds,
+    ``[core.readings] notify``): the alarm policy asks for no second SMS."""
 
 
 RuleName = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z_]*$")]

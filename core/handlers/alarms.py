@@ -9,7 +9,8 @@ alarm stored now acts, so an alarm delivered twice acts once. Per its kind's
   reopens only through a field engineer's on-site confirmation, once the alarm is no longer open;
 * the holder is told: ``notification.requested`` (``alarm-<alarm id>``, the policy's template kind),
   when the meter is on an account and the personal-data keys can read the phone (skipped and logged
-  otherwise: the valve and the order must not wait for an SMS);
+  otherwise: the valve and the order must not wait for an SMS), unless the alarm says the holder was
+  told already (``user_notified``: the core's reading validation tells of a leak it finds itself);
 * a work order opens (``alarm:<alarm id>``), its deadline from the category's SLA commitment.
 
 Everything emitted joins the alarm's flow (its correlation id, caused by the alarm's message), and the
@@ -87,16 +88,17 @@ class AlarmHandler:
     async def _respond(self, conn: AsyncConnection, new: list[_New]) -> None:
         now = self.clock()
         accounts = await _accounts(conn, {n.alarm.meter_id for n in new})
-        phones = await self._phones(conn, {n.alarm.meter_id for n in new if n.action.notify_user is not None})
+        phones = await self._phones(conn, {n.alarm.meter_id for n in new
+                                           if n.action.notify_user is not None and not n.alarm.user_notified})
         closing = [n for n in new if n.action.close_valve]
         events: list[tuple[Event, Incoming]] = []
         for n in closing:
-            command = ValveCommand(command_id=f"close-{n.alarm.alarm_id}", meter_id=n.alarm.meter_id,
+            command = ValveCommand(command_id=derived_id("close", n.alarm.alarm_id), meter_id=n.alarm.meter_id,
                                    action=ValveAction.CLOSE, reason=f"{n.alarm.kind.value} alarm {n.alarm.alarm_id}",
                                    requested_by=SAFETY_ACTOR)
             events.append((Event("valve.command", command, subject=n.alarm.meter_id, lane=Lane.SAFETY), n.item))
         for n in new:
-            if n.action.notify_user is None:
+            if n.action.notify_user is None or n.alarm.user_notified:
                 continue
             phone = phones.get(n.alarm.meter_id)
             if phone is None:
@@ -114,7 +116,7 @@ class AlarmHandler:
             events.append((Event("notification.requested", note, subject=n.alarm.meter_id), n.item))
         ids = await emit(conn, events)
         await record_closures(conn, [
-            Closure(f"close-{n.alarm.alarm_id}", n.alarm.meter_id, ClosedBy.SAFETY, n.alarm.alarm_id, now,
+            Closure(derived_id("close", n.alarm.alarm_id), n.alarm.meter_id, ClosedBy.SAFETY, n.alarm.alarm_id, now,
                     n.item.correlation_id, message_id)
             for n, message_id in zip(closing, ids[:len(closing)], strict=True)
         ])

@@ -69,12 +69,12 @@ def flagged_event(r: StoredReading) -> Event:
     return Event("reading.flagged", data, subject=r.data.meter_id)
 
 
-def alarm_event(r: StoredReading, finding: Finding) -> Event:
+def alarm_event(r: StoredReading, finding: Finding, *, user_notified: bool = False) -> Event:
     assert finding.alarm is not None
     data = AlarmRaised(
         alarm_id=derived_id(finding.rule.value, r.reading_id), kind=finding.alarm, meter_id=r.data.meter_id,
         account_id=r.account_id, detected_at=r.data.read_at, severity=ALARM_SEVERITY[finding.severity],
-        detail=finding.message[:500])
+        detail=finding.message[:500], user_notified=user_notified)
     return Event("alarm.raised", data, subject=r.data.meter_id)
 
 

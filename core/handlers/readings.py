@@ -380,9 +380,10 @@ async def _emit(conn: AsyncConnection, inserted: list[_Pending], meters: dict[st
     events: list[tuple[Event, Incoming | None]] = []
     for r, cause in done:  # in time order per meter: the first reading of a leak raises it, once
         told_already = r.data.meter_id in open_leaks
-        if settings.raise_alarms:
-            events.extend((ev.alarm_event(r, f), cause) for f in ev.alarm_findings(r.result)
-                          if not (ev.leak_alarm(f) and told_already))
+        telling = set(ev.notify_rules(r.result, settings)) if r.data.meter_id in phones else set()
+        if settings.raise_alarms:  # an alarm whose rule the holder is told of here carries user_notified
+            events.extend((ev.alarm_event(r, f, user_notified=f.rule in telling), cause)
+                          for f in ev.alarm_findings(r.result) if not (ev.leak_alarm(f) and told_already))
         if any(ev.leak_alarm(f) for f in ev.alarm_findings(r.result)):
             open_leaks.add(r.data.meter_id)
         for rule in ev.notify_rules(r.result, settings):

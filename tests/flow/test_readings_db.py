@@ -298,6 +298,7 @@ async def test_a_day_of_continuous_flow_raises_one_leak_alarm_and_tells_the_hold
     raised, told, flagged = await outbox_rows(engine)
     assert (raised.type, raised.lane, raised.data["kind"]) == ("alarm.raised", "safety", "leak")
     assert raised.data["alarm_id"] == f"leak-{first.message_id}"
+    assert raised.data["user_notified"] is True  # told here: the alarm policy sends no second SMS
     assert "24 hours" in raised.data["detail"]
     assert (told.type, told.data["kind"], told.data["safety"]) == ("notification.requested", "alarm", True)
     assert told.data["notification_id"] == f"leak-{first.message_id}"

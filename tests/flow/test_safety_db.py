@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -17,15 +18,17 @@ from ulid import ULID
 
 from core.accounts import CustomerIn, PremisesIn, Privacy, id_check_digit, open_account
 from core.alarms import AlarmPolicy
-from core.catalogue.messages import AlarmKind, AlarmRaised
-from core.db.tables import alarm, outbox
+from core.catalogue.messages import AlarmKind, AlarmRaised, MeterReading, ReadingSource
+from core.db.tables import alarm, outbox, reading
 from core.db.tables_billing import meter
 from core.db.tables_valves import valve_closure
 from core.db.tables_workorders import work_order, work_order_event
 from core.errors import DomainRejected
 from core.handlers.alarms import AlarmHandler
+from core.handlers.readings import record_reading
 from core.messages import Incoming
 from core.privacy import KeyRing, generate_key
+from core.readings import ReadingsSettings
 from core.valves import valve_status
 from core.workorders import (
     Priority,
@@ -275,3 +278,38 @@ async def test_an_open_alarm_that_closed_the_valve_keeps_it_closed_whatever_its_
         status = await valve_status(conn, "M1")
     assert status.open_alarms == ()
     assert [c.reference for c in status.closures] == ["T3"]
+
+
+async def test_an_alarm_whose_holder_was_told_already_gets_no_second_sms(engine: AsyncEngine,
+                                                                          privacy: Privacy) -> None:
+    await account_with_meter(engine, privacy)
+    told = raised("L8", AlarmKind.LEAK)
+    assert isinstance(told.data, AlarmRaised)
+    told = Incoming(told.message_id, told.type, told.subject, told.correlation_id,
+                    told.data.model_copy(update={"user_notified": True}))
+    await deliver(engine, told, privacy=privacy)
+    assert [o.type for o in await outbox_rows(engine)] == ["valve.command"]
+    assert len(await orders(engine)) == 1
+
+
+async def test_a_leak_found_in_readings_tells_the_holder_once(engine: AsyncEngine, privacy: Privacy) -> None:
+    """The reading validation tells of the leak it finds and raises the alarm; the alarm closes the valve
+    and opens the order, and asks for no second SMS."""
+    await account_with_meter(engine, privacy)
+    start = NOW - timedelta(hours=24)
+    async with engine.begin() as conn:
+        await conn.execute(insert(reading), [
+            {"id": str(ULID()), "meter_id": "M1", "read_at": start + timedelta(hours=h),
+             "volume_m3": Decimal(500) + Decimal("0.020") * h, "source": "ctwing", "quality": "valid",
+             "message_id": f"seed-{h}"} for h in range(24)])
+    item = Incoming("reading-1", "meter.reading", "M1", "corr-reading-1", MeterReading(
+        meter_id="M1", read_at=NOW, volume_m3=Decimal(500) + Decimal("0.020") * 24, source=ReadingSource.CTWING))
+    async with engine.begin() as conn:
+        await record_reading(conn, [item], settings=ReadingsSettings(), privacy=privacy)
+    alarm_row = next(o for o in await outbox_rows(engine) if o.type == "alarm.raised")
+    await deliver(engine, Incoming("alarm-msg", "alarm.raised", "M1", alarm_row.correlation_id,
+                                   AlarmRaised.model_validate(alarm_row.data)), privacy=privacy)
+    types = [o.type for o in await outbox_rows(engine)]
+    assert types.count("notification.requested") == 1
+    assert types.count("valve.command") == 1
+    assert len(await orders(engine)) == 1
