@@ -154,7 +154,10 @@ async def transition(conn: AsyncConnection, order_id: str, to: WorkOrderStatus, 
     elif order.clock_stopped_at is None and reached(to, order.clock_until):
         values["clock_stopped_at"] = now
     values["flags"] = _flag_text(flags)
-    await conn.execute(update(work_order).where(work_order.c.id == order_id).values(**values))
+    moved = await conn.execute(update(work_order).where(work_order.c.id == order_id,
+                                                        work_order.c.status == order.status.value).values(**values))
+    if moved.rowcount != 1:  # SQLite takes no row lock: another transaction moved it since we read it
+        raise DomainRejected(f"work order {order_id} was moved by someone else meanwhile: read it again")
     await insert_many(conn, work_order_event, [_event(order_id, now, by, "status", from_status=order.status.value,
                                                       to_status=to.value, note=note)])
     return await get_work_order(conn, order_id), True
