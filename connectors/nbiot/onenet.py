@@ -30,7 +30,7 @@ from aiohttp import web
 
 from connectors.meters.cjt188 import load_meter_profiles
 from connectors.nbiot.settings import FieldMap, OneNetSettings
-from connectors.nbiot.signing import onenet_text, onenet_valid
+from connectors.nbiot.signing import onenet_signed_texts, onenet_valid
 from connectors.nbiot.uplink import Devices, Refused, frame_bytes, reading_from_fields, reading_from_frame
 from core.catalogue.messages import MessageType, ReadingSource
 from hub.connectors.contract import Capability, ConnectorContext, Health, InboundConnector
@@ -92,8 +92,8 @@ class OneNetConnector(InboundConnector[OneNetSettings]):
         if not isinstance(doc, dict) or "msg" not in doc:
             raise Refused(400, "not a OneNET push: needs msg, msg_signature and nonce")
         nonce, signature = doc.get("nonce"), doc.get("msg_signature")
-        if not isinstance(nonce, str) or not isinstance(signature, str) \
-                or not onenet_valid(self.token, nonce, onenet_text(doc["msg"]), signature):
+        if not isinstance(nonce, str) or not isinstance(signature, str) or not any(
+                onenet_valid(self.token, nonce, text, signature) for text in onenet_signed_texts(body, doc["msg"])):
             raise Refused(401, "forged or missing msg_signature: it does not match Base64(MD5(token + nonce + msg))")
         msg = doc["msg"]
         if isinstance(msg, str):

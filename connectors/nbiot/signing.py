@@ -7,8 +7,9 @@ CTWing AEP API calls: headers ``application`` (App Key), ``timestamp`` (ms), ``s
 when there is a body (as the platform's published SDKs sign).
 
 OneNET push (legacy data push): Base64(MD5(token + nonce + msg)), for the URL check (``GET
-?msg=&nonce=&signature=``) and for every push (``msg_signature`` over the ``msg`` it carries, as
-compact JSON in the order sent when ``msg`` is an object). meters.md states the same.
+?msg=&nonce=&signature=``) and for every push (``msg_signature`` over the ``msg`` it carries: its
+text as it stands in the body, or its compact JSON, which is what the platform's SDK re-serialises).
+meters.md gives the same scheme.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,6 +38,50 @@ def aep_signature(*, app_key: str, app_secret: str, timestamp_ms: int, params: M
 def onenet_text(msg: Any) -> str:
     """The text OneNET signs for a ``msg``: itself when text, compact JSON otherwise."""
     return msg if isinstance(msg, str) else orjson.dumps(msg).decode()
+
+
+_DECODER = json.JSONDecoder()
+
+
+def raw_member(body: str, key: str) -> str | None:
+    """The text of a top-level member's value exactly as sent (``None`` when absent or not an object)."""
+    at = _skip(body, 0)
+    if body[at:at + 1] != "{":
+        return None
+    at = _skip(body, at + 1)
+    try:
+        while body[at:at + 1] == '"':
+            name, at = _DECODER.raw_decode(body, at)
+            at = _skip(body, at)
+            if body[at:at + 1] != ":":
+                return None
+            start = _skip(body, at + 1)
+            _, end = _DECODER.raw_decode(body, start)
+            if name == key:
+                return body[start:end]
+            at = _skip(body, end)
+            if body[at:at + 1] != ",":
+                return None
+            at = _skip(body, at + 1)
+    except json.JSONDecodeError:
+        return None
+    return None
+
+
+def _skip(text: str, at: int) -> int:
+    while at < len(text) and text[at] in " \t\r\n":
+        at += 1
+    return at
+
+
+def onenet_signed_texts(body: bytes, msg: Any) -> list[str]:
+    """What a push's ``msg_signature`` may cover: ``msg`` as it stands in the body (a JSON string's
+    content when it is one), and ``msg`` as compact JSON (what the platform's SDK re-serialises)."""
+    texts = [onenet_text(msg)]
+    raw = raw_member(body.decode("utf-8", errors="replace"), "msg")
+    if raw is not None and not raw.startswith('"') and raw not in texts:
+        texts.insert(0, raw)
+    return texts
 
 
 def onenet_signature(token: str, nonce: str, msg: str) -> str:

@@ -26,7 +26,7 @@ from connectors.meters.cjt188 import ValveAction, ValveControl, load_meter_profi
 from connectors.meters.simulator import SimulatedMeter
 from connectors.nbiot import CtwingConnector, OneNetConnector
 from connectors.nbiot.ctwing import command_ser
-from connectors.nbiot.signing import aep_signature, onenet_signature
+from connectors.nbiot.signing import aep_signature, onenet_signature, raw_member
 from connectors.nbiot.simulator import CtwingSimulator, NbDevice, OneNetSimulator
 from core.catalogue.messages import MeterReading, ValveStateReported
 from core.catalogue.messages import ValveCommand as ValveCommandModel
@@ -396,3 +396,27 @@ async def test_onenet_online_offline_and_other_streams_publish_nothing(onenet: O
     stranger = {**onenet.sim.volume_point(0), "dev_id": 424242, "imei": "860000000000000"}
     assert (await onenet.sim.push(stranger))[0] == 403
     assert onenet.context.received == []
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ('{"msg": {"a": 101.250, "b": [1, 2]}, "nonce": "n"}', '{"a": 101.250, "b": [1, 2]}'),
+    ('{ "nonce" : "n" , "msg":"text, with {braces}" }', '"text, with {braces}"'),
+    ('{"nonce": "n"}', None),
+    ('[{"msg": 1}]', None),
+    ('{"msg": {"a": ', None),
+])
+def test_the_raw_text_of_msg_is_found_as_sent(body: str, expected: str | None) -> None:
+    assert raw_member(body, "msg") == expected
+
+
+async def test_a_onenet_push_signed_over_its_text_as_sent_is_taken(onenet: OneNet) -> None:
+    point = onenet.sim.volume_point(0)
+    msg_text = (f'{{ "type": 1, "dev_id": "{point["dev_id"]}", "ds_id": "volume", "at": {point["at"]}, '
+                f'"value": 101.250, "imei": "{point["imei"]}" }}')
+    body = (f'{{"msg": {msg_text}, "nonce": "abc", '
+            f'"msg_signature": "{onenet_signature(ONENET_TOKEN, "abc", msg_text)}"}}').encode()
+    session = onenet.sim._client()
+    async with session.post(onenet.sim.push_url, data=body) as resp:
+        assert resp.status == 200
+    [reading] = onenet.context.readings()
+    assert reading.volume_m3 == Decimal("101.250")
