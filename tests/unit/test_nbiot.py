@@ -21,14 +21,18 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connectors.meters.cjt188 import ValveAction, ValveControl, load_meter_profiles
 from connectors.meters.simulator import SimulatedMeter
 from connectors.nbiot import CtwingConnector, OneNetConnector
 from connectors.nbiot.ctwing import command_ser
+from connectors.nbiot.settings import DeviceBinding
 from connectors.nbiot.signing import aep_signature, onenet_signature, raw_member
 from connectors.nbiot.simulator import CtwingSimulator, NbDevice, OneNetSimulator
-from core.catalogue.messages import MeterReading, ValveStateReported
+from connectors.nbiot.uplink import Refused, reading_from_frame
+from core.catalogue.messages import MeterReading, ReadingSource, ValveStateReported
 from core.catalogue.messages import ValveCommand as ValveCommandModel
 from hub.connectors.contract import ReceiveResult
 from hub.connectors.registry import ConnectorRegistry
@@ -420,3 +424,28 @@ async def test_a_onenet_push_signed_over_its_text_as_sent_is_taken(onenet: OneNe
         assert resp.status == 200
     [reading] = onenet.context.readings()
     assert reading.volume_m3 == Decimal("101.250")
+
+
+STANDARD_WIDTH = sorted(n for n, p in PROFILES.profiles.items() if p.address_bytes == 7)
+
+
+@settings(max_examples=200, deadline=None)
+@given(profile=st.sampled_from(STANDARD_WIDTH), cents=st.integers(0, 99_999_999), closed=st.booleans(),
+       address=st.integers(0, 10**14 - 1))
+def test_any_meters_appdata_frame_reads_back_as_its_register(profile: str, cents: int, closed: bool,
+                                                             address: int) -> None:
+    """Property: for every standard-width profile, a meter's own 901F reply (with its radio header)
+    is read back as exactly its register and valve; one flipped checksum bit makes it a refusal."""
+    meter = SimulatedMeter(f"{address:014d}", PROFILES.get(profile), volume_m3=Decimal(cents) / 100,
+                           valve_closed=closed)
+    device = NbDevice("d", "861234567890001", meter)
+    binding = DeviceBinding(meter_id="M", device_id="d", address=meter.address, profile=profile)
+    at = datetime(2026, 5, 1, tzinfo=UTC)
+    raw = device.metering_frame()
+    data = reading_from_frame(binding, PROFILES.get(profile), raw, received_at=at, tz=UTC, source=ReadingSource.CTWING)
+    assert Decimal(data["volume_m3"]) == Decimal(cents) / 100
+    assert data["valve"] == ("closed" if closed else "open")
+    broken = bytearray(raw)
+    broken[-2] ^= 0x01
+    with pytest.raises(Refused, match="garbled frame"):
+        reading_from_frame(binding, PROFILES.get(profile), bytes(broken), received_at=at, tz=UTC, source=ReadingSource.CTWING)
