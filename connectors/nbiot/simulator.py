@@ -167,7 +167,8 @@ class CtwingSimulator(HttpSimulator):
         signed = self._signed(request, body)
         self.calls.append({"body": orjson.loads(body), "signed": signed, "at": time.monotonic()})
         if self.api_silent:
-            await self._release.wait()  # until the simulator closes: the caller times out
+            await self._release.wait()  # until the simulator closes: the caller has timed out by then
+            return web.Response(status=503)
         if not signed:
             return web.json_response({"code": 1002, "msg": "signature check failed"}, status=401)
         doc = orjson.loads(body)

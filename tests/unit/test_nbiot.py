@@ -448,4 +448,5 @@ def test_any_meters_appdata_frame_reads_back_as_its_register(profile: str, cents
     broken = bytearray(raw)
     broken[-2] ^= 0x01
     with pytest.raises(Refused, match="garbled frame"):
-        reading_from_frame(binding, PROFILES.get(profile), bytes(broken), received_at=at, tz=UTC, source=ReadingSource.CTWING)
+        reading_from_frame(binding, PROFILES.get(profile), bytes(broken), received_at=at, tz=UTC,
+                           source=ReadingSource.CTWING)
