@@ -18,7 +18,8 @@ Answers: ``200 {"code": 0}`` once the broker confirmed (or for a duplicate); any
 ``{"code": <status>, "msg": <reason>}``, is audited (``context.reject``) and stores nothing: unknown
 devices (403), a ``timestamp`` older than ``max_age_s`` or too far ahead (a replay, 403), garbled
 frames and malformed pushes (400), a wrong ``?token=`` (401). Duplicates (the platform sending again
-after a slow answer) are dropped by ``deviceId`` + ``upPacketSN`` + ``upDataSN`` (the inbox).
+after a slow answer) are dropped by ``deviceId`` + ``upPacketSN`` + ``upDataSN`` + ``timestamp`` (the
+inbox; the timestamp keeps a module whose counters restarted after a reboot from being dropped).
 
 Authentication: CTWing does not sign pushes; ``url_token`` puts a secret in the subscription URL.
 Out: action ``valve`` sends ``valve.command`` through the AEP command API (:mod:`.aep`, signed with
@@ -209,7 +210,8 @@ class CtwingConnector(InboundConnector[CtwingSettings], OutboundConnector[Ctwing
         envelope = Envelope(type=MessageType.METER_READING.value, source=self.context.name,
                             subject=device.meter_id, data=data)
         try:
-            result = await self.context.receive(envelope, partner_key=f"{device.device_id}:{packet}:{data_sn}")
+            key = f"{device.device_id}:{packet}:{data_sn}:{doc['timestamp']}"
+            result = await self.context.receive(envelope, partner_key=key)
         except HubError as exc:
             log.warning("ctwing.not_accepted", extra={"error": str(exc)})
             return answer(503, "not accepted, send again later")

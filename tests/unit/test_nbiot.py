@@ -144,7 +144,7 @@ async def test_an_appdata_report_becomes_one_reading_at_the_platform_time(ctwing
     assert reading.source == "ctwing"
     assert reading.valve == "open"
     assert reading.read_at == datetime.fromtimestamp(doc["timestamp"] / 1000, UTC)
-    assert ctwing.context.received[0][1] == f"dev0001:{doc['upPacketSN']}:-1"
+    assert ctwing.context.received[0][1] == f"dev0001:{doc['upPacketSN']}:-1:{doc['timestamp']}"
     assert ctwing.context.rejected == []
 
 
@@ -166,6 +166,16 @@ async def test_a_platform_resend_is_a_duplicate(ctwing: Ctwing) -> None:
     assert again[1]["message_id"] == first[1]["message_id"]
     assert len(ctwing.context.readings()) == 1
     assert ctwing.context.rejected == []
+
+
+async def test_a_module_whose_counters_restarted_is_not_dropped(ctwing: Ctwing) -> None:
+    first = ctwing.sim.report("dev0001")
+    ctwing.sim.devices["dev0001"].packet_sn = 0  # the module rebooted
+    ctwing.sim.devices["dev0001"].meter.volume_m3 += 1
+    later = {**ctwing.sim.report("dev0001"), "timestamp": first["timestamp"] + 60_000}
+    assert later["upPacketSN"] == first["upPacketSN"]
+    assert [(await ctwing.sim.push(d))[1]["msg"] for d in (first, later)] == ["ok", "ok"]
+    assert [r.volume_m3 for r in ctwing.context.readings()] == [Decimal("101.25"), Decimal("102.25")]
 
 
 async def test_a_replayed_push_is_refused_with_its_reason(ctwing: Ctwing) -> None:
