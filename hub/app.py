@@ -36,6 +36,7 @@ from hub.migrations import upgrade_async
 from hub.outbox_relay import OutboxRelay
 from hub.pipeline import RoutePipeline
 from hub.publisher import Publisher
+from hub.readings import check_readings
 from hub.routing.loader import Route, TargetCatalog, compile_routes
 from hub.scheduler import Scheduler
 from hub.settings import Settings
@@ -128,6 +129,8 @@ class Hub:
         hub._build_pipelines()
         if settings.billing.daily_at is not None:
             hub._schedule_billing(settings.billing.daily_at)
+        if settings.core.readings.daily_check_at is not None and settings.core.readings.run_rules:
+            hub._schedule_reading_checks(settings.core.readings.daily_check_at)
         return hub
 
     def _schedule_billing(self, at: time) -> None:
@@ -137,6 +140,12 @@ class Hub:
             await bill_period(self.db, load_tariffs(self.settings.billing.tariffs_file), start, end, payments=payments)
 
         self.scheduler.daily("billing", at, bill_last_month)
+
+    def _schedule_reading_checks(self, at: time) -> None:
+        async def check() -> None:
+            await check_readings(self.db, self.settings.core.readings)
+
+        self.scheduler.daily("reading-checks", at, check)
 
     def _build_pipelines(self) -> None:
         for route in self.routes:

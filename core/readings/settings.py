@@ -151,10 +151,11 @@ class ReadingsSettings(BaseModel):
     raise_alarms: bool = True
     """Emit ``alarm.raised`` (safety lane) for findings whose action is to raise an alarm: a suspected
     leak, use while the valve was closed. Off only where no route takes ``alarm.raised``."""
-    request_work_orders: bool = True
+    request_work_orders: bool = False
     """Emit ``work_order.requested`` for findings whose action is to open a work order (tamper →
     inspection, zero use, theft, stale link, prolonged estimation), from readings and from the daily
-    checks."""
+    checks. Off until a route takes ``work_order.requested`` (the work-order system, issue 4): the hub
+    refuses routes whose events nobody takes. The exceptions list records the findings either way."""
     daily_check_at: time | None = time(3, 0)
     """Local time (Asia/Shanghai) of the daily checks over the database (stale meters, zero use,
     prolonged estimation: ``gashub readings check`` runs them on demand); empty = no daily run."""

@@ -17,6 +17,7 @@ from core.accounts import Privacy
 from core.catalogue.messages import CATALOGUE, DeviceEvent, MeterReading, ReadingSource
 from core.db.tables import reading
 from core.messages import Incoming
+from core.readings import ReadingsSettings
 from tests.flow.test_readings_db import (
     DAILY,
     DAY,
@@ -72,7 +73,7 @@ async def test_a_tamper_event_opens_an_inspection_and_a_low_battery_does_not(eng
     weak = message("WEAK", battery_low=True)
     assert isinstance(weak.data, MeterReading)
     assert weak.data.device_events == {DeviceEvent.LOW_BATTERY}
-    await handle(engine, opened, weak, privacy=privacy)
+    await handle(engine, opened, weak, privacy=privacy, settings=ReadingsSettings(request_work_orders=True))
 
     out = await outbox_rows(engine)
     flagged = {o.data["meter_id"]: o for o in out if o.type == "reading.flagged"}

@@ -432,7 +432,7 @@ async def test_build_handlers_passes_the_settings_and_keys_to_record_reading(eng
     await history(engine, "M1", daily(Decimal(100), 40, end=today - DAY))
     settings = ReadingsSettings(flag_events=False)
     handler = build_handlers(CoreConfig(readings=settings, privacy=privacy))["record_reading"]
-    assert handler.emits == ("alarm.raised", "notification.requested", "work_order.requested")
+    assert handler.emits == ("alarm.raised", "notification.requested")
     async with engine.begin() as conn:
         await handler.fn(conn, [incoming("M1", today - HOUR, Decimal(100) + 39 * DAILY + 40)])
     assert [(o.type, o.data["phone"]) for o in await outbox_rows(engine)] == [("notification.requested", PHONE)]

@@ -810,17 +810,16 @@ def test_the_leak_rule_reads_hourly_use_made_from_readings() -> None:
 
 def test_readings_settings_say_what_record_reading_may_emit() -> None:
     orders = "work_order.requested"
-    assert ReadingsSettings().emits() == ("reading.flagged", "alarm.raised", "notification.requested", orders)
-    assert ReadingsSettings(flag_events=False, raise_alarms=False, request_work_orders=False).emits() == (
-        "notification.requested",)
-    assert ReadingsSettings(notify=frozenset()).emits() == ("reading.flagged", "alarm.raised", orders)
+    assert ReadingsSettings().emits() == ("reading.flagged", "alarm.raised", "notification.requested")
+    assert ReadingsSettings(flag_events=False, raise_alarms=False).emits() == ("notification.requested",)
+    assert ReadingsSettings(notify=frozenset()).emits() == ("reading.flagged", "alarm.raised")
     both_off = ValidationSettings(disabled_rules=frozenset({RuleId.LEAK, RuleId.USE_WHILE_CLOSED, RuleId.SPIKE}))
-    assert ReadingsSettings(rules=both_off, request_work_orders=False).emits() == ("reading.flagged",)
-    assert ReadingsSettings(rules=both_off, notify=frozenset({RuleId.ZERO_USE})).emits() == (
+    assert ReadingsSettings(rules=both_off).emits() == ("reading.flagged",)
+    assert ReadingsSettings(rules=both_off, notify=frozenset({RuleId.ZERO_USE}), request_work_orders=True).emits() == (
         "reading.flagged", "notification.requested", orders)
     no_orders = ValidationSettings(disabled_rules=frozenset({RuleId.TAMPER, RuleId.ZERO_USE, RuleId.USE_WHILE_CLOSED,
                                                              RuleId.STALE, RuleId.PROLONGED_ESTIMATION}))
-    assert orders not in ReadingsSettings(rules=no_orders).emits()
+    assert orders not in ReadingsSettings(rules=no_orders, request_work_orders=True).emits()
     with pytest.raises(ValidationError, match="zero_use_period"):
         ReadingsSettings(history_window=timedelta(days=29))
     assert ReadingsSettings(history_window=timedelta(days=10),
