@@ -377,6 +377,9 @@ class BillIssued(CanonicalModel):
     net_total: Money
     tax_total: Money
     issued_at: AwareDatetime
+    estimated: bool = False
+    """The volume is an estimate: the period's reading was held from billing (a spike). Added to v1
+    as an optional field."""
 
 
 CATALOGUE = Catalogue(
