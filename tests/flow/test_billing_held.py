@@ -48,7 +48,8 @@ async def _stored(eng: AsyncEngine, meter_id: str, *points: tuple[datetime, str,
     async with eng.begin() as conn:
         await conn.execute(insert(reading), [
             {"id": f"{meter_id}-{at:%y%m%d%H}", "meter_id": meter_id, "read_at": at, "volume_m3": D(v),
-             "source": "manual", "quality": quality, "message_id": f"{meter_id}-{at:%y%m%d%H}"} for at, v, quality in points])
+             "source": "manual", "quality": quality, "message_id": f"{meter_id}-{at:%y%m%d%H}"}
+            for at, v, quality in points])
 
 
 async def _arrives(eng: AsyncEngine, meter_id: str, at: datetime, volume: str) -> str:
