@@ -66,6 +66,8 @@ class QualityFlag(StrEnum):
     HELD = "held"
     """Not billed as it is (negative, conflict, clock, capacity, spike...): bills skip it until an
     operator accepts or corrects it."""
+    EDITED = "edited"
+    """An operator corrected the register value (VEE edit) after the reading was held."""
     ESTIMATE_DUE = "estimate_due"
     """Held, and an estimate is billed in its place (a spike: "exception, then estimate"). A held
     reading without it holds the bill ("exception; hold billing")."""
