@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,13 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.accounts import Privacy
 from core.api import AuthPolicy, Role, build_api, create_user
+from core.billing_run import SkipReason, run_billing
 from core.catalogue.messages import ReadingFlagged
 from core.db.tables import outbox, reading
 from core.db.tables_api import api_audit
+from core.db.tables_billing import bill
 from core.handlers.reading_exceptions import record_reading_exception
 from core.messages import Incoming
 from core.reading_checks import run_reading_checks
 from core.readings import ReadingsSettings
+from tests.flow.test_billing_run import BOOK
 from tests.flow.test_readings_db import (
     DAILY,
     DAY,
@@ -212,3 +215,30 @@ async def test_resolving_corrects_accepts_or_estimates_and_is_audited(api: Api) 
     assert all("0451" not in a["detail"] and "138-0000" not in a["detail"] for a in audit)
     assert len(audit) == 12
     assert all(a["at"] <= datetime.now(UTC) for a in audit)
+
+
+async def test_billing_follows_the_resolution(api: Api) -> None:
+    """June (local) for BACK: opening 145.600 (31 May), its only later reading held → no bill; corrected
+    to 148.800 → 3.200 m³ × 3.00 = 9.60. SPIKY: held for a spike → an estimate: 1.2 m³ a day from its
+    good readings × 30 days = 36.000 m³ × 3.00 = 108.00."""
+    june, july = date(2026, 6, 1), date(2026, 7, 1)
+
+    async def bill_june() -> dict[str, Any]:
+        async with api.engine.begin() as conn:
+            result = await run_billing(conn, book=BOOK, period_start=june, period_end=july, now=T0 + 40 * DAY)
+        async with api.engine.connect() as conn:
+            bills = {r.meter_id: r for r in await conn.execute(select(bill))}
+        return {"skipped": {s.meter_id: s.reason for s in result.skipped}, "bills": bills}
+
+    first = await bill_june()
+    assert first["skipped"] == {"BACK": SkipReason.READING_HELD}
+    spiky = first["bills"]["SPIKY"]
+    assert (spiky.quality, spiky.volume_m3, spiky.total) == ("estimated", Decimal("36.000"), Decimal("108.00"))
+
+    status, _ = await api.resolve("R-BACK", {"outcome": "corrected", "note": NOTE, "corrected_m3": str(LAST + 2)})
+    assert status == 200
+    second = await bill_june()
+    back = second["bills"]["BACK"]
+    assert second["skipped"] == {}
+    assert (back.quality, back.reading_start_m3, back.reading_end_m3, back.total) == (
+        "actual", LAST - DAILY, LAST + 2, Decimal("9.60"))
