@@ -11,9 +11,12 @@ reading, run over the whole database.
 * **prolonged estimation**: accounts whose latest ``estimated_bills_limit`` (2) or more issued bills
   in a row are estimates: a mandatory actual-read order.
 
-Each is one set-based query (per row one or two index probes into ``core_reading`` or
-``core_bill``: no query per meter or account); the pure rules of :mod:`core.readings.periodic` then
-decide. A finding is recorded once on the exceptions list (``core_reading_exception``, ``kind =
+Each is one set-based query, no query per meter or account; the pure rules of
+:mod:`core.readings.periodic` then decide. On PostgreSQL (EXPLAIN on a migrated database): stale is
+one backward index probe into ``core_reading`` per metered active account; zero use four (latest
+time and value, the last lower value — which walks back over the idle run only — and the first
+reading after it), each run once thanks to the ``OFFSET 0`` fences; prolonged estimation reads the
+partial index of estimated bills and probes ``uq_core_bill_account_period`` once per account in it. A finding is recorded once on the exceptions list (``core_reading_exception``, ``kind =
 'check'``, id ``<rule>-<subject>-<local day>``) with a ``work_order.requested`` event, in the caller's
 transaction. Running again the same day inserts nothing and emits nothing; on later days a subject
 whose finding of that rule is still open is left alone, so an empty flat is one open exception, not
@@ -101,6 +104,11 @@ async def run_reading_checks(
 # ---- the checks ----------------------------------------------------------------------------------
 
 
+FENCE = 0
+"""``OFFSET 0`` on a subquery keeps PostgreSQL from pulling it up into the outer query, where each
+scalar subquery it computes would be run again for every reference to its column."""
+
+
 def _accepted() -> tuple[Any, ...]:
     """Actual readings that are not suspect: the ones that say what the register shows."""
     return reading.c.source != ReadingSource.ESTIMATE.value, reading.c.quality.not_like("%suspect%")
@@ -114,7 +122,7 @@ def stale_query(settings: ReadingsSettings, now: datetime) -> Select[Any]:
             .scalar_subquery())
     heard = (select(meter.c.id.label("meter_id"), last.label("last_at"))
              .join(account, account.c.id == meter.c.account_id)
-             .where(account.c.status == "active").subquery("heard"))
+             .where(account.c.status == "active").offset(FENCE).subquery("heard"))
     return (select(heard.c.meter_id, heard.c.last_at)
             .where(heard.c.last_at < now - settings.rules.stale_after).order_by(heard.c.meter_id))
 
@@ -137,20 +145,20 @@ def zero_use_query(settings: ReadingsSettings, now: datetime) -> Select[Any]:
                    latest.with_only_columns(reading.c.read_at).scalar_subquery().label("latest_at"),
                    latest.with_only_columns(reading.c.volume_m3).scalar_subquery().label("latest_m3"))
             .join(meter, meter.c.account_id == account.c.id)
-            .where(account.c.status == "active").subquery("base"))
+            .where(account.c.status == "active").offset(FENCE).subquery("base"))
     below = (select(func.max(reading.c.read_at))
              .where(reading.c.meter_id == base.c.meter_id, *ok, reading.c.volume_m3 < base.c.latest_m3,
                     reading.c.read_at < base.c.latest_at)
              .scalar_subquery())
     runs = (select(base.c.account_id, base.c.meter_id, base.c.opened_at, base.c.valve_state, base.c.latest_at,
                    below.label("below_at"))
-            .where(base.c.latest_at.is_not(None)).subquery("runs"))
+            .where(base.c.latest_at.is_not(None)).offset(FENCE).subquery("runs"))
     since = (select(func.min(reading.c.read_at))
              .where(reading.c.meter_id == runs.c.meter_id, *ok,
                     reading.c.read_at > func.coalesce(runs.c.below_at, literal(LONG_AGO, reading.c.read_at.type)))
              .scalar_subquery())
     idle = (select(runs.c.account_id, runs.c.meter_id, runs.c.opened_at, runs.c.valve_state, runs.c.latest_at,
-                   since.label("since_at")).subquery("idle"))
+                   since.label("since_at")).offset(FENCE).subquery("idle"))
     cutoff = now - settings.rules.zero_use_period
     return (select(idle.c.account_id, idle.c.meter_id, idle.c.opened_at, idle.c.valve_state, idle.c.since_at)
             .where(idle.c.since_at <= cutoff, idle.c.latest_at > idle.c.since_at, idle.c.opened_at <= cutoff)
