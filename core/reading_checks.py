@@ -16,9 +16,11 @@ Each is one set-based query, no query per meter or account; the pure rules of
 one backward index probe into ``core_reading`` per metered active account; zero use four (latest
 time and value, the last lower value — which walks back over the idle run only — and the first
 reading after it), each run once thanks to the ``OFFSET 0`` fences; prolonged estimation reads the
-partial index of estimated bills and probes ``uq_core_bill_account_period`` once per account in it. A finding is recorded once on the exceptions list (``core_reading_exception``, ``kind =
-'check'``, id ``<rule>-<subject>-<local day>``) with a ``work_order.requested`` event, in the caller's
-transaction. Running again the same day inserts nothing and emits nothing; on later days a subject
+partial index of estimated bills and probes ``uq_core_bill_account_period`` once per account in it.
+
+A finding is recorded once on the exceptions list (``core_reading_exception``, ``kind = 'check'``,
+id ``<rule>-<subject>-<local day>``), with a ``work_order.requested`` event when
+``request_work_orders`` is on, in the caller's transaction. Running again the same day inserts nothing and emits nothing; on later days a subject
 whose finding of that rule is still open is left alone, so an empty flat is one open exception, not
 one a day.
 """
