@@ -20,9 +20,9 @@ partial index of estimated bills and probes ``uq_core_bill_account_period`` once
 
 A finding is recorded once on the exceptions list (``core_reading_exception``, ``kind = 'check'``,
 id ``<rule>-<subject>-<local day>``), with a ``work_order.requested`` event when
-``request_work_orders`` is on, in the caller's transaction. Running again the same day inserts nothing and emits nothing; on later days a subject
-whose finding of that rule is still open is left alone, so an empty flat is one open exception, not
-one a day.
+``request_work_orders`` is on, in the caller's transaction. Running again the same day inserts
+nothing and emits nothing; on later days a subject whose finding of that rule is still open is left
+alone, so an empty flat is one open exception, not one a day.
 """
 
 from __future__ import annotations
