@@ -457,6 +457,41 @@ def cmd_billing_run(args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
+def cmd_readings_check(args: argparse.Namespace) -> int:
+    """Run the daily reading checks now (stale meters, zero use, prolonged estimation)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from hub.readings import CHECKS, check_readings, summary
+    from hub.store.db import Database
+
+    settings = _settings()
+
+    async def main() -> int:
+        db = Database(settings.database_url)
+        try:
+            await _require_migrated(db)
+            with Progress(TextColumn("reading checks"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("{task.description}"), TimeElapsedColumn(), transient=True,
+                          disable=not sys.stderr.isatty()) as bar:
+                task = bar.add_task(CHECKS[0].value, total=len(CHECKS))
+                done: list[str] = []
+
+                def progress(rule: object, _result: object) -> None:
+                    done.append(str(rule))
+                    following = CHECKS[len(done)].value if len(done) < len(CHECKS) else "done"
+                    bar.update(task, completed=len(done), description=following)
+
+                result = await check_readings(db, settings.core.readings, progress=progress)
+        finally:
+            await db.aclose()
+        print("\n".join(summary(result)))
+        if result.total_recorded and settings.core.readings.request_work_orders:
+            print("work_order.requested events are in the outbox: a running hub sends them on")
+        return 0
+
+    return asyncio.run(main())
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from core.catalogue import CATALOGUE
     from hub.schema import asyncapi, json_schemas
@@ -604,6 +639,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="processes on PostgreSQL, each billing a share of the accounts in its own transaction "
                          "(default 2; SQLite always uses one)")
     br.set_defaults(fn=cmd_billing_run)
+    p = add("readings", lambda a: 2, "Meter readings (validation rules in [core.readings]).")
+    rsub = p.add_subparsers(dest="readings_command", required=True, metavar="TASK")
+    rc = rsub.add_parser(
+        "check", help="Run the daily reading checks now: stale IoT meters, zero use, prolonged estimation.",
+        description="Record each new finding once on the exceptions list with a work-order request (idempotent per "
+        "rule, subject and day; a subject whose finding is still open is left alone). A running hub runs this "
+        "every day at core.readings.daily_check_at.")
+    rc.set_defaults(fn=cmd_readings_check)
     p = add("schema", cmd_schema, "Export the message catalogue as JSON Schema or AsyncAPI 3.0.")
     p.add_argument("--list", action="store_true", help="list message types")
     p.add_argument("--type", help="only this message type")

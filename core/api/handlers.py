@@ -9,6 +9,7 @@ from sqlalchemy import and_, func, or_, select, update
 
 from core.api.accounts import AccountSummary, account_summary
 from core.api.assets import meter_endpoints
+from core.api.exceptions import exception_endpoints
 from core.api.framework import (
     API,
     AUDIT_DETAIL,
@@ -217,6 +218,7 @@ def endpoints() -> list[Endpoint]:
         Endpoint("GET", "/me", me, "The caller: user, role, token expiry and permissions", Me, Resource.PROFILE, rd),
         Endpoint("GET", "/readings", list_readings, "Meter readings, oldest first, paged", ReadingPage,
                  Resource.READINGS, rd, query=ReadingsQuery),
+        *exception_endpoints(),
         Endpoint("GET", "/alarms", list_alarms, "Alarms, oldest first, paged", AlarmPage,
                  Resource.ALARMS, rd, query=AlarmsQuery),
         Endpoint("GET", "/alarms/{id}", get_alarm, "One alarm", AlarmModel, Resource.ALARMS, rd,

@@ -13,6 +13,15 @@ How a bill is made (the decisions, in one place):
   reported when there is no reading at or before the start (``no_opening_reading``), no reading
   after the start boundary up to the end boundary (``no_closing_reading``), or the register went
   backwards (``negative_consumption``: the domain rules hold billing).
+* **Good readings only** (:mod:`core.billing_run.estimates`): a reading stored ``held`` by the
+  validation rules is never a register. When the period's latest reading is held, the account is
+  skipped as ``reading_held`` ("exception; hold billing": negative, clock, capacity) or, for a
+  reading held with ``estimate_due`` (a spike: "exception, then estimate"), billed on an estimate
+  (``quality = 'estimated'``, ``bill.issued`` with ``estimated``; an estimated reading at the end
+  boundary opens the next period), or skipped as ``no_estimate`` without history to estimate from.
+  Cost: the same register probes, filtered on the quality of the row they read anyway, plus one
+  probe for the latest reading's quality; the estimates' inputs are read only for the accounts that
+  need one, in two set-based queries per batch.
 * **Cumulative**: the tier cumulative before the period is the ``cumulative_after`` of the account's
   issued bill that ends exactly on ``period_start`` (the bills chain; of several, the one that starts
   latest), and 0 otherwise: when the
@@ -58,6 +67,7 @@ from core.billing_run.batch import PricedBatch, RunPlan, price_batch, write_batc
 from core.billing_run.result import BillingRunResult, SkippedAccount, SkipReason
 from core.outbox import emit
 from core.payments import Payments
+from core.readings import DEFAULT_SETTINGS, ValidationSettings
 
 CHINA_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
 """China Standard Time: UTC+8 all year."""
@@ -82,6 +92,7 @@ async def run_billing(
     tz: tzinfo = CHINA_TZ,
     payments: Payments | None = None,
     accounts: tuple[str, str | None] = ("", None),
+    rules: ValidationSettings = DEFAULT_SETTINGS,
 ) -> BillingRunResult:
     """Bill every active metered account for ``[period_start, period_end)`` (see the module notes).
 
@@ -98,7 +109,7 @@ async def run_billing(
         raise ValueError("now must be timezone-aware")
     result = BillingRunResult(period_start=period_start, period_end=period_end)
     plan = RunPlan(book, period_start, period_end, period_boundary(period_start, tz), period_boundary(period_end, tz),
-                   now, until=accounts[1])
+                   now, until=accounts[1], rules=rules, tz=tz, boundary=lambda day: period_boundary(day, tz))
     previous_jit = None
     if conn.dialect.name == "postgresql":
         previous_jit = str(await conn.scalar(text("SHOW jit")))
@@ -108,7 +119,8 @@ async def run_billing(
 
         async def read(after: str) -> tuple[list[Any], asyncio.Future[PricedBatch] | None]:
             rows = list((await conn.execute(plan.batch_query(after, batch_size))).all())
-            return rows, (loop.run_in_executor(pricing, price_batch, plan, rows) if rows else None)
+            estimates = await plan.estimates_for(conn, rows)
+            return rows, (loop.run_in_executor(pricing, price_batch, plan, rows, estimates) if rows else None)
 
         rows, pending = await read(accounts[0])
         try:

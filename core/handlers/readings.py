@@ -395,6 +395,8 @@ async def _emit(conn: AsyncConnection, inserted: list[_Pending], meters: dict[st
                     "reason": "no holder's phone (meter on no account, or no personal-data keys)"})
                 continue
             events.append((ev.notification_event(r, rule, phone), cause))
+        if settings.request_work_orders:
+            events.extend((e, cause) for e in ev.work_order_events(r))
         if settings.flag_events and ev.is_flagged(r.result):
             events.append((ev.flagged_event(r), cause))
     await emit(conn, events)

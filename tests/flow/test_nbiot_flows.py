@@ -91,7 +91,7 @@ async def test_a_ctwing_report_is_stored_once_and_replays_and_strangers_store_no
 
         async def stored() -> bool:
             found = await scalar(hub, select(reading.c.volume_m3).where(reading.c.meter_id == METER,
-                                                                         reading.c.read_at > now))
+                                                                         reading.c.read_at >= now))
             return found is not None and Decimal(found) == Decimal("100.25")
 
         await eventually(stored, what="the CTWing reading stored by the core")
