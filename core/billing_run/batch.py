@@ -97,6 +97,11 @@ class RunPlan:
 
         billed = (select(bill.c.id).where(bill.c.account_id == page.c.id, bill.c.period_start == self.period_start,
                                           bill.c.period_end == self.period_end).limit(1).scalar_subquery())
+        # How far an off-cycle bill (a transfer's, core.lifecycle) overlapping the period reaches.
+        covered = (select(func.max(bill.c.period_end))
+                   .where(bill.c.account_id == page.c.id, bill.c.status == "issued",
+                          bill.c.period_start < self.period_end, bill.c.period_end > self.period_start)
+                   .scalar_subquery())
         chained = (select(bill.c.cumulative_after)
                    .where(bill.c.account_id == page.c.id, bill.c.period_start < self.period_start,
                           bill.c.period_end == self.period_start, bill.c.status == "issued")
@@ -108,7 +113,7 @@ class RunPlan:
             # The reading that closes the period causes the bill: bill.issued joins its flow.
             register(*closing, column=reading.c.message_id).label("closing_message"),
             register(*closing, column=reading.c.correlation_id).label("closing_flow"),
-            billed.label("billed"), chained.label("chained"),
+            billed.label("billed"), chained.label("chained"), covered.label("covered"),
         ).order_by(page.c.id)
 
 
@@ -125,6 +130,18 @@ class PricedBatch:
     """Rows of ``core_bill_line`` in ``LINE_COLUMNS`` order, for every bill."""
     events: list[tuple[Event, Cause | None]] = field(default_factory=list)
     """One ``bill.issued`` per bill row, in the same order."""
+    rest: list[Rest] = field(default_factory=list)
+    """Accounts whose period an off-cycle bill covers in part: the rest is billed one by one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rest:
+    """An account to bill from ``start`` (the end of an off-cycle bill inside the period) to the period's end."""
+
+    account_id: str
+    category: TariffCategory
+    meter_id: str
+    start: date
 
 
 def price_batch(plan: RunPlan, batch: list[Any]) -> PricedBatch:
@@ -134,18 +151,21 @@ def price_batch(plan: RunPlan, batch: list[Any]) -> PricedBatch:
     period_start, period_end, now = plan.period_start, plan.period_end, plan.now
     ids = iter(new_ids(len(batch)))
     for (account_id, category, subcategory, meter_id, meters, opening_m3, closing_m3, closing_message, closing_flow,
-         billed, chained) in batch:
-        if billed is not None:
+         billed, chained, covered) in batch:
+        if billed is not None or (covered is not None and covered >= period_end):
             out.already_billed += 1
             continue
         if meters > 1:
             out.skipped.append(SkippedAccount(account_id, None, SkipReason.SEVERAL_METERS, f"{meters} meters"))
             continue
+        tariff_category = tariff_category_of(category, subcategory)
+        if covered is not None and tariff_category is not None:
+            out.rest.append(Rest(account_id, tariff_category, meter_id, covered))
+            continue
         skip = skip_reason(account_id, meter_id, opening_m3, closing_m3, plan.opening_at)
         if skip is not None:
             out.skipped.append(skip)
             continue
-        tariff_category = tariff_category_of(category, subcategory)
         if tariff_category is None:
             out.skipped.append(
                 SkippedAccount(account_id, meter_id, SkipReason.UNKNOWN_CATEGORY, f"{category}/{subcategory}"))
