@@ -1,5 +1,6 @@
-"""Customer accounts (requirement U1): open, transfer, close and look up, with personal data encrypted
-at rest, blind-indexed for lookup and masked on output (A3)."""
+"""Customer accounts (requirement U1): open and look up, with personal data encrypted at rest,
+blind-indexed for lookup and masked on output (A3). Transfer and close, which bill and settle, are
+:mod:`core.lifecycle`."""
 
 from __future__ import annotations
 
@@ -19,12 +20,10 @@ from core.accounts.models import (
     Subcategory,
 )
 from core.accounts.service import (
-    close_account,
     find_by_id_number,
     find_by_phone,
     get_account,
     open_account,
-    transfer_account,
 )
 from core.accounts.validation import id_check_digit, valid_id_number, valid_phone, valid_place
 
@@ -42,13 +41,11 @@ __all__ = [
     "Status",
     "StatusChange",
     "Subcategory",
-    "close_account",
     "find_by_id_number",
     "find_by_phone",
     "get_account",
     "id_check_digit",
     "open_account",
-    "transfer_account",
     "valid_id_number",
     "valid_phone",
     "valid_place",

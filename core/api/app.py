@@ -9,19 +9,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import core.db.tables_api  # noqa: F401  (registers the API tables on the core metadata)
 from core.accounts import Privacy
-from core.api.accounts import PRIVACY, account_endpoints
+from core.api.accounts import PAYMENT_SETTINGS, PRIVACY, TARIFFS, account_endpoints
 from core.api.framework import API, ApiContext, audit_middleware, errors_middleware
 from core.api.handlers import endpoints
 from core.api.openapi import build_openapi
 from core.api.problems import json_response
 from core.api.users import AuthPolicy, Clock, utc_now
+from core.billing import TariffBook
+from core.payments import PaymentSettings
 
 PREFIX = "/api/v1"
 
 
 def build_api(engine: AsyncEngine | Callable[[], AsyncEngine], *, clock: Clock = utc_now,
               policy: AuthPolicy | None = None, client_max_size: int = 64 * 1024,
-              privacy: Privacy | None = None) -> web.Application:
+              privacy: Privacy | None = None,
+              tariffs: TariffBook | Callable[[], TariffBook | None] | None = None,
+              payments: PaymentSettings | None = None) -> web.Application:
     """The API application, to mount with ``parent.add_subapp("/api/v1", build_api(engine))``.
 
     ``engine`` may be a callable returning the engine, for hosts that create it at start-up.
@@ -31,10 +35,16 @@ def build_api(engine: AsyncEngine | Callable[[], AsyncEngine], *, clock: Clock =
     ``privacy`` (field cipher + blind index, ``core.accounts.Privacy``) serves the /accounts routes.
     Without it those routes still exist but answer 503 (after authorisation), and the OpenAPI document
     leaves them out, since this instance cannot serve them.
+
+    ``tariffs`` (the tariff book, or a callable that returns the current one) prices the final bills of
+    close and transfer; without it those two answer 503. ``payments`` is the invoice policy for the
+    credit and payments they settle with (default ``PaymentSettings()``).
     """
     app = web.Application(middlewares=[errors_middleware, audit_middleware], client_max_size=client_max_size)
     app[API] = ApiContext(engine_source=engine, clock=clock, policy=policy or AuthPolicy())
     app[PRIVACY] = privacy
+    app[TARIFFS] = tariffs if callable(tariffs) else (lambda: tariffs)
+    app[PAYMENT_SETTINGS] = payments or PaymentSettings()
     eps = endpoints()
     accounts = account_endpoints()
     for ep in eps + accounts:
