@@ -21,6 +21,7 @@ from hub import __version__
 from hub.logs import bind
 
 if TYPE_CHECKING:
+    from core.billing import TariffBook
     from hub.app import Hub
 
 log = logging.getLogger(__name__)
@@ -121,5 +122,22 @@ def build_web_app(hub: Hub) -> web.Application:
     app.router.add_routes(hub.context.http_routes)
     from core.api import build_api
 
-    app.add_subapp("/api/v1", build_api(lambda: hub.db.engine, privacy=hub.privacy))
+    app.add_subapp("/api/v1", build_api(lambda: hub.db.engine, privacy=hub.privacy, tariffs=_tariffs(hub),
+                                        payments=hub.settings.core.payments))
     return app
+
+
+def _tariffs(hub: Hub) -> Callable[[], TariffBook | None]:
+    """The tariff book for the API's close and transfer, read when asked (as the billing job reads it),
+    so that a changed file prices the next close; ``None`` (the API answers 503) when it is unusable."""
+    from hub.billing import load_tariffs
+    from hub.errors import ConfigError
+
+    def current() -> TariffBook | None:
+        try:
+            return load_tariffs(hub.settings.billing.tariffs_file)
+        except ConfigError as exc:
+            log.error("api.tariffs_unusable", extra={"error": str(exc)})
+            return None
+
+    return current
