@@ -18,7 +18,16 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from core.accounts import AccountView, CustomerIn, PremisesIn, Privacy, get_account, id_check_digit, open_account
+from core.accounts import (
+    AccountView,
+    Billing,
+    CustomerIn,
+    PremisesIn,
+    Privacy,
+    get_account,
+    id_check_digit,
+    open_account,
+)
 from core.billing import ResidentialTariff, TariffBook
 from core.billing_run import run_billing
 from core.catalogue.messages import PaymentChannel, PaymentReceived
@@ -34,7 +43,8 @@ from core.payments import Payments, PaymentSettings
 from core.privacy import KeyRing, generate_key
 
 CST = timezone(timedelta(hours=8))
-ALICE = CustomerIn(name="张三丰", phone="13812345678", id_number="33060219900101123" + id_check_digit("33060219900101123"))
+ALICE = CustomerIn(name="张三丰", phone="13812345678",
+                   id_number="33060219900101123" + id_check_digit("33060219900101123"))
 BOB = CustomerIn(name="李四", phone="13900001111", id_number="33062119850615004" + id_check_digit("33062119850615004"))
 HOME = PremisesIn(address="绍兴市越城区解放北路88号3幢201室", district="yuecheng", lat=30.00, lon=120.58)
 RES_2025 = ResidentialTariff(version="RES-2025", effective_from=date(2025, 1, 1),
@@ -68,10 +78,10 @@ async def _pay(conn: AsyncConnection, privacy: Privacy, account_id: str, amount:
         conn, [Incoming(f"pay-{n}", "payment.received", account_id, f"pay-{n}", data)], at)
 
 
-async def _account(engine: AsyncEngine, privacy: Privacy, opened: datetime, billing: str = "postpaid",
+async def _account(engine: AsyncEngine, privacy: Privacy, opened: datetime, billing: Billing = "postpaid",
                    readings: tuple[tuple[datetime, str], ...] = ()) -> AccountView:
     async with engine.begin() as conn:
-        view = await open_account(conn, privacy, f"open-{next(_seq)}", ALICE, HOME, "residential", billing,  # type: ignore[arg-type]
+        view = await open_account(conn, privacy, f"open-{next(_seq)}", ALICE, HOME, "residential", billing,
                                   opened_at=opened)
         await install_meter(conn, METER, view.account_id, model="G2.5", installed_at=date(2024, 1, 1))
         for at, value in readings:
@@ -285,7 +295,7 @@ async def test_settle_transfer_is_refused_while_owing_then_paid_at_the_counter(
     view = await _worked_example(engine, privacy, None)
     before = await _counts(engine)
     for paying in (None, Decimal("1000.00")):
-        with pytest.raises(ArrearsOutstanding, match="owes 1008.00 yuan") as refused:
+        with pytest.raises(ArrearsOutstanding, match=r"owes 1008\.00 yuan") as refused:
             async with engine.begin() as conn:
                 await transfer_account(conn, privacy, "tr-1", view.account_id, BOB, "settle", EFFECTIVE, book=BOOK,
                                        transfer_reading_m3=Decimal("1330"), settlement_payment=paying)
