@@ -20,6 +20,8 @@ from core.accounts.models import (
     Subcategory,
 )
 from core.accounts.service import (
+    ACCOUNT_READS,
+    account_view,
     find_by_id_number,
     find_by_phone,
     get_account,
@@ -28,6 +30,7 @@ from core.accounts.service import (
 from core.accounts.validation import id_check_digit, valid_id_number, valid_phone, valid_place
 
 __all__ = [
+    "ACCOUNT_READS",
     "AccountView",
     "ArrearsPolicy",
     "Billing",
@@ -41,6 +44,7 @@ __all__ = [
     "Status",
     "StatusChange",
     "Subcategory",
+    "account_view",
     "find_by_id_number",
     "find_by_phone",
     "get_account",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -38,6 +39,7 @@ from core.accounts.models import (
     Subcategory,
 )
 from core.accounts.validation import valid_id_number, valid_phone, valid_place
+from core.db.combined import Read, Reads, Rows
 from core.db.tables_accounts import (
     DISTRICTS,
     account,
@@ -201,24 +203,35 @@ _HOLDER_PERIODS = (
     .where(account_holder_history.c.account_id == bindparam("account_id"))
     .order_by(account_holder_history.c.valid_from, account_holder_history.c.id)
 )
-_PREMISES_ROW = select(premises).where(premises.c.id == bindparam("premises_id"))
+_PREMISES_ROW = (
+    select(premises)
+    .join(account, account.c.premises_id == premises.c.id)
+    .where(account.c.id == bindparam("account_id"))
+)
 _STATUS_HISTORY = (
     select(account_status_history)
     .where(account_status_history.c.account_id == bindparam("account_id"))
     .order_by(account_status_history.c.effective_from, account_status_history.c.id)
 )
-"""The reads of ``get_account``, built once: a statement reused with new parameters skips most of
-SQLAlchemy's per-call work (building the clauses, computing the cache key)."""
+ACCOUNT_READS = (
+    Read("account", _ACCOUNT),
+    Read("holders", _HOLDER_PERIODS),
+    Read("premises", _PREMISES_ROW),
+    Read("statuses", _STATUS_HISTORY),
+)
+"""The reads of an account's view, each by ``:account_id``: one round trip on PostgreSQL
+(``core.db.combined``); the overview adds its own reads to these."""
+_VIEW_READS = Reads(*ACCOUNT_READS)
 
 
 async def get_account(
     conn: AsyncConnection, privacy: Privacy, account_id: str, *, reveal: bool = False
 ) -> AccountView:
     """The account with its holder, premises and history; personal data masked unless ``reveal``."""
-    row = (await conn.execute(_ACCOUNT, {"account_id": account_id})).first()
-    if row is None:
+    rows = await _VIEW_READS.fetch(conn, {"account_id": account_id})
+    if not rows["account"]:
         raise DomainRejected(f"unknown account {account_id[:40]!r}")
-    return await _view(conn, privacy, row, reveal)
+    return account_view(privacy, rows, reveal=reveal)
 
 
 async def find_by_phone(
@@ -240,13 +253,13 @@ async def find_by_id_number(
 async def _find(conn: AsyncConnection, privacy: Privacy, condition: Any, reveal: bool) -> list[AccountView]:
     rows = (
         await conn.execute(
-            select(account)
+            select(account.c.id)
             .join(customer, customer.c.id == account.c.customer_id)
             .where(condition)
             .order_by(account.c.opened_at, account.c.id)
         )
     ).all()
-    return [await _view(conn, privacy, row, reveal) for row in rows]
+    return [await get_account(conn, privacy, row.id, reveal=reveal) for row in rows]
 
 
 async def lock_account(conn: AsyncConnection, account_id: str) -> Row[Any]:
@@ -278,65 +291,70 @@ async def record_status(conn: AsyncConnection, account_id: str, status: str, at:
     )
 
 
-async def _view(conn: AsyncConnection, privacy: Privacy, row: Row[Any], reveal: bool) -> AccountView:
+def account_view(privacy: Privacy, rows: Mapping[str, Rows], *, reveal: bool) -> AccountView:
+    """The view built from the rows of ``ACCOUNT_READS``; ``DomainRejected`` if there is no account."""
+    if not rows["account"]:
+        raise DomainRejected("unknown account")
+    row = rows["account"][0]
     dec = privacy.cipher.decrypt
 
     def show(value: str | None, mask: Any) -> str | None:
         return value if reveal or value is None else mask(value)
 
-    periods = (await conn.execute(_HOLDER_PERIODS, {"account_id": row.id})).all()
-    people = {p.customer_id: p for p in periods}
+    periods = rows["holders"]
+    people = {p["customer_id"]: p for p in periods}
 
     def name_of(cid: str) -> str:
-        name = dec(people[cid].name_enc, context=field_context(_CUSTOMER, "name", cid))
+        name = dec(people[cid]["name_enc"], context=field_context(_CUSTOMER, "name", cid))
         return name if reveal else mask_name(name)
 
-    holder = people[row.customer_id]
-    cid = holder.customer_id
+    cid = row["customer_id"]
+    holder = people[cid]
     address = (
         None
-        if holder.address_enc is None
-        else dec(holder.address_enc, context=field_context(_CUSTOMER, "address", cid))
+        if holder["address_enc"] is None
+        else dec(holder["address_enc"], context=field_context(_CUSTOMER, "address", cid))
     )
     person = PersonView(
         customer_id=cid,
         name=name_of(cid),
-        phone=show(dec(holder.phone_enc, context=field_context(_CUSTOMER, "phone", cid)), mask_phone) or "",
-        id_number=show(dec(holder.id_number_enc, context=field_context(_CUSTOMER, "id_number", cid)), mask_id_number)
-        or "",
+        phone=show(dec(holder["phone_enc"], context=field_context(_CUSTOMER, "phone", cid)), mask_phone) or "",
+        id_number=show(dec(holder["id_number_enc"], context=field_context(_CUSTOMER, "id_number", cid)),
+                       mask_id_number) or "",
         address=show(address, mask_address),
     )
-    place = (await conn.execute(_PREMISES_ROW, {"premises_id": row.premises_id})).one()
-    place_address = dec(place.address_enc, context=field_context(_PREMISES, "address", place.id))
+    place = rows["premises"][0]
+    place_address = dec(place["address_enc"], context=field_context(_PREMISES, "address", place["id"]))
     holders = tuple(
-        HolderPeriod(customer_id=h.customer_id, name=name_of(h.customer_id), valid_from=h.valid_from,
-                     valid_to=h.valid_to, arrears_policy=h.arrears_policy,
-                     arrears_carried=None if h.arrears_carried is None else Decimal(h.arrears_carried).quantize(CENT))
+        HolderPeriod(customer_id=h["customer_id"], name=name_of(h["customer_id"]), valid_from=h["valid_from"],
+                     valid_to=h["valid_to"], arrears_policy=h["arrears_policy"],
+                     arrears_carried=None if h["arrears_carried"] is None
+                     else Decimal(h["arrears_carried"]).quantize(CENT))
         for h in periods
     )
     statuses = tuple(
-        StatusChange(status=s.status, effective_from=s.effective_from, reason=s.reason)
-        for s in await conn.execute(_STATUS_HISTORY, {"account_id": row.id})
+        StatusChange(status=s["status"], effective_from=s["effective_from"], reason=s["reason"])
+        for s in rows["statuses"]
     )
     return AccountView(
-        account_id=row.id,
-        account_number=row.account_number,
-        category=row.category,
-        subcategory=row.subcategory,
-        billing=row.billing,
-        status=row.status,
-        opened_at=row.opened_at,
-        closed_at=row.closed_at,
-        final_reading_m3=row.final_reading_m3,
-        final_bill=row.final_bill_id,
+        account_id=row["id"],
+        account_number=row["account_number"],
+        category=row["category"],
+        subcategory=row["subcategory"],
+        billing=row["billing"],
+        status=row["status"],
+        opened_at=row["opened_at"],
+        closed_at=row["closed_at"],
+        final_reading_m3=row["final_reading_m3"],
+        final_bill=row["final_bill_id"],
         masked=not reveal,
         holder=person,
         premises=PremisesView(
-            premises_id=place.id,
+            premises_id=place["id"],
             address=place_address if reveal else mask_address(place_address),
-            district=place.district,
-            lat=place.lat,
-            lon=place.lon,
+            district=place["district"],
+            lat=place["lat"],
+            lon=place["lon"],
         ),
         holders=holders,
         status_history=statuses,

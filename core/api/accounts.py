@@ -29,6 +29,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.accounts import (
+    ACCOUNT_READS,
     AccountView,
     ArrearsPolicy,
     Billing,
@@ -39,6 +40,7 @@ from core.accounts import (
     Privacy,
     StatusChange,
     Subcategory,
+    account_view,
     find_by_id_number,
     find_by_phone,
     get_account,
@@ -58,6 +60,7 @@ from core.api.permissions import Action, Resource, Role, allowed
 from core.api.problems import ProblemError, json_response
 from core.api.reveal import read_revealable as _read
 from core.billing import TariffBook
+from core.db.combined import Read, Reads, Rows, read_only
 from core.db.tables import alarm, reading
 from core.db.tables_accounts import account, premises
 from core.db.tables_accounts import request as request_table
@@ -379,31 +382,32 @@ async def search_accounts(request: web.Request) -> web.StreamResponse:
 
 
 _METERS = select(meter.c.id).where(meter.c.account_id == bindparam("account_id")).order_by(meter.c.id)
+_METERS_OF_ACCOUNT = select(meter.c.id).where(meter.c.account_id == bindparam("account_id")).scalar_subquery()
 _READINGS = (
     select(reading.c.id, reading.c.meter_id, reading.c.read_at, reading.c.volume_m3, reading.c.source,
            reading.c.quality)
-    .where(reading.c.meter_id.in_(bindparam("meters", expanding=True)))
+    .where(reading.c.meter_id.in_(_METERS_OF_ACCOUNT))
     .order_by(reading.c.read_at.desc(), reading.c.id.desc())
     .limit(RECENT)
 )
 _OPEN_ALARMS = (
     select(alarm)
-    .where(alarm.c.meter_id.in_(bindparam("meters", expanding=True)), alarm.c.status.in_(("open", "acknowledged")))
+    .where(alarm.c.meter_id.in_(_METERS_OF_ACCOUNT), alarm.c.status.in_(("open", "acknowledged")))
     .order_by(alarm.c.detected_at.desc(), alarm.c.id)
+)
+_PAID_ON_BILL = (
+    select(func.sum(allocation.c.amount)).where(allocation.c.bill_id == bill.c.id).scalar_subquery()
 )
 _BILLS = (
     select(bill.c.id.label("bill_id"), bill.c.meter_id, bill.c.period_start, bill.c.period_end, bill.c.category,
-           bill.c.volume_m3, bill.c.total, bill.c.status, bill.c.created_at)
+           bill.c.volume_m3, bill.c.total, bill.c.status, bill.c.created_at,
+           func.coalesce(_PAID_ON_BILL, 0).label("paid"))
     .where(bill.c.account_id == bindparam("account_id"))
     .order_by(bill.c.period_start.desc(), bill.c.period_end.desc())
     .limit(RECENT)
 )
-_PAID = (
-    select(allocation.c.bill_id, func.sum(allocation.c.amount).label("paid"))
-    .where(allocation.c.bill_id.in_(bindparam("bills", expanding=True)))
-    .group_by(allocation.c.bill_id)
-)
-_CREDIT = select(func.coalesce(func.sum(credit.c.amount), 0)).where(credit.c.account_id == bindparam("account_id"))
+_CREDIT = select(func.coalesce(func.sum(credit.c.amount), 0).label("credit")).where(
+    credit.c.account_id == bindparam("account_id"))
 _PAYMENTS = (
     select(payment.c.id.label("payment_id"), payment.c.channel, payment.c.amount, payment.c.paid_at, payment.c.status)
     .where(payment.c.account_id == bindparam("account_id"))
@@ -418,66 +422,65 @@ _INVOICES = (
     .order_by(invoice.c.id.desc())
     .limit(RECENT)
 )
-"""The overview's reads, built once (see ``core.accounts.service``): each an index range scan — meters
-by account, readings by meter and time, alarms by meter, bills, payments, credit and invoices by
-account, allocations by bill."""
+OVERVIEW_READS = Reads(
+    *ACCOUNT_READS,
+    Read("meters", _METERS),
+    Read("readings", _READINGS),
+    Read("alarms", _OPEN_ALARMS),
+    Read("bills", _BILLS),
+    Read("credit", _CREDIT),
+    Read("payments", _PAYMENTS),
+    Read("invoices", _INVOICES),
+)
+"""The overview's reads, each by ``:account_id`` and on an index (meters by account, readings by meter
+and time, alarms by meter, bills, payments, credit and invoices by account, allocations by bill): on
+PostgreSQL one statement, one round trip (``core.db.combined``), so that the server's cost per overview
+is one query and the decryption, not a dozen round trips."""
+_MONEY_READS = {"bills": Resource.BILLS, "credit": Resource.PAYMENTS, "payments": Resource.PAYMENTS,
+                "invoices": Resource.INVOICES}
+CENT = Decimal("0.01")
 
 
-async def _usage(conn: AsyncConnection, account_id: str) -> tuple[list[str], list[Reading], list[Alarm],
-                                                                   list[BillSummary]]:
-    """The account's meters, their latest readings and open alarms, and its latest bills."""
-    meters = list((await conn.execute(_METERS, {"account_id": account_id})).scalars())
-    readings: list[Reading] = []
-    alarms: list[Alarm] = []
-    if meters:
-        readings = [Reading.model_validate(r) for r in (await conn.execute(_READINGS, {"meters": meters})).mappings()]
-        alarms = [Alarm.model_validate(r) for r in (await conn.execute(_OPEN_ALARMS, {"meters": meters})).mappings()]
-    rows = [dict(r) for r in (await conn.execute(_BILLS, {"account_id": account_id})).mappings()]
-    paid: dict[str, Decimal] = {}
-    if rows:
-        paid = {b: p for b, p in await conn.execute(_PAID, {"bills": [r["bill_id"] for r in rows]})}
-    bills = [BillSummary.model_validate(r | {"paid": paid.get(r["bill_id"], Decimal("0.00")),
-                                              "outstanding": r["total"] - paid.get(r["bill_id"], Decimal("0.00"))})
-             for r in rows]
-    return meters, readings, alarms, bills
-
-
-async def _money(conn: AsyncConnection, account_id: str, role: Role) -> dict[str, Any]:
-    """The account's unspent credit and latest payments, and its latest invoices, as far as ``role``
-    may read payments and invoices (``None`` otherwise, as ``GET /payments`` and ``/invoices`` would
-    refuse it)."""
-    args = {"account_id": account_id}
-    out: dict[str, Any] = {"credit": None, "recent_payments": None, "recent_invoices": None}
-    if allowed(role, Resource.PAYMENTS, Action.READ):
-        out["credit"] = Decimal(await conn.scalar(_CREDIT, args) or 0).quantize(Decimal("0.01"))
-        out["recent_payments"] = [PaymentSummary.model_validate(r)
-                                  for r in (await conn.execute(_PAYMENTS, args)).mappings()]
-    if allowed(role, Resource.INVOICES, Action.READ):
-        out["recent_invoices"] = [InvoiceSummary.model_validate(r)
-                                  for r in (await conn.execute(_INVOICES, args)).mappings()]
-    return out
+def _overview(privacy: Privacy, rows: dict[str, Rows], role: Role, reveal: bool) -> AccountOverview:
+    """The overview built from ``OVERVIEW_READS``' rows; parts the role may not read are null."""
+    view = account_view(privacy, rows, reveal=reveal)
+    meters = [m["id"] for m in rows["meters"]]
+    link = (MeterLink(linked=True, meters=meters, reason=None) if meters
+            else MeterLink(linked=False, meters=[], reason=NO_METER))
+    bills = None
+    if "bills" in rows:
+        bills = [BillSummary.model_validate(b | {"paid": (paid := Decimal(b["paid"]).quantize(CENT)),
+                                                 "outstanding": b["total"] - paid})
+                 for b in rows["bills"]]
+    return AccountOverview(
+        account=view, holder_history=list(view.holders), status_history=list(view.status_history),
+        meter_link=link,
+        recent_readings=[Reading.model_validate(r) for r in rows["readings"]],
+        open_alarms=[Alarm.model_validate(a) for a in rows["alarms"]],
+        recent_bills=bills,
+        credit=Decimal(rows["credit"][0]["credit"]).quantize(CENT) if "credit" in rows else None,
+        recent_payments=[PaymentSummary.model_validate(p) for p in rows["payments"]] if "payments" in rows else None,
+        recent_invoices=[InvoiceSummary.model_validate(i) for i in rows["invoices"]] if "invoices" in rows else None,
+    )
 
 
 @require(Resource.ACCOUNTS, Action.READ)
 async def account_overview(request: web.Request) -> web.StreamResponse:
-    """Everything about one account (U2), in one read-only connection."""
+    """Everything about one account (U2), in one read (one round trip on PostgreSQL)."""
     privacy = require_privacy(request)
     q = parse_query(request, RevealQuery)
     account_id = request.match_info["id"]
     role = principal_of(request).role
+    names = [n for n in OVERVIEW_READS.names
+             if n not in _MONEY_READS or allowed(role, _MONEY_READS[n], Action.READ)]
 
     async def build() -> dict[str, Any]:
         async with request.app[API].engine.connect() as conn:
-            view = await _account_view(conn, privacy, account_id, q.reveal)
-            meters, readings, alarms, bills = await _usage(conn, account_id)
-            money = await _money(conn, account_id, role)
-        link = (MeterLink(linked=True, meters=meters, reason=None) if meters
-                else MeterLink(linked=False, meters=[], reason=NO_METER))
-        return AccountOverview(account=view, holder_history=list(view.holders),
-                               status_history=list(view.status_history), meter_link=link,
-                               recent_readings=readings, open_alarms=alarms,
-                               recent_bills=bills if allowed(role, Resource.BILLS, Action.READ) else None,
-                               **money).model_dump(mode="json")
+            rows = await OVERVIEW_READS.fetch(await read_only(conn), {"account_id": account_id}, only=names)
+        if not rows["account"]:
+            raise ProblemError(404, "Not found", f"There is no account '{account_id[:40]}'; "
+                               "GET /api/v1/accounts?phone=… finds accounts by their holder.")
+        return _overview(privacy, rows, role, q.reveal).model_dump(mode="json")
 
     return await _read(request, q.reveal, build)
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from core.api.permissions import Role
 from core.api.secrets import hash_password, hash_token, new_salt, new_token, password_matches
+from core.db.combined import read_only
 from core.db.tables_api import api_audit, api_token, api_user
 
 Clock = Callable[[], datetime]
@@ -136,7 +137,8 @@ async def authenticate(engine: AsyncEngine, token: str, policy: AuthPolicy, cloc
     digest = hash_token(token)
     now = clock()
     async with engine.connect() as conn:
-        row = (await conn.execute(_TOKEN_LOOKUP, {"digest": digest})).mappings().first()
+        # One statement: no transaction needed (read_only saves PostgreSQL's BEGIN and ROLLBACK round trips).
+        row = (await (await read_only(conn)).execute(_TOKEN_LOOKUP, {"digest": digest})).mappings().first()
     if (row is None or row["revoked_at"] is not None or row["disabled"] or row["expires_at"] <= now
             or now - row["last_used_at"] > policy.idle_timeout):
         return None

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from core.accounts import Privacy, id_check_digit
 from core.api import AuthPolicy, Role, build_api, create_user
-from core.api.accounts import NO_METER, account_endpoints
+from core.api.accounts import NO_METER, OVERVIEW_READS, account_endpoints
 from core.api.permissions import Action, Resource, allowed
 from core.billing import ResidentialTariff, TariffBook
 from core.db.tables import alarm, reading
@@ -29,6 +29,7 @@ from core.db.tables_billing import bill, meter
 from core.db.tables_payments import allocation, credit, invoice, payment
 from core.privacy import KeyRing, generate_key
 from hub.migrations import upgrade
+from tests.flow.conftest import fresh_postgres_database
 
 PASSWORD = "correct horse battery staple"
 ALICE_ID = "33060219900101123" + id_check_digit("33060219900101123")
@@ -81,8 +82,9 @@ BOOK = TariffBook(versions=(ResidentialTariff(version="RES-2025", effective_from
                                               prices=(Decimal("3.00"), Decimal("3.60"), Decimal("4.50"))),))
 
 
-async def _build(tmp_path: Path, privacy: Privacy | None, tariffs: TariffBook | None = BOOK) -> AsyncIterator[Api]:
-    url = f"sqlite+aiosqlite:///{tmp_path}/api.db"
+async def _build(tmp_path: Path, privacy: Privacy | None, url: str | None = None,
+                 tariffs: TariffBook | None = BOOK) -> AsyncIterator[Api]:
+    url = url or f"sqlite+aiosqlite:///{tmp_path}/api.db"
     await asyncio.to_thread(upgrade, url)
     engine = create_async_engine(url)
     clock = Clock()
@@ -109,6 +111,22 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     privacy = Privacy.from_ring(KeyRing.from_settings({"k1": generate_key()}, current="k1"))
     async for built in _build(tmp_path, privacy):
         yield built
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def any_api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
+    """The API on SQLite (reads one by one), then on a fresh PostgreSQL database (reads combined)."""
+    privacy = Privacy.from_ring(KeyRing.from_settings({"k1": generate_key()}, current="k1"))
+    if request.param == "sqlite":
+        async for built in _build(tmp_path, privacy):
+            yield built
+        return
+    url, drop = await fresh_postgres_database(request.getfixturevalue("postgres_url"))
+    try:
+        async for built in _build(tmp_path, privacy, url):
+            yield built
+    finally:
+        await drop()
 
 
 @pytest.fixture
@@ -457,7 +475,8 @@ async def test_overview_of_an_account_without_a_meter(api: Api) -> None:
     assert (cs["recent_bills"], cs["credit"], cs["recent_payments"], cs["recent_invoices"]) == ([], "0.00", [], [])
 
 
-async def test_overview_shows_the_meters_readings_open_alarms_and_bills_of_the_account(api: Api) -> None:
+async def seed_overview(api: Api) -> tuple[str, str]:
+    """Two accounts with meters, readings, alarms, bills, payments, allocations, credit and invoices."""
     acc = (await api.open())["account_id"]
     other = (await api.open())["account_id"]
     day = datetime(2026, 1, 31, 8, tzinfo=UTC)
@@ -506,6 +525,12 @@ async def test_overview_shows_the_meters_readings_open_alarms_and_bills_of_the_a
              "total_tax": Decimal("0.00"), "requested_at": day, "issued_at": day if n == 1 else None,
              "updated_at": day}
             for n, amount in ((1, "100.00"), (2, "50.00"))])
+    return acc, other
+
+
+async def test_overview_shows_the_meters_readings_open_alarms_and_bills_of_the_account(any_api: Api) -> None:
+    api = any_api
+    acc, _ = await seed_overview(api)
     ov = await (await api.client.get(f"/api/v1/accounts/{acc}/overview", headers=api.auth[Role.AUDITOR])).json()
     assert ov["meter_link"] == {"linked": True, "meters": ["M-A", "M-B"], "reason": None}
     readings = [(r["meter_id"], r["read_at"]) for r in ov["recent_readings"]]
@@ -523,6 +548,30 @@ async def test_overview_shows_the_meters_readings_open_alarms_and_bills_of_the_a
     assert [(p["payment_id"], p["amount"]) for p in ov["recent_payments"]] == [("P-2", "50.00"), ("P-1", "100.00")]
     assert [(i["invoice_id"], i["status"], i["invoice_number"], i["user_name"]) for i in ov["recent_invoices"]] == [
         ("I-2", "requested", None, "张**"), ("I-1", "issued", "24330000000000000001", "张**")]
+
+
+@pytest.mark.parametrize("any_api", ["postgresql"], indirect=True)
+async def test_combined_overview_read_equals_the_reads_one_by_one_on_postgresql(any_api: Api) -> None:
+    """On PostgreSQL the overview is one statement (``core.db.combined``): it must give exactly the rows,
+    types and order that the same selects give one by one, for a full account, another and a bare one."""
+    api = any_api
+    acc, other = await seed_overview(api)
+    bare = (await api.open())["account_id"]
+    async with api.engine.connect() as conn:
+        for account_id in (acc, other, bare, "no-such-account"):
+            params = {"account_id": account_id}
+            one_by_one = await OVERVIEW_READS.fetch_one_by_one(conn, params)
+            fetched = await OVERVIEW_READS.fetch(conn, params)
+            assert fetched == one_by_one
+            assert {k: [{f: type(v) for f, v in row.items()} for row in rows] for k, rows in fetched.items()} == \
+                {k: [{f: type(v) for f, v in row.items()} for row in rows] for k, rows in one_by_one.items()}
+            if account_id == acc:
+                assert {k: len(v) for k, v in fetched.items()} == {
+                    "account": 1, "holders": 1, "premises": 1, "statuses": 1, "meters": 2, "readings": 13,
+                    "alarms": 2, "bills": 11, "credit": 1, "payments": 2, "invoices": 2}
+        only = await OVERVIEW_READS.fetch(conn, {"account_id": acc}, only=["account", "bills"])
+        assert set(only) == {"account", "bills"}
+        assert only["bills"] == (await OVERVIEW_READS.fetch_one_by_one(conn, {"account_id": acc}))["bills"]
 
 
 # --- audit of writes ---------------------------------------------------------------------------------
