@@ -54,7 +54,9 @@ async def transfer_account(
       (its ``owed`` says how much), unless ``settlement_payment`` is exactly that amount: it is recorded
       as a payment (channel ``counter``, transaction id ``request_id``; allocated oldest bill first and
       invoiced like any payment). A payment when nothing is owed, or of another amount, is refused.
-      Credit left after the bills is the old holder's (``refund_due``).
+      Credit left after the bills is the old holder's (``refund_due``): it stays in the credit ledger
+      until the channel refunds it (``payment.refunded``), so refund it before the next billing run,
+      which would otherwise spend it on the new holder's first bill.
     * ``carry``: what is owed stays on the account; the new holder's period records it
       (``arrears_carried``). A settlement payment is refused (pay it as an ordinary payment).
 
