@@ -42,10 +42,12 @@ if str(REPO) not in sys.path:
 from sqlalchemy import text  # noqa: E402
 
 from bench.city import MONTHLY_PERIOD, OPENING_PERIOD, TARIFFS  # noqa: E402
-from core.billing import TariffCategory, bill_period  # noqa: E402
+from core.billing import TariffBook, TariffCategory, bill_period  # noqa: E402
 from core.billing_run import BillingRunResult, run_billing  # noqa: E402
+from core.tariffs import add_versions  # noqa: E402
 from hub.billing import bill_in_parallel  # noqa: E402
 from hub.store.db import Database  # noqa: E402
+from hub.tariffs import current_book  # noqa: E402
 
 TARGET_S = 60.0
 
@@ -86,7 +88,7 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def bill(db: Database, name: str, period: tuple[date, date], batch_size: int,
+async def bill(db: Database, book: TariffBook, name: str, period: tuple[date, date], batch_size: int,
                profile: cProfile.Profile | None = None, workers: int = 1) -> Measured:
     now = datetime.now(UTC)
     pg0, py0, started = postgres_cpu_s(), time.process_time(), time.perf_counter()
@@ -95,10 +97,10 @@ async def bill(db: Database, name: str, period: tuple[date, date], batch_size: i
     children0 = _children_cpu_s()
     try:
         if workers > 1:  # gashub billing run --workers N: parts of the city in parallel processes
-            result = await bill_in_parallel(db, TARIFFS, period[0], period[1], workers=workers, now=now)
+            result = await bill_in_parallel(db, book, period[0], period[1], workers=workers, now=now)
         else:
             async with db.begin() as conn:
-                result = await run_billing(conn, book=TARIFFS, period_start=period[0], period_end=period[1],
+                result = await run_billing(conn, book=book, period_start=period[0], period_end=period[1],
                                            now=now, batch_size=batch_size)
     finally:
         if profile is not None:
@@ -131,7 +133,7 @@ def report(m: Measured) -> None:
              "with the parts)"))
 
 
-async def check_sample(db: Database, period: tuple[date, date], size: int) -> int:
+async def check_sample(db: Database, book: TariffBook, period: tuple[date, date], size: int) -> int:
     """Recompute ``size`` random bills of ``period`` with ``bill_period``; return how many differ (printed)."""
     async with db.read() as conn:
         count = int(await conn.scalar(text("SELECT count(*) FROM core_bill")) or 1)
@@ -148,7 +150,7 @@ async def check_sample(db: Database, period: tuple[date, date], size: int) -> in
             lines.setdefault(row[0], []).append(tuple(row[1:]))
     wrong = 0
     for b in bills:
-        ref = bill_period(TARIFFS, TariffCategory(b.category), period[0], period[1], b.volume_m3,
+        ref = bill_period(book, TariffCategory(b.category), period[0], period[1], b.volume_m3,
                           cumulative_before=b.cumulative_before)
         expected = [(x.tier, x.tariff_version, x.cycle_start, x.start, x.end, x.volume_m3, x.unit_price, x.amount,
                      x.vat_rate) for x in ref.lines]
@@ -195,11 +197,14 @@ async def main_async(args: argparse.Namespace) -> int:
             if switched:
                 print(f"{switched:,} prepaid accounts switched to postpaid, so that the run bills every account "
                       "(--keep-prepaid to bill postpaid accounts only)")
+        async with db.begin() as conn:  # the city's tariffs, stored once (idempotent); runs read the stored book
+            await add_versions(conn, TARIFFS.versions, by="bench", now=datetime.now(UTC), note="bench/city.py")
+        book = await current_book(db)
         print(f"billing {accounts:,} accounts in batches of {args.batch_size:,}")
         profile = cProfile.Profile() if args.profile else None
-        opening = await bill(db, "opening", OPENING_PERIOD, args.batch_size, workers=args.workers)
+        opening = await bill(db, book, "opening", OPENING_PERIOD, args.batch_size, workers=args.workers)
         report(opening)
-        monthly = await bill(db, "monthly", MONTHLY_PERIOD, args.batch_size, profile, workers=args.workers)
+        monthly = await bill(db, book, "monthly", MONTHLY_PERIOD, args.batch_size, profile, workers=args.workers)
         report(monthly)
         if profile is not None:
             profile.dump_stats(args.profile)
@@ -207,7 +212,7 @@ async def main_async(args: argparse.Namespace) -> int:
         wrong = 0
         if args.check:
             for period in (OPENING_PERIOD, MONTHLY_PERIOD):
-                wrong += await check_sample(db, period, args.check)
+                wrong += await check_sample(db, book, period, args.check)
         total_billed = opening.result.bills_issued + monthly.result.bills_issued
         print(f"billing run, monthly: {monthly.seconds:.1f} s for {monthly.result.accounts_seen:,} accounts, "
               f"{monthly.result.accounts_seen / monthly.seconds:,.0f} accounts/s (target < {TARGET_S:.0f} s)")

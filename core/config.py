@@ -1,8 +1,9 @@
 """What the core's handlers need from the deployment.
 
 The composition root builds one ``CoreConfig`` at start-up from its settings (the personal-data keys,
-``[core.payments]``, ``[core.readings]``, ``[core.prepaid]`` and the tariff book) and binds it into the
-handler table with :func:`core.handlers.build_handlers`; handlers never read settings themselves.
+``[core.payments]``, ``[core.readings]``, ``[core.prepaid]`` and where the tariff book comes from) and
+binds it into the handler table with :func:`core.handlers.build_handlers`; handlers never read settings
+themselves.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from core.billing import TariffBook
 from core.payments.settings import PaymentSettings
 from core.prepaid.settings import DEFAULT_PREPAID, PrepaidSettings
 from core.readings.settings import DEFAULT_READINGS, ReadingsSettings
+from core.tariffs import TariffShelf
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,13 +28,15 @@ class CoreConfig:
     """Reading validation and what ``record_reading`` does with its findings."""
     prepaid: PrepaidSettings = field(default=DEFAULT_PREPAID)
     """Deductions per reading for prepaid meters, the low-balance reminder and the valve at zero."""
-    tariffs: TariffBook | None = None
-    """The tariff book (``config/tariffs.toml``); prepaid deductions need it."""
+    tariffs: TariffBook | TariffShelf | None = None
+    """The tariff book prepaid deductions price with: a :class:`~core.tariffs.TariffShelf` reads it from the
+    database (``core_tariff_version``) in each batch's transaction, so a version added while the hub runs
+    applies from its date; a fixed ``TariffBook`` serves tests and checks."""
 
     @property
     def prepaid_active(self) -> bool:
         """Whether ``record_reading`` charges prepaid meters (``ValueError`` if enabled without tariffs)."""
         if self.prepaid.enabled and self.tariffs is None:
             raise ValueError("prepaid deductions are enabled but no tariff book was given (CoreConfig.tariffs): "
-                             "the hub loads it from billing.tariffs_file")
+                             "the hub reads it from the database (core.tariffs.TariffShelf)")
         return self.prepaid.enabled

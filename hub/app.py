@@ -2,7 +2,8 @@
 it wires together do the work.
 
 Roles: ``run`` starts everything (HTTP, route consumers, outbox relay, scheduler, connectors);
-``worker`` starts route consumers only, to scale out beside a RabbitMQ cluster and PostgreSQL.
+``worker`` starts route consumers only, to scale out beside a RabbitMQ cluster and PostgreSQL;
+``api`` serves the REST API only (no broker), in as many processes as the machine's cores can feed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import logging
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import time
-from enum import StrEnum
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +24,7 @@ from core.config import CoreConfig
 from core.handlers import build_handlers
 from core.payments import Payments
 from core.privacy import KeyRing, KeyRingError
+from core.tariffs import TariffShelf
 from hub.billing import bill_period, load_tariffs, month_period
 from hub.breaker import CircuitBreaker
 from hub.connectors.context import HubConnectorContext
@@ -36,11 +37,13 @@ from hub.migrations import upgrade_async
 from hub.outbox_relay import OutboxRelay
 from hub.pipeline import RoutePipeline
 from hub.publisher import Publisher
+from hub.roles import Role as Role  # re-exported: callers import Role from hub.app
 from hub.routing.loader import Route, TargetCatalog, compile_routes
 from hub.scheduler import Scheduler
 from hub.settings import Settings
 from hub.store.db import Database
 from hub.store.sealing import BodySealer
+from hub.tariffs import current_book, seed_tariffs
 from hub.transport.base import ConsumerHandle, QueueSpec, Topology, Transport
 from hub.transport.memory import MemoryTransport
 
@@ -48,10 +51,6 @@ log = logging.getLogger(__name__)
 
 DEAD_LETTER_QUEUE_TTL_MS = 14 * 24 * 3600 * 1000
 
-
-class Role(StrEnum):
-    RUN = "run"
-    WORKER = "worker"
 
 
 @dataclass
@@ -108,7 +107,7 @@ class Hub:
             connectors[name] = registry.build(name, raw, context.for_connector(name))
         privacy = privacy_from(settings)
         db.sealer = BodySealer(CATALOGUE, privacy.cipher if privacy else None)
-        tariffs = load_tariffs(settings.billing.tariffs_file) if settings.core.prepaid.enabled else None
+        tariffs = TariffShelf() if settings.core.prepaid.enabled else None  # the database's book, batch by batch
         targets = TargetCatalog(
             core=build_handlers(CoreConfig(privacy=privacy, payments=settings.core.payments,
                                            readings=settings.core.readings, prepaid=settings.core.prepaid,
@@ -134,9 +133,16 @@ class Hub:
         async def bill_last_month() -> None:
             start, end = month_period(None)
             payments = Payments(self.settings.core.payments, self.privacy)  # credit pays the new bills
-            await bill_period(self.db, load_tariffs(self.settings.billing.tariffs_file), start, end, payments=payments)
+            await bill_period(self.db, await current_book(self.db), start, end, payments=payments)
 
         self.scheduler.daily("billing", at, bill_last_month)
+
+    async def _require_tariffs(self) -> None:
+        if not (await current_book(self.db)).versions:
+            raise ConfigError(
+                "the database has no tariffs: import a tariff book with `gashub tariffs import FILE` (migrating seeds "
+                f"an empty database from billing.tariffs_file, {self.settings.billing.tariffs_file}, if it exists)",
+                where="billing.tariffs_file")
 
     def _build_pipelines(self) -> None:
         for route in self.routes:
@@ -171,15 +177,22 @@ class Hub:
                           for ms in route.spec.retry.delays())
         return Topology(self.settings.exchange, tuple(queues))
 
-    async def start(self, role: Role = Role.RUN, *, migrate: bool = True, http: bool | None = None) -> None:
+    async def start(self, role: Role = Role.RUN, *, migrate: bool = True, http: bool | None = None,
+                    reuse_port: bool = False) -> None:
         self.role = role
+        if role is Role.API:  # the database must be migrated already: several API processes start at once
+            await self._start_http(api_only=True, reuse_port=reuse_port)
+            self.started = True
+            log.info("hub.started", extra={"role": str(role), "database": self.settings.redacted_database_url()})
+            return
         if migrate:
             await upgrade_async(self.settings.database_url)
+            await seed_tariffs(self.db, self.settings.billing.tariffs_file)  # a fresh database gets the shipped book
         for transport in self._unique_transports():
             await transport.connect()
             await transport.declare(self.topology())
-        if role is Role.RUN and self.settings.billing.daily_at is not None:
-            load_tariffs(self.settings.billing.tariffs_file)  # the daily billing job will need them: fail now
+        if (role is Role.RUN and self.settings.billing.daily_at is not None) or self.settings.core.prepaid.enabled:
+            await self._require_tariffs()  # the daily billing job and prepaid charging need them: fail now
         if role is Role.RUN:
             for connector in self.connectors.values():
                 await connector.start()
@@ -215,13 +228,14 @@ class Hub:
         while runtime.consumers:
             await runtime.consumers.pop().cancel()
 
-    async def _start_http(self) -> None:
-        from hub.web import build_web_app
+    async def _start_http(self, *, api_only: bool = False, reuse_port: bool = False) -> None:
+        from hub.web import build_api_web_app, build_web_app
 
-        app = build_web_app(self)
+        app = build_api_web_app(self) if api_only else build_web_app(self)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port)
+        site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port,
+                           reuse_port=reuse_port or None)
         await site.start()
         log.info("hub.http_listening", extra={"url": f"http://{self.settings.http.host}:{self.settings.http.port}"})
 

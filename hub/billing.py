@@ -1,7 +1,8 @@
-"""Billing runs from the hub's side: the tariff file, the period to bill, the daily job and the CLI's
-run. The billing itself is the core's (``core.billing_run.run_billing``): idempotent per account and
-period, so running it again — the daily job does, for the month before — bills only what was not
-billed yet (accounts skipped for a missing reading are billed once the reading arrives).
+"""Billing runs from the hub's side: the tariff file (the seed of the database's book, ``hub.tariffs``),
+the period to bill, the daily job and the CLI's run. The billing itself is the core's
+(``core.billing_run.run_billing``): idempotent per account and period, so running it again — the
+daily job does, for the month before — bills only what was not billed yet (accounts skipped for a
+missing reading are billed once the reading arrives).
 """
 
 from __future__ import annotations
@@ -33,11 +34,18 @@ COMPANY_TZ = ZoneInfo("Asia/Shanghai")
 PROJECT = Path(__file__).resolve().parents[1]
 
 
-def load_tariffs(path: Path) -> TariffBook:
-    """The tariff book in ``path`` (TOML); a ``ConfigError`` naming the file and field otherwise.
-    A relative path is looked up from the working directory, then from the project's checkout."""
+def tariff_path(path: Path) -> Path:
+    """A relative path is looked up from the working directory, then from the project's checkout."""
     if not path.is_absolute() and not path.exists() and (PROJECT / path).exists():
-        path = PROJECT / path
+        return PROJECT / path
+    return path
+
+
+def load_tariffs(path: Path) -> TariffBook:
+    """The tariff book in the TOML file ``path`` (the shipped seed of the database's book, see
+    ``hub.tariffs``); a ``ConfigError`` naming the file and field otherwise. The one parser of the file:
+    ``gashub check``, ``gashub tariffs import`` and the seeding all read it through here."""
+    path = tariff_path(path)
     try:
         with path.open("rb") as fh:
             raw = tomllib.load(fh)

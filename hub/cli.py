@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -75,6 +77,79 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return asyncio.run(_serve(_settings(), "worker", args.duration))
 
 
+async def _serve_api(settings: Settings, duration: float | None, reuse_port: bool) -> int:
+    from hub.app import Hub, Role
+    from hub.logs import configure
+
+    configure(settings.log_level, json=settings.log_json)
+    hub = Hub.build(settings)
+    await _require_migrated(hub.db)
+    stop = stop_on_signals()
+    await hub.start(Role.API, migrate=False, reuse_port=reuse_port)
+    tune_gc()
+    try:
+        await wait_until_stopped(stop, duration)
+    finally:
+        await hub.stop()
+    return 0
+
+
+def _api_process(duration: float | None) -> None:
+    """One of ``gashub api --processes N``'s children (spawned: a fresh interpreter, its own loop)."""
+    sys.exit(asyncio.run(_serve_api(_settings(), duration, reuse_port=True)))
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    """Serve /api/v1 in ``--processes`` processes sharing the port (SO_REUSEPORT: the kernel spreads the
+    connections). The parent checks the settings and the database once, starts the children, and stops
+    them all on Ctrl-C / SIGTERM or when one of them dies (a supervisor — systemd, Kubernetes — restarts
+    the whole group)."""
+    if args.processes < 1:
+        raise ConfigError("--processes must be at least 1")
+    if args.processes == 1:
+        return asyncio.run(_serve_api(_settings(), args.duration, reuse_port=False))
+    import multiprocessing
+    import signal
+
+    from hub.app import Hub
+
+    async def check() -> None:  # fail here, once, rather than in every child
+        hub = Hub.build(_settings())
+        try:
+            await _require_migrated(hub.db)
+        finally:
+            await hub.db.aclose()
+
+    asyncio.run(check())
+    ctx = multiprocessing.get_context("spawn")
+    children = [ctx.Process(target=_api_process, args=(args.duration,), name=f"gashub-api-{n}", daemon=False)
+                for n in range(args.processes)]
+    for child in children:
+        child.start()
+    stopping = False
+
+    def stop_all(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.is_alive() and child.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop_all)
+    signal.signal(signal.SIGINT, stop_all)
+    print(f"gashub api: {args.processes} processes on port {_settings().http.port}", file=sys.stderr)
+    while any(child.is_alive() for child in children):
+        for child in children:
+            child.join(0.5)
+            if not child.is_alive() and not stopping:
+                print(f"gashub api: {child.name} exited with code {child.exitcode}; stopping the others",
+                      file=sys.stderr)
+                stop_all(signal.SIGTERM, None)
+    failed = [c.exitcode for c in children if c.exitcode not in (0, -signal.SIGTERM)]
+    return 1 if failed else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from hub.demo import run_demo
 
@@ -115,11 +190,84 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from hub.migrations import upgrade
+    from hub.store.db import Database
+    from hub.tariffs import seed_tariffs
 
     settings = _settings()
     upgrade(settings.database_url, args.revision)
     print(f"database {settings.redacted_database_url()} is at revision {args.revision}")
+    if args.revision != "head":
+        return 0
+
+    async def seed() -> None:
+        db = Database(settings.database_url)
+        try:
+            added = await seed_tariffs(db, settings.billing.tariffs_file)
+        finally:
+            await db.aclose()
+        if added is not None:
+            print(f"tariffs: {len(added.added)} versions imported from {settings.billing.tariffs_file} "
+                  "(the database had none)")
+
+    asyncio.run(seed())
     return 0
+
+
+def cmd_tariffs_import(args: argparse.Namespace) -> int:
+    """Add the file's tariff versions that the database does not have yet."""
+    from core.errors import CoreError
+    from hub.store.db import Database
+    from hub.tariffs import cli_actor, import_tariffs
+
+    settings = _settings()
+    path = Path(args.file) if args.file else settings.billing.tariffs_file
+
+    async def main() -> int:
+        db = Database(settings.database_url)
+        try:
+            await _require_migrated(db)
+            added = await import_tariffs(db, path, by=cli_actor())
+        except CoreError as exc:
+            print(f"{path}: nothing imported: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await db.aclose()
+        for v in added.added:
+            print(f"added {v.name}")
+        print(f"{path}: {len(added.added)} versions added, {len(added.unchanged)} stored already")
+        return 0
+
+    return asyncio.run(main())
+
+
+def cmd_tariffs_list(args: argparse.Namespace) -> int:
+    """The stored tariff versions, the one in force today marked."""
+    from datetime import UTC, datetime
+
+    from core.tariffs import list_versions, prices_in_words
+    from hub.store.db import Database
+
+    settings = _settings()
+
+    async def main() -> int:
+        db = Database(settings.database_url)
+        try:
+            await _require_migrated(db)
+            async with db.read() as conn:
+                listed = await list_versions(conn, now=datetime.now(UTC))
+        finally:
+            await db.aclose()
+        if not listed:
+            print("no tariff versions: import some with `gashub tariffs import FILE`")
+            return 0
+        for item in listed:
+            v, t = item.stored, item.stored.tariff
+            print(f"{item.state.value:<8} {t.category:<12} {t.effective_from}  {t.version:<16} #{v.id:<4} "
+                  f"{prices_in_words(t)}; added {v.created_at:%Y-%m-%d %H:%M} UTC by {v.created_by}"
+                  + (f" — {v.note}" if v.note else ""))
+        return 0
+
+    return asyncio.run(main())
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
@@ -272,11 +420,11 @@ def cmd_billing_run(args: argparse.Namespace) -> int:
     from sqlalchemy import func, select
 
     from core.db.tables_accounts import account
-    from hub.billing import bill_in_parallel, load_tariffs, month_period, summary
+    from hub.billing import bill_in_parallel, month_period, summary
     from hub.store.db import Database
+    from hub.tariffs import current_book
 
     settings = _settings()
-    book = load_tariffs(Path(args.tariffs) if args.tariffs else settings.billing.tariffs_file)
     try:
         start, end = month_period(args.month)
     except ValueError as exc:
@@ -287,6 +435,10 @@ def cmd_billing_run(args: argparse.Namespace) -> int:
         db = Database(settings.database_url)
         try:
             await _require_migrated(db)
+            book = await current_book(db)
+            if not book.versions:
+                print("the database has no tariffs: import them with `gashub tariffs import FILE`", file=sys.stderr)
+                return 1
             async with db.read() as conn:
                 total = int(await conn.scalar(
                     select(func.count()).select_from(account).where(account.c.status == "active")) or 0)
@@ -365,6 +517,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
     p = add("worker", cmd_worker, "Run route consumers only (scale out beside RabbitMQ and PostgreSQL).")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
+    p = add("api", cmd_api, "Serve the REST API (/api/v1, /health, /ready) only, in one or more processes sharing "
+            "the port; no broker, no consumers (run it beside `gashub run`, on another GASHUB_HTTP__PORT).")
+    p.add_argument("--processes", type=int, default=1, metavar="N",
+                   help="processes sharing the port (SO_REUSEPORT); about one per core (default 1)")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
     p = add("demo", cmd_demo, "Run the hub on the embedded default with a seeded city, partner simulators and sample "
             "traffic.")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds (default: Ctrl-C)")
@@ -377,7 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
     dbsub = p.add_subparsers(dest="db_command", required=True, metavar="TASK")
     up = dbsub.add_parser("upgrade", help="Apply migrations (idempotent).",
                           description="Apply the migrations: bring the database (GASHUB_DATABASE_URL) to "
-                          "the latest schema. Safe to run again: it does nothing when the database is up to date.",
+                          "the latest schema, and import the tariff file (billing.tariffs_file) into a database "
+                          "that has no tariff yet. Safe to run again: it does nothing when the database is up to "
+                          "date.",
                           epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     up.add_argument("revision", nargs="?", default="head")
     up.set_defaults(fn=cmd_db_upgrade)
@@ -415,7 +574,22 @@ def build_parser() -> argparse.ArgumentParser:
     kr.add_argument("--dry-run", action="store_true", help="count what would change; write nothing")
     kr.add_argument("--chunk", type=int, default=1000, help="rows per transaction (default 1000)")
     kr.set_defaults(fn=cmd_keys_rotate)
-    p = add("billing", lambda a: 2, "Billing runs (tariffs in config/tariffs.toml).")
+    p = add("tariffs", lambda a: 2, "The tariff book in the database (versions by effective date, append-only).")
+    tsub = p.add_subparsers(dest="tariffs_command", required=True, metavar="TASK")
+    ti = tsub.add_parser(
+        "import", help="Add a tariff file's versions that the database does not have (idempotent).",
+        description="Read a tariff file (TOML, as config/tariffs.toml) and add its versions that are not stored "
+        "yet. Versions stored already with the same content add nothing, so importing a file twice is safe. A "
+        "version stored with other content, or a new one dated on a day a stored version already prices, refuses "
+        "the whole import, naming the version: a price change is a new version from a later date.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ti.add_argument("file", nargs="?", help="the tariff file (default billing.tariffs_file)")
+    ti.set_defaults(fn=cmd_tariffs_import)
+    tsub.add_parser("list", help="List the stored tariff versions; the one in force today is 'current'.",
+                    description="List every stored tariff version by category and date: past, current (in force "
+                    "today, Asia/Shanghai) or future, with who added it.", epilog=EPILOG,
+                    formatter_class=argparse.RawDescriptionHelpFormatter).set_defaults(fn=cmd_tariffs_list)
+    p = add("billing", lambda a: 2, "Billing runs (with the tariff book in the database).")
     bsub = p.add_subparsers(dest="billing_command", required=True, metavar="TASK")
     br = bsub.add_parser(
         "run", help="Bill every active metered account for a month (idempotent).",
@@ -426,7 +600,6 @@ def build_parser() -> argparse.ArgumentParser:
         "runs this every day for the month before (billing.daily_at).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     br.add_argument("month", nargs="?", help="YYYY-MM (default: the month before today, Asia/Shanghai)")
-    br.add_argument("--tariffs", metavar="FILE", help="tariff book (default billing.tariffs_file)")
     br.add_argument("--workers", type=int, default=2,
                     help="processes on PostgreSQL, each billing a share of the accounts in its own transaction "
                          "(default 2; SQLite always uses one)")

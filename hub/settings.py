@@ -82,16 +82,17 @@ class CoreSettings(_Section):
     ``[core.readings] notify = ["leak"]``). See ``core.readings.ReadingsSettings``."""
     prepaid: PrepaidSettings = PrepaidSettings()
     """Prepaid accounts (``[core.prepaid]``, ``GASHUB_CORE__PREPAID__ENABLED=true``): each accepted reading
-    of a prepaid meter is priced with the tariff book (``billing.tariffs_file``, loaded at start-up) and
-    deducted; a low balance is told once until the next top-up (``low_balance_yuan``,
-    ``low_balance_days``); the valve closes at zero (``valve.command`` on the safety lane) and reopens
-    only with an on-site confirmation (``POST /api/v1/meters/{id}/valve/reopen``). Off by default:
-    routes must take ``valve.command`` and ``notification.requested``. See ``core.prepaid.PrepaidSettings``."""
+    of a prepaid meter is priced with the tariff book in the database (``core.tariffs``) and deducted; a
+    low balance is told once until the next top-up (``low_balance_yuan``, ``low_balance_days``); the
+    valve closes at zero (``valve.command`` on the safety lane) and reopens only with an on-site
+    confirmation (``POST /api/v1/meters/{id}/valve/reopen``). Off by default: routes must take
+    ``valve.command`` and ``notification.requested``. See ``core.prepaid.PrepaidSettings``."""
 
 
 class BillingSettings(_Section):
     tariffs_file: Path = Path("config/tariffs.toml")
-    """The tariff book: versions by effective date (see config/tariffs.toml)."""
+    """The tariff book's seed (versions by effective date, see config/tariffs.toml): imported into a
+    database that has no tariff yet; afterwards ``gashub tariffs import`` adds its new versions."""
     daily_at: time | None = time(2, 30)
     """Local time (Asia/Shanghai) of the daily run that bills the month before; empty = no daily run.
     Runs are idempotent: a daily run bills only what earlier runs could not (a late reading)."""

@@ -19,9 +19,9 @@ from sqlalchemy import text
 
 from hub import __version__
 from hub.logs import bind
+from hub.roles import Role
 
 if TYPE_CHECKING:
-    from core.billing import TariffBook
     from hub.app import Hub
 
 log = logging.getLogger(__name__)
@@ -86,15 +86,21 @@ async def ready(request: web.Request) -> web.Response:
             await conn.execute(text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
         problems.append(f"database: {type(exc).__name__}")
-    for lane, transport in hub.transports.items():
+    for lane, transport in hub.transports.items() if hub.role is not Role.API else ():
         if not transport.healthy():
             problems.append(f"broker ({lane} lane): not connected")
+    if hub.role is Role.API:  # an API process has no broker connection and no consumers
+        return _readiness(problems, {"status": "ready", "role": "api"})
     stopped = [name for name, rt in hub.runtimes.items() if not rt.running]
     if stopped:
         problems.append(f"routes without a consumer: {', '.join(stopped)}")
+    return _readiness(problems, {"status": "ready", "routes": len(hub.runtimes)})
+
+
+def _readiness(problems: list[str], ok: dict[str, Any]) -> web.Response:
     if problems:
         return json_response({"status": "not ready", "problems": problems}, status=503)
-    return json_response({"status": "ready", "routes": len(hub.runtimes)})
+    return json_response(ok)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -106,6 +112,21 @@ async def metrics(request: web.Request) -> web.Response:
         except Exception:  # noqa: BLE001, S112 - a scrape must not fail for one queue
             continue
     return web.Response(body=hub.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"})
+
+
+def build_api_web_app(hub: Hub) -> web.Application:
+    """The application of an API process (``gashub api``): ``/health``, ``/ready`` and ``/api/v1`` only;
+    the ops API, the dashboard and the partner endpoints stay with ``gashub run``."""
+    from core.api import build_api
+
+    app = web.Application(client_max_size=hub.settings.http.max_body_bytes, middlewares=[errors_middleware])
+    app[HUB] = hub
+    app[MAX_BODY] = hub.settings.http.max_body_bytes
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    app.add_subapp("/api/v1", build_api(lambda: hub.db.engine, privacy=hub.privacy,
+                                        payments=hub.settings.core.payments))
+    return app
 
 
 def build_web_app(hub: Hub) -> web.Application:
@@ -122,22 +143,6 @@ def build_web_app(hub: Hub) -> web.Application:
     app.router.add_routes(hub.context.http_routes)
     from core.api import build_api
 
-    app.add_subapp("/api/v1", build_api(lambda: hub.db.engine, privacy=hub.privacy, tariffs=_tariffs(hub),
+    app.add_subapp("/api/v1", build_api(lambda: hub.db.engine, privacy=hub.privacy,
                                         payments=hub.settings.core.payments))
     return app
-
-
-def _tariffs(hub: Hub) -> Callable[[], TariffBook | None]:
-    """The tariff book for the API's close and transfer, read when asked (as the billing job reads it),
-    so that a changed file prices the next close; ``None`` (the API answers 503) when it is unusable."""
-    from hub.billing import load_tariffs
-    from hub.errors import ConfigError
-
-    def current() -> TariffBook | None:
-        try:
-            return load_tariffs(hub.settings.billing.tariffs_file)
-        except ConfigError as exc:
-            log.error("api.tariffs_unusable", extra={"error": str(exc)})
-            return None
-
-    return current

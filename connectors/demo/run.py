@@ -44,10 +44,11 @@ from connectors.valve_http.simulator import ValvePlatformSimulator
 from connectors.vendor_push.simulator import VendorCloudSimulator
 from core.accounts import Privacy
 from hub.app import Hub
-from hub.billing import COMPANY_TZ, bill_period, load_tariffs, month_period
+from hub.billing import COMPANY_TZ, bill_period, month_period
 from hub.logs import configure
 from hub.settings import Settings, load_settings
 from hub.signals import stop_on_signals, wait_until_stopped
+from hub.tariffs import current_book
 
 console = Console(stderr=True)
 PROJECT = Path(__file__).resolve().parents[2]  # the demo runs this project's own routes and mappings
@@ -208,7 +209,7 @@ async def _story(hub: Hub, privacy: Privacy, sms: SmsGatewaySimulator, payer: Pa
 async def _bill(hub: Hub, privacy: Privacy, base: str) -> list[Due]:
     start, end = month_period(None)
     console.rule(f"billing {start:%Y-%m}")
-    result = await bill_period(hub.db, load_tariffs(hub.settings.billing.tariffs_file), start, end)
+    result = await bill_period(hub.db, await current_book(hub.db), start, end)
     skipped = f", {len(result.skipped):,} skipped" if result.skipped else ""
     console.print(f"[bold]billing run {start}..{end}[/] (end exclusive): {result.bills_issued:,} bills issued for "
                   f"{result.accounts_seen:,} accounts, [bold]{result.total_billed:,} yuan[/]{skipped}")

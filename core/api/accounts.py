@@ -12,13 +12,13 @@ masked (they are what the idempotency store keeps). Errors:
 * 422 — a well-formed request the domain refuses (``DomainRejected``: bad ID check digit, closed
   account, transfer before the current holder's period…);
 * 503 — the API was built without the personal-data keys (``build_api(..., privacy=None)``), or, for
-  close and transfer, without a tariff book (``build_api(..., tariffs=None)``).
+  close and transfer, when no tariff version is stored (the book in ``core_tariff_version``).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -72,8 +72,10 @@ from core.payments import PaymentSettings
 
 PRIVACY: web.AppKey[Privacy | None] = web.AppKey("gashub_api_privacy")
 """The ``Privacy`` bundle (field cipher + blind index) the account routes need; ``None`` → 503."""
-TARIFFS: web.AppKey[Callable[[], TariffBook | None]] = web.AppKey("gashub_api_tariffs")
-"""Where close and transfer get the tariff book their bills are priced with (``None`` → 503)."""
+TariffSource = Callable[[AsyncConnection], Awaitable[TariffBook]]
+"""Where close and transfer get the tariff book their bills are priced with, read on the request's
+connection (by default the database's book, :class:`core.tariffs.TariffShelf`)."""
+TARIFFS: web.AppKey[TariffSource] = web.AppKey("gashub_api_tariffs")
 PAYMENT_SETTINGS: web.AppKey[PaymentSettings] = web.AppKey("gashub_api_payment_settings", PaymentSettings)
 """The invoice policy for the credit and settlement payments of close and transfer."""
 
@@ -83,8 +85,8 @@ NO_KEYS = (
     ".decode())\"), name the current one, and restart"
 )
 NO_TARIFFS = (
-    "no tariff book is configured, and closing or transferring an account bills the use up to then: set "
-    "billing.tariffs_file (GASHUB_BILLING__TARIFFS_FILE) to the tariff book and restart"
+    "no tariff version is stored, and closing or transferring an account bills the use up to then: add the "
+    "tariffs (POST /api/v1/tariffs, or gashub tariffs import) and retry"
 )
 NO_METER = "no meter is installed for this account, so it has no readings or meter alarms"
 RECENT = 13
@@ -238,9 +240,9 @@ def require_privacy(request: web.Request) -> Privacy:
     return privacy
 
 
-def require_tariffs(request: web.Request) -> TariffBook:
-    book = request.app[TARIFFS]()
-    if book is None:
+async def require_tariffs(request: web.Request, conn: AsyncConnection) -> TariffBook:
+    book = await request.app[TARIFFS](conn)
+    if not book.versions:
         raise ProblemError(503, "Tariffs missing", NO_TARIFFS)
     return book
 
@@ -312,11 +314,11 @@ async def transfer_account_route(request: web.Request) -> web.StreamResponse:
     """Transfer of ownership (过户) with the old holder's arrears settled or carried; idempotent by
     ``client_request_id``. A settle transfer while money is owed is a 409 whose ``owed`` is the amount."""
     privacy = require_privacy(request)
-    book = require_tariffs(request)
     account_id = request.match_info["id"]
     body = await parse_body(request, TransferBody)
     async with request.app[API].engine.begin() as conn:
         await _require_account(conn, account_id)
+        book = await require_tariffs(request, conn)
         with _domain_errors(request):
             moved = await transfer_account(conn, privacy, body.client_request_id, account_id, body.new_customer,
                                            body.arrears_policy, body.effective, book=book,
@@ -331,11 +333,11 @@ async def transfer_account_route(request: web.Request) -> web.StreamResponse:
 async def close_account_route(request: web.Request) -> web.StreamResponse:
     """Close (销户) with the final reading, final bill and settlement; idempotent by ``client_request_id``."""
     privacy = require_privacy(request)
-    book = require_tariffs(request)
     account_id = request.match_info["id"]
     body = await parse_body(request, CloseBody)
     async with request.app[API].engine.begin() as conn:
         await _require_account(conn, account_id)
+        book = await require_tariffs(request, conn)
         with _domain_errors(request):
             closed = await close_account(conn, privacy, body.client_request_id, account_id, body.final_reading_m3,
                                          body.at, book=book, payment_settings=request.app[PAYMENT_SETTINGS])
@@ -474,13 +476,13 @@ async def account_overview(request: web.Request) -> web.StreamResponse:
     names = [n for n in OVERVIEW_READS.names
              if n not in _MONEY_READS or allowed(role, _MONEY_READS[n], Action.READ)]
 
-    async def build() -> dict[str, Any]:
+    async def build() -> AccountOverview:
         async with request.app[API].engine.connect() as conn:
             rows = await OVERVIEW_READS.fetch(await read_only(conn), {"account_id": account_id}, only=names)
         if not rows["account"]:
             raise ProblemError(404, "Not found", f"There is no account '{account_id[:40]}'; "
                                "GET /api/v1/accounts?phone=… finds accounts by their holder.")
-        return _overview(privacy, rows, role, q.reveal).model_dump(mode="json")
+        return _overview(privacy, rows, role, q.reveal)
 
     return await _read(request, q.reveal, build)
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.api.permissions import Action, Resource, allowed
 from core.api.problems import ProblemError, problem
-from core.api.users import AuditEntry, AuthPolicy, Clock, Principal, authenticate, record_audit
+from core.api.users import AuditEntry, AuthPolicy, Clock, Principal, PrincipalCache, authenticate, record_audit
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ class ApiContext:
     engine_source: AsyncEngine | Callable[[], AsyncEngine]
     clock: Clock
     policy: AuthPolicy
+    principals: PrincipalCache = field(default_factory=PrincipalCache)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -79,7 +80,7 @@ def require(resource: Resource, action: Action) -> Callable[[Handler], Handler]:
                 raise ProblemError(401, "Unauthorized",
                                    "Send 'Authorization: Bearer <token>'; get a token from POST /api/v1/auth/token.",
                                    headers={"WWW-Authenticate": 'Bearer realm="gashub"'})
-            principal = await authenticate(ctx.engine, token.strip(), ctx.policy, ctx.clock)
+            principal = await authenticate(ctx.engine, token.strip(), ctx.policy, ctx.clock, ctx.principals)
             if principal is None:
                 raise ProblemError(401, "Unauthorized",
                                    "The token is unknown, expired, idle too long or revoked: "

@@ -40,6 +40,7 @@ from core.api.models import (
 from core.api.payments import payment_endpoints
 from core.api.permissions import MATRIX, Action, Resource
 from core.api.problems import ProblemError, json_response
+from core.api.tariffs import tariff_endpoints
 from core.api.users import AccountLocked, LoginFailed, login, revoke_token
 from core.api.valves import valve_endpoints
 from core.db.tables import alarm, reading
@@ -73,8 +74,10 @@ async def issue_token(request: web.Request) -> web.StreamResponse:
 @require(Resource.SESSION, Action.WRITE)
 async def revoke(request: web.Request) -> web.StreamResponse:
     ctx = request.app[API]
+    token_hash = principal_of(request).token_hash
     async with ctx.engine.begin() as conn:
-        await revoke_token(conn, principal_of(request).token_hash, ctx.clock())
+        await revoke_token(conn, token_hash, ctx.clock())
+    ctx.principals.forget(token_hash)
     return json_response(Revoked().model_dump(mode="json"))
 
 
@@ -232,4 +235,5 @@ def endpoints() -> list[Endpoint]:
         *payment_endpoints(),
         *valve_endpoints(),
         *meter_endpoints(),
+        *tariff_endpoints(),
     ]

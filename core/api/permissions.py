@@ -35,6 +35,8 @@ class Resource(StrEnum):
     """The meters as assets: model, account, install and replace-by dates, valve state, last reading."""
     VALVES = "valves"
     """A meter's valve: why it is closed (read); reopening it after an on-site check (write)."""
+    TARIFFS = "tariffs"
+    """The tariff book's versions (read); adding a version from a date still to come (write)."""
 
 
 class Action(StrEnum):
@@ -54,12 +56,12 @@ MATRIX: dict[Role, dict[Resource, frozenset[Action]]] = {
         Role.ADMIN: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.SUMMARIES: {_R},
             Resource.AUDIT: {_R}, Resource.ACCOUNTS: {_R, _W}, Resource.PERSONAL_DATA: {_R}, **_MONEY,
-            Resource.VALVES: {_R, _W}, Resource.METERS: {_R}, **_OWN,
+            Resource.VALVES: {_R, _W}, Resource.METERS: {_R}, Resource.TARIFFS: {_R, _W}, **_OWN,
         },
         Role.CUSTOMER_SERVICE: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R}, Resource.SUMMARIES: {_R},
             Resource.ACCOUNTS: {_R, _W}, Resource.PERSONAL_DATA: {_R}, **_MONEY, Resource.VALVES: {_R},
-            Resource.METERS: {_R}, **_OWN,
+            Resource.METERS: {_R}, Resource.TARIFFS: {_R}, **_OWN,
         },
         Role.DISPATCHER: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.SUMMARIES: {_R}, Resource.ACCOUNTS: {_R},
@@ -71,7 +73,8 @@ MATRIX: dict[Role, dict[Resource, frozenset[Action]]] = {
         },
         Role.AUDITOR: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R}, Resource.SUMMARIES: {_R}, Resource.AUDIT: {_R},
-            Resource.ACCOUNTS: {_R}, **_MONEY, Resource.VALVES: {_R}, Resource.METERS: {_R}, **_OWN,
+            Resource.ACCOUNTS: {_R}, **_MONEY, Resource.VALVES: {_R}, Resource.METERS: {_R}, Resource.TARIFFS: {_R},
+            **_OWN,
         },
         Role.GOVERNMENT: {Resource.SUMMARIES: {_R}, **_OWN},
     }.items()
@@ -81,7 +84,8 @@ role sees summaries only, which carry no personal data. Accounts are read masked
 may read them; only ``personal_data`` read (admin, customer service) may ask for ``?reveal=true``.
 Bills, payments and invoices: admin, customer service and the auditor read them; invoice user names
 are masked like account holders'. Valves: the roles that deal with meters read why one is closed; only
-the field engineer (after an on-site check) and the administrator reopen one."""
+the field engineer (after an on-site check) and the administrator reopen one. Tariffs: the roles that
+answer customers or check the books read the versions; only the administrator adds one."""
 
 
 def allowed(role: Role, resource: Resource, action: Action) -> bool:

@@ -6,12 +6,19 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from pydantic import BaseModel
 
 PROBLEM_TYPE = "application/problem+json"
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data, default=str), status=status, content_type="application/json")
+    """``data`` as JSON: a pydantic model serialised by pydantic itself (the same JSON as
+    ``model_dump(mode="json")``, without building the dict first), anything else by orjson."""
+    if isinstance(data, BaseModel):
+        body = data.__pydantic_serializer__.to_json(data)
+    else:
+        body = orjson.dumps(data, default=str)
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 def problem(

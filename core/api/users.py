@@ -38,6 +38,11 @@ class AuthPolicy:
     max_failures: int = 5
     failure_window: timedelta = timedelta(minutes=15)
     lock_for: timedelta = timedelta(minutes=15)
+    recheck_every: timedelta = timedelta(seconds=5)
+    """How long a server process trusts a token it has just checked before it reads the token's row
+    again (``PrincipalCache``): a burst of requests on one token costs one lookup, not one each. A
+    revocation, a disabled user or a role change made through another process takes effect within this
+    time; a revocation through this process at once. ``timedelta(0)`` checks every request."""
 
 
 @dataclass(frozen=True)
@@ -128,25 +133,65 @@ _TOKEN_LOOKUP = (
 )
 
 
-async def authenticate(engine: AsyncEngine, token: str, policy: AuthPolicy, clock: Clock) -> Principal | None:
+class PrincipalCache:
+    """Tokens this process found valid in the last ``AuthPolicy.recheck_every``, by their hash.
+
+    An entry is used only while it is younger than ``recheck_every`` and the token is neither expired nor
+    idle; otherwise the token's row is read again (and its ``last_used_at`` written when due). It holds at
+    most ``limit`` tokens (the oldest check is dropped first)."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._limit = limit
+        self._entries: dict[str, tuple[Principal, datetime, datetime]] = {}
+
+    def get(self, digest: str, now: datetime, policy: AuthPolicy) -> Principal | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        principal, checked_at, last_used_at = entry
+        if (now - checked_at >= policy.recheck_every or now < checked_at or principal.expires_at <= now
+                or now - last_used_at > policy.idle_timeout):
+            del self._entries[digest]
+            return None
+        return principal
+
+    def put(self, principal: Principal, checked_at: datetime, last_used_at: datetime) -> None:
+        if len(self._entries) >= self._limit:
+            del self._entries[next(iter(self._entries))]
+        self._entries[principal.token_hash] = (principal, checked_at, last_used_at)
+
+    def forget(self, digest: str) -> None:
+        self._entries.pop(digest, None)
+
+
+async def authenticate(engine: AsyncEngine, token: str, policy: AuthPolicy, clock: Clock,
+                       cache: PrincipalCache | None = None) -> Principal | None:
     """The principal a bearer token stands for, or ``None`` (unknown, expired, idle, revoked, disabled).
 
     The token's ``last_used_at`` is written only when it is older than ``policy.touch_every``, so
-    that a burst of requests on one token costs one write, not one each.
+    that a burst of requests on one token costs one write, not one each; with a ``cache``, a token
+    checked less than ``policy.recheck_every`` ago is not read again.
     """
     digest = hash_token(token)
     now = clock()
+    if cache is not None and (known := cache.get(digest, now, policy)) is not None:
+        return known
     async with engine.connect() as conn:
         # One statement: no transaction needed (read_only saves PostgreSQL's BEGIN and ROLLBACK round trips).
         row = (await (await read_only(conn)).execute(_TOKEN_LOOKUP, {"digest": digest})).mappings().first()
     if (row is None or row["revoked_at"] is not None or row["disabled"] or row["expires_at"] <= now
             or now - row["last_used_at"] > policy.idle_timeout):
         return None
-    if now - row["last_used_at"] >= policy.touch_every:
+    last_used_at = row["last_used_at"]
+    if now - last_used_at >= policy.touch_every:
         async with engine.begin() as conn:
             await conn.execute(update(api_token).where(api_token.c.token_hash == digest).values(last_used_at=now))
-    return Principal(user_id=row["user_id"], username=row["username"], role=Role(row["role"]),
-                     token_hash=digest, expires_at=row["expires_at"])
+        last_used_at = now
+    principal = Principal(user_id=row["user_id"], username=row["username"], role=Role(row["role"]),
+                          token_hash=digest, expires_at=row["expires_at"])
+    if cache is not None and policy.recheck_every > timedelta(0):
+        cache.put(principal, now, last_used_at)
+    return principal
 
 
 async def revoke_token(conn: AsyncConnection, token_hash: str, now: datetime) -> None:

@@ -8,8 +8,9 @@ ordinary SQLAlchemy selects, each parameterised by the same bound parameters, an
 
 * on PostgreSQL sends **one** statement, ``SELECT (SELECT json_agg(r ORDER BY …) FROM (<read>) r)::text
   AS <name>, …``: one round trip, one snapshot (a single statement sees one consistent state, so it
-  needs no transaction), and the rows come back as JSON text that is turned back into the Python
-  values SQLAlchemy would have given, by column type;
+  needs no transaction), and the rows come back as JSON text (numbers as text, so that a
+  ``numeric(12, 2)`` keeps its "72.00") that is turned back into the Python values SQLAlchemy would
+  have given, by column type;
 * on any other database (SQLite, the embedded default) runs the selects one after another on the
   caller's connection.
 
@@ -19,13 +20,13 @@ compares), so the code that builds the page from the rows is one.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy import Date, DateTime, Float, LargeBinary, Numeric, Select, Text, cast, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Dialect
@@ -50,7 +51,7 @@ def _identity(value: Any) -> Any:
 
 
 def _decimal(value: Any) -> Decimal:
-    return value if isinstance(value, Decimal) else Decimal(str(value))
+    return Decimal(value)  # the text PostgreSQL wrote: exact, scale kept
 
 
 def _bytes(value: Any) -> bytes:
@@ -66,7 +67,7 @@ def _base_converter(type_: TypeEngine[Any]) -> Convert:
         return datetime.fromisoformat
     if isinstance(type_, Date):
         return date.fromisoformat
-    if isinstance(type_, Float):
+    if isinstance(type_, Float):  # not a Numeric in SQLAlchemy 2.0.4x
         return float
     if isinstance(type_, Numeric):
         return _decimal if type_.asdecimal else float
@@ -88,9 +89,9 @@ def _converter(type_: TypeEngine[Any], dialect: Dialect) -> Convert:
     return _base_converter(type_)
 
 
-def _order_in(sub: Any, stmt: Select[Any]) -> list[ColumnElement[Any]]:
-    """The select's ORDER BY restated on its subquery's columns (json_agg then keeps the order)."""
-    out: list[ColumnElement[Any]] = []
+def _order_in(sub: Any, stmt: Select[Any]) -> list[tuple[ColumnElement[Any], bool]]:
+    """The select's ORDER BY as (column of its subquery, descending): json_agg then keeps the order."""
+    out: list[tuple[ColumnElement[Any], bool]] = []
     for clause in stmt._order_by_clauses:  # the public API has no reader for a select's ORDER BY
         element, modifier = clause, None
         if isinstance(clause, UnaryExpression) and clause.modifier is not None:
@@ -98,7 +99,7 @@ def _order_in(sub: Any, stmt: Select[Any]) -> list[ColumnElement[Any]]:
         column = sub.corresponding_column(element)
         if column is None:
             raise ValueError(f"combined read: order by {element} is not among the selected columns; select it")
-        out.append(column.desc() if modifier is not None and modifier.__name__ == "desc_op" else column)
+        out.append((column, modifier is not None and modifier.__name__ == "desc_op"))
     return out
 
 
@@ -125,10 +126,15 @@ class Reads:
             for name in names:
                 stmt = self._reads[name].stmt
                 sub = stmt.subquery(f"r_{name}")
-                row = sub.table_valued()
-                order = _order_in(sub, stmt)
+                # Numbers travel as text, so that a numeric(12, 2) keeps its scale ("72.00") and the JSON
+                # can be read by orjson (whose numbers are floats) without losing a digit.
+                texts = select(*(cast(c, Text).label(c.key) if isinstance(c.type, Numeric | Float) else c
+                                 for c in sub.c)).subquery(f"t_{name}")
+                row = texts.table_valued()
+                order = [texts.c[str(c.key)].desc() if desc else texts.c[str(c.key)]
+                         for c, desc in _order_in(sub, stmt)]
                 agg = func.json_agg(aggregate_order_by(row, *order)) if order else func.json_agg(row)
-                columns.append(select(cast(agg, Text)).select_from(sub).scalar_subquery().label(name))
+                columns.append(select(cast(agg, Text)).select_from(texts).scalar_subquery().label(name))
                 converters[name] = [(c.key, _converter(c.type, dialect)) for c in sub.c]
             built = (select(*columns), converters)
             self._combined[names] = built
@@ -158,7 +164,7 @@ class Reads:
         row = (await conn.execute(stmt, dict(params))).one()
         out: dict[str, Rows] = {}
         for name, text in zip(names, row, strict=True):
-            items = [] if text is None else json.loads(text, parse_float=Decimal)
+            items = [] if text is None else orjson.loads(text)
             convert = converters[name]
             out[name] = [{key: None if (v := item[key]) is None else fn(v) for key, fn in convert}
                          for item in items]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from core.db import tables_accounts, tables_api, tables_billing, tables_payments, tables_valves
+from core.db import tables_accounts, tables_api, tables_billing, tables_payments, tables_tariffs, tables_valves
 from core.db.tables import metadata
 
-__all__ = ["metadata", "tables_accounts", "tables_api", "tables_billing", "tables_payments", "tables_valves"]
+__all__ = ["metadata", "tables_accounts", "tables_api", "tables_billing", "tables_payments", "tables_tariffs",
+           "tables_valves"]

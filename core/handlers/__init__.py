@@ -26,16 +26,31 @@ from core.handlers.readings import record_reading
 from core.handlers.valves import record_valve_state
 from core.messages import CoreHandler, HandlerFn, Incoming
 from core.prepaid import PrepaidMeters
+from core.tariffs import TariffShelf
 
 
 def _reading_handler(config: CoreConfig) -> HandlerFn:
-    prepaid = None
+    fixed: PrepaidMeters | None = None
+    shelf: TariffShelf | None = None
     if config.prepaid_active:
         assert config.tariffs is not None
-        prepaid = PrepaidMeters(config.prepaid, config.tariffs, config.readings.rules)
+        if isinstance(config.tariffs, TariffShelf):
+            shelf = config.tariffs
+        else:
+            fixed = PrepaidMeters(config.prepaid, config.tariffs, config.readings.rules)
+    made: list[PrepaidMeters] = []  # for the shelf's current book: a new one only when a version was added
+
+    async def prepaid_for(conn: AsyncConnection) -> PrepaidMeters | None:
+        if shelf is None:
+            return fixed
+        book = await shelf.book(conn)
+        if not made or made[0].pricer.book is not book:
+            made[:] = [PrepaidMeters(config.prepaid, book, config.readings.rules)]
+        return made[0]
 
     async def handle(conn: AsyncConnection, items: Sequence[Incoming]) -> Sequence[Mapping[str, Any] | None]:
-        return await record_reading(conn, items, settings=config.readings, privacy=config.privacy, prepaid=prepaid)
+        return await record_reading(conn, items, settings=config.readings, privacy=config.privacy,
+                                    prepaid=await prepaid_for(conn))
 
     return handle
 

@@ -21,8 +21,8 @@ class PrepaidSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = False
-    """Price each accepted reading of a prepaid meter and deduct it. Needs the tariff book
-    (``billing.tariffs_file``); the hub loads it at start-up, so a tariff change needs a restart."""
+    """Price each accepted reading of a prepaid meter and deduct it. Needs the tariff book: the hub
+    reads it from the database (``core.tariffs``), so a version added later applies from its date."""
     low_balance_yuan: Decimal | None = Field(default=Decimal("20.00"), ge=0, max_digits=14, decimal_places=2)
     low_balance_days: Decimal | None = Field(default=Decimal("5"), gt=0, le=365)
     notify: bool = True

@@ -71,5 +71,11 @@ class HubConnectorContext:
         self.metrics.inbound.labels(self.name, "rejected").inc()
         log.warning("connector.input_rejected", extra={"connector": self.name, "reason": reason})
 
+    async def claim_once(self, key: str) -> bool:
+        """One row in the inbox under the connector's ``once`` namespace: the database decides, so
+        two processes handed the same value cannot both win."""
+        async with self.db.begin() as conn:
+            return await inbox.claim_once(conn, f"{self.name}/once", key)
+
     def add_routes(self, routes: Sequence[web.RouteDef]) -> None:
         self.http_routes.extend(routes)

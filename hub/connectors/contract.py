@@ -78,6 +78,10 @@ class ConnectorContext(Protocol):
     async def reject(self, reason: str, *, body: bytes, source: str) -> None:
         """Audit input refused at the door (bad signature, malformed frame)."""
 
+    async def claim_once(self, key: str) -> bool:
+        """True the first time this connector claims ``key``, in any process; False ever after.
+        For one-time values a partner must never send twice, such as a signed request's nonce."""
+
     def add_routes(self, routes: Sequence[web.RouteDef]) -> None:
         """Mount partner-facing HTTP endpoints on the hub's web server (before ``start``)."""
 

@@ -20,10 +20,12 @@ from hub.errors import ConfigError
 
 BUILTIN: Mapping[str, str] = MappingProxyType(
     {
+        "dtu_cjt188": "connectors.meters:DtuConnector",
         "http_sms": "connectors.http_sms:HttpSmsConnector",
         "tax_demo": "connectors.tax_demo:TaxDemoConnector",
         "valve_http": "connectors.valve_http:ValveHttpConnector",
         "vendor_push": "connectors.vendor_push:VendorPushConnector",
+        "wechatpay": "connectors.payments.wechatpay:WeChatPayConnector",
     }
 )
 

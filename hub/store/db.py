@@ -8,23 +8,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from core.catalogue import CATALOGUE
 from hub.errors import ConfigError
 from hub.store.sealing import BodySealer
 
+PING_AFTER_IDLE_S = 10.0
+"""A pooled PostgreSQL connection idle this long is pinged before use (see ``ping_when_idle``)."""
+
 
 class Database:
     """An async engine plus a write gate for SQLite's single writer."""
 
-    def __init__(self, url: str, *, pool_size: int = 5, echo: bool = False) -> None:
+    def __init__(self, url: str, *, pool_size: int = 5, echo: bool = False,
+                 ping_after: float = PING_AFTER_IDLE_S) -> None:
         parsed = make_url(url)
         self.url = url
         self.dialect = parsed.get_backend_name()
@@ -40,8 +46,10 @@ class Database:
                     "use a postgresql+asyncpg:// URL",
                     where="database_url",
                 )
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if self.dialect == "postgresql":
+            ping_when_idle(self.engine, ping_after)
         self._write_gate = asyncio.Lock() if self.dialect == "sqlite" else None
         self.sealer = BodySealer(CATALOGUE)
         """Seals stored bodies that carry personal data; the hub gives it the key ring at start-up."""
@@ -66,6 +74,36 @@ class Database:
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):
             await self.engine.dispose()
+
+
+def ping_when_idle(engine: AsyncEngine, after: float) -> None:
+    """Ping a pooled connection before handing it out only when it sat idle in the pool for more than
+    ``after`` seconds; a failed ping makes the pool replace it (``DisconnectionError``: the pool retries
+    with a new connection), as ``pool_pre_ping`` would.
+
+    ``pool_pre_ping`` pings on every checkout: a round trip per API request or per worker batch, which
+    was a tenth of the account overview's cost. A connection in steady use has just proven itself; one
+    that sat idle may have been dropped by a database restart or a firewall, and that is when a ping
+    pays. A connection that dies while in steady use fails the statement it runs; SQLAlchemy then
+    invalidates the pool, and the caller's retry (the route's policy, the API client's) gets a new one.
+    """
+    dialect = engine.dialect
+    pool = engine.sync_engine.pool
+
+    def checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info["gashub_idle_since"] = time.monotonic()
+
+    def checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("gashub_idle_since")
+        if since is None or time.monotonic() - since <= after:
+            return
+        try:
+            dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # any failure: let the pool replace this connection
+            raise DisconnectionError(f"pooled connection failed its ping after {after:g} s idle: {exc}") from exc
+
+    event.listen(pool, "checkin", checked_in)
+    event.listen(pool, "checkout", checked_out)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -60,3 +60,16 @@ async def mark_published(conn: AsyncConnection, source: str, partner_key: str, e
         values["body"] = redacted
     await conn.execute(update(inbox).where(inbox.c.source == source, inbox.c.partner_key == partner_key)
                        .values(**values))
+
+
+async def claim_once(conn: AsyncConnection, source: str, key: str) -> bool:
+    """Record ``key`` under ``source``; True only for the call that inserted it. Such a row carries no
+    message (empty id and body) and counts as published, so nothing ever sends it."""
+    now = now_us()
+    inserted = await insert_many(
+        conn, inbox,
+        [{"source": source, "partner_key": key, "message_id": "", "body": b"", "received_us": now,
+          "published_us": now}],
+        ignore_conflicts=True, returning=("partner_key",),
+    )
+    return bool(inserted)

@@ -1,4 +1,5 @@
-"""`gashub billing run`, the tariff file and the hub's daily billing job."""
+"""`gashub billing run` (with the tariff book in the database), the tariff file and the hub's daily
+billing job."""
 
 from __future__ import annotations
 
@@ -67,13 +68,13 @@ async def test_cli_bills_a_month_once(tmp_path: Path, monkeypatch: pytest.Monkey
     finally:
         await eng.dispose()
     monkeypatch.setenv("GASHUB_DATABASE_URL", url)
-    tariffs = str(REPO / "config" / "tariffs.toml")
-    assert await asyncio.to_thread(cli.main, ["billing", "run", "2026-02", "--tariffs", tariffs]) == 0
+    assert await asyncio.to_thread(cli.main, ["tariffs", "import", str(REPO / "config" / "tariffs.toml")]) == 0
+    assert await asyncio.to_thread(cli.main, ["billing", "run", "2026-02"]) == 0
     out = capsys.readouterr().out
     assert "period 2026-02-01..2026-03-01 (end exclusive): 5 accounts, 2 bills issued (505.00 yuan)" in out
     assert "skipped 1: several_meters" in out
     assert "bill.issued events are in the outbox" in out
-    assert await asyncio.to_thread(cli.main, ["billing", "run", "2026-02", "--tariffs", tariffs]) == 0
+    assert await asyncio.to_thread(cli.main, ["billing", "run", "2026-02"]) == 0
     assert "0 bills issued (0.00 yuan), 2 already billed" in capsys.readouterr().out
     assert await asyncio.to_thread(cli.main, ["billing", "run", "Feb"]) == 2
     assert "YYYY-MM" in capsys.readouterr().err

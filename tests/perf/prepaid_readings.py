@@ -26,6 +26,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from core.db.tables_billing import meter
 from core.handlers import build_handlers
 from core.messages import Incoming
 from core.prepaid import PrepaidSettings
+from core.tariffs import TariffShelf, add_versions
 from hub.billing import load_tariffs
 from hub.cli import tune_gc
 from hub.migrations import upgrade_async
@@ -66,9 +68,12 @@ async def city(pg: str, kind: str, batches: int, size: int, meters: int) -> None
             async with engine.begin() as conn:
                 await conn.execute(update(account).values(billing="prepaid"))
                 await conn.execute(update(meter).values(prepaid_balance=Decimal("1000000.00")))
+        async with engine.begin() as conn:  # the shipped book, read from the database batch by batch as the hub does
+            await add_versions(conn, load_tariffs(Path("config/tariffs.toml")).versions, by="perf",
+                               now=datetime.now(UTC))
         off = build_handlers(CoreConfig())["record_reading"].fn
         on = build_handlers(CoreConfig(prepaid=PrepaidSettings(enabled=True),
-                                       tariffs=load_tariffs(Path("config/tariffs.toml"))))["record_reading"].fn
+                                       tariffs=TariffShelf()))["record_reading"].fn
         for shape, label in SHAPES:
             todo = next_batches(last, shape, size, 2 * (batches + 2), 0)
             tune_gc()

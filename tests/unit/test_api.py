@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from core.api import AuthPolicy, Role, build_api, create_user
+from core.api import AuthPolicy, Role, build_api, create_user, revoke_user_tokens
 from core.api.handlers import endpoints
 from core.api.permissions import MATRIX, Action, Resource, allowed, parse_markdown, render_markdown
 from core.db.tables import alarm, reading
@@ -149,6 +149,8 @@ async def test_every_endpoint_with_every_role_follows_the_matrix(api: Api) -> No
     bodies = {  # endpoints that need a body get a valid one (meter A1's valve is closed)
         "/meters/{id}/valve/reopen": {"client_request_id": "every-role", "confirmation": {
             "on_site_check_done": True, "checked_by": "engineer 0451", "checked_at": api.clock.now.isoformat()}},
+        "/tariffs": {"tariff": {"version": "HEAT-2027", "category": "heating", "effective_from": "2027-01-01",
+                                "price": "3.30"}, "note": "every role"},
     }
     assert {ep.path for ep in endpoints() if ep.body is not None and not ep.public} == set(bodies)
     for ep in endpoints():
@@ -235,6 +237,21 @@ async def test_revoked_token_is_refused(api: Api) -> None:
     auth = {"Authorization": f"Bearer {await api.token('admin')}"}
     assert (await api.client.get("/api/v1/me", headers=auth)).status == 200
     assert (await api.client.post("/api/v1/auth/revoke", headers=auth)).status == 200
+    assert (await api.client.get("/api/v1/me", headers=auth)).status == 401
+
+
+async def test_a_token_revoked_by_another_process_is_refused_within_the_recheck_time(api: Api) -> None:
+    """A server process trusts a token it checked less than ``recheck_every`` (5 s) ago; a revocation made
+    elsewhere (another server process, ``gashub users``) is seen once that time has passed."""
+    auth = {"Authorization": f"Bearer {await api.token('auditor')}"}
+    assert (await api.client.get("/api/v1/me", headers=auth)).status == 200
+    async with api.engine.connect() as conn:
+        user_id = (await conn.execute(select(api_token.c.user_id))).scalar_one()
+    await revoke_user_tokens(api.engine, user_id, clock=api.clock)  # behind this process's back
+    api.clock.now += timedelta(seconds=4)
+    assert (await api.client.get("/api/v1/me", headers=auth)).status == 200  # checked 4 s ago: trusted
+    api.clock.now += timedelta(seconds=1)
+    assert (await api.client.get("/api/v1/me", headers=auth)).status == 401  # read again: revoked
     assert (await api.client.get("/api/v1/me", headers=auth)).status == 401
 
 

@@ -28,6 +28,7 @@ from core.db.tables_api import api_audit
 from core.db.tables_billing import bill, meter
 from core.db.tables_payments import allocation, credit, invoice, payment
 from core.privacy import KeyRing, generate_key
+from core.tariffs import add_versions
 from hub.migrations import upgrade
 from tests.flow.conftest import fresh_postgres_database
 
@@ -342,15 +343,19 @@ async def test_settle_transfer_while_owing_is_409_with_the_amount_then_paid(api:
         "carried", "120.50", "120.50")
 
 
-async def test_close_and_transfer_answer_503_without_a_tariff_book(tmp_path: Path) -> None:
+async def test_close_prices_with_the_database_book_and_answers_503_while_it_is_empty(tmp_path: Path) -> None:
     privacy = Privacy.from_ring(KeyRing.from_settings({"k1": generate_key()}, current="k1"))
-    async for built in _build(tmp_path, privacy, tariffs=None):
+    async for built in _build(tmp_path, privacy, tariffs=None):  # the default: the book in core_tariff_version
+        cs = built.auth[Role.CUSTOMER_SERVICE]
         acc = (await built.open())["account_id"]
         close = {"client_request_id": rid(), "final_reading_m3": 1, "at": future(1)}
-        resp = await built.client.post(f"/api/v1/accounts/{acc}/close", json=close,
-                                       headers=built.auth[Role.CUSTOMER_SERVICE])
+        resp = await built.client.post(f"/api/v1/accounts/{acc}/close", json=close, headers=cs)
         assert resp.status == 503
-        assert "tariff" in (await resp.json())["detail"]
+        assert "no tariff version is stored" in (await resp.json())["detail"]
+        async with built.engine.begin() as conn:
+            await add_versions(conn, BOOK.versions, by="test", now=datetime.now(UTC), note="test")
+        resp = await built.client.post(f"/api/v1/accounts/{acc}/close", json=close, headers=cs)
+        assert resp.status == 200, await resp.text()
 
 
 async def test_unknown_account_is_404(api: Api) -> None:

@@ -6,9 +6,14 @@ import base64
 import json
 import os
 import secrets
+import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -450,3 +455,64 @@ def test_demo_refuses_a_city_size_it_cannot_seed(value: str, says: str, tmp_path
     assert result.returncode == 2
     assert says in result.stderr
     assert not (tmp_path / "var").exists()  # refused before anything started
+
+
+# --- gashub api --------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _children(pid: int) -> list[int]:
+    """The API processes under ``pid`` (not multiprocessing's resource tracker)."""
+    pids = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return [c for c in pids if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def test_api_serves_the_rest_api_in_several_processes_on_one_port(migrated_db: Path) -> None:
+    port = _free_port()
+    env = clean_env(GASHUB_DATABASE_URL=sqlite_url(migrated_db), GASHUB_HTTP__PORT=str(port),
+                    GASHUB_CORE__KEYS__CHECK=CHECK_KEY, GASHUB_LOG_LEVEL="WARNING", **{TOKEN_VAR: "t"})
+    server = subprocess.Popen([sys.executable, "-m", "hub.cli", "api", "--processes", "2"], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        ready = None
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as resp:
+                    ready = json.loads(resp.read())
+                if len(_children(server.pid)) == 2:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        assert ready == {"status": "ready", "role": "api"}, server.stderr.read() if server.poll() is not None else ""
+        assert len(_children(server.pid)) == 2
+        for _ in range(10):  # new connections: the kernel spreads them over both processes; every one answers
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/openapi.json", timeout=5) as resp:
+                assert "/api/v1/accounts/{id}/overview" in json.loads(resp.read())["paths"]
+        # Only the API: the ops API and the partner endpoints stay with `gashub run`.
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/ops/routes", timeout=5)
+        assert missing.value.code == 404
+        children = _children(server.pid)
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(30) == 0
+        for child in children:  # every child stopped with the parent
+            assert not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(10)
+
+
+def test_api_refuses_a_database_without_tables(tmp_path: Path) -> None:
+    env = clean_env(GASHUB_DATABASE_URL=sqlite_url(tmp_path / "empty.db"), GASHUB_HTTP__PORT=str(_free_port()),
+                    GASHUB_CORE__KEYS__CHECK=CHECK_KEY, **{TOKEN_VAR: "t"})
+    result = gashub("api", "--processes", "2", env=env)
+    assert result.returncode != 0
+    assert "gashub db upgrade" in result.stderr

@@ -36,6 +36,9 @@ class NoInbound:
     async def reject(self, reason: str, *, body: bytes, source: str) -> None:
         raise AssertionError("an outbound connector rejects nothing")
 
+    async def claim_once(self, key: str) -> bool:
+        raise AssertionError("an outbound connector claims nothing")
+
     def add_routes(self, routes: Sequence[web.RouteDef]) -> None:
         raise AssertionError("an outbound connector mounts no endpoint")
 

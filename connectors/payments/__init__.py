@@ -1,0 +1,1 @@
+"""Payment platforms: one subpackage per platform (``wechatpay``), each of the connector shape."""

@@ -1,0 +1,135 @@
+"""Meters behind a DTU through the whole hub, on both stacks: a simulated DTU dials the connector's
+TCP server, its meter's ``901F`` reply is stored as a reading by the core; garbled bytes and an
+unknown meter leave an audit record and nothing else; a leak alarm puts the valve-close frame on the
+meter's wire within a second."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+
+from connectors.meters import DtuConnector
+from connectors.meters.cjt188 import (
+    MeterClock,
+    MeteringData,
+    ValveAction,
+    ValveControl,
+    Volume,
+    encode_frame,
+    encode_message,
+    load_meter_profiles,
+)
+from connectors.meters.simulator import DtuSimulator, SimulatedMeter
+from core.catalogue import Lane
+from core.db.tables import reading
+from core.privacy import generate_key
+from hub.app import Hub
+from hub.envelope import Envelope
+from hub.store.tables import hop, message
+from tests.flow.conftest import VENDOR_TOKEN, Stack, eventually
+from tests.flow.test_reading_flows import metered_account
+
+DTU = "861234567890123"
+METER = "DTU-M1"
+ADDRESS = "12345678901234"
+
+DTU_ROUTES = """
+[[route]]
+name = "dtu-valve-commands"
+from = "valve.command"
+to = "meters:valve"
+reply = "valve.state"
+lane = "safety"
+retry = { max_attempts = 5, backoff = ["100ms"] }
+"""
+
+
+async def start(stack: Stack) -> tuple[Hub, DtuConnector, DtuSimulator]:
+    (stack.routes_dir / "dtu.toml").write_text(DTU_ROUTES)
+    connectors: dict[str, Any] = {
+        "vendor": {"kind": "vendor_push", "token": VENDOR_TOKEN},
+        "sms": {"kind": "http_sms", "base_url": stack.sms.url, "in_call_attempts": 1, "timeout_s": 2},
+        "valves": {"kind": "valve_http", "base_url": stack.valves.url},
+        "meters": {"kind": "dtu_cjt188", "host": "127.0.0.1", "port": 0, "daily_read_at": None,
+                   "request_timeout_s": 1.0,
+                   "meters": [{"meter_id": METER, "address": ADDRESS, "dtu": DTU, "profile": "cjt188-2018"}]},
+    }
+    hub = await stack.start_hub(core={"keys": {"k1": generate_key()}}, connectors=connectors)
+    connector = hub.connectors["meters"]
+    assert isinstance(connector, DtuConnector)
+    assert connector.port is not None
+    sim = DtuSimulator("127.0.0.1", connector.port, dtu_id=DTU, meters=[
+        SimulatedMeter(ADDRESS, load_meter_profiles().get("cjt188-2018"), volume_m3=Decimal("100.25"))])
+    return hub, connector, sim
+
+
+async def scalar(hub: Hub, stmt: Any) -> Any:
+    async with hub.db.read() as conn:
+        return await conn.scalar(stmt)
+
+
+async def test_a_dtu_reading_is_stored_and_bad_input_only_audited(stack: Stack) -> None:
+    hub, connector, sim = await start(stack)
+    try:
+        now = datetime.now(UTC).replace(microsecond=0)
+        await metered_account(hub, METER, [(now - timedelta(days=10 - n), Decimal(90 + n)) for n in range(10)])
+        await sim.connect()
+        await eventually(lambda: _true(DTU in connector.sessions), what="DTU registered")
+        report = await connector.read_meter(METER)
+        assert report.reading.volume_m3 == Decimal("100.25")
+
+        async def stored() -> bool:
+            found = await scalar(hub, select(reading.c.volume_m3).where(reading.c.meter_id == METER,
+                                                                         reading.c.read_at > now))
+            return found is not None and Decimal(found) == Decimal("100.25")
+
+        await eventually(stored, what="the DTU reading stored by the core")
+        messages_before = await scalar(hub, select(func.count()).select_from(message))
+
+        await sim.send(b"\x00\x01 not a frame \x02")
+        stranger = MeteringData(0x30, "99999999999999", 1, Volume(Decimal(5)), Volume(Decimal(5)),
+                                MeterClock(0, 0, 0, 1, 1, 2026), 0)
+        await sim.send(encode_frame(encode_message(stranger), preamble=2))
+
+        async def rejected() -> bool:
+            return int(await scalar(hub, select(func.count()).select_from(hop).where(hop.c.outcome == "rejected"))) >= 2
+
+        await eventually(rejected, what="two rejections audited")
+        async with hub.db.read() as conn:
+            reasons = (await conn.execute(select(hop.c.error).where(hop.c.outcome == "rejected"))).scalars().all()
+        assert any(r.startswith(f"garbled bytes from DTU {DTU}") and "no 68 frame start" in r for r in reasons)
+        assert any(r.startswith(f"unknown meter address 99999999999999 on DTU {DTU}") for r in reasons)
+        assert await scalar(hub, select(func.count()).select_from(message)) == messages_before
+        assert await scalar(hub, select(func.count()).select_from(reading).where(reading.c.meter_id == METER)) == 11
+    finally:
+        await sim.aclose()
+
+
+async def test_a_leak_puts_the_valve_close_frame_on_the_meter_wire_within_a_second(stack: Stack) -> None:
+    hub, connector, sim = await start(stack)
+    try:
+        await sim.connect()
+        await eventually(lambda: _true(DTU in connector.sessions), what="DTU registered")
+        meter = sim.meters[0]
+        alarm = Envelope(type="alarm.raised", source="test", subject=METER, priority=Lane.SAFETY, data={
+            "alarm_id": "leak-dtu-1", "kind": "leak", "meter_id": METER, "severity": 5,
+            "detected_at": datetime.now(UTC).isoformat()})
+        raised = time.monotonic()
+        await hub.publisher.publish([alarm])
+        await eventually(lambda: _true(any(isinstance(r, ValveControl) for _, r in meter.received)),
+                         timeout=5, what="valve control on the meter's wire")
+        arrived, command = next((t, r) for t, r in meter.received if isinstance(r, ValveControl))
+        assert isinstance(command, ValveControl)
+        assert command.action is ValveAction.CLOSE
+        assert arrived - raised < 1.0, f"valve-close frame after {arrived - raised:.3f} s"
+        assert meter.valve_closed
+    finally:
+        await sim.aclose()
+
+
+async def _true(value: bool) -> bool:
+    return value

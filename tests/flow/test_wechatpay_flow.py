@@ -1,0 +1,214 @@
+"""WeChat Pay notifications through the whole hub, on both stacks (embedded; RabbitMQ + PostgreSQL):
+signed by the platform's own code (``wechatpayv3``'s ``rsa_sign``, ``cryptography``'s AES-GCM), POSTed
+over TCP to ``/partners/wechatpay/notify``, credited by the core once; everything refused is audited
+and credits nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy import func, select
+
+from core.accounts import CustomerIn, PremisesIn, id_check_digit, open_account
+from core.db.tables_payments import credit, payment
+from hub.store.tables import hop, message
+from tests.flow.conftest import Stack, eventually
+from tests.flow.tax_stand_in import PAYMENT_ROUTES, registry
+from tests.wechatpay_peer import (
+    connector_settings,
+    notification,
+    sdk_accepts,
+    signed,
+    transaction,
+)
+
+PATH = "/partners/wechatpay/notify"
+
+
+async def _count(hub: Any, table: Any, *where: Any) -> int:
+    async with hub.db.read() as conn:
+        return int(await conn.scalar(select(func.count()).select_from(table).where(*where)) or 0)
+
+
+async def _hub(stack: Stack, *, routes: str = PAYMENT_ROUTES) -> Any:
+    (stack.routes_dir / "payments.toml").write_text(routes)
+    connectors = {**stack.settings().connectors, "tax": {"kind": "tax_stand_in"},
+                  "wechatpay": connector_settings()}
+    return await stack.start_hub(registry=registry(), connectors=connectors)
+
+
+async def _account(hub: Any) -> str:
+    """A postpaid account with no bill: what it is paid is kept as credit."""
+    assert hub.privacy is not None
+    async with hub.db.begin() as conn:
+        view = await open_account(
+            conn, hub.privacy, f"wx-{time.monotonic_ns()}",
+            CustomerIn(name="李华", phone="13912345678",
+                       id_number="33062119850615004" + id_check_digit("33062119850615004")),
+            PremisesIn(address="绍兴市越城区解放北路1号", district="yuecheng", lat=30.0, lon=120.58),
+            "residential", "postpaid")
+    return view.account_id
+
+
+async def _post(url: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+    async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as resp:
+        return resp.status, await resp.read()
+
+
+async def _credited(hub: Any) -> list[tuple[str, Decimal]]:
+    async with hub.db.read() as conn:
+        return [(r.transaction_id, Decimal(r.amount).quantize(Decimal("0.01")))
+                for r in await conn.execute(select(payment.c.transaction_id, payment.c.amount))]
+
+
+async def test_a_notification_signed_by_the_platforms_code_is_credited_once(stack: Stack) -> None:
+    hub = await _hub(stack)
+    account_id = await _account(hub)
+    txn = transaction(account_id, fen=20050)
+    body = notification(txn)
+    headers = signed(body)
+    assert sdk_accepts(headers, body) is not None  # a genuine notification, by the SDK's own check
+    status, answer = await _post(stack.base_url(hub) + PATH, headers, body)
+    assert (status, answer) == (204, b"")
+    await eventually(lambda: _has(hub, 1), what="the payment credited")
+    # WeChat sends it again, signed afresh (the 204 was lost on the way, say): accepted, nothing new.
+    status, _ = await _post(stack.base_url(hub) + PATH, signed(body), body)
+    assert status == 204
+    await asyncio.sleep(0.3)
+    assert await _credited(hub) == [(txn["transaction_id"], Decimal("200.50"))]
+    assert await _count(hub, message, message.c.type == "payment.received") == 1
+    async with hub.db.read() as conn:
+        kept = await conn.scalar(select(func.sum(credit.c.amount)).where(credit.c.account_id == account_id))
+        (pay,) = (await conn.execute(select(payment))).all()
+    assert Decimal(kept).quantize(Decimal("0.01")) == Decimal("200.50")
+    assert (pay.account_id, pay.out_trade_no, pay.channel) == (account_id, txn["out_trade_no"], "wechat")
+    async with hub.db.read() as conn:
+        stored = (await conn.execute(select(message.c.body).where(message.c.type == "payment.received"))).scalar_one()
+    assert b"oUpF8uMuAJO_M2pxb1Q9zNjWeS6o" not in bytes(stored)  # the payer's openid is sealed at rest
+    assert hub.connectors["wechatpay"].health().extra["accepted"] == 2
+
+
+async def _has(hub: Any, n: int) -> bool:
+    return len(await _credited(hub)) == n
+
+
+async def test_five_concurrent_copies_credit_once(stack: Stack) -> None:
+    hub = await _hub(stack)
+    account_id = await _account(hub)
+    txn = transaction(account_id, fen=16800)
+    body = notification(txn)
+    url = stack.base_url(hub) + PATH
+    answers = await asyncio.gather(*(_post(url, signed(body), body) for _ in range(5)))
+    assert [status for status, _ in answers] == [204] * 5
+    await eventually(lambda: _has(hub, 1), what="the payment credited")
+    await asyncio.sleep(0.5)
+    assert await _credited(hub) == [(txn["transaction_id"], Decimal("168.00"))]
+    async with hub.db.read() as conn:
+        kept = await conn.scalar(select(func.sum(credit.c.amount)).where(credit.c.account_id == account_id))
+    assert Decimal(kept).quantize(Decimal("0.01")) == Decimal("168.00")
+    assert await _count(hub, message, message.c.type == "payment.received") == 1
+
+
+CASES = {
+    # case: (status, words of the audited reason)
+    "tampered body": (401, "does not verify"),
+    "wrong key": (401, "does not verify"),
+    "unknown serial": (401, "names no platform certificate"),
+    "signtest probe": (401, "SIGNTEST"),
+    "stale timestamp": (401, "stale timestamp"),
+    "replayed": (401, "replayed"),
+    "wrong APIv3 key": (401, "does not decrypt"),
+    "another merchant": (400, "not ours"),
+    "not JSON": (400, "not JSON"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_refused_notifications_are_audited_and_credit_nothing(stack: Stack, case: str) -> None:
+    hub = await _hub(stack)
+    account_id = await _account(hub)
+    url = stack.base_url(hub) + PATH
+    txn = transaction(account_id, mchid="1900000001") if case == "another merchant" else transaction(account_id)
+    body = notification(txn, api_v3_key="K" * 32) if case == "wrong APIv3 key" else notification(txn)
+    headers = signed(body)
+    if case == "tampered body":
+        body = body.replace(b'"TRANSACTION.SUCCESS"', b'"TRANSACTION.SUCCESS" ')
+    elif case == "wrong key":
+        headers = signed(body, signer="stranger")
+    elif case == "unknown serial":
+        headers = signed(body, serial="PUB_KEY_ID_0114999999999999999999999999")
+    elif case == "signtest probe":
+        headers = signed(body, signature="WECHATPAY/SIGNTEST/" + headers["Wechatpay-Signature"])
+    elif case == "stale timestamp":
+        headers = signed(body, timestamp=int(time.time()) - 6 * 60)
+    elif case == "replayed":
+        status, _ = await _post(url, headers, body)
+        assert status == 204
+        await eventually(lambda: _has(hub, 1), what="the first copy credited")
+        async with hub.db.begin() as conn:  # forget the payment, to see that the replay credits nothing
+            await conn.execute(credit.delete())
+            await conn.execute(payment.delete())
+    elif case == "not JSON":  # signed as it is: the platform's signature holds, the body does not parse
+        body = b"{not json"
+        headers = signed(body)
+    status, answer = await _post(url, headers, body)
+    expected_status, words = CASES[case]
+    assert status == expected_status
+    doc = json.loads(answer)
+    assert doc["code"] == "FAIL"
+    assert words in doc["message"]
+    await asyncio.sleep(0.3)
+    assert await _credited(hub) == []
+    async with hub.db.read() as conn:
+        rejected = (await conn.execute(select(hop.c.route, hop.c.error).where(hop.c.outcome == "rejected"))).all()
+    assert len(rejected) == 1
+    assert rejected[0].route == "in:wechatpay"
+    assert words in rejected[0].error
+    assert "sha256" in rejected[0].error
+    assert await _count(hub, message, message.c.type == "payment.received") == (1 if case == "replayed" else 0)
+
+
+async def test_a_big_body_is_refused_before_anything_else(stack: Stack) -> None:
+    hub = await _hub(stack)
+    body = b'{"pad": "' + b"x" * 70_000 + b'"}'
+    status, answer = await _post(stack.base_url(hub) + PATH, signed(body), body)
+    assert (status, json.loads(answer)["code"]) == (413, "FAIL")
+    assert await _count(hub, hop, hop.c.outcome == "rejected") == 1
+
+
+async def test_the_platform_hears_204_only_after_the_broker_confirmed(stack: Stack) -> None:
+    """The publish is held back until after the platform's request arrived; the answer waits for it.
+    A publish the broker does not take (here: no route bound) gets a 503 and credits nothing; the
+    platform's resend, after the route exists, is credited once."""
+    no_payment_route = "\n".join(PAYMENT_ROUTES.split("[[route]]")[0:1]) + "\n[[route]]" + \
+        PAYMENT_ROUTES.split("[[route]]", 2)[2]
+    hub = await _hub(stack, routes=no_payment_route)
+    account_id = await _account(hub)
+    txn = transaction(account_id, fen=5000)
+    body = notification(txn)
+    status, answer = await _post(stack.base_url(hub) + PATH, signed(body), body)
+    assert status == 503
+    assert json.loads(answer)["code"] == "FAIL"
+    await hub.stop()
+
+    hub = await _hub(stack)
+    events: list[str] = []
+    publish = hub.publisher.publish
+
+    async def slow_publish(envelopes: Any) -> None:
+        await asyncio.sleep(0.3)
+        await publish(envelopes)
+        events.append("confirmed")
+
+    hub.publisher.publish = slow_publish  # type: ignore[method-assign]
+    status, _ = await _post(stack.base_url(hub) + PATH, signed(body), body)
+    events.append(f"answered {status}")
+    assert events == ["confirmed", "answered 204"]
+    await eventually(lambda: _has(hub, 1), what="the resend credited")
+    assert await _credited(hub) == [(txn["transaction_id"], Decimal("50.00"))]
