@@ -124,7 +124,8 @@ def build_api_web_app(hub: Hub) -> web.Application:
     app[MAX_BODY] = hub.settings.http.max_body_bytes
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
-    app.add_subapp("/api/v1", build_api(lambda: hub.db.engine, privacy=hub.privacy))
+    app.add_subapp("/api/v1", build_api(lambda: hub.db.engine, privacy=hub.privacy,
+                                        payments=hub.settings.core.payments))
     return app
 
 
@@ -142,5 +143,6 @@ def build_web_app(hub: Hub) -> web.Application:
     app.router.add_routes(hub.context.http_routes)
     from core.api import build_api
 
-    app.add_subapp("/api/v1", build_api(lambda: hub.db.engine, privacy=hub.privacy))
+    app.add_subapp("/api/v1", build_api(lambda: hub.db.engine, privacy=hub.privacy,
+                                        payments=hub.settings.core.payments))
     return app

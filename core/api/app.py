@@ -5,23 +5,28 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import core.db.tables_api  # noqa: F401  (registers the API tables on the core metadata)
 from core.accounts import Privacy
-from core.api.accounts import PRIVACY, account_endpoints
+from core.api.accounts import PAYMENT_SETTINGS, PRIVACY, TARIFFS, TariffSource, account_endpoints
 from core.api.framework import API, ApiContext, audit_middleware, errors_middleware
 from core.api.handlers import endpoints
 from core.api.openapi import build_openapi
 from core.api.problems import json_response
 from core.api.users import AuthPolicy, Clock, utc_now
+from core.billing import TariffBook
+from core.payments import PaymentSettings
+from core.tariffs import TariffShelf
 
 PREFIX = "/api/v1"
 
 
 def build_api(engine: AsyncEngine | Callable[[], AsyncEngine], *, clock: Clock = utc_now,
               policy: AuthPolicy | None = None, client_max_size: int = 64 * 1024,
-              privacy: Privacy | None = None) -> web.Application:
+              privacy: Privacy | None = None,
+              tariffs: TariffBook | TariffSource | None = None,
+              payments: PaymentSettings | None = None) -> web.Application:
     """The API application, to mount with ``parent.add_subapp("/api/v1", build_api(engine))``.
 
     ``engine`` may be a callable returning the engine, for hosts that create it at start-up.
@@ -31,10 +36,17 @@ def build_api(engine: AsyncEngine | Callable[[], AsyncEngine], *, clock: Clock =
     ``privacy`` (field cipher + blind index, ``core.accounts.Privacy``) serves the /accounts routes.
     Without it those routes still exist but answer 503 (after authorisation), and the OpenAPI document
     leaves them out, since this instance cannot serve them.
+
+    ``tariffs`` (a fixed tariff book, or an async callable giving the book on a connection) prices the
+    final bills of close and transfer; by default the book stored in the database (``core.tariffs``,
+    reloaded only when a version was added). With no version stored those two answer 503. ``payments``
+    is the invoice policy for the credit and payments they settle with (default ``PaymentSettings()``).
     """
     app = web.Application(middlewares=[errors_middleware, audit_middleware], client_max_size=client_max_size)
     app[API] = ApiContext(engine_source=engine, clock=clock, policy=policy or AuthPolicy())
     app[PRIVACY] = privacy
+    app[TARIFFS] = _tariff_source(tariffs)
+    app[PAYMENT_SETTINGS] = payments or PaymentSettings()
     eps = endpoints()
     accounts = account_endpoints()
     for ep in eps + accounts:
@@ -49,3 +61,16 @@ def build_api(engine: AsyncEngine | Callable[[], AsyncEngine], *, clock: Clock =
 
     app.router.add_get("/openapi.json", openapi)
     return app
+
+
+def _tariff_source(tariffs: TariffBook | TariffSource | None) -> TariffSource:
+    if tariffs is None:
+        return TariffShelf().book
+    if isinstance(tariffs, TariffBook):
+        book = tariffs
+
+        async def fixed(conn: AsyncConnection) -> TariffBook:
+            return book
+
+        return fixed
+    return tariffs

@@ -119,6 +119,11 @@ class RunPlan:
 
         billed = (select(bill.c.id).where(bill.c.account_id == page.c.id, bill.c.period_start == self.period_start,
                                           bill.c.period_end == self.period_end).limit(1).scalar_subquery())
+        # How far an off-cycle bill (a transfer's, core.lifecycle) overlapping the period reaches.
+        covered = (select(func.max(bill.c.period_end))
+                   .where(bill.c.account_id == page.c.id, bill.c.status == "issued",
+                          bill.c.period_start < self.period_end, bill.c.period_end > self.period_start)
+                   .scalar_subquery())
         chained = (select(bill.c.cumulative_after)
                    .where(bill.c.account_id == page.c.id, bill.c.period_start < self.period_start,
                           bill.c.period_end == self.period_start, bill.c.status == "issued")
@@ -133,6 +138,7 @@ class RunPlan:
             billed.label("billed"), chained.label("chained"),
             # The period's latest reading, held or not: held, it holds the bill or asks for an estimate.
             register(*period, column=reading.c.quality).label("latest_quality"),
+            covered.label("covered"),
         ).order_by(page.c.id)
 
     async def estimates_for(self, conn: AsyncConnection, rows: Sequence[Any]) -> dict[str, EstimateInputs]:
@@ -162,6 +168,18 @@ class PricedBatch:
     estimated_readings: list[tuple[Any, ...]] = field(default_factory=list)
     """For estimated bills: rows of ``core_reading`` in ``ESTIMATED_READING_COLUMNS`` order, the bill
     id first."""
+    rest: list[Rest] = field(default_factory=list)
+    """Accounts whose period an off-cycle bill covers in part: the rest is billed one by one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rest:
+    """An account to bill from ``start`` (the end of an off-cycle bill inside the period) to the period's end."""
+
+    account_id: str
+    category: TariffCategory
+    meter_id: str
+    start: date
 
 
 def price_batch(plan: RunPlan, batch: list[Any], estimates: Mapping[str, EstimateInputs] | None = None) -> PricedBatch:
@@ -171,12 +189,16 @@ def price_batch(plan: RunPlan, batch: list[Any], estimates: Mapping[str, Estimat
     period_start, period_end, now = plan.period_start, plan.period_end, plan.now
     ids = iter(new_ids(len(batch)))
     for (account_id, category, subcategory, meter_id, meters, opening_m3, closing_m3, closing_message, closing_flow,
-         billed, chained, latest_quality) in batch:
-        if billed is not None:
+         billed, chained, latest_quality, covered) in batch:
+        if billed is not None or (covered is not None and covered >= period_end):
             out.already_billed += 1
             continue
         if meters > 1:
             out.skipped.append(SkippedAccount(account_id, None, SkipReason.SEVERAL_METERS, f"{meters} meters"))
+            continue
+        tariff_category = tariff_category_of(category, subcategory)
+        if covered is not None and tariff_category is not None:
+            out.rest.append(Rest(account_id, tariff_category, meter_id, covered))
             continue
         estimated: Estimate | None = None
         latest = flags(latest_quality)
@@ -200,7 +222,6 @@ def price_batch(plan: RunPlan, batch: list[Any], estimates: Mapping[str, Estimat
         if skip is not None:
             out.skipped.append(skip)
             continue
-        tariff_category = tariff_category_of(category, subcategory)
         if tariff_category is None:
             out.skipped.append(
                 SkippedAccount(account_id, meter_id, SkipReason.UNKNOWN_CATEGORY, f"{category}/{subcategory}"))

@@ -27,6 +27,11 @@ How a bill is made (the decisions, in one place):
   latest), and 0 otherwise: when the
   period starts a cycle, when there is no such bill (first bill, or a gap), or when that bill was on
   a flat tariff. A gap therefore restarts the tiers; bill periods are meant to chain.
+* **Off-cycle bills**: an account transferred (or closed) mid-period was billed up to that moment
+  (:mod:`core.lifecycle`, through :mod:`core.billing_run.single`). An issued bill that overlaps the
+  period and reaches its end makes the account ``already_billed``; one that ends inside it leaves the
+  rest, ``[its end, period_end)``, which is billed on its own from the register that bill ended on
+  (the account's opening and closing are not the period's then) and chains its cumulative.
 * **Idempotency**: a bill is unique per ``(account_id, period_start, period_end)``. Accounts already
   billed for the period are counted in ``already_billed`` and left alone; the insert also ignores
   conflicts, so two runs racing each other cannot issue a bill twice, and lines and events are
@@ -56,7 +61,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
+from datetime import date, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import text
@@ -64,20 +69,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.billing import TariffBook
 from core.billing_run.batch import PricedBatch, RunPlan, price_batch, write_batch
+from core.billing_run.periods import CHINA_TZ, period_boundary
 from core.billing_run.result import BillingRunResult, SkippedAccount, SkipReason
+from core.billing_run.single import bill_rest
 from core.outbox import emit
 from core.payments import Payments
 from core.readings import DEFAULT_SETTINGS, ValidationSettings
 
-CHINA_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
-"""China Standard Time: UTC+8 all year."""
-
 __all__ = ["CHINA_TZ", "BillingRunResult", "SkipReason", "SkippedAccount", "period_boundary", "run_billing"]
-
-
-def period_boundary(day: date, tz: tzinfo = CHINA_TZ) -> datetime:
-    """The instant a billing day starts: local midnight, as an aware UTC datetime."""
-    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
 
 
 async def run_billing(
@@ -132,6 +131,8 @@ async def run_billing(
                     rows, pending = await read(rows[-1][0])
                 issued_before = len(result.bill_ids)
                 await write_batch(conn, priced, result)  # meanwhile the worker prices the next batch
+                for rest in priced.rest:  # covered in part by an off-cycle bill (a transfer's): bill the rest
+                    await bill_rest(conn, plan, rest.account_id, rest.category, rest.meter_id, rest.start, result, tz)
                 if payments is not None and len(result.bill_ids) > issued_before:
                     # Unused credit (earlier overpayments) pays the new bills, oldest first.
                     await emit(conn, await payments.apply_credit(conn, batch_accounts, now))

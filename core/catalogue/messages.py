@@ -48,6 +48,8 @@ class ReadingSource(StrEnum):
     MANUAL = "manual"
     ESTIMATE = "estimate"
     VENDOR = "vendor"
+    FINAL = "final"
+    """Read at the counter or on site when an account is closed or transferred (core.lifecycle)."""
 
 
 class ValveState(StrEnum):
