@@ -97,7 +97,7 @@ class SoapProvider:
             if answer.status == 429 or answer.status >= 500:
                 raise TransientError(f"{where} answered {answer.status}: {answer.body[:200]!r}") from None
             raise MalformedAnswer(f"{where} answered {answer.status} with an unreadable SOAP envelope: "
-                                  f"{type(exc).__name__}: {str(exc)[:200]}", answer.body) from None
+                                  f"{type(exc).__name__}: {str(exc).partition(chr(10))[0][:200]}", answer.body) from None
         if answer.status >= 400:
             raise PermanentError(f"{where} answered {answer.status}")
         if not isinstance(out, str):

@@ -58,6 +58,8 @@ def parse(raw: bytes | str) -> etree._Element:
         raise BadXml(f"document of {len(data)} bytes is over the {MAX_DOCUMENT}-byte limit")
     if not data.strip():
         raise BadXml("empty document")
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:  # refused before the parser sees it (also checked after)
+        raise BadXml("the document declares a DTD (entity declarations are refused)")
     try:
         root = etree.fromstring(data, safe_parser())
     except etree.XMLSyntaxError as exc:
