@@ -50,7 +50,8 @@ class RecordingContext:
 def bill_request(serial: str = "BILL-01JBILL0000000000000001") -> dict[str, Any]:
     """A bill of 168.00: 20 m³ for 60.00 and 30 m³ for 108.00, both at 9 % VAT."""
     lines = bill_lines([(Decimal("20.000"), Decimal("60.00"), Decimal("0.0900")),
-                        (Decimal("30.000"), Decimal("108.00"), Decimal("0.0900"))], name="管道天然气", tax_code=TAX_CODE)
+                        (Decimal("30.000"), Decimal("108.00"), Decimal("0.0900"))],
+                       name="管道天然气", tax_code=TAX_CODE)
     total, tax = totals(lines)
     return InvoiceRequested(request_serial=serial, account_id=ACCOUNT, user_name=NAME, bill_ref="01JBILL",
                             lines=lines, total=total, total_tax=tax).model_dump(mode="json")
@@ -75,9 +76,7 @@ def envelope(data: dict[str, Any]) -> Envelope:
     return Envelope(type="invoice.requested", source="core", subject=data["account_id"], data=data)
 
 
-BILLION_LAUGHS = """<?xml version="1.0"?>
-<!DOCTYPE lolz [
- <!ENTITY lol "lol">
+LAUGHS = """ <!ENTITY lol "lol">
  <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
  <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
  <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
@@ -85,12 +84,22 @@ BILLION_LAUGHS = """<?xml version="1.0"?>
  <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
  <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
  <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
- <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
-]>
-<interface><returnStateInfo><returnCode>0000</returnCode><returnMessage>&lol9;</returnMessage></returnStateInfo></interface>"""
+ <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">"""
 
 
-def external_entity(path: str) -> str:
-    return (f'<?xml version="1.0"?>\n<!DOCTYPE r [<!ENTITY xxe SYSTEM "file://{path}">]>\n'
-            "<interface><returnStateInfo><returnCode>0000</returnCode>"
-            "<returnMessage>&xxe;</returnMessage></returnStateInfo></interface>")
+def hostile(root: str, body: str, attack: str, secret_path: str = "/etc/passwd") -> str:
+    """``body`` (with ``{ref}`` where the entity goes) under a DOCTYPE for ``root`` declaring a billion
+    laughs (``attack="billion-laughs"``) or an external entity reading ``secret_path``."""
+    if attack == "billion-laughs":
+        entities, ref = LAUGHS, "&lol9;"
+    else:
+        entities, ref = f' <!ENTITY xxe SYSTEM "file://{secret_path}">', "&xxe;"
+    return f'<?xml version="1.0"?>\n<!DOCTYPE {root} [\n{entities}\n]>\n' + body.replace("{ref}", ref)
+
+
+INNER = "<interface><returnStateInfo><returnCode>0000</returnCode><returnMessage>{ref}</returnMessage>" \
+        "</returnStateInfo></interface>"
+ENVELOPE = ('<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>'
+            '<tns:IssueInvoiceResponse xmlns:tns="urn:gashub:einvoice:1"><tns:out>{ref}</tns:out>'
+            "</tns:IssueInvoiceResponse></soapenv:Body></soapenv:Envelope>")
+BILLION_LAUGHS = hostile("interface", INNER, "billion-laughs")

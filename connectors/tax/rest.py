@@ -65,8 +65,9 @@ def invoice_from(data: Any, body: bytes) -> IssuedInvoice:
         if not isinstance(value, str) or not value:
             raise MalformedAnswer(f"invoice {number} has no {name}", body)
     pdf = data.get("pdfUrl")
-    return IssuedInvoice(serial=fields["serialNo"], number=number, invoice_type=fields["invoiceType"][:32],
-                         issued_at=issued_at, buyer_name=fields["buyerName"], user_number=fields["userNumber"],
+    return IssuedInvoice(serial=str(fields["serialNo"]), number=number, invoice_type=str(fields["invoiceType"])[:32],
+                         issued_at=issued_at, buyer_name=str(fields["buyerName"]),
+                         user_number=str(fields["userNumber"]),
                          total=total, total_tax=tax, pdf_url=pdf if isinstance(pdf, str) else None,
                          red=data.get("invoiceKind") == "red")
 

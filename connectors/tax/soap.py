@@ -44,12 +44,12 @@ def safe_settings() -> zeep.Settings:
                          xml_huge_tree=False)
 
 
-class LocalOnlyTransport(zeep.Transport):  # type: ignore[misc]
+class LocalOnlyTransport(zeep.Transport):
     """Loads the WSDL and its XSD from files; fetches nothing over the network."""
 
     def load(self, url: str) -> bytes:
         if "://" in url and not url.startswith("file://"):
-            raise zeep.exceptions.ExternalReferenceForbidden(url)
+            raise zeep.exceptions.ExternalReferenceForbidden(url)  # type: ignore[no-untyped-call]
         with open(url.removeprefix("file://"), "rb") as fh:
             return fh.read()
 
@@ -69,9 +69,10 @@ class SoapProvider:
         self.settings = settings
         self.codes = settings.codes
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.client = zeep.Client(wsdl=str(settings.wsdl), transport=LocalOnlyTransport(),
+        transport = LocalOnlyTransport()  # type: ignore[no-untyped-call]
+        self.client = zeep.Client(wsdl=str(settings.wsdl), transport=transport,  # type: ignore[no-untyped-call]
                                   settings=safe_settings())
-        self.service = self.client.create_service(BINDING, settings.endpoint)
+        self.service = self.client.create_service(BINDING, settings.endpoint)  # type: ignore[no-untyped-call]
         self.http = TaxHttp(timeout_s=settings.timeout_s)
 
     def _ids(self) -> dict[str, Any]:
@@ -80,7 +81,7 @@ class SoapProvider:
     async def call(self, operation: str, document: str) -> etree._Element:
         """Send ``document`` as ``in0`` of ``operation``; the inner answer document's root."""
         binding = self.service._binding
-        envelope = self.client.create_message(self.service, operation, in0=document)
+        envelope = self.client.create_message(self.service, operation, in0=document)  # type: ignore[no-untyped-call]
         body = etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
         action = binding.get(operation).soapaction
         answer = await self.http.post(self.settings.endpoint, body, {
@@ -94,10 +95,11 @@ class SoapProvider:
                 raise Refused(code, str(fault.message or "")) from None
             raise TransientError(f"{where}: SOAP fault {code}: {str(fault.message)[:200]}") from None
         except UNREADABLE as exc:
+            first_line = str(exc).partition("\n")[0][:200]  # zeep appends the whole content after it
             if answer.status == 429 or answer.status >= 500:
                 raise TransientError(f"{where} answered {answer.status}: {answer.body[:200]!r}") from None
             raise MalformedAnswer(f"{where} answered {answer.status} with an unreadable SOAP envelope: "
-                                  f"{type(exc).__name__}: {str(exc).partition(chr(10))[0][:200]}", answer.body) from None
+                                  f"{type(exc).__name__}: {first_line}", answer.body) from None
         if answer.status >= 400:
             raise PermanentError(f"{where} answered {answer.status}")
         if not isinstance(out, str):

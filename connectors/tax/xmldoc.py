@@ -65,7 +65,7 @@ def parse(raw: bytes | str) -> etree._Element:
     except etree.XMLSyntaxError as exc:
         raise BadXml(f"not well-formed XML: {exc}") from None
     tree = root.getroottree()
-    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
+    if getattr(tree.docinfo, "doctype", "") or tree.docinfo.internalDTD is not None:
         raise BadXml("the document declares a DTD (entity declarations are refused)")
     if any(isinstance(node, etree._Entity) for node in root.iter()):
         raise BadXml("the document holds an entity reference (entities are refused)")

@@ -135,7 +135,8 @@ async def list_routes(request: web.Request) -> web.Response:
         out.append({
             "name": name, "from": rt.route.spec.from_, "to": rt.route.spec.to, "lane": str(rt.route.lane),
             "mapping": rt.route.mapping_label or None, "queue": rt.route.queues.main, "depth": depth,
-            "consumers": consumers, "delayed": delayed, "in_hand": rt.pipeline.in_hand, "running_here": rt.running, "settled": counts,
+            "consumers": consumers, "delayed": delayed, "in_hand": rt.pipeline.in_hand,
+            "running_here": rt.running, "settled": counts,
             "rate_per_s": round(hub.metrics.rates.rate(name), 1), "dead_letters_open": open_dead.get(name, 0),
             "last_error": rt.pipeline.last_error,
             "breaker": None if breaker is None else {

@@ -24,12 +24,14 @@ from hub.errors import ConnectorTimeout, PermanentError, TransientError
 from tests.tax_peer import (
     ACCOUNT,
     BILLION_LAUGHS,
+    ENVELOPE,
+    INNER,
     NAME,
     SELLER,
     RecordingContext,
     bill_request,
     envelope,
-    external_entity,
+    hostile,
     payment_request,
     red_request,
 )
@@ -234,16 +236,6 @@ async def test_a_broken_answer_is_a_clear_error_and_an_audit_record(
     assert len(platform.invoices) == 1
 
 
-def _hostile_envelope(inner: str) -> bytes:
-    # A DOCTYPE on the SOAP envelope itself.
-    head, _, body = inner.partition("<interface>")
-    return (head + '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>'
-            '<tns:IssueInvoiceResponse xmlns:tns="urn:gashub:einvoice:1"><tns:out>'
-            + "<interface>" + body.split("<returnMessage>")[1].split("</returnMessage>")[0]
-            + "</interface></tns:out></tns:IssueInvoiceResponse></soapenv:Body></soapenv:Envelope>").replace(
-                "<!DOCTYPE lolz", "<!DOCTYPE soapenv:Envelope").replace("<!DOCTYPE r ", "<!DOCTYPE soapenv:Envelope ").encode()
-
-
 @pytest.mark.parametrize("where", ["envelope", "inner"])
 @pytest.mark.parametrize("attack", ["billion-laughs", "external-entity"])
 async def test_entity_expansion_and_external_entities_in_an_answer_are_refused(
@@ -252,13 +244,12 @@ async def test_entity_expansion_and_external_entities_in_an_answer_are_refused(
 ) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP-SECRET-CONTENT")
-    document = BILLION_LAUGHS if attack == "billion-laughs" else external_entity(str(secret))
     if where == "envelope":
-        platform.raw_next = _hostile_envelope(document)
+        platform.raw_next = hostile("soapenv:Envelope", ENVELOPE, attack, str(secret)).encode()
         expected = ("unreadable SOAP envelope: (DTDForbidden|EntitiesForbidden|TransportError: .*invalid XML: "
                     ".*(amplification|entit))")
     else:
-        platform.inner_next = document
+        platform.inner_next = hostile("interface", INNER, attack, str(secret))
         expected = "declares a DTD"
     with pytest.raises(MalformedAnswer, match=expected) as caught:
         await connector.deliver(envelope(payment_request()), "issue")
