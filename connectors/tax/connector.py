@@ -47,7 +47,7 @@ from connectors.tax.settings import TaxSettings
 from core.catalogue.messages import InvoiceFailed, MessageType
 from hub.connectors.contract import Capability, ConnectorContext, Health, OutboundConnector, Receipt
 from hub.envelope import Envelope
-from hub.errors import HubError, TransientError
+from hub.errors import HubError, PermanentError, TransientError
 from hub.ids import derived_id
 
 log = logging.getLogger(__name__)
@@ -100,14 +100,14 @@ class TaxConnector(OutboundConnector[TaxSettings]):
                                            retry=retry_if_exception(_quick_retry), reraise=True):
             with attempt:
                 if uncertain or attempt.retry_state.attempt_number > 1:
-                    found = await self.provider.query(order.serial)
+                    found = await self._query(order.serial)
                     if found is not None:
                         self.counts["found_by_serial"] += 1
                         return found
                 try:
                     issued = await self.provider.issue(order)
                 except DuplicateSerial:
-                    found = await self.provider.query(order.serial)
+                    found = await self._query(order.serial)
                     if found is None:
                         raise TransientError(f"the platform took serial {order.serial} but does not "
                                              "show its invoice yet") from None
@@ -116,6 +116,15 @@ class TaxConnector(OutboundConnector[TaxSettings]):
                 self.counts["issued"] += 1
                 return issued
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _query(self, serial: str) -> IssuedInvoice | None:
+        """Ask by serial. A refusal here is not the invoice's refusal (no ``invoice.failed``): the
+        request stops for an operator, since issuing without knowing could issue twice."""
+        try:
+            return await self.provider.query(serial)
+        except Refused as exc:
+            raise PermanentError(f"asking the tax platform for request {serial} by serial was refused "
+                                 f"({exc.code}): {exc.message}") from None
 
     async def download(self, number: str) -> IssuedInvoice:
         """An issued invoice by number (its PDF address, its buyer), for reconciliation."""

@@ -98,6 +98,8 @@ class SoapProvider:
             first_line = str(exc).partition("\n")[0][:200]  # zeep appends the whole content after it
             if answer.status == 429 or answer.status >= 500:
                 raise TransientError(f"{where} answered {answer.status}: {answer.body[:200]!r}") from None
+            if answer.status >= 400:  # not a SOAP endpoint (a wrong address, a proxy's page)
+                raise PermanentError(f"{where} answered {answer.status}: {answer.body[:200]!r}") from None
             raise MalformedAnswer(f"{where} answered {answer.status} with an unreadable SOAP envelope: "
                                   f"{type(exc).__name__}: {first_line}", answer.body) from None
         if answer.status >= 400:

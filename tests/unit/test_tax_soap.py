@@ -294,3 +294,36 @@ def test_settings_need_a_seller_and_refuse_unknown_keys_and_rest_needs_its_secre
     with pytest.raises(ValueError, match="provider"):
         TaxSettings.model_validate({"kind": "tax", "seller_tax_id": SELLER, "provider": "fax"})
     assert "tax" in ConnectorRegistry().kinds()
+
+
+async def test_a_wrong_address_is_permanent_and_a_refused_query_is_not_an_invoice_refusal(
+    platform: EInvoiceSimulator, context: RecordingContext
+) -> None:
+    wrong = await build(platform, context, endpoint=f"{platform.url}/no-such-service")
+    try:
+        with pytest.raises(PermanentError, match="404") as caught:
+            await wrong.deliver(envelope(payment_request()), "issue")
+        assert not isinstance(caught.value, Refused)
+    finally:
+        await wrong.aclose()
+    connector = await build(platform, context)
+    try:
+        # A retry asks by serial first; the platform refuses the query (not the invoice): nothing is
+        # issued, no invoice.failed goes to the core, the request stops for an operator.
+        original = platform._answer
+
+        def refuse_queries(operation: str, inner: Any) -> str:
+            if operation == "QueryBySerial":
+                return ("<interface><returnStateInfo><returnCode>2999</returnCode>"
+                        "<returnMessage>query not enabled for this appId</returnMessage></returnStateInfo></interface>")
+            return original(operation, inner)
+
+        platform._answer = refuse_queries  # type: ignore[method-assign]
+        with pytest.raises(PermanentError, match=r"by serial was refused \(2999\)") as refused:
+            await connector.deliver(envelope(payment_request()).next_attempt(), "issue")
+        assert not isinstance(refused.value, Refused)
+        assert platform.calls == ["QueryBySerial"]
+        assert context.received == []
+        assert platform.invoices == {}
+    finally:
+        await connector.aclose()
