@@ -20,7 +20,7 @@ from core.accounts import CustomerIn, PremisesIn, id_check_digit, open_account
 from core.db.tables_payments import invoice
 from core.privacy import field_context
 from hub.envelope import Envelope
-from hub.store.tables import dead_letter, message
+from hub.store.tables import dead_letter, hop, message
 from tests.flow.conftest import OPS_TOKEN, Stack, eventually
 from tests.tax_peer import SELLER
 
@@ -175,6 +175,36 @@ async def test_a_refused_invoice_comes_back_to_the_core_as_failed_with_the_code(
     assert platform.invoices == {}
     await eventually(lambda: _eq(_count(hub, dead_letter, dead_letter.c.route == "tax-issue"), 1),
                      what="the refused request dead-lettered for an operator")
+
+
+async def test_a_broken_answer_is_audited_and_the_retry_finds_the_invoice_instead_of_issuing_again(
+    stack: Stack, platform: EInvoiceSimulator
+) -> None:
+    hub = await _hub(stack, platform)
+    account_id = await _account(hub)
+    platform.broken_next = 1  # the platform issues the invoice but its answer is cut short
+    await hub.publisher.publish([_payment(account_id, 1, "66.60")])
+
+    async def issued() -> bool:
+        return [r.status for r in await _invoices(hub)] == ["issued"]
+
+    await eventually(issued, what="the invoice issued after the broken answer", timeout=20)
+    (row,) = await _invoices(hub)
+    assert platform.calls == ["IssueInvoice", "QueryBySerial"]  # found by serial, not issued again
+    assert list(platform.invoices) == [row.request_serial]
+    assert row.invoice_number == platform.invoices[row.request_serial].invoice.number
+    async with hub.db.read() as conn:
+        audited = [r.error for r in await conn.execute(
+            select(hop.c.error).where(hop.c.route == "in:tax", hop.c.outcome == "rejected"))]
+        retried = [r.error for r in await conn.execute(
+            select(hop.c.error).where(hop.c.route == "tax-issue", hop.c.outcome == "retry"))]
+    assert len(audited) == 1
+    assert "unreadable SOAP envelope" in audited[0]
+    assert row.request_serial in audited[0]
+    assert "sha256" in audited[0]
+    assert len(retried) == 1
+    assert "MalformedAnswer" in retried[0]
+    assert await _count(hub, dead_letter) == 0
 
 
 async def _true(value: bool) -> bool:
