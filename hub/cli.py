@@ -9,8 +9,9 @@ import gc
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from hub import __version__
 from hub.errors import ConfigError, HubError
@@ -94,9 +95,19 @@ async def _serve_api(settings: Settings, duration: float | None, reuse_port: boo
     return 0
 
 
+def _run_fast(main: Coroutine[Any, Any, int]) -> int:
+    """Run ``main`` on uvloop where it is installed (Linux, macOS), else on asyncio's own loop. uvloop's
+    event loop and transports cost a request of the API markedly less CPU than the default loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on the platforms it supports
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def _api_process(duration: float | None) -> None:
     """One of ``gashub api --processes N``'s children (spawned: a fresh interpreter, its own loop)."""
-    sys.exit(asyncio.run(_serve_api(_settings(), duration, reuse_port=True)))
+    sys.exit(_run_fast(_serve_api(_settings(), duration, reuse_port=True)))
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -107,7 +118,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     if args.processes < 1:
         raise ConfigError("--processes must be at least 1")
     if args.processes == 1:
-        return asyncio.run(_serve_api(_settings(), args.duration, reuse_port=False))
+        return _run_fast(_serve_api(_settings(), args.duration, reuse_port=False))
     import multiprocessing
     import signal
 
