@@ -38,6 +38,7 @@ from hub.migrations import upgrade_async
 from hub.outbox_relay import OutboxRelay
 from hub.pipeline import RoutePipeline
 from hub.publisher import Publisher
+from hub.readings import check_readings
 from hub.roles import Role as Role  # re-exported: callers import Role from hub.app
 from hub.routing.loader import Route, TargetCatalog, compile_routes
 from hub.scheduler import Scheduler
@@ -129,6 +130,8 @@ class Hub:
         hub._build_pipelines()
         if settings.billing.daily_at is not None:
             hub._schedule_billing(settings.billing.daily_at)
+        if settings.core.readings.daily_check_at is not None and settings.core.readings.run_rules:
+            hub._schedule_reading_checks(settings.core.readings.daily_check_at)
         if settings.core.work_orders.overdue_check_s is not None:
             hub._schedule_overdue(timedelta(seconds=settings.core.work_orders.overdue_check_s))
         return hub
@@ -156,6 +159,12 @@ class Hub:
                 "the database has no tariffs: import a tariff book with `gashub tariffs import FILE` (migrating seeds "
                 f"an empty database from billing.tariffs_file, {self.settings.billing.tariffs_file}, if it exists)",
                 where="billing.tariffs_file")
+
+    def _schedule_reading_checks(self, at: time) -> None:
+        async def check() -> None:
+            await check_readings(self.db, self.settings.core.readings)
+
+        self.scheduler.daily("reading-checks", at, check)
 
     def _build_pipelines(self) -> None:
         for route in self.routes:

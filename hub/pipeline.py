@@ -118,13 +118,20 @@ class RoutePipeline:
         """Called after a core handler's transaction committed (the hub wakes the outbox relay)."""
         self.last_error: str = ""
         self.settled = 0
+        self.in_hand = 0
+        """Deliveries this process holds (taken from the queue, not yet settled): while a partner's
+        breaker is open they wait here, unacked, and a broker's queue depth no longer counts them."""
         if route.core_handler is None and connector is None:
             raise ValueError(f"route {route.name}: no core handler and no connector to deliver to")
 
     async def handle(self, deliveries: list[Delivery]) -> None:
         """The transport's batch handler: returns once every delivery is settled."""
-        with bind(route=self.route.name):
-            await self._handle(deliveries)
+        self.in_hand += len(deliveries)
+        try:
+            with bind(route=self.route.name):
+                await self._handle(deliveries)
+        finally:
+            self.in_hand -= len(deliveries)
 
     async def _handle(self, deliveries: list[Delivery]) -> None:
         t0 = time.perf_counter()

@@ -125,7 +125,8 @@ def build_api_web_app(hub: Hub) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.add_subapp("/api/v1", build_api(lambda: hub.db.engine, privacy=hub.privacy,
-                                          work_orders=hub.settings.core.work_orders))
+                                        payments=hub.settings.core.payments,
+                                        work_orders=hub.settings.core.work_orders))
     return app
 
 
@@ -144,5 +145,6 @@ def build_web_app(hub: Hub) -> web.Application:
     from core.api import build_api
 
     app.add_subapp("/api/v1", build_api(lambda: hub.db.engine, privacy=hub.privacy,
-                                          work_orders=hub.settings.core.work_orders))
+                                        payments=hub.settings.core.payments,
+                                        work_orders=hub.settings.core.work_orders))
     return app

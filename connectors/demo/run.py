@@ -14,6 +14,10 @@ A day in the life of a gas company in Shaoxing, sped up:
    an invoice, which the *simulated* tax platform (:mod:`connectors.tax_demo`) issues;
 
 and everything lands in the store, the audit chain and the ops dashboard at http://127.0.0.1:8080/ops.
+
+``GASHUB_DEMO_TAX=soap`` (or ``rest``) runs the invoices through the real tax connector
+(:mod:`connectors.tax`) and its SOAP (or signed REST) simulator instead of the simulated platform;
+the default, ``demo``, keeps ``tax_demo``.
 The demo's routes are the project's ``routes/`` plus ``connectors/demo/routes/`` (payments and the
 simulated tax platform, which production does not have yet), written to ``var/demo-routes/``.
 """
@@ -39,6 +43,8 @@ from connectors.demo.city import Household, plan_city
 from connectors.demo.payments import Due, Notified, PaymentChannelSimulator
 from connectors.demo.seed import Seeded, seed_city
 from connectors.http_sms.simulator import SmsGatewaySimulator
+from connectors.tax.rest_simulator import RestTaxSimulator
+from connectors.tax.simulator import EInvoiceSimulator
 from connectors.tax_demo.simulator import TaxPlatformSimulator
 from connectors.valve_http.simulator import ValvePlatformSimulator
 from connectors.vendor_push.simulator import VendorCloudSimulator
@@ -59,19 +65,48 @@ SMS_OUTAGE_S = 5.0
 """How long the SMS gateway is down when the bills go out."""
 
 
-def demo_routes(target: Path) -> Path:
-    """``target`` filled afresh with the project's routes and the demo's own (``demo-*.toml``)."""
+TAX_CHOICES = ("demo", "soap", "rest")
+DEMO_SELLER = "91330600MA2DEMO000"
+DEMO_APP_KEY = "gashub-demo"
+TAX_FAILED_ROUTE = """
+[[route]]
+name = "invoices-failed"
+description = "The tax platform refused an invoice: the request is marked failed with its code."
+from = "invoice.failed"
+to = "core:record_invoice_failed"
+"""
+
+
+def demo_routes(target: Path, tax: str = "demo") -> Path:
+    """``target`` filled afresh with the project's routes and the demo's own (``demo-*.toml``); with
+    ``tax`` ``soap`` or ``rest`` the invoices go to the real tax connector (``tax:issue``)."""
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     for path in sorted((PROJECT / "routes").glob("*.toml")):
         shutil.copyfile(path, target / path.name)
     for path in sorted(DEMO_ROUTES.glob("*.toml")):
-        shutil.copyfile(path, target / f"demo-{path.name}")
+        text = path.read_text(encoding="utf-8")
+        if tax != "demo":
+            text = text.replace('"tax_demo:issue"', '"tax:issue"')
+        (target / f"demo-{path.name}").write_text(text, encoding="utf-8")
+    if tax != "demo":
+        (target / "demo-tax-failed.toml").write_text(TAX_FAILED_ROUTE, encoding="utf-8")
     return target
 
 
+def tax_connector(tax: str, url: str, app_secret: str = "") -> dict[str, object]:
+    """The demo's tax connector settings for ``tax`` (``demo``, ``soap`` or ``rest``) at ``url``."""
+    if tax == "demo":
+        return {"kind": "tax_demo", "base_url": url}
+    if tax == "soap":
+        return {"kind": "tax", "provider": "soap", "endpoint": url, "seller_tax_id": DEMO_SELLER}
+    return {"kind": "tax", "provider": "rest", "endpoint": url, "seller_tax_id": DEMO_SELLER,
+            "app_key": DEMO_APP_KEY, "app_secret": app_secret}
+
+
 def demo_settings(*, database_url: str, http_port: int, ops_token: str, vendor_token: str, routes_dir: Path,
-                  sms_url: str, valves_url: str, tax_url: str) -> Settings:
+                  sms_url: str, valves_url: str, tax_url: str, tax: str = "demo",
+                  tax_secret: str = "") -> Settings:
     return load_settings(
         database_url=database_url, amqp_url=None, http={"host": "127.0.0.1", "port": http_port},
         routes_dir=routes_dir, mappings_dir=PROJECT / "mappings",
@@ -83,7 +118,7 @@ def demo_settings(*, database_url: str, http_port: int, ops_token: str, vendor_t
             "vendor": {"kind": "vendor_push", "token": vendor_token},
             "sms": {"kind": "http_sms", "base_url": sms_url, "timeout_s": 2.0},
             "valves": {"kind": "valve_http", "base_url": valves_url},
-            "tax_demo": {"kind": "tax_demo", "base_url": tax_url},
+            "tax_demo" if tax == "demo" else "tax": tax_connector(tax, tax_url, tax_secret),
         },
     )
 
@@ -95,9 +130,21 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
     db_url = database_url or "sqlite+aiosqlite:///var/demo.db"
     if database_url is None:
         await asyncio.to_thread(_fresh_demo_database)
-    routes_dir = await asyncio.to_thread(demo_routes, Path("var") / "demo-routes")
+    tax_choice = os.environ.get("GASHUB_DEMO_TAX", "demo")
+    if tax_choice not in TAX_CHOICES:
+        console.print(f"[red]GASHUB_DEMO_TAX={tax_choice!r}[/]: choose one of {', '.join(TAX_CHOICES)}")
+        return 2
+    routes_dir = await asyncio.to_thread(demo_routes, Path("var") / "demo-routes", tax_choice)
+    tax_secret = secrets.token_urlsafe(24)
     async with contextlib.AsyncExitStack() as cleanup:  # whatever fails, what was started is stopped
-        sms, valves, tax = SmsGatewaySimulator(), ValvePlatformSimulator(), TaxPlatformSimulator()
+        tax: TaxPlatformSimulator | EInvoiceSimulator | RestTaxSimulator
+        if tax_choice == "soap":
+            tax = EInvoiceSimulator()
+        elif tax_choice == "rest":
+            tax = RestTaxSimulator(DEMO_APP_KEY, tax_secret)
+        else:
+            tax = TaxPlatformSimulator()
+        sms, valves = SmsGatewaySimulator(), ValvePlatformSimulator()
         for simulator in (sms, valves, tax):
             await simulator.start()
             cleanup.push_async_callback(simulator.aclose)
@@ -106,7 +153,8 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
         http_port = port if port is not None else int(os.environ.get("GASHUB_HTTP_PORT", "8080"))
         settings = demo_settings(database_url=db_url, http_port=http_port, ops_token=ops_token,
                                  vendor_token=vendor_token, routes_dir=routes_dir, sms_url=sms.url,
-                                 valves_url=valves.url, tax_url=tax.url)
+                                 valves_url=valves.url, tax=tax_choice, tax_secret=tax_secret,
+                                 tax_url=tax.url if isinstance(tax, TaxPlatformSimulator) else tax.endpoint)
         hub = Hub.build(settings)
         await hub.start()
         cleanup.push_async_callback(hub.stop)
@@ -243,7 +291,7 @@ async def _pay(payer: PaymentChannelSimulator, dues: list[Due], base: str, stop:
 
     await payer.run(payments, per_second=max(5.0, len(payments) / 6), stop=stop, on_sent=told)
     console.print(f"  {len(payer.sent):,} payments notified ({len(payer.repeated):,} twice); each invoice comes "
-                  "from the [bold]simulated[/] tax platform (demo only, until the tax connector arrives)")
+                  "from a [bold]simulated[/] tax platform (GASHUB_DEMO_TAX: demo, soap or rest)")
 
 
 async def _sms_outage(sms: SmsGatewaySimulator, lasting_s: float) -> None:
@@ -278,7 +326,8 @@ async def _incidents(vendor: VendorCloudSimulator, stop: asyncio.Event) -> None:
 
 
 async def _report(hub: Hub, vendor: VendorCloudSimulator, sms: SmsGatewaySimulator, valves: ValvePlatformSimulator,
-                  payer: PaymentChannelSimulator, tax: TaxPlatformSimulator, stop: asyncio.Event) -> None:
+                  payer: PaymentChannelSimulator, tax: TaxPlatformSimulator | EInvoiceSimulator | RestTaxSimulator,
+                  stop: asyncio.Event) -> None:
     while not stop.is_set():
         await asyncio.sleep(5.0)
         settled = {name: rt.pipeline.settled for name, rt in hub.runtimes.items()}

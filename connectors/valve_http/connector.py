@@ -5,8 +5,8 @@ Partner: a meter-management platform that reaches meters itself. Protocol: ``POS
 the meter confirmed. Authentication: ``X-Api-Key`` when ``api_key`` is set
 (``GASHUB_CONNECTORS__VALVES__API_KEY``). ``command_id`` is stable across retries, so a retry is
 never a second, different command. Settings: :class:`ValveHttpSettings`. Action ``valve`` takes
-``valve.command`` and answers ``valve.state`` data. The CJ/T 188 and NB-IoT paths arrive with the
-meters connector.
+``valve.command`` and answers ``valve.state`` data. Meters reached over CJ/T 188 have their own
+``valve`` actions: through a DTU (``connectors/meters``) or CTWing's command API (``connectors/nbiot``).
 """
 
 from __future__ import annotations

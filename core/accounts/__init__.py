@@ -1,5 +1,6 @@
-"""Customer accounts (requirement U1): open, transfer, close and look up, with personal data encrypted
-at rest, blind-indexed for lookup and masked on output (A3)."""
+"""Customer accounts (requirement U1): open and look up, with personal data encrypted at rest,
+blind-indexed for lookup and masked on output (A3). Transfer and close, which bill and settle, are
+:mod:`core.lifecycle`."""
 
 from __future__ import annotations
 
@@ -21,12 +22,10 @@ from core.accounts.models import (
 from core.accounts.service import (
     ACCOUNT_READS,
     account_view,
-    close_account,
     find_by_id_number,
     find_by_phone,
     get_account,
     open_account,
-    transfer_account,
 )
 from core.accounts.validation import id_check_digit, valid_id_number, valid_phone, valid_place
 
@@ -46,13 +45,11 @@ __all__ = [
     "StatusChange",
     "Subcategory",
     "account_view",
-    "close_account",
     "find_by_id_number",
     "find_by_phone",
     "get_account",
     "id_check_digit",
     "open_account",
-    "transfer_account",
     "valid_id_number",
     "valid_phone",
     "valid_place",

@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,6 +24,8 @@ from ulid import ULID
 from core.accounts.models import AccountView, Privacy
 from core.db.tables_accounts import request
 from core.errors import Conflict, DomainRejected
+
+V = TypeVar("V", bound=AccountView)
 
 _FINGERPRINT_LABEL = b"gashub/request-fingerprint/v1"
 MAX_REQUEST_ID = 64
@@ -46,9 +48,11 @@ def check_request_id(request_id: str) -> str:
 
 
 async def claim(
-    conn: AsyncConnection, privacy: Privacy, request_id: str, operation: str, payload: dict[str, Any]
-) -> AccountView | None:
-    """``None`` when ``request_id`` is new (now claimed); the stored result when it is a repeat."""
+    conn: AsyncConnection, privacy: Privacy, request_id: str, operation: str, payload: dict[str, Any],
+    result: type[V],
+) -> V | None:
+    """``None`` when ``request_id`` is new (now claimed); the stored result (a ``result``) when it is a
+    repeat."""
     values = {
         "id": str(ULID()),
         "client_request_id": request_id,
@@ -87,11 +91,12 @@ async def claim(
         )
     if row.result is None:
         raise Conflict(f"client request id {request_id!r} belongs to a request that did not complete")
-    return AccountView.model_validate_json(row.result)
+    return result.model_validate_json(row.result)
 
 
 async def finish(conn: AsyncConnection, request_id: str, view: AccountView) -> None:
-    """Store the result of a claimed request (masked: no personal data in clear)."""
+    """Store the result of a claimed request (masked: no personal data in clear); ``view`` may be an
+    ``AccountView`` or a model extending it (a close's or a transfer's answer)."""
     await conn.execute(
         update(request)
         .where(request.c.client_request_id == request_id)

@@ -85,6 +85,9 @@ class HolderPeriod(_Model):
     valid_to: datetime | None
     arrears_policy: ArrearsPolicy | None
     """How arrears were handled when this holder took over (``None`` for the first holder)."""
+    arrears_carried: Decimal | None = None
+    """What was still owed when this holder took over and stayed on the account: the debt carried
+    (``carry``), 0.00 (``settle``: paid before the transfer); ``None`` for the first holder."""
 
 
 class StatusChange(_Model):
@@ -105,8 +108,9 @@ class AccountView(_Model):
     opened_at: datetime
     closed_at: datetime | None
     final_reading_m3: Decimal | None
-    final_bill: Literal["pending"] | None
-    """``"pending"`` once closed: the final bill comes with the next billing run."""
+    final_bill: str | None
+    """Once closed: the id of the final bill (the use up to the final reading; ``None`` when nothing
+    was metered: no meter, or a prepaid account, which paid as it used)."""
     masked: bool
     holder: PersonView
     premises: PremisesView

@@ -1,4 +1,6 @@
-"""Account lifecycle (requirement U1): open (开户), transfer of ownership (过户), close (销户), look-up.
+"""Accounts (requirement U1): open (开户) and look-up, and the account-row steps that transfer of
+ownership (过户) and close (销户) share with them; those two, with their bills and settlement, are
+:mod:`core.lifecycle`.
 
 Every function takes an ``AsyncConnection`` whose transaction the caller owns (commit on success,
 roll back on any exception) and a ``Privacy`` bundle. Writes are idempotent by client request id
@@ -12,21 +14,19 @@ import math
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert, select, update
+from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from ulid import ULID
 
 from core.accounts.idempotency import check_request_id, claim, finish
 from core.accounts.models import (
-    ARREARS_POLICIES,
-    BILLINGS,
+        BILLINGS,
     CATEGORIES,
     SUBCATEGORIES,
     AccountView,
-    ArrearsPolicy,
     Billing,
     Category,
     CustomerIn,
@@ -53,9 +53,11 @@ from core.privacy import field_context, mask_address, mask_id_number, mask_name,
 
 _CUSTOMER = customer.name
 _PREMISES = premises.name
+CENT = Decimal("0.01")
 
 
-def _aware(value: datetime, what: str) -> datetime:
+def aware(value: datetime, what: str) -> datetime:
+    """``value`` in UTC; a naive or non-datetime value is refused, naming ``what``."""
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise DomainRejected(f"{what} must be a datetime with a timezone")
     return value.astimezone(UTC)
@@ -68,7 +70,8 @@ def _text(value: str, what: str, limit: int = 200) -> str:
     return text
 
 
-def _clean_customer(person: CustomerIn) -> CustomerIn:
+def clean_customer(person: CustomerIn) -> CustomerIn:
+    """The customer trimmed and checked (name, phone, ID number, address), or ``DomainRejected``."""
     address = None if person.address is None or not person.address.strip() else _text(person.address, "address")
     return CustomerIn(
         name=_text(person.name, "name", 100),
@@ -89,7 +92,8 @@ def _clean_premises(place: PremisesIn) -> PremisesIn:
     )
 
 
-async def _insert_customer(conn: AsyncConnection, privacy: Privacy, person: CustomerIn, at: datetime) -> str:
+async def insert_customer(conn: AsyncConnection, privacy: Privacy, person: CustomerIn, at: datetime) -> str:
+    """A new ``core_customer`` row, its personal fields encrypted and blind-indexed; returns its id."""
     cid = str(ULID())
     enc = privacy.cipher.encrypt
     await conn.execute(
@@ -128,7 +132,7 @@ async def open_account(
 ) -> AccountView:
     """Open an account (move-in) for a new holder at a premises; the view returned is masked."""
     rid = check_request_id(request_id)
-    person = _clean_customer(customer_in)
+    person = clean_customer(customer_in)
     place = _clean_premises(premises_in)
     if category not in CATEGORIES:
         raise DomainRejected(f"unknown category {category!r}: expected one of {', '.join(CATEGORIES)}")
@@ -146,14 +150,14 @@ async def open_account(
         "billing": billing,
     }
     if opened_at is not None:
-        payload["opened_at"] = _aware(opened_at, "opened_at").isoformat()
-    stored = await claim(conn, privacy, rid, "open_account", payload)
+        payload["opened_at"] = aware(opened_at, "opened_at").isoformat()
+    stored = await claim(conn, privacy, rid, "open_account", payload, AccountView)
     if stored is not None:
         return stored
 
     now = datetime.now(UTC)
-    at = now if opened_at is None else _aware(opened_at, "opened_at")
-    customer_id = await _insert_customer(conn, privacy, person, now)
+    at = now if opened_at is None else aware(opened_at, "opened_at")
+    customer_id = await insert_customer(conn, privacy, person, now)
     premises_id = str(ULID())
     await conn.execute(
         insert(premises).values(
@@ -184,106 +188,7 @@ async def open_account(
             id=str(ULID()), account_id=account_id, customer_id=customer_id, valid_from=at
         )
     )
-    await _record_status(conn, account_id, "active", at, "opened")
-    view = await get_account(conn, privacy, account_id)
-    await finish(conn, rid, view)
-    return view
-
-
-async def transfer_account(
-    conn: AsyncConnection,
-    privacy: Privacy,
-    request_id: str,
-    account_id: str,
-    new_customer: CustomerIn,
-    arrears_policy: ArrearsPolicy,
-    effective: datetime,
-) -> AccountView:
-    """Transfer ownership (过户) to ``new_customer`` from ``effective`` on.
-
-    The current holder's period ends at ``effective`` and the new one's starts there. ``arrears_policy``
-    (``settle``: the old holder pays what is owed before the transfer; ``carry``: the debt stays on the
-    account for the new holder) is recorded on the new holder's period for the billing run.
-    """
-    rid = check_request_id(request_id)
-    person = _clean_customer(new_customer)
-    at = _aware(effective, "the transfer's effective time")
-    if arrears_policy not in ARREARS_POLICIES:
-        raise DomainRejected(f"unknown arrears policy {arrears_policy!r}: expected settle or carry")
-    payload = {"account_id": account_id, "customer": person.model_dump(), "arrears": arrears_policy,
-               "effective": at.isoformat()}
-    stored = await claim(conn, privacy, rid, "transfer_account", payload)
-    if stored is not None:
-        return stored
-
-    row = await _lock_account(conn, account_id)
-    if row.status == "closed":
-        raise DomainRejected(f"account {row.account_number} is closed: a closed account cannot be transferred")
-    current = await _current_holder(conn, account_id)
-    if at <= current.valid_from:
-        raise DomainRejected("the transfer must take effect after the current holder's period began")
-    holder_bidx = (
-        await conn.execute(select(customer.c.id_number_bidx).where(customer.c.id == row.customer_id))
-    ).scalar_one()
-    if privacy.index.matches(person.id_number, holder_bidx, purpose="id_number"):
-        raise DomainRejected("the new customer already holds this account")
-
-    customer_id = await _insert_customer(conn, privacy, person, datetime.now(UTC))
-    await conn.execute(
-        update(account_holder_history).where(account_holder_history.c.id == current.id).values(valid_to=at)
-    )
-    await conn.execute(
-        insert(account_holder_history).values(
-            id=str(ULID()), account_id=account_id, customer_id=customer_id, valid_from=at,
-            arrears_policy=arrears_policy,
-        )
-    )
-    await conn.execute(update(account).where(account.c.id == account_id).values(customer_id=customer_id))
-    view = await get_account(conn, privacy, account_id)
-    await finish(conn, rid, view)
-    return view
-
-
-async def close_account(
-    conn: AsyncConnection,
-    privacy: Privacy,
-    request_id: str,
-    account_id: str,
-    final_reading_m3: Decimal,
-    at: datetime,
-) -> AccountView:
-    """Close an account (销户, move-out) with its final reading; the final bill is left to the billing run
-    (the view says ``final_bill="pending"``)."""
-    rid = check_request_id(request_id)
-    when = _aware(at, "the closing time")
-    try:
-        reading = Decimal(final_reading_m3)
-    except (InvalidOperation, TypeError, ValueError):
-        raise DomainRejected("the final reading must be a number of m³") from None
-    if not reading.is_finite() or reading < 0 or reading >= Decimal("1e11"):
-        raise DomainRejected("the final reading must be a non-negative number of m³ below 10¹¹")
-    reading = reading.quantize(Decimal("0.001"))
-    payload = {"account_id": account_id, "final_reading_m3": str(reading), "at": when.isoformat()}
-    stored = await claim(conn, privacy, rid, "close_account", payload)
-    if stored is not None:
-        return stored
-
-    row = await _lock_account(conn, account_id)
-    if row.status == "closed":
-        raise DomainRejected(f"account {row.account_number} is already closed")
-    current = await _current_holder(conn, account_id)
-    if when < current.valid_from or when < row.opened_at:
-        raise DomainRejected("the account cannot be closed before its current holder's period began")
-    await conn.execute(
-        update(account)
-        .where(account.c.id == account_id)
-        .values(status="closed", closed_at=when, final_reading_m3=reading)
-    )
-    await conn.execute(
-        update(account_holder_history).where(account_holder_history.c.id == current.id).values(valid_to=when)
-    )
-    reason = f"closed with final reading {reading} m³; final bill pending"
-    await _record_status(conn, account_id, "closed", when, reason)
+    await record_status(conn, account_id, "active", at, "opened")
     view = await get_account(conn, privacy, account_id)
     await finish(conn, rid, view)
     return view
@@ -357,14 +262,16 @@ async def _find(conn: AsyncConnection, privacy: Privacy, condition: Any, reveal:
     return [await get_account(conn, privacy, row.id, reveal=reveal) for row in rows]
 
 
-async def _lock_account(conn: AsyncConnection, account_id: str) -> Row[Any]:
+async def lock_account(conn: AsyncConnection, account_id: str) -> Row[Any]:
+    """The account row, locked for the transaction (PostgreSQL), or ``DomainRejected`` if unknown."""
     row = (await conn.execute(select(account).where(account.c.id == account_id).with_for_update())).first()
     if row is None:
         raise DomainRejected(f"unknown account {account_id[:40]!r}")
     return row
 
 
-async def _current_holder(conn: AsyncConnection, account_id: str) -> Row[Any]:
+async def current_holder(conn: AsyncConnection, account_id: str) -> Row[Any]:
+    """The open holder period (``valid_to`` is NULL)."""
     return (
         await conn.execute(
             select(account_holder_history)
@@ -375,7 +282,8 @@ async def _current_holder(conn: AsyncConnection, account_id: str) -> Row[Any]:
     ).one()
 
 
-async def _record_status(conn: AsyncConnection, account_id: str, status: str, at: datetime, reason: str) -> None:
+async def record_status(conn: AsyncConnection, account_id: str, status: str, at: datetime, reason: str) -> None:
+    """Append a status change to the account's history."""
     await conn.execute(
         insert(account_status_history).values(
             id=str(ULID()), account_id=account_id, status=status, effective_from=at, reason=reason
@@ -419,7 +327,9 @@ def account_view(privacy: Privacy, rows: Mapping[str, Rows], *, reveal: bool) ->
     place_address = dec(place["address_enc"], context=field_context(_PREMISES, "address", place["id"]))
     holders = tuple(
         HolderPeriod(customer_id=h["customer_id"], name=name_of(h["customer_id"]), valid_from=h["valid_from"],
-                     valid_to=h["valid_to"], arrears_policy=h["arrears_policy"])
+                     valid_to=h["valid_to"], arrears_policy=h["arrears_policy"],
+                     arrears_carried=None if h["arrears_carried"] is None
+                     else Decimal(h["arrears_carried"]).quantize(CENT))
         for h in periods
     )
     statuses = tuple(
@@ -436,7 +346,7 @@ def account_view(privacy: Privacy, rows: Mapping[str, Rows], *, reveal: bool) ->
         opened_at=row["opened_at"],
         closed_at=row["closed_at"],
         final_reading_m3=row["final_reading_m3"],
-        final_bill="pending" if row["status"] == "closed" else None,
+        final_bill=row["final_bill_id"],
         masked=not reveal,
         holder=person,
         premises=PremisesView(

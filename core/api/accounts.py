@@ -7,16 +7,18 @@ masked (they are what the idempotency store keeps). Errors:
 
 * 400 — a malformed body or query (pydantic), naming the parameter;
 * 404 — no such account;
-* 409 — the client request id was already used for different content (``Conflict``);
+* 409 — the client request id was already used for different content (``Conflict``), or a ``settle``
+  transfer while money is owed (``owed`` in the problem says how much);
 * 422 — a well-formed request the domain refuses (``DomainRejected``: bad ID check digit, closed
   account, transfer before the current holder's period…);
-* 503 — the API was built without the personal-data keys (``build_api(..., privacy=None)``).
+* 503 — the API was built without the personal-data keys (``build_api(..., privacy=None)``), or, for
+  close and transfer, when no tariff version is stored (the book in ``core_tariff_version``).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -39,12 +41,10 @@ from core.accounts import (
     StatusChange,
     Subcategory,
     account_view,
-    close_account,
     find_by_id_number,
     find_by_phone,
     get_account,
     open_account,
-    transfer_account,
 )
 from core.api.framework import (
     API,
@@ -59,6 +59,7 @@ from core.api.models import Alarm, Reading, RevealQuery
 from core.api.permissions import Action, Resource, Role, allowed
 from core.api.problems import ProblemError, json_response
 from core.api.reveal import read_revealable as _read
+from core.billing import TariffBook
 from core.db.combined import Read, Reads, Rows, read_only
 from core.db.tables import alarm, reading
 from core.db.tables_accounts import account, premises
@@ -66,14 +67,26 @@ from core.db.tables_accounts import request as request_table
 from core.db.tables_billing import bill, meter
 from core.db.tables_payments import allocation, credit, invoice, payment
 from core.errors import Conflict, DomainRejected
+from core.lifecycle import AccountClosed, AccountTransferred, ArrearsOutstanding, close_account, transfer_account
+from core.payments import PaymentSettings
 
 PRIVACY: web.AppKey[Privacy | None] = web.AppKey("gashub_api_privacy")
 """The ``Privacy`` bundle (field cipher + blind index) the account routes need; ``None`` → 503."""
+TariffSource = Callable[[AsyncConnection], Awaitable[TariffBook]]
+"""Where close and transfer get the tariff book their bills are priced with, read on the request's
+connection (by default the database's book, :class:`core.tariffs.TariffShelf`)."""
+TARIFFS: web.AppKey[TariffSource] = web.AppKey("gashub_api_tariffs")
+PAYMENT_SETTINGS: web.AppKey[PaymentSettings] = web.AppKey("gashub_api_payment_settings", PaymentSettings)
+"""The invoice policy for the credit and settlement payments of close and transfer."""
 
 NO_KEYS = (
     "personal-data keys are not configured: set GASHUB_CORE__KEYS__<id> to a base64 32-byte key "
     "(generate one with: python -c \"import secrets,base64;print(base64.b64encode(secrets.token_bytes(32))"
     ".decode())\"), name the current one, and restart"
+)
+NO_TARIFFS = (
+    "no tariff version is stored, and closing or transferring an account bills the use up to then: add the "
+    "tariffs (POST /api/v1/tariffs, or gashub tariffs import) and retry"
 )
 NO_METER = "no meter is installed for this account, so it has no readings or meter alarms"
 RECENT = 13
@@ -101,13 +114,26 @@ class OpenAccountBody(_Body):
 class TransferBody(_Body):
     client_request_id: str = Field(min_length=1, max_length=64)
     new_customer: CustomerIn
-    arrears_policy: ArrearsPolicy
+    arrears_policy: ArrearsPolicy = Field(description="settle: the old holder pays what is owed first (refused "
+                                                      "with 409 and the amount while anything is owed, unless "
+                                                      "settlement_payment covers it); carry: the debt stays on "
+                                                      "the account and the new holder's period records it.")
     effective: AwareDatetime
+    transfer_reading_m3: Decimal | None = Field(default=None, ge=0, description="The meter register at the "
+                                                "transfer: the old holder's use is billed up to it. Needed "
+                                                "for settle on a postpaid account with a meter.")
+    settlement_payment: Decimal | None = Field(default=None, gt=0, max_digits=14, decimal_places=2,
+                                               description="Yuan paid at the counter to settle (settle only): "
+                                                           "exactly what is owed; recorded as a payment with "
+                                                           "channel counter and transaction id "
+                                                           "client_request_id.")
 
 
 class CloseBody(_Body):
     client_request_id: str = Field(min_length=1, max_length=64)
-    final_reading_m3: Decimal = Field(ge=0)
+    final_reading_m3: Decimal | None = Field(default=None, ge=0, description="The meter register at the close: "
+                                             "needed for a postpaid account with a meter (the final bill is "
+                                             "made from it), optional for a prepaid one.")
     at: AwareDatetime
 
 
@@ -214,6 +240,13 @@ def require_privacy(request: web.Request) -> Privacy:
     return privacy
 
 
+async def require_tariffs(request: web.Request, conn: AsyncConnection) -> TariffBook:
+    book = await request.app[TARIFFS](conn)
+    if not book.versions:
+        raise ProblemError(503, "Tariffs missing", NO_TARIFFS)
+    return book
+
+
 def _rejected(exc: DomainRejected) -> ProblemError:
     return ProblemError(422, "Rejected", f"The request is well-formed but was refused: {exc}.")
 
@@ -250,6 +283,9 @@ def _domain_errors(request: web.Request) -> Iterator[None]:
     """The domain's refusals as HTTP problems, noted on the request's audit row."""
     try:
         yield
+    except ArrearsOutstanding as exc:
+        request[AUDIT_DETAIL] = "arrears outstanding"
+        raise ProblemError(409, "Arrears outstanding", f"{exc}.", owed=str(exc.owed)) from None
     except Conflict as exc:
         request[AUDIT_DETAIL] = "conflict"
         raise _conflict(exc) from None
@@ -275,32 +311,38 @@ async def open_account_route(request: web.Request) -> web.StreamResponse:
 
 @require(Resource.ACCOUNTS, Action.WRITE)
 async def transfer_account_route(request: web.Request) -> web.StreamResponse:
-    """Transfer of ownership (过户); idempotent by ``client_request_id``."""
+    """Transfer of ownership (过户) with the old holder's arrears settled or carried; idempotent by
+    ``client_request_id``. A settle transfer while money is owed is a 409 whose ``owed`` is the amount."""
     privacy = require_privacy(request)
     account_id = request.match_info["id"]
     body = await parse_body(request, TransferBody)
     async with request.app[API].engine.begin() as conn:
         await _require_account(conn, account_id)
+        book = await require_tariffs(request, conn)
         with _domain_errors(request):
-            view = await transfer_account(conn, privacy, body.client_request_id, account_id, body.new_customer,
-                                          body.arrears_policy, body.effective)
-    request[AUDIT_DETAIL] = f"transferred ({body.arrears_policy})"
-    return json_response(_out(view))
+            moved = await transfer_account(conn, privacy, body.client_request_id, account_id, body.new_customer,
+                                           body.arrears_policy, body.effective, book=book,
+                                           transfer_reading_m3=body.transfer_reading_m3,
+                                           settlement_payment=body.settlement_payment,
+                                           payment_settings=request.app[PAYMENT_SETTINGS])
+    request[AUDIT_DETAIL] = f"transferred ({body.arrears_policy}: {moved.outcome})"
+    return json_response(moved.model_dump(mode="json"))
 
 
 @require(Resource.ACCOUNTS, Action.WRITE)
 async def close_account_route(request: web.Request) -> web.StreamResponse:
-    """Close (销户) with the final reading; the final bill is pending; idempotent by ``client_request_id``."""
+    """Close (销户) with the final reading, final bill and settlement; idempotent by ``client_request_id``."""
     privacy = require_privacy(request)
     account_id = request.match_info["id"]
     body = await parse_body(request, CloseBody)
     async with request.app[API].engine.begin() as conn:
         await _require_account(conn, account_id)
+        book = await require_tariffs(request, conn)
         with _domain_errors(request):
-            view = await close_account(conn, privacy, body.client_request_id, account_id, body.final_reading_m3,
-                                       body.at)
+            closed = await close_account(conn, privacy, body.client_request_id, account_id, body.final_reading_m3,
+                                         body.at, book=book, payment_settings=request.app[PAYMENT_SETTINGS])
     request[AUDIT_DETAIL] = "closed"
-    return json_response(_out(view))
+    return json_response(closed.model_dump(mode="json"))
 
 
 @require(Resource.ACCOUNTS, Action.READ)
@@ -478,10 +520,13 @@ def account_endpoints() -> list[Endpoint]:
                  "bills with what is paid, credit, recent payments and invoices", AccountOverview,
                  acc, rd, query=RevealQuery, path_params=("id",), errors=(400, 401, 403, 404, 503)),
         Endpoint("POST", "/accounts/{id}/transfer", transfer_account_route,
-                 "Transfer ownership (过户), idempotent by client_request_id", AccountView, acc, wr,
+                 "Transfer ownership (过户): bill the old holder up to the transfer reading, then settle the arrears "
+                 "(409 with the amount while owed, unless a settlement payment covers it) or carry them; "
+                 "idempotent by client_request_id", AccountTransferred, acc, wr,
                  body=TransferBody, path_params=("id",), errors=write_errors),
         Endpoint("POST", "/accounts/{id}/close", close_account_route,
-                 "Close an account (销户) with its final reading, idempotent by client_request_id", AccountView,
+                 "Close an account (销户): final reading, final bill, credit applied; says what is still owed or "
+                 "due back; idempotent by client_request_id", AccountClosed,
                  acc, wr, body=CloseBody, path_params=("id",), errors=write_errors),
     ]
 

@@ -8,6 +8,7 @@ from sqlalchemy import and_, func, or_, select
 from core.api.accounts import AccountSummary, account_summary
 from core.api.alarms import alarm_endpoints
 from core.api.assets import meter_endpoints
+from core.api.exceptions import exception_endpoints
 from core.api.framework import (
     API,
     AUDIT_DETAIL,
@@ -153,6 +154,7 @@ def endpoints() -> list[Endpoint]:
         Endpoint("GET", "/me", me, "The caller: user, role, token expiry and permissions", Me, Resource.PROFILE, rd),
         Endpoint("GET", "/readings", list_readings, "Meter readings, oldest first, paged", ReadingPage,
                  Resource.READINGS, rd, query=ReadingsQuery),
+        *exception_endpoints(),
         *alarm_endpoints(),
         Endpoint("GET", "/summaries/alarms", alarm_summary, "Alarm counts by kind and status (no personal data)",
                  AlarmSummary, Resource.SUMMARIES, rd, errors=(401, 403)),

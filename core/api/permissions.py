@@ -37,6 +37,9 @@ class Resource(StrEnum):
     """A meter's valve: why it is closed (read); reopening it after an on-site check (write)."""
     TARIFFS = "tariffs"
     """The tariff book's versions (read); adding a version from a date still to come (write)."""
+    READING_EXCEPTIONS = "reading_exceptions"
+    """The readings exceptions list (read); resolving an exception: accepting, correcting or estimating
+    a held reading (write)."""
     WORK_ORDERS = "work_orders"
     """Work orders with their SLA deadlines and history (read); moving one through the loop (write)."""
     MAP = "map"
@@ -62,26 +65,27 @@ MATRIX: dict[Role, dict[Resource, frozenset[Action]]] = {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.SUMMARIES: {_R},
             Resource.AUDIT: {_R}, Resource.ACCOUNTS: {_R, _W}, Resource.PERSONAL_DATA: {_R}, **_MONEY,
             Resource.VALVES: {_R, _W}, Resource.METERS: {_R}, Resource.TARIFFS: {_R, _W},
-            Resource.WORK_ORDERS: {_R, _W}, Resource.MAP: {_R}, **_OWN,
+            Resource.READING_EXCEPTIONS: {_R, _W}, Resource.WORK_ORDERS: {_R, _W}, Resource.MAP: {_R}, **_OWN,
         },
         Role.CUSTOMER_SERVICE: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R}, Resource.SUMMARIES: {_R},
             Resource.ACCOUNTS: {_R, _W}, Resource.PERSONAL_DATA: {_R}, **_MONEY, Resource.VALVES: {_R},
-            Resource.METERS: {_R}, Resource.TARIFFS: {_R}, Resource.WORK_ORDERS: {_R}, Resource.MAP: {_R}, **_OWN,
+            Resource.METERS: {_R}, Resource.TARIFFS: {_R}, Resource.READING_EXCEPTIONS: {_R},
+            Resource.WORK_ORDERS: {_R}, Resource.MAP: {_R}, **_OWN,
         },
         Role.DISPATCHER: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.SUMMARIES: {_R}, Resource.ACCOUNTS: {_R},
-            Resource.VALVES: {_R}, Resource.METERS: {_R}, Resource.WORK_ORDERS: {_R, _W}, Resource.MAP: {_R},
-            **_OWN,
+            Resource.VALVES: {_R}, Resource.METERS: {_R}, Resource.READING_EXCEPTIONS: {_R, _W},
+            Resource.WORK_ORDERS: {_R, _W}, Resource.MAP: {_R}, **_OWN,
         },
         Role.FIELD_ENGINEER: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.VALVES: {_R, _W}, Resource.METERS: {_R},
-            Resource.WORK_ORDERS: {_R, _W}, Resource.MAP: {_R}, **_OWN,
+            Resource.READING_EXCEPTIONS: {_R, _W}, Resource.WORK_ORDERS: {_R, _W}, Resource.MAP: {_R}, **_OWN,
         },
         Role.AUDITOR: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R}, Resource.SUMMARIES: {_R}, Resource.AUDIT: {_R},
             Resource.ACCOUNTS: {_R}, **_MONEY, Resource.VALVES: {_R}, Resource.METERS: {_R}, Resource.TARIFFS: {_R},
-            Resource.WORK_ORDERS: {_R}, Resource.MAP: {_R}, **_OWN,
+            Resource.READING_EXCEPTIONS: {_R}, Resource.WORK_ORDERS: {_R}, Resource.MAP: {_R}, **_OWN,
         },
         Role.GOVERNMENT: {Resource.SUMMARIES: {_R}, Resource.MAP: {_R}, **_OWN},
     }.items()
@@ -93,9 +97,12 @@ may read them; only ``personal_data`` read (admin, customer service) may ask for
 Bills, payments and invoices: admin, customer service and the auditor read them; invoice user names
 are masked like account holders'. Valves: the roles that deal with meters read why one is closed; only
 the field engineer (after an on-site check) and the administrator reopen one. Tariffs: the roles that
-answer customers or check the books read the versions; only the administrator adds one. Work orders: the
-dispatcher and the field engineer (and the administrator) move them through the loop; customer service and
-the auditor read them."""
+answer customers or check the books read the versions; only the administrator adds one. Reading exceptions:
+every role that reads readings reads the list (customer service, to explain an estimated or held
+bill); the dispatcher, who works the operations queue as with alarms, and the field engineer, whose
+on-site read or inspection settles a doubtful reading, resolve them (with the administrator). Work orders:
+the dispatcher and the field engineer (and the administrator) move them through the loop; customer
+service and the auditor read them."""
 
 
 def allowed(role: Role, resource: Resource, action: Action) -> bool:

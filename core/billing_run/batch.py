@@ -3,8 +3,9 @@ in three bulk statements. See :mod:`core.billing_run.run` for the rules and the 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -12,22 +13,26 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.billing import ResidentialTariff, TariffBook, TariffCategory, TariffNotFound
+from core.billing_run.estimates import ESTIMATE_DUE, HELD, EstimateInputs, billable, estimate_inputs, flags
 from core.billing_run.ids import new_ids
 from core.billing_run.pricing import PeriodPricer
 from core.billing_run.result import BillingRunResult, SkippedAccount, SkipReason
-from core.catalogue.messages import BillIssued
+from core.catalogue.messages import BillIssued, ReadingSource
 from core.db.bulk import insert_columns, insert_new
 from core.db.tables import reading
 from core.db.tables_accounts import account
 from core.db.tables_billing import bill, bill_line, meter
 from core.messages import Cause, Caused, Event
 from core.outbox import emit
+from core.readings import DEFAULT_SETTINGS, Estimate, QualityFlag, ValidationSettings, estimate_consumption
 
+CHINA_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
 ZERO_VOLUME = Decimal("0.000")
 ZERO_MONEY = Decimal("0.00")
 BILL_COLUMNS = (
     "id", "account_id", "meter_id", "period_start", "period_end", "reading_start_m3", "reading_end_m3", "volume_m3",
     "total", "net_total", "tax_total", "cumulative_before", "cumulative_after", "category", "status", "created_at",
+    "quality",
 )
 LINE_COLUMNS = (
     "bill_id", "line_no", "tier", "tariff_version", "cycle_start", "start", "end", "volume_m3", "unit_price",
@@ -43,8 +48,14 @@ class RunPlan:
     """
 
     def __init__(self, book: TariffBook, period_start: date, period_end: date, opening_at: datetime,
-                 closing_at: datetime, now: datetime, until: str | None = None) -> None:
+                 closing_at: datetime, now: datetime, until: str | None = None,
+                 rules: ValidationSettings = DEFAULT_SETTINGS, tz: tzinfo = CHINA_TZ,
+                 boundary: Callable[[date], datetime] | None = None) -> None:
         self.until = until
+        self.rules = rules
+        """How estimates are made (``estimation_order``, ``estimate_quantum``)."""
+        self.tz = tz
+        self.boundary = boundary or (lambda day: datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC))
         """Only accounts with ids below this (a share of the city for one of several parallel runs)."""
         self.book = book
         self.period_start = period_start
@@ -67,6 +78,14 @@ class RunPlan:
             carries = cumulative_before(self.book, category, self.period_start, Decimal(1)) != 0
             found = self._pricers[category] = (pricer, carries)
         return found
+
+    def estimate(self, inputs: EstimateInputs | None) -> Estimate | None:
+        """The period's estimated use from ``inputs`` (local times: "last month" is a calendar month)."""
+        if inputs is None:
+            return None
+        return estimate_consumption(self.opening_at.astimezone(self.tz), self.closing_at.astimezone(self.tz),
+                                    history=inputs.history, avg_daily_use_m3=inputs.avg_daily_use_m3,
+                                    settings=self.rules)
 
     def batch_query(self, after: str, size: int) -> Select[Any]:
         """Up to ``size`` active postpaid accounts with a meter, by id after ``after``, each with everything its
@@ -93,23 +112,44 @@ class RunPlan:
             return (select(column).where(reading.c.meter_id == page.c.meter_id, *window)
                     .order_by(reading.c.read_at.desc()).limit(1).scalar_subquery())
 
-        closing = (reading.c.read_at > self.opening_at, reading.c.read_at <= self.closing_at)
+        # Held readings are never a register (core.billing_run.estimates); the probes that fetch a
+        # register read its row anyway, so the filter costs no extra page.
+        period = (reading.c.read_at > self.opening_at, reading.c.read_at <= self.closing_at)
+        closing = (*period, *billable())
 
         billed = (select(bill.c.id).where(bill.c.account_id == page.c.id, bill.c.period_start == self.period_start,
                                           bill.c.period_end == self.period_end).limit(1).scalar_subquery())
+        # How far an off-cycle bill (a transfer's, core.lifecycle) overlapping the period reaches.
+        covered = (select(func.max(bill.c.period_end))
+                   .where(bill.c.account_id == page.c.id, bill.c.status == "issued",
+                          bill.c.period_start < self.period_end, bill.c.period_end > self.period_start)
+                   .scalar_subquery())
         chained = (select(bill.c.cumulative_after)
                    .where(bill.c.account_id == page.c.id, bill.c.period_start < self.period_start,
                           bill.c.period_end == self.period_start, bill.c.status == "issued")
                    .order_by(bill.c.period_start.desc()).limit(1).scalar_subquery())
         return select(
             page.c.id, page.c.category, page.c.subcategory, page.c.meter_id, page.c.meters,
-            register(reading.c.read_at <= self.opening_at).label("opening_m3"),
+            register(reading.c.read_at <= self.opening_at, *billable()).label("opening_m3"),
             register(*closing).label("closing_m3"),
             # The reading that closes the period causes the bill: bill.issued joins its flow.
             register(*closing, column=reading.c.message_id).label("closing_message"),
             register(*closing, column=reading.c.correlation_id).label("closing_flow"),
             billed.label("billed"), chained.label("chained"),
+            # The period's latest reading, held or not: held, it holds the bill or asks for an estimate.
+            register(*period, column=reading.c.quality).label("latest_quality"),
+            covered.label("covered"),
         ).order_by(page.c.id)
+
+    async def estimates_for(self, conn: AsyncConnection, rows: Sequence[Any]) -> dict[str, EstimateInputs]:
+        """The estimate inputs of the batch's accounts whose latest reading asks for one (usually none:
+        then no query at all)."""
+        wanted = [(row[0], row[3]) for row in rows
+                  if row[9] is None and row[4] == 1 and {HELD, ESTIMATE_DUE} <= flags(row[11])]
+        if not wanted:
+            return {}
+        return await estimate_inputs(conn, wanted, period_start_at=self.opening_at, closing_at=self.closing_at,
+                                     boundary=self.boundary, tz=self.tz)
 
 
 @dataclass(slots=True)
@@ -125,27 +165,63 @@ class PricedBatch:
     """Rows of ``core_bill_line`` in ``LINE_COLUMNS`` order, for every bill."""
     events: list[tuple[Event, Cause | None]] = field(default_factory=list)
     """One ``bill.issued`` per bill row, in the same order."""
+    estimated_readings: list[tuple[Any, ...]] = field(default_factory=list)
+    """For estimated bills: rows of ``core_reading`` in ``ESTIMATED_READING_COLUMNS`` order, the bill
+    id first."""
+    rest: list[Rest] = field(default_factory=list)
+    """Accounts whose period an off-cycle bill covers in part: the rest is billed one by one."""
 
 
-def price_batch(plan: RunPlan, batch: list[Any]) -> PricedBatch:
-    """Price the rows of one ``batch_query``: no I/O, so it can run in a worker thread while the
-    connection writes the previous batch."""
+@dataclass(frozen=True, slots=True)
+class Rest:
+    """An account to bill from ``start`` (the end of an off-cycle bill inside the period) to the period's end."""
+
+    account_id: str
+    category: TariffCategory
+    meter_id: str
+    start: date
+
+
+def price_batch(plan: RunPlan, batch: list[Any], estimates: Mapping[str, EstimateInputs] | None = None) -> PricedBatch:
+    """Price the rows of one ``batch_query`` (with ``estimates_for`` those rows): no I/O, so it can run
+    in a worker thread while the connection writes the previous batch."""
     out = PricedBatch(accounts=len(batch))
     period_start, period_end, now = plan.period_start, plan.period_end, plan.now
     ids = iter(new_ids(len(batch)))
     for (account_id, category, subcategory, meter_id, meters, opening_m3, closing_m3, closing_message, closing_flow,
-         billed, chained) in batch:
-        if billed is not None:
+         billed, chained, latest_quality, covered) in batch:
+        if billed is not None or (covered is not None and covered >= period_end):
             out.already_billed += 1
             continue
         if meters > 1:
             out.skipped.append(SkippedAccount(account_id, None, SkipReason.SEVERAL_METERS, f"{meters} meters"))
             continue
+        tariff_category = tariff_category_of(category, subcategory)
+        if covered is not None and tariff_category is not None:
+            out.rest.append(Rest(account_id, tariff_category, meter_id, covered))
+            continue
+        estimated: Estimate | None = None
+        latest = flags(latest_quality)
+        if HELD in latest:
+            if ESTIMATE_DUE not in latest:
+                out.skipped.append(SkippedAccount(account_id, meter_id, SkipReason.READING_HELD,
+                                                  "the period's latest reading is held: resolve its exception"))
+                continue
+            if opening_m3 is None:
+                out.skipped.append(SkippedAccount(account_id, meter_id, SkipReason.NO_OPENING_READING,
+                                                  f"none at or before {plan.opening_at}"))
+                continue
+            estimated = plan.estimate((estimates or {}).get(account_id))
+            if estimated is None:
+                out.skipped.append(SkippedAccount(account_id, meter_id, SkipReason.NO_ESTIMATE,
+                                                  "the period's reading is held and there is no history to estimate"))
+                continue
+            closing_m3 = opening_m3 + estimated.consumption_m3
+            closing_message = closing_flow = None
         skip = skip_reason(account_id, meter_id, opening_m3, closing_m3, plan.opening_at)
         if skip is not None:
             out.skipped.append(skip)
             continue
-        tariff_category = tariff_category_of(category, subcategory)
         if tariff_category is None:
             out.skipped.append(
                 SkippedAccount(account_id, meter_id, SkipReason.UNKNOWN_CATEGORY, f"{category}/{subcategory}"))
@@ -159,14 +235,16 @@ def price_batch(plan: RunPlan, batch: list[Any]) -> PricedBatch:
         volume, total, net_total, tax_total = issued.volume_m3, issued.total, issued.net_total, issued.tax_total
         out.bills.append((bill_id, account_id, meter_id, period_start, period_end, opening_m3, closing_m3, volume,
                           total, net_total, tax_total, issued.cumulative_before, issued.cumulative_after,
-                          tariff_category.value, "issued", now))
+                          tariff_category.value, "issued", now, "actual" if estimated is None else "estimated"))
+        if estimated is not None:
+            out.estimated_readings.append((bill_id, meter_id, plan.closing_at, closing_m3))
         out.lines.extend((bill_id, n, line.tier, line.tariff_version, line.cycle_start, line.start, line.end,
                           line.volume_m3, line.unit_price, line.amount, line.vat_rate)
                          for n, line in enumerate(issued.lines, start=1))
         out.events.append((Event(type="bill.issued", subject=account_id, data=BillIssued(
             bill_id=bill_id, account_id=account_id, meter_id=meter_id, period_start=period_start,
             period_end=period_end, category=tariff_category.value, volume_m3=volume, total=total,
-            net_total=net_total, tax_total=tax_total, issued_at=now)),
+            net_total=net_total, tax_total=tax_total, issued_at=now, estimated=estimated is not None)),
             _cause(closing_message, closing_flow, account_id)))
     return out
 
@@ -195,10 +273,30 @@ async def write_batch(conn: AsyncConnection, priced: PricedBatch, result: Billin
         lines = [line for line in lines if line[0] in inserted]
     if lines:
         await insert_columns(conn, bill_line, dict(zip(LINE_COLUMNS, zip(*lines, strict=True), strict=True)))
+    estimated = [row for row in priced.estimated_readings if row[0] in inserted]
+    if estimated:
+        await _insert_estimated_readings(conn, estimated)
     await emit(conn, events)
     result.bill_ids.extend(row[0] for row in bills)
+    result.estimated_bill_ids.extend(row[0] for row in estimated)
     result.total_billed += sum((row[8] for row in bills), ZERO_MONEY)
     result.bills_issued += len(events)
+
+
+async def _insert_estimated_readings(conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
+    """The registers estimated bills closed on, as estimated readings at the end boundary (id
+    ``E`` + the bill id): the next period opens there. A reading already stored at that very time
+    wins (the next run then opens from the last billable reading before it)."""
+    await insert_columns(conn, reading, {
+        "id": [f"E{r[0]}"[:32] for r in rows],
+        "meter_id": [r[1] for r in rows],
+        "read_at": [r[2] for r in rows],
+        "volume_m3": [r[3] for r in rows],
+        "source": [ReadingSource.ESTIMATE.value] * len(rows),
+        "quality": [QualityFlag.ESTIMATED.value] * len(rows),
+        "message_id": [f"E{r[0]}" for r in rows],
+        "correlation_id": [None] * len(rows),
+    }, ignore_conflicts=True)
 
 
 def tariff_category_of(category: str, subcategory: str | None) -> TariffCategory | None:

@@ -15,6 +15,12 @@ class SkipReason(StrEnum):
     NEGATIVE_CONSUMPTION = "negative_consumption"
     UNKNOWN_CATEGORY = "unknown_category"
     NO_TARIFF = "no_tariff"
+    READING_HELD = "reading_held"
+    """The period's latest reading is held from billing (negative, clock, capacity): no bill until an
+    operator resolves its exception."""
+    NO_ESTIMATE = "no_estimate"
+    """The period's latest reading is to be replaced by an estimate, and there is no history to
+    estimate from."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,5 +42,7 @@ class BillingRunResult:
     already_billed: int = 0
     total_billed: Decimal = Decimal("0.00")
     bill_ids: list[str] = field(default_factory=list)
+    estimated_bill_ids: list[str] = field(default_factory=list)
+    """The bills among ``bill_ids`` whose volume is an estimate (the period's reading was held)."""
     skipped: list[SkippedAccount] = field(default_factory=list)
     batches: int = 0

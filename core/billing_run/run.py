@@ -13,11 +13,25 @@ How a bill is made (the decisions, in one place):
   reported when there is no reading at or before the start (``no_opening_reading``), no reading
   after the start boundary up to the end boundary (``no_closing_reading``), or the register went
   backwards (``negative_consumption``: the domain rules hold billing).
+* **Good readings only** (:mod:`core.billing_run.estimates`): a reading stored ``held`` by the
+  validation rules is never a register. When the period's latest reading is held, the account is
+  skipped as ``reading_held`` ("exception; hold billing": negative, clock, capacity) or, for a
+  reading held with ``estimate_due`` (a spike: "exception, then estimate"), billed on an estimate
+  (``quality = 'estimated'``, ``bill.issued`` with ``estimated``; an estimated reading at the end
+  boundary opens the next period), or skipped as ``no_estimate`` without history to estimate from.
+  Cost: the same register probes, filtered on the quality of the row they read anyway, plus one
+  probe for the latest reading's quality; the estimates' inputs are read only for the accounts that
+  need one, in two set-based queries per batch.
 * **Cumulative**: the tier cumulative before the period is the ``cumulative_after`` of the account's
   issued bill that ends exactly on ``period_start`` (the bills chain; of several, the one that starts
   latest), and 0 otherwise: when the
   period starts a cycle, when there is no such bill (first bill, or a gap), or when that bill was on
   a flat tariff. A gap therefore restarts the tiers; bill periods are meant to chain.
+* **Off-cycle bills**: an account transferred (or closed) mid-period was billed up to that moment
+  (:mod:`core.lifecycle`, through :mod:`core.billing_run.single`). An issued bill that overlaps the
+  period and reaches its end makes the account ``already_billed``; one that ends inside it leaves the
+  rest, ``[its end, period_end)``, which is billed on its own from the register that bill ended on
+  (the account's opening and closing are not the period's then) and chains its cumulative.
 * **Idempotency**: a bill is unique per ``(account_id, period_start, period_end)``. Accounts already
   billed for the period are counted in ``already_billed`` and left alone; the insert also ignores
   conflicts, so two runs racing each other cannot issue a bill twice, and lines and events are
@@ -47,7 +61,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
+from datetime import date, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import text
@@ -55,19 +69,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.billing import TariffBook
 from core.billing_run.batch import PricedBatch, RunPlan, price_batch, write_batch
+from core.billing_run.periods import CHINA_TZ, period_boundary
 from core.billing_run.result import BillingRunResult, SkippedAccount, SkipReason
+from core.billing_run.single import bill_rest
 from core.outbox import emit
 from core.payments import Payments
-
-CHINA_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
-"""China Standard Time: UTC+8 all year."""
+from core.readings import DEFAULT_SETTINGS, ValidationSettings
 
 __all__ = ["CHINA_TZ", "BillingRunResult", "SkipReason", "SkippedAccount", "period_boundary", "run_billing"]
-
-
-def period_boundary(day: date, tz: tzinfo = CHINA_TZ) -> datetime:
-    """The instant a billing day starts: local midnight, as an aware UTC datetime."""
-    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
 
 
 async def run_billing(
@@ -82,6 +91,7 @@ async def run_billing(
     tz: tzinfo = CHINA_TZ,
     payments: Payments | None = None,
     accounts: tuple[str, str | None] = ("", None),
+    rules: ValidationSettings = DEFAULT_SETTINGS,
 ) -> BillingRunResult:
     """Bill every active metered account for ``[period_start, period_end)`` (see the module notes).
 
@@ -98,7 +108,7 @@ async def run_billing(
         raise ValueError("now must be timezone-aware")
     result = BillingRunResult(period_start=period_start, period_end=period_end)
     plan = RunPlan(book, period_start, period_end, period_boundary(period_start, tz), period_boundary(period_end, tz),
-                   now, until=accounts[1])
+                   now, until=accounts[1], rules=rules, tz=tz, boundary=lambda day: period_boundary(day, tz))
     previous_jit = None
     if conn.dialect.name == "postgresql":
         previous_jit = str(await conn.scalar(text("SHOW jit")))
@@ -108,7 +118,8 @@ async def run_billing(
 
         async def read(after: str) -> tuple[list[Any], asyncio.Future[PricedBatch] | None]:
             rows = list((await conn.execute(plan.batch_query(after, batch_size))).all())
-            return rows, (loop.run_in_executor(pricing, price_batch, plan, rows) if rows else None)
+            estimates = await plan.estimates_for(conn, rows)
+            return rows, (loop.run_in_executor(pricing, price_batch, plan, rows, estimates) if rows else None)
 
         rows, pending = await read(accounts[0])
         try:
@@ -120,6 +131,8 @@ async def run_billing(
                     rows, pending = await read(rows[-1][0])
                 issued_before = len(result.bill_ids)
                 await write_batch(conn, priced, result)  # meanwhile the worker prices the next batch
+                for rest in priced.rest:  # covered in part by an off-cycle bill (a transfer's): bill the rest
+                    await bill_rest(conn, plan, rest.account_id, rest.category, rest.meter_id, rest.start, result, tz)
                 if payments is not None and len(result.bill_ids) > issued_before:
                     # Unused credit (earlier overpayments) pays the new bills, oldest first.
                     await emit(conn, await payments.apply_credit(conn, batch_accounts, now))

@@ -38,6 +38,7 @@ class MessageType(StrEnum):
     READING_RECORDED = "reading.recorded"
     READING_FLAGGED = "reading.flagged"
     BILL_ISSUED = "bill.issued"
+    WORK_ORDER_REQUESTED = "work_order.requested"
 
 
 class ReadingSource(StrEnum):
@@ -47,6 +48,8 @@ class ReadingSource(StrEnum):
     MANUAL = "manual"
     ESTIMATE = "estimate"
     VENDOR = "vendor"
+    FINAL = "final"
+    """Read at the counter or on site when an account is closed or transferred (core.lifecycle)."""
 
 
 class ValveState(StrEnum):
@@ -56,17 +59,47 @@ class ValveState(StrEnum):
     UNKNOWN = "unknown"
 
 
+class DeviceEvent(StrEnum):
+    """Events a meter reports alongside (or instead of) a reading (CJ/T 188 status bits, NB-IoT
+    platform events)."""
+
+    TAMPER = "tamper"
+    MAGNETIC = "magnetic"
+    COVER_OPEN = "cover_open"
+    LOW_BATTERY = "low_battery"
+    VALVE_ALARM = "valve_alarm"
+
+
 class MeterReading(CanonicalModel):
-    """A cumulative register reading from a meter (E1, P3)."""
+    """A cumulative register reading from a meter (E1, P3).
+
+    ``received_at`` and ``events`` were added to v1 as optional fields (a sender that does not know
+    them leaves them out, and a reading without them means what it always meant)."""
 
     meter_id: MeterId
     read_at: AwareDatetime
+    """When the register was read: the meter's own clock where the meter stamps its readings."""
     volume_m3: Volume = Field(ge=0)
     source: ReadingSource
     valve: ValveState | None = None
     battery_low: bool | None = None
     battery_v: Decimal | None = Field(default=None, ge=0, le=10)
     signal_rsrp: int | None = Field(default=None, ge=-200, le=0)
+    received_at: AwareDatetime | None = None
+    """When the platform (NB-IoT platform, DTU front end, the hub's connector) received the reading;
+    given only when ``read_at`` comes from the meter's own clock, so that the clock rule can compare
+    the two (drift beyond ``clock_max_drift`` is an exception)."""
+    events: list[DeviceEvent] = Field(default_factory=list, max_length=16)
+    """Device events reported with the reading: tamper, magnet and cover-open open an inspection
+    order; ``battery_low = true`` counts as a ``low_battery`` event."""
+
+    @property
+    def device_events(self) -> frozenset[DeviceEvent]:
+        """``events`` with the battery flag folded in."""
+        found = set(self.events)
+        if self.battery_low:
+            found.add(DeviceEvent.LOW_BATTERY)
+        return frozenset(found)
 
 
 class ReadingRecorded(CanonicalModel):
@@ -146,6 +179,28 @@ class ReadingFlagged(CanonicalModel):
     billable: bool
     """Whether the reading may be billed as it is."""
     findings: list[ReadingFinding] = Field(min_length=1)
+
+
+class WorkOrderRequested(CanonicalModel):
+    """Field work a validation rule calls for (E1): an inspection after a tamper event, a vacancy /
+    stuck-meter check, a communication repair, a mandatory actual read, a theft inspection.
+
+    Sent by ``core:record_reading`` for a reading's findings and by the daily reading checks; the
+    work-order system (issue 4) opens the order. ``work_order_id`` is derived from what caused it (the
+    reading, or the check's subject and day), so a request seen again is the same request."""
+
+    work_order_id: str = Field(min_length=1, max_length=64)
+    kind: RuleName
+    """``inspection``, ``zero_use_check``, ``communication``, ``actual_read`` or ``theft_inspection``."""
+    rule: RuleName
+    """The validation rule that found it (``tamper``, ``zero_use``, ``stale``, ...)."""
+    severity: RuleName
+    meter_id: MeterId | None = None
+    account_id: AccountId | None = None
+    detected_at: AwareDatetime
+    reason: str = Field(min_length=1, max_length=500)
+    reading_id: str | None = Field(default=None, max_length=64)
+    """The reading whose findings call for it; absent for the daily checks."""
 
 
 class AlarmCleared(CanonicalModel):
@@ -327,6 +382,9 @@ class BillIssued(CanonicalModel):
     net_total: Money
     tax_total: Money
     issued_at: AwareDatetime
+    estimated: bool = False
+    """The volume is an estimate: the period's reading was held from billing (a spike). Added to v1
+    as an optional field."""
 
 
 CATALOGUE = Catalogue(
@@ -352,6 +410,9 @@ CATALOGUE = Catalogue(
             "notification.delivered", 1, NotificationDelivered, Lane.NORMAL, "A provider reported delivery."
         ),
         CatalogueEntry("bill.issued", 1, BillIssued, Lane.NORMAL, "A billing run issued a bill."),
+        CatalogueEntry(
+            "work_order.requested", 1, WorkOrderRequested, Lane.NORMAL, "A validation rule calls for field work."
+        ),
     ]
 )
 

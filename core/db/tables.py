@@ -66,9 +66,9 @@ reading_exception = Table(
     metadata,
     Column("id", String(64), primary_key=True),
     Column("meter_id", String(32), nullable=False, index=True),
-    Column("account_id", String(32)),
+    Column("account_id", String(32), index=True),
     Column("read_at", UTCDateTime(), nullable=False),
-    Column("volume_m3", Numeric(14, 3), nullable=False),
+    Column("volume_m3", Numeric(14, 3)),
     Column("consumption_m3", Numeric(14, 3)),
     Column("rules", String(200), nullable=False),
     Column("billable", Boolean, nullable=False),
@@ -76,10 +76,25 @@ reading_exception = Table(
     Column("status", String(16), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("message_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False, server_default="reading"),
+    Column("severity", String(16), nullable=False, server_default="error"),
+    Column("resolved_at", UTCDateTime()),
+    Column("resolved_by", String(64)),
+    Column("resolution", String(16)),
+    Column("resolution_note", String(500)),
+    Column("corrected_m3", Numeric(14, 3)),
     CheckConstraint("status IN ('open', 'resolved')", name="status"),
+    CheckConstraint("kind IN ('reading', 'check')", name="kind"),
+    CheckConstraint("resolution IS NULL OR resolution IN ('accepted', 'corrected', 'estimated')", name="resolution"),
+    Index("ix_core_reading_exception_status_read_at", "status", "read_at"),
 )
-"""A reading that broke validation rules, open until an operator resolves it; ``id`` is the
-reading's id (its message id), ``rules`` the rule ids, ``findings`` the findings as JSON."""
+"""The exceptions list: findings open until an operator resolves them. ``kind = 'reading'``: a
+reading that broke validation rules, ``id`` the reading's id (its message id), ``volume_m3`` its
+register. ``kind = 'check'``: a finding of the daily checks (stale, zero use, prolonged
+estimation), ``id`` = ``<rule>-<subject>-<day>``, ``read_at`` when it was found, no register.
+``rules`` the rule ids, ``severity`` the highest of the findings, ``findings`` the findings as JSON;
+``resolution`` (``accepted`` / ``corrected`` with ``corrected_m3`` / ``estimated``), who and when once
+resolved."""
 
 alarm = Table(
     "core_alarm",

@@ -73,6 +73,9 @@ account = Table(
     Column("opened_at", UTCDateTime(), nullable=False),
     Column("closed_at", UTCDateTime()),
     Column("final_reading_m3", Numeric(14, 3)),
+    # The bill the close issued for the use up to the final reading (core.lifecycle); no foreign key,
+    # since core_bill refers to the account.
+    Column("final_bill_id", String(32)),
     CheckConstraint(_in("category", ("residential", "non_residential")), name="category"),
     CheckConstraint(
         "(category = 'residential' AND subcategory IS NULL) OR "
@@ -92,6 +95,8 @@ account_holder_history = Table(
     Column("valid_from", UTCDateTime(), nullable=False),
     Column("valid_to", UTCDateTime()),
     Column("arrears_policy", String(16)),
+    # What the holder took over at a transfer: the debt carried (``carry``), 0 once settled (``settle``).
+    Column("arrears_carried", Numeric(14, 2)),
     Index("ix_core_account_holder_history_account", "account_id", "valid_from"),
     Index("ix_core_account_holder_history_customer", "customer_id"),
     CheckConstraint("arrears_policy IS NULL OR arrears_policy IN ('settle', 'carry')", name="arrears_policy"),

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Column,
     Date,
     ForeignKey,
+    Index,
     Integer,
     Numeric,
     PrimaryKeyConstraint,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     false,
+    text,
 )
 
 from core.db.tables import metadata
@@ -29,6 +31,8 @@ from core.db.types import UTCDateTime
 VALVE_STATES = ("open", "closed", "abnormal", "unknown")
 BILL_STATUSES = ("issued", "cancelled")
 BILL_CATEGORIES = ("residential", "industrial", "commercial", "heating")
+BILL_QUALITIES = ("actual", "estimated")
+"""``estimated``: the closing register was held (a spike) and the volume is an estimate."""
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -82,7 +86,11 @@ bill = Table(
     Column("category", String(16), nullable=False),
     Column("status", String(16), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    Column("quality", String(16), nullable=False, server_default="actual"),
     UniqueConstraint("account_id", "period_start", "period_end", name="uq_core_bill_account_period"),
+    CheckConstraint(_in("quality", BILL_QUALITIES), name="quality"),
+    Index("ix_core_bill_estimated", "account_id", "period_end", postgresql_where=text("quality = 'estimated'"),
+          sqlite_where=text("quality = 'estimated'")),
     CheckConstraint("period_end > period_start", name="period"),
     CheckConstraint(_in("status", BILL_STATUSES), name="status"),
     CheckConstraint(_in("category", BILL_CATEGORIES), name="category"),

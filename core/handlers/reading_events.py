@@ -5,6 +5,8 @@
 * ``alarm.raised`` (safety lane) for each finding whose action is to raise an alarm: a suspected
   leak (``leak``), use while the valve was closed (``valve_fault``); ``core:record_alarm`` takes it
   and closes the valve for a leak. No second leak alarm while one is open for the meter;
+* ``work_order.requested`` for the findings whose action is to open a work order, one per kind
+  (two tamper events of one reading make one inspection);
 * ``notification.requested`` to the account holder for findings of the rules in
   ``ReadingsSettings.notify`` (a leak is a safety message: ``kind = alarm``, ``safety``).
 
@@ -25,6 +27,7 @@ from core.catalogue.messages import (
     NotificationRequested,
     ReadingFinding,
     ReadingFlagged,
+    WorkOrderRequested,
 )
 from core.messages import Event, derived_id
 from core.readings import Action, Finding, ReadingsSettings, RuleId, Severity, ValidationResult
@@ -93,6 +96,25 @@ def notification_event(r: StoredReading, rule: RuleId, phone: str) -> Event:
         kind=NotificationKind.ALARM if leak else NotificationKind.READING,
         account_id=r.account_id, phone=phone, params=params, safety=leak)
     return Event("notification.requested", data, subject=r.data.meter_id)
+
+
+def work_order_events(r: StoredReading) -> list[Event]:
+    """One ``work_order.requested`` per work-order kind the reading's findings call for."""
+    by_kind: dict[str, list[Finding]] = {}
+    for f in r.result.findings:
+        if f.action is Action.OPEN_WORK_ORDER and f.work_order is not None:
+            by_kind.setdefault(f.work_order.value, []).append(f)
+    return [
+        Event("work_order.requested", WorkOrderRequested(
+            work_order_id=derived_id(f"wo-{kind}", r.reading_id), kind=kind, rule=found[0].rule.value,
+            severity=max((f.severity for f in found), key=SEVERITY_RANK.__getitem__).value,
+            meter_id=r.data.meter_id, account_id=r.account_id, detected_at=r.data.read_at,
+            reason="; ".join(f.message for f in found)[:500], reading_id=r.reading_id), subject=r.data.meter_id)
+        for kind, found in by_kind.items()
+    ]
+
+
+SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.ERROR: 2, Severity.CRITICAL: 3}
 
 
 def leak_alarm(finding: Finding) -> bool:

@@ -7,7 +7,7 @@ changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +18,14 @@ from core.catalogue.messages import ReadingFlagged
 from core.db.bulk import insert_many
 from core.db.tables import reading_exception
 from core.messages import Incoming
+from core.readings import Severity
+
+_RANK = {s.value: n for n, s in enumerate(Severity)}
+
+
+def highest_severity(severities: Iterable[str]) -> str:
+    """The most severe of the findings' severities (``info`` < ``warning`` < ``error`` < ``critical``)."""
+    return max(severities, key=lambda s: _RANK.get(s, -1), default=Severity.INFO.value)
 
 
 async def record_reading_exception(
@@ -39,6 +47,8 @@ async def record_reading_exception(
             "billable": f.billable,
             "findings": orjson.dumps([x.model_dump(mode="json", exclude_none=True) for x in f.findings]).decode(),
             "status": "open",
+            "kind": "reading",
+            "severity": highest_severity(x.severity for x in f.findings),
             "created_at": now,
             "message_id": item.message_id,
         })

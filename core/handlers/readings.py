@@ -280,20 +280,20 @@ async def _insert(conn: AsyncConnection, pending: list[_Pending]) -> list[_Pendi
         if p.result.conflict:
             raise Conflict(p.result.findings[0].message)
     todo = [p for p in pending if p.stored]
-    inserted = await _store(conn, [p.item for p in todo], [_quality(p) for p in todo])
+    inserted = await store_readings(conn, [p.item for p in todo], [_quality(p) for p in todo])
     return [p for p in todo if p.item.message_id in inserted]
 
 
 async def _insert_unvalidated(conn: AsyncConnection, items: Sequence[Incoming]) -> None:
     """``run_rules = false``: store the readings as they come (quality ``unvalidated``); duplicates and
     conflicts are found as always."""
-    await _store(conn, items, ["unvalidated"] * len(items))
+    await store_readings(conn, items, ["unvalidated"] * len(items))
 
 
-async def _store(conn: AsyncConnection, items: Sequence[Incoming], quality: Sequence[str]) -> set[str]:
-    """Insert readings (``COPY`` unless one collides), each in the flow it came in; return the ids really
-    inserted. A reading refused for its meter and time is a duplicate, or a ``Conflict`` if its value
-    differs."""
+async def store_readings(conn: AsyncConnection, items: Sequence[Incoming], quality: Sequence[str]) -> set[str]:
+    """Insert readings (``meter.reading`` items; also the final readings of ``core.lifecycle``) (``COPY``
+    unless one collides), each in the flow it came in; return the ids really inserted. A reading refused
+    for its meter and time is a duplicate, or a ``Conflict`` if its value differs."""
     readings = [item.data for item in items if isinstance(item.data, MeterReading)]
     assert len(readings) == len(items), "record_reading takes meter.reading only"
     ids = [item.message_id for item in items]
@@ -396,6 +396,8 @@ async def _emit(conn: AsyncConnection, inserted: list[_Pending], meters: dict[st
                     "reason": "no holder's phone (meter on no account, or no personal-data keys)"})
                 continue
             events.append((ev.notification_event(r, rule, phone), cause))
+        if settings.request_work_orders:
+            events.extend((e, cause) for e in ev.work_order_events(r))
         if settings.flag_events and ev.is_flagged(r.result):
             events.append((ev.flagged_event(r), cause))
     await emit(conn, events)

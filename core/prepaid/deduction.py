@@ -50,7 +50,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 from ulid import ULID
 
-from core.billing import TariffBook, TariffCategory, TariffNotFound
+from core.billing import Household, TariffBook, TariffCategory, TariffNotFound
 from core.catalogue import Lane
 from core.catalogue.messages import NotificationKind, NotificationRequested, ValveAction, ValveCommand
 from core.db.bulk import insert_many
@@ -91,6 +91,8 @@ class AcceptedReading:
     consumption_m3: Decimal | None
     """Use since that reading, rollover-corrected."""
     avg_daily_use_m3: Decimal | None
+    household: Household | None = None
+    """The account's household, for the large-household uplift (``None``: the plain thresholds)."""
 
     @property
     def reading_id(self) -> str:
@@ -163,7 +165,7 @@ class PrepaidMeters:
             priced: PricedUse | None = None
             if use > 0:
                 try:
-                    priced = self.pricer.price(r.category, start, r.read_at, use, cycle)
+                    priced = self.pricer.price(r.category, start, r.read_at, use, cycle, r.household)
                 except TariffNotFound as exc:
                     log.warning("prepaid.no_tariff", extra={"meter_id": r.meter_id, "reason": str(exc)})
                     break  # the next readings start at the same reading: they cannot be priced either

@@ -10,6 +10,9 @@ that runs from one reading's time to another's rather than over whole days:
   each part covers (a month-long interval from midnight to midnight shares by days, like a bill);
 * residential parts split at the tier thresholds from the cycle's cumulative (``CycleUse``), which
   resets to zero in a new cycle; flat tariffs price every m³ alike;
+* a household with an approved uplift (rule 4) gets the raised thresholds on the days its approval
+  covers, and the interval is also cut where the approval starts or stops, exactly as a postpaid bill
+  (``plan_segments`` with the household: the same code);
 * the cost is *exact* (volume × unit price, no rounding): the caller turns costs into whole-fen
   deductions, carrying what is left over so that nothing is lost or gained reading after reading.
 
@@ -25,7 +28,7 @@ from decimal import Decimal, localcontext
 from fractions import Fraction
 from functools import lru_cache
 
-from core.billing import FlatTariff, TariffBook, TariffCategory
+from core.billing import FlatTariff, Household, TariffBook, TariffCategory
 from core.billing.allocation import allocate
 from core.billing.money import EXACT, ZERO_VOLUME
 from core.billing.segments import Segment, plan_segments
@@ -88,12 +91,13 @@ class Pricer:
     def __init__(self, book: TariffBook, tz: tzinfo = CHINA_TZ) -> None:
         self.book = book
         self.tz = tz
-        self._plan: Callable[[TariffCategory, date, date], tuple[Segment, ...]] = lru_cache(maxsize=4096)(
-            lambda category, lo, hi: plan_segments(book, category, lo, hi, None))
+        self._plan: Callable[[TariffCategory, date, date, Household | None], tuple[Segment, ...]] = lru_cache(
+            maxsize=4096)(lambda category, lo, hi, household: plan_segments(book, category, lo, hi, household))
 
     def price(self, category: TariffCategory, start: datetime, end: datetime, volume: Decimal,
-              cycle: CycleUse = NO_CYCLE) -> PricedUse:
-        """Price ``volume`` m³ used over ``[start, end)`` (aware times, ``end`` after ``start``).
+              cycle: CycleUse = NO_CYCLE, household: Household | None = None) -> PricedUse:
+        """Price ``volume`` m³ used over ``[start, end)`` (aware times, ``end`` after ``start``), with
+        ``household``'s uplift where its approval covers the days (``None``: the plain thresholds).
 
         Raises :class:`~core.billing.TariffNotFound` when no tariff of ``category`` is in force on a
         day of the interval, ``ValueError`` for an empty interval or a volume that is negative or has
@@ -103,7 +107,7 @@ class Pricer:
             raise ValueError(f"empty interval {start.isoformat()}..{end.isoformat()}")
         first = start.astimezone(self.tz).date()
         last = end.astimezone(self.tz).date() + DAY
-        segments = self._plan(category, first, last)
+        segments = self._plan(category, first, last, household)
         if len(segments) == 1:
             shares: tuple[Decimal, ...] = (volume,)
         else:

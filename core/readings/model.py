@@ -51,15 +51,16 @@ class ReadingInput(_Frozen):
         received_at: datetime | None = None,
         events: Iterable[DeviceEvent] = (),
     ) -> ReadingInput:
-        """Build from the canonical ``meter.reading`` data."""
+        """Build from the canonical ``meter.reading`` data: its receive time and device events (the
+        battery flag included), unless given here."""
         return cls(
             meter_id=message.meter_id,
             read_at=message.read_at,
             volume_m3=message.volume_m3,
             source=message.source,
-            received_at=received_at,
+            received_at=received_at or message.received_at,
             valve=message.valve,
-            events=frozenset(events),
+            events=frozenset(events) | message.device_events,
         )
 
 

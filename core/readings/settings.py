@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import time, timedelta
 from decimal import Decimal
 from typing import Annotated
 
@@ -116,6 +116,11 @@ class ValidationSettings(BaseModel):
 DEFAULT_SETTINGS = ValidationSettings()
 
 
+WORK_ORDER_RULES = frozenset({RuleId.TAMPER, RuleId.ZERO_USE, RuleId.USE_WHILE_CLOSED, RuleId.STALE,
+                              RuleId.PROLONGED_ESTIMATION})
+"""The rules whose findings open work orders."""
+
+
 class ReadingsSettings(BaseModel):
     """How ``core:record_reading`` applies the rules: the rules' thresholds (``rules``), how much
     history it reads, and what it does with findings. The hub's ``core.readings`` settings
@@ -146,6 +151,14 @@ class ReadingsSettings(BaseModel):
     raise_alarms: bool = True
     """Emit ``alarm.raised`` (safety lane) for findings whose action is to raise an alarm: a suspected
     leak, use while the valve was closed. Off only where no route takes ``alarm.raised``."""
+    request_work_orders: bool = False
+    """Emit ``work_order.requested`` for findings whose action is to open a work order (tamper →
+    inspection, zero use, theft, stale link, prolonged estimation), from readings and from the daily
+    checks. Off until a route takes ``work_order.requested`` (the work-order system, issue 4): the hub
+    refuses routes whose events nobody takes. The exceptions list records the findings either way."""
+    daily_check_at: time | None = time(3, 0)
+    """Local time (Asia/Shanghai) of the daily checks over the database (stale meters, zero use,
+    prolonged estimation: ``gashub readings check`` runs them on demand); empty = no daily run."""
     notify: frozenset[RuleId] = frozenset({RuleId.SPIKE, RuleId.LEAK})
     """Rules whose findings are told to the account holder by ``notification.requested`` (needs the
     personal-data keys to read the holder's phone)."""
@@ -169,6 +182,8 @@ class ReadingsSettings(BaseModel):
             out.append("alarm.raised")
         if any(self.rules.enabled(r) for r in self.notify):
             out.append("notification.requested")
+        if self.request_work_orders and any(self.rules.enabled(r) for r in WORK_ORDER_RULES):
+            out.append("work_order.requested")
         return tuple(out)
 
 

@@ -24,7 +24,11 @@ from core.readings.model import (
 )
 from core.readings.register import Consumption, baseline, consumption
 from core.readings.settings import DEFAULT_SETTINGS, ValidationSettings
-from core.readings.vocabulary import QualityFlag, RuleId
+from core.readings.vocabulary import Action, QualityFlag, RuleId
+
+HOLDS_BILL = frozenset({Action.HOLD_BILLING, Action.FLAG_CONFLICT})
+"""Findings after which no bill is made until an operator has looked (domain.md: "exception; hold
+billing"); a reading held only for ``estimate`` is billed as an estimate instead."""
 
 
 def validate_reading(
@@ -99,6 +103,11 @@ def _result(
         quality.append(QualityFlag.DERIVED)
     if reading.is_estimate:
         quality.append(QualityFlag.ESTIMATED)
+    actions = {f.action for f in findings}
+    if actions & NOT_BILLED and Action.DROP_DUPLICATE not in actions:
+        quality.append(QualityFlag.HELD)
+        if Action.ESTIMATE in actions and not actions & HOLDS_BILL:
+            quality.append(QualityFlag.ESTIMATE_DUE)
     return ValidationResult(
         meter_id=reading.meter_id,
         read_at=reading.read_at,

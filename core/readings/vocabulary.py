@@ -5,6 +5,8 @@ from __future__ import annotations
 from enum import StrEnum
 from types import MappingProxyType
 
+from core.catalogue.messages import DeviceEvent as DeviceEvent
+
 
 class RuleId(StrEnum):
     """One id per rule of the VEE table (domain.md), plus the estimate-reversal check."""
@@ -61,6 +63,14 @@ class QualityFlag(StrEnum):
     """The consumption was corrected (register rollover)."""
     ESTIMATED = "estimated"
     """The reading is an estimate, not an actual read."""
+    HELD = "held"
+    """Not billed as it is (negative, conflict, clock, capacity, spike...): bills skip it until an
+    operator accepts or corrects it."""
+    EDITED = "edited"
+    """An operator corrected the register value (VEE edit) after the reading was held."""
+    ESTIMATE_DUE = "estimate_due"
+    """Held, and an estimate is billed in its place (a spike: "exception, then estimate"). A held
+    reading without it holds the bill ("exception; hold billing")."""
 
 
 class WorkOrderKind(StrEnum):
@@ -81,16 +91,6 @@ class CustomerCategory(StrEnum):
     COMMERCIAL = "commercial"
     INDUSTRIAL = "industrial"
     HEATING = "heating"
-
-
-class DeviceEvent(StrEnum):
-    """Events a meter reports alongside (or instead of) a reading."""
-
-    TAMPER = "tamper"
-    MAGNETIC = "magnetic"
-    COVER_OPEN = "cover_open"
-    LOW_BATTERY = "low_battery"
-    VALVE_ALARM = "valve_alarm"
 
 
 DEVICE_EVENT_BY_CIM = MappingProxyType(

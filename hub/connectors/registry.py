@@ -20,8 +20,11 @@ from hub.errors import ConfigError
 
 BUILTIN: Mapping[str, str] = MappingProxyType(
     {
+        "ctwing": "connectors.nbiot:CtwingConnector",
         "dtu_cjt188": "connectors.meters:DtuConnector",
         "http_sms": "connectors.http_sms:HttpSmsConnector",
+        "onenet": "connectors.nbiot:OneNetConnector",
+        "tax": "connectors.tax:TaxConnector",
         "tax_demo": "connectors.tax_demo:TaxDemoConnector",
         "valve_http": "connectors.valve_http:ValveHttpConnector",
         "vendor_push": "connectors.vendor_push:VendorPushConnector",

@@ -125,6 +125,7 @@ async def list_routes(request: web.Request) -> web.Response:
             depth, consumers = info.messages, info.consumers
         except Exception:  # noqa: BLE001 - show the route even when the broker cannot answer
             depth, consumers = None, None
+        delayed = await _delayed(rt)
         counts = {
             s.labels["outcome"]: s.value
             for metric in hub.metrics.messages.collect() for s in metric.samples
@@ -134,7 +135,8 @@ async def list_routes(request: web.Request) -> web.Response:
         out.append({
             "name": name, "from": rt.route.spec.from_, "to": rt.route.spec.to, "lane": str(rt.route.lane),
             "mapping": rt.route.mapping_label or None, "queue": rt.route.queues.main, "depth": depth,
-            "consumers": consumers, "running_here": rt.running, "settled": counts,
+            "consumers": consumers, "delayed": delayed, "in_hand": rt.pipeline.in_hand,
+            "running_here": rt.running, "settled": counts,
             "rate_per_s": round(hub.metrics.rates.rate(name), 1), "dead_letters_open": open_dead.get(name, 0),
             "last_error": rt.pipeline.last_error,
             "breaker": None if breaker is None else {
@@ -144,6 +146,18 @@ async def list_routes(request: web.Request) -> web.Response:
                       "backoff_ms": list(rt.route.spec.retry.backoff)},
         })
     return json_response({"routes": out, "outbox_pending": pending, "jobs": hub.scheduler.jobs()})
+
+
+async def _delayed(rt: Any) -> int | None:
+    """Messages waiting in the route's delay queues for their next attempt (a partner down: the
+    backlog is here and in the consumers' hands, not in the main queue)."""
+    total = 0
+    try:
+        for ms in rt.route.spec.retry.delays():
+            total += (await rt.transport.queue_info(rt.route.queues.delay(ms))).messages
+    except Exception:  # noqa: BLE001 - show the route even when the broker cannot answer
+        return None
+    return total
 
 
 async def dashboard(request: web.Request) -> web.FileResponse:

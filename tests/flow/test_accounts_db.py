@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -16,16 +17,17 @@ from core.accounts import (
     CustomerIn,
     PremisesIn,
     Privacy,
-    close_account,
     find_by_id_number,
     find_by_phone,
     get_account,
     id_check_digit,
     open_account,
-    transfer_account,
 )
+from core.billing import ResidentialTariff, TariffBook
 from core.db.tables_accounts import account, customer, premises, request
 from core.errors import Conflict, DomainRejected
+from core.lifecycle import close_account as _close
+from core.lifecycle import transfer_account as _transfer
 from core.privacy import KeyRing, generate_key
 
 ALICE_ID = "33060219900101123" + id_check_digit("33060219900101123")
@@ -36,6 +38,18 @@ HOME = PremisesIn(address="绍兴市越城区解放北路88号3幢201室", distr
 T0 = datetime(2026, 1, 1, 8, tzinfo=UTC)
 T1 = datetime(2026, 6, 1, 8, tzinfo=UTC)
 T2 = datetime(2026, 9, 1, 8, tzinfo=UTC)
+BOOK = TariffBook(versions=(ResidentialTariff(version="RES-2025", effective_from=date(2025, 1, 1),
+                                              thresholds_m3=(Decimal(300), Decimal(600)),
+                                              prices=(Decimal("3.00"), Decimal("3.60"), Decimal("4.50"))),))
+
+
+def close_account(*args: Any) -> Any:
+    """Accounts without a meter: no bill of use, so any tariff book does (core.lifecycle tests the bills)."""
+    return _close(*args, book=BOOK)
+
+
+def transfer_account(*args: Any) -> Any:
+    return _transfer(*args, book=BOOK)
 
 
 @pytest.fixture
@@ -80,6 +94,7 @@ async def test_lifecycle_open_find_transfer_close(engine: AsyncEngine, privacy: 
         ("张**", T0, T1, None),
         ("李*", T1, None, "carry"),
     ]
+    assert (moved.outcome, moved.arrears_carried, moved.holders[-1].arrears_carried) == ("carried", 0, 0)
     async with engine.connect() as conn:
         assert [a.account_id for a in await find_by_phone(conn, privacy, "13900001111")] == [opened.account_id]
         assert await find_by_phone(conn, privacy, "13812345678") == []  # no longer the holder
@@ -89,10 +104,11 @@ async def test_lifecycle_open_find_transfer_close(engine: AsyncEngine, privacy: 
     assert closed.status == "closed"
     assert closed.closed_at == T2
     assert closed.final_reading_m3 == Decimal("1234.500")
-    assert closed.final_bill == "pending"
+    assert closed.final_bill is None  # no meter: nothing metered to bill
+    assert (closed.settlement.owed, closed.settlement.refund_due) == (Decimal(0), Decimal(0))
     assert closed.holders[-1].valid_to == T2
     assert [(s.status, s.effective_from) for s in closed.status_history] == [("active", T0), ("closed", T2)]
-    assert "final bill pending" in closed.status_history[-1].reason
+    assert closed.status_history[-1].reason == "closed with final reading 1234.500 m³; nothing owed"
 
     async with engine.connect() as conn:
         assert (await get_account(conn, privacy, opened.account_id)).status_history == closed.status_history

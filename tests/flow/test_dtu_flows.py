@@ -86,7 +86,7 @@ async def test_a_dtu_reading_is_stored_and_bad_input_only_audited(stack: Stack) 
 
         async def stored() -> bool:
             found = await scalar(hub, select(reading.c.volume_m3).where(reading.c.meter_id == METER,
-                                                                         reading.c.read_at > now))
+                                                                         reading.c.read_at >= now))
             return found is not None and Decimal(found) == Decimal("100.25")
 
         await eventually(stored, what="the DTU reading stored by the core")

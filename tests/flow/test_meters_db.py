@@ -10,9 +10,11 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.accounts import CustomerIn, PremisesIn, Privacy, close_account, id_check_digit, open_account
+from core.accounts import CustomerIn, PremisesIn, Privacy, id_check_digit, open_account
+from core.billing import TariffBook
 from core.db.tables_billing import meter
 from core.errors import DomainRejected
+from core.lifecycle import close_account
 from core.meters import install_meter
 from core.privacy import KeyRing, generate_key
 
@@ -80,7 +82,8 @@ async def test_installing_is_refused_for_bad_input_and_closed_accounts(engine: A
             async with engine.begin() as conn:
                 await install_meter(conn, **args)
     async with engine.begin() as conn:
-        await close_account(conn, privacy, "close-1", home, Decimal("12.5"), datetime(2026, 1, 1, tzinfo=UTC))
+        await close_account(conn, privacy, "close-1", home, Decimal("12.5"), datetime(2026, 1, 1, tzinfo=UTC),
+                            book=TariffBook(versions=()))
     with pytest.raises(DomainRejected, match="is closed"):
         async with engine.begin() as conn:
             await install_meter(conn, "M1", home, model="G2.5", installed_at=date(2026, 2, 1))

@@ -148,7 +148,8 @@ async def test_a_spike_is_stored_suspect_flagged_and_told_to_the_holder(engine: 
     item = incoming("M1", T0 + DAY, last + Decimal("6.100"))  # 5 × 1.2 = 6.0 m³ a day is the limit
     await handle(engine, item, privacy=privacy)
 
-    assert (await qualities(engine, "M1"))[T0 + DAY] == "suspect"
+    # Held from billing; an estimate is billed in its place ("exception, then estimate").
+    assert (await qualities(engine, "M1"))[T0 + DAY] == "suspect,held,estimate_due"
     notification, flagged = await outbox_rows(engine)
     assert (notification.type, notification.lane) == ("notification.requested", "normal")
     assert notification.data["notification_id"] == f"spike-{item.message_id}"
@@ -158,7 +159,8 @@ async def test_a_spike_is_stored_suspect_flagged_and_told_to_the_holder(engine: 
     assert flagged.type == "reading.flagged"
     assert flagged.data["reading_id"] == item.message_id
     assert flagged.data["account_id"] == account_id
-    assert (rules_of(flagged), flagged.data["billable"], flagged.data["quality"]) == (["spike"], False, ["suspect"])
+    assert (rules_of(flagged), flagged.data["billable"], flagged.data["quality"]) == (
+        ["spike"], False, ["suspect", "held", "estimate_due"])
     assert flagged.data["consumption_m3"] == "6.100"
     for out in (notification, flagged):
         assert (out.correlation_id, out.causation_id, out.subject) == (item.correlation_id, item.message_id, "M1")
@@ -206,9 +208,10 @@ async def test_a_batch_is_checked_in_time_order_each_reading_against_the_earlier
     stored = await qualities(engine, "M1")
     # Against the stored reading alone the later one looks fine (+1 m³ in two days); after the earlier
     # one of the batch, its register went back.
-    assert (stored[T0 + DAY], stored[T0 + 2 * DAY]) == ("valid", "suspect")
+    assert (stored[T0 + DAY], stored[T0 + 2 * DAY]) == ("valid", "suspect,held")
     (flagged,) = await outbox_rows(engine)
     assert (flagged.data["reading_id"], rules_of(flagged)) == (later.message_id, ["negative"])
+    assert flagged.data["quality"] == ["suspect", "held"]
     assert flagged.data["consumption_m3"] == "-2.000"
 
 
@@ -390,7 +393,7 @@ async def test_every_rule_and_every_event_follows_the_settings(engine: AsyncEngi
     assert [o.type for o in await outbox_rows(engine)] == ["reading.flagged"]
     await handle(engine, incoming("D", T0 + DAY, use), settings=ReadingsSettings(flag_events=False), privacy=privacy)
     assert [o.type for o in await outbox_rows(engine)] == ["reading.flagged", "notification.requested"]
-    assert (await qualities(engine, "D"))[T0 + DAY] == "suspect"
+    assert (await qualities(engine, "D"))[T0 + DAY] == "suspect,held,estimate_due"
 
     # Without the personal-data keys nobody can be told; the reading is still flagged.
     await handle(engine, incoming("A", T0 + 2 * DAY, use + 20))

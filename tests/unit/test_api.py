@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from core.api import AuthPolicy, Role, build_api, create_user, revoke_user_tokens
 from core.api.handlers import endpoints
 from core.api.permissions import MATRIX, Action, Resource, allowed, parse_markdown, render_markdown
-from core.db.tables import alarm, reading
+from core.db.tables import alarm, reading, reading_exception
 from core.db.tables_accounts import account, customer, premises
 from core.db.tables_api import api_audit, api_token, api_user
 from core.db.tables_billing import bill, meter
@@ -75,6 +75,10 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
             for i in range(7)
         ])
         await _money(conn)
+        await conn.execute(insert(reading_exception).values(
+            id="A1", meter_id="M1", account_id="ACC1", read_at=T0, volume_m3=Decimal("10.500"), rules="clock",
+            billable=False, findings="[]", status="open", created_at=T0, message_id="r-A1", kind="reading",
+            severity="error"))
         await conn.execute(insert(meter).values(id="A1", account_id="ACC1", model="G2.5",
                                                 installed_at=date(2025, 1, 1), valve_state="closed"))
         await conn.execute(insert(work_order).values(
@@ -159,6 +163,8 @@ async def test_every_endpoint_with_every_role_follows_the_matrix(api: Api) -> No
         "/alarms/{id}/acknowledge": {"note": "every role"},
         "/alarms/{id}/close": {"note": "every role"},
         "/work-orders/{id}/transition": {"to": "dispatched", "note": "every role"},  # then the same again: no change
+        # the reading exception A1: resolving it again the same way answers the same
+        "/readings/exceptions/{id}/resolve": {"outcome": "accepted", "note": "register checked on site"},
     }
     assert {ep.path for ep in endpoints() if ep.body is not None and not ep.public} == set(bodies)
     for ep in endpoints():

@@ -22,11 +22,13 @@ from core.accounts import Privacy, id_check_digit
 from core.api import AuthPolicy, Role, build_api, create_user
 from core.api.accounts import NO_METER, OVERVIEW_READS, account_endpoints
 from core.api.permissions import Action, Resource, allowed
+from core.billing import ResidentialTariff, TariffBook
 from core.db.tables import alarm, reading
 from core.db.tables_api import api_audit
 from core.db.tables_billing import bill, meter
 from core.db.tables_payments import allocation, credit, invoice, payment
 from core.privacy import KeyRing, generate_key
+from core.tariffs import add_versions
 from hub.migrations import upgrade
 from tests.flow.conftest import fresh_postgres_database
 
@@ -76,7 +78,13 @@ def future(days: int) -> str:
     return (datetime.now(UTC) + timedelta(days=days)).isoformat()
 
 
-async def _build(tmp_path: Path, privacy: Privacy | None, url: str | None = None) -> AsyncIterator[Api]:
+BOOK = TariffBook(versions=(ResidentialTariff(version="RES-2025", effective_from=date(2025, 1, 1),
+                                              thresholds_m3=(Decimal(300), Decimal(600)),
+                                              prices=(Decimal("3.00"), Decimal("3.60"), Decimal("4.50"))),))
+
+
+async def _build(tmp_path: Path, privacy: Privacy | None, url: str | None = None,
+                 tariffs: TariffBook | None = BOOK) -> AsyncIterator[Api]:
     url = url or f"sqlite+aiosqlite:///{tmp_path}/api.db"
     await asyncio.to_thread(upgrade, url)
     engine = create_async_engine(url)
@@ -84,7 +92,8 @@ async def _build(tmp_path: Path, privacy: Privacy | None, url: str | None = None
     for role in Role:
         await create_user(engine, role.value, PASSWORD, role, clock=clock)
     app = web.Application()
-    app.add_subapp("/api/v1", build_api(engine, clock=clock, policy=AuthPolicy(), privacy=privacy))
+    app.add_subapp("/api/v1", build_api(engine, clock=clock, policy=AuthPolicy(), privacy=privacy,
+                                        tariffs=tariffs))
     client = TestClient(TestServer(app))
     await client.start_server()
     try:
@@ -263,6 +272,7 @@ async def test_transfer_and_close(api: Api) -> None:
     view = await resp.json()
     assert view["holder"]["name"] == "李*"
     assert [h["arrears_policy"] for h in view["holders"]] == [None, "settle"]
+    assert (view["outcome"], view["arrears_carried"]) == ("settled", "0.00")
     again = await api.client.post(f"/api/v1/accounts/{acc}/transfer", json=transfer, headers=cs)
     assert again.status == 200
     assert await again.json() == view
@@ -278,8 +288,10 @@ async def test_transfer_and_close(api: Api) -> None:
     assert resp.status == 200, await resp.text()
     closed = await resp.json()
     assert closed["status"] == "closed"
-    assert closed["final_bill"] == "pending"
+    assert closed["final_bill"] is None  # no meter: nothing metered to bill
     assert closed["final_reading_m3"] == "812.500"
+    assert closed["settlement"] == {"bill": None, "credit_applied": "0.00", "payment": "0.00", "owed": "0.00",
+                                    "credit_left": "0.00", "prepaid_balance": None, "refund_due": "0.00"}
     twice = await api.client.post(f"/api/v1/accounts/{acc}/close", json={**close, "client_request_id": rid()},
                                   headers=cs)
     assert twice.status == 422
@@ -288,6 +300,62 @@ async def test_transfer_and_close(api: Api) -> None:
                                  json={**transfer, "client_request_id": rid()}, headers=cs)
     assert late.status == 422
     assert "closed" in (await late.json())["detail"]
+
+
+async def test_settle_transfer_while_owing_is_409_with_the_amount_then_paid(api: Api) -> None:
+    """The old holder owes 120.50 on a bill (here an account without a meter, so no transfer reading):
+    settle is refused with the amount until the settlement payment covers it; carry records the debt."""
+    cs = api.auth[Role.CUSTOMER_SERVICE]
+    owing, other = (await api.open())["account_id"], (await api.open())["account_id"]
+    async with api.engine.begin() as conn:
+        for n, acc in enumerate((owing, other)):
+            await conn.execute(insert(bill).values(
+                id=f"BILL{n}", account_id=acc, meter_id="M-X", period_start=date(2026, 1, 1),
+                period_end=date(2026, 2, 1), reading_start_m3=0, reading_end_m3=40, volume_m3=40,
+                total=Decimal("120.50"), net_total=Decimal("110.55"), tax_total=Decimal("9.95"), cumulative_before=0,
+                cumulative_after=40,
+                category="residential", status="issued", created_at=datetime(2026, 2, 1, tzinfo=UTC)))
+    transfer = {"client_request_id": rid(), "new_customer": BOB, "arrears_policy": "settle", "effective": future(1)}
+    resp = await api.client.post(f"/api/v1/accounts/{owing}/transfer", json=transfer, headers=cs)
+    assert resp.status == 409
+    body = await resp.json()
+    assert_problem(body, 409)
+    assert body["owed"] == "120.50"
+    assert "owes 120.50 yuan" in body["detail"]
+    short = await api.client.post(f"/api/v1/accounts/{owing}/transfer",
+                                  json={**transfer, "settlement_payment": "100.00"}, headers=cs)
+    assert short.status == 409
+    paid = await api.client.post(f"/api/v1/accounts/{owing}/transfer",
+                                 json={**transfer, "settlement_payment": "120.50"}, headers=cs)
+    assert paid.status == 200, await paid.text()
+    moved = await paid.json()
+    assert (moved["outcome"], moved["settlement"]["payment"], moved["settlement"]["owed"]) == (
+        "settled", "120.50", "0.00")
+    async with api.engine.connect() as conn:
+        row = (await conn.execute(select(payment.c.channel, payment.c.transaction_id, payment.c.amount))).one()
+    assert tuple(row) == ("counter", transfer["client_request_id"], Decimal("120.50"))
+
+    carry = {"client_request_id": rid(), "new_customer": BOB, "arrears_policy": "carry", "effective": future(1)}
+    resp = await api.client.post(f"/api/v1/accounts/{other}/transfer", json=carry, headers=cs)
+    assert resp.status == 200
+    carried = await resp.json()
+    assert (carried["outcome"], carried["arrears_carried"], carried["holders"][-1]["arrears_carried"]) == (
+        "carried", "120.50", "120.50")
+
+
+async def test_close_prices_with_the_database_book_and_answers_503_while_it_is_empty(tmp_path: Path) -> None:
+    privacy = Privacy.from_ring(KeyRing.from_settings({"k1": generate_key()}, current="k1"))
+    async for built in _build(tmp_path, privacy, tariffs=None):  # the default: the book in core_tariff_version
+        cs = built.auth[Role.CUSTOMER_SERVICE]
+        acc = (await built.open())["account_id"]
+        close = {"client_request_id": rid(), "final_reading_m3": 1, "at": future(1)}
+        resp = await built.client.post(f"/api/v1/accounts/{acc}/close", json=close, headers=cs)
+        assert resp.status == 503
+        assert "no tariff version is stored" in (await resp.json())["detail"]
+        async with built.engine.begin() as conn:
+            await add_versions(conn, BOOK.versions, by="test", now=datetime.now(UTC), note="test")
+        resp = await built.client.post(f"/api/v1/accounts/{acc}/close", json=close, headers=cs)
+        assert resp.status == 200, await resp.text()
 
 
 async def test_unknown_account_is_404(api: Api) -> None:

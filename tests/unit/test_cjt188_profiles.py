@@ -136,7 +136,11 @@ def test_units_clock_and_events_reach_the_report() -> None:
     assert report.reading.battery_low is True
     assert report.meter_clock == datetime(2026, 11, 27, 9, 15, 30, tzinfo=TZ)
     assert report.events == {DeviceEvent.LOW_BATTERY, DeviceEvent.TAMPER}
-    MeterReading.model_validate(reading_data(report))  # what we publish passes the catalogue's model
+    published = MeterReading.model_validate(reading_data(report))  # what we publish passes the catalogue
+    # Dated by the meter's clock, with the receive time beside it for the core's clock rule; events kept.
+    assert published.read_at == datetime(2026, 11, 27, 9, 15, 30, tzinfo=TZ)
+    assert published.received_at == RECEIVED
+    assert set(published.events) == {DeviceEvent.LOW_BATTERY, DeviceEvent.TAMPER}
 
 
 def test_a_volume_in_a_non_volume_unit_is_a_decode_error() -> None:

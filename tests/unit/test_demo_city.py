@@ -141,3 +141,17 @@ def test_the_demo_routes_check_with_the_demo_connectors_and_production_has_none_
         k: v for k, v in settings.connectors.items() if k != "tax_demo"}})
     problems = [str(p) for p in check_configuration(without_tax)]
     assert any("tax_demo" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("tax", ["soap", "rest"])
+def test_the_demo_can_send_its_invoices_through_the_real_tax_connector(tmp_path: Path, tax: str) -> None:
+    routes = demo_routes(tmp_path / "routes", tax)
+    assert '"tax:issue"' in (routes / "demo-payments.toml").read_text()
+    assert (routes / "demo-tax-failed.toml").is_file()
+    settings = demo_settings(database_url="sqlite+aiosqlite:///:memory:", http_port=0, ops_token="t" * 20,
+                             vendor_token="v", routes_dir=routes, sms_url="http://127.0.0.1:1",
+                             valves_url="http://127.0.0.1:2", tax_url="http://127.0.0.1:3/einvoice", tax=tax,
+                             tax_secret="demo-secret")
+    assert check_configuration(settings) == []
+    assert (settings.connectors["tax"]["kind"], settings.connectors["tax"]["provider"]) == ("tax", tax)
+    assert "tax_demo" not in settings.connectors

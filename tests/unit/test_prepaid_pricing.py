@@ -10,7 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.billing import FlatTariff, ResidentialTariff, TariffBook, TariffCategory, TariffNotFound, bill_period
+from core.billing import (
+    FlatTariff,
+    Household,
+    HouseholdUplift,
+    ResidentialTariff,
+    TariffBook,
+    TariffCategory,
+    TariffNotFound,
+    UpliftApproval,
+    bill_period,
+)
 from core.billing.cycles import CycleStart
 from core.billing.money import round_money
 from core.config import CoreConfig
@@ -131,3 +141,38 @@ def test_settings_say_what_charging_may_emit_and_need_tariffs() -> None:
     assert "valve.command" not in build_handlers(CoreConfig())["record_reading"].emits
     with pytest.raises(ValueError, match="no tariff book"):
         build_handlers(CoreConfig(prepaid=on))
+
+
+# ---- rule 4: the large-household uplift, as on postpaid bills -----------------------------------
+
+UPLIFT = HouseholdUplift(above_residents=4, per_person_m3=D(60))
+UPLIFT_BOOK = TariffBook(versions=(
+    ResidentialTariff(version="RES-2024", effective_from=date(2024, 1, 1), thresholds_m3=(D(300), D(600)),
+                      prices=(D("3.00"), D("3.60"), D("4.50")), uplift=UPLIFT),
+))
+SIX = Household(residents=6, approval=UpliftApproval(reference="HH-2024-001", valid_from=date(2024, 1, 1),
+                                                     valid_until=date(2024, 5, 16)))
+
+
+def test_an_approved_large_household_gets_the_raised_thresholds() -> None:
+    # 280 m³ so far, 50 m³ now; six residents: +2 × 60 m³, thresholds 420/720 → all tier 1: 150.00
+    # (without the household 20 × 3.00 + 30 × 3.60 = 168.00).
+    pricer, cycle = Pricer(UPLIFT_BOOK), CycleUse(date(2024, 1, 1), D("280.000"))
+    start, end = local(date(2024, 4, 1)), local(date(2024, 5, 1))
+    assert pricer.price(RES, start, end, D("50.000"), cycle, SIX).cost == D("150.00")
+    assert pricer.price(RES, start, end, D("50.000"), cycle).cost == D("168.00")
+    assert pricer.price(RES, start, end, D("50.000"), cycle, Household(residents=6)).cost == D("168.00")
+
+
+def test_the_uplift_stops_with_its_approval_inside_an_interval_as_on_a_bill() -> None:
+    # 1 May–1 June (31 days), 62 m³; the approval ends 16 May: 15 days (30.000 m³) at thresholds
+    # 420/720 → tier 1, cumulative 310; 16 days (32.000 m³) at 300/600 → tier 2.
+    # 30 × 3.00 + 32 × 3.60 = 90.00 + 115.20 = 205.20.
+    priced = Pricer(UPLIFT_BOOK).price(RES, local(date(2024, 5, 1)), local(date(2024, 6, 1)), D("62.000"),
+                                       CycleUse(date(2024, 1, 1), D("280.000")), SIX)
+    assert [(ln.tier, ln.volume_m3) for ln in priced.lines] == [(1, D("30.000")), (2, D("32.000"))]
+    assert priced.cost == D("205.20")
+    bill = bill_period(UPLIFT_BOOK, RES, date(2024, 5, 1), date(2024, 6, 1), D(62), cumulative_before=D(280),
+                       household=SIX)
+    assert [(ln.tier, ln.volume_m3) for ln in bill.lines] == [(ln.tier, ln.volume_m3) for ln in priced.lines]
+    assert bill.total == priced.cost

@@ -95,7 +95,7 @@ def test_negative_consumption_holds_billing() -> None:
     assert "100.000" in finding.message
     assert "99.999" in finding.message
     assert result.consumption_m3 == D("-0.001")
-    assert result.quality == (QualityFlag.SUSPECT,)
+    assert result.quality == (QualityFlag.SUSPECT, QualityFlag.HELD)  # "exception; hold billing"
     assert not result.billable
 
 
@@ -153,7 +153,7 @@ def test_spike_at_the_category_factor(category: CustomerCategory, edge: str, abo
     finding = only(result, RuleId.SPIKE)
     assert finding.action is Action.ESTIMATE
     assert not result.billable
-    assert result.quality == (QualityFlag.SUSPECT,)
+    assert result.quality == (QualityFlag.SUSPECT, QualityFlag.HELD, QualityFlag.ESTIMATE_DUE)
     assert "average daily use 2.000 m³" in finding.message
 
 
@@ -326,7 +326,7 @@ def test_same_time_other_value_is_a_conflict() -> None:
     assert result.rules == {RuleId.DUPLICATE}
     assert result.conflict
     assert not result.billable
-    assert result.quality == (QualityFlag.SUSPECT,)
+    assert result.quality == (QualityFlag.SUSPECT, QualityFlag.HELD)
 
 
 def test_same_instant_in_another_timezone_is_a_duplicate() -> None:
@@ -536,14 +536,14 @@ def test_several_findings_at_once() -> None:
         RuleId.USE_WHILE_CLOSED, RuleId.LEAK, RuleId.PROLONGED_ESTIMATION,
     ]
     assert result.actions == {Action.HOLD_BILLING, Action.OPEN_WORK_ORDER, Action.ESTIMATE, Action.RAISE_ALARM}
-    assert result.quality == (QualityFlag.SUSPECT,)
+    assert result.quality == (QualityFlag.SUSPECT, QualityFlag.HELD)  # clock, capacity: hold, no estimate
     assert result.consumption_m3 == D("9.500")
 
 
 def test_rollover_and_spike_together() -> None:
     result = run(reading("5.500"), context(prev("999990.000"), avg_daily_use_m3=D(2)))
     assert result.rules == {RuleId.ROLLOVER, RuleId.SPIKE}
-    assert result.quality == (QualityFlag.SUSPECT, QualityFlag.DERIVED)
+    assert result.quality == (QualityFlag.SUSPECT, QualityFlag.DERIVED, QualityFlag.HELD, QualityFlag.ESTIMATE_DUE)
     assert result.consumption_m3 == D("15.500")
 
 
@@ -809,13 +809,17 @@ def test_the_leak_rule_reads_hourly_use_made_from_readings() -> None:
 
 
 def test_readings_settings_say_what_record_reading_may_emit() -> None:
+    orders = "work_order.requested"
     assert ReadingsSettings().emits() == ("reading.flagged", "alarm.raised", "notification.requested")
     assert ReadingsSettings(flag_events=False, raise_alarms=False).emits() == ("notification.requested",)
     assert ReadingsSettings(notify=frozenset()).emits() == ("reading.flagged", "alarm.raised")
     both_off = ValidationSettings(disabled_rules=frozenset({RuleId.LEAK, RuleId.USE_WHILE_CLOSED, RuleId.SPIKE}))
     assert ReadingsSettings(rules=both_off).emits() == ("reading.flagged",)
-    assert ReadingsSettings(rules=both_off, notify=frozenset({RuleId.ZERO_USE})).emits() == (
-        "reading.flagged", "notification.requested")
+    assert ReadingsSettings(rules=both_off, notify=frozenset({RuleId.ZERO_USE}), request_work_orders=True).emits() == (
+        "reading.flagged", "notification.requested", orders)
+    no_orders = ValidationSettings(disabled_rules=frozenset({RuleId.TAMPER, RuleId.ZERO_USE, RuleId.USE_WHILE_CLOSED,
+                                                             RuleId.STALE, RuleId.PROLONGED_ESTIMATION}))
+    assert orders not in ReadingsSettings(rules=no_orders, request_work_orders=True).emits()
     with pytest.raises(ValidationError, match="zero_use_period"):
         ReadingsSettings(history_window=timedelta(days=29))
     assert ReadingsSettings(history_window=timedelta(days=10),

@@ -80,6 +80,10 @@ SAMPLES: dict[tuple[str, int], dict[str, Any]] = {
                          "period_start": "2026-02-01", "period_end": "2026-03-01", "category": "residential",
                          "volume_m3": "50.000", "total": "168.00", "net_total": "154.13", "tax_total": "13.87",
                          "issued_at": T},
+    ("work_order.requested", 1): {"work_order_id": "wo-inspection-01J00000000000000000000001", "kind": "inspection",
+                                  "rule": "tamper", "severity": "warning", "meter_id": "GM-1", "account_id": "A-1",
+                                  "detected_at": T, "reason": "meter GM-1 reported a tamper event: inspection needed",
+                                  "reading_id": "01J00000000000000000000001"},
 }
 
 

@@ -1,10 +1,12 @@
 """From a decoded ``901F`` reply to the canonical ``meter.reading``.
 
-The reading's time is when the hub received the reply, not the meter's clock: meter clocks drift and
-are often unset (all zero). The meter's clock and the status-bit events (low battery, tamper, magnet,
-valve fault) travel beside the reading in :class:`MeterReport`; :func:`reading_data` puts them into the
-``meter.reading`` data as far as the catalogue's ``MeterReading`` has fields for them
-(``meter_clock`` and ``events``), so the core's clock-drift and tamper rules can use them.
+:class:`MeterReport` holds the reading dated when the hub (or the platform) received the reply, the
+meter's own clock, and the status-bit events (low battery, tamper, magnet, valve fault).
+:func:`reading_data` makes the ``meter.reading`` the catalogue defines: ``read_at`` is the meter's clock
+when the meter gave a valid one, with ``received_at`` beside it so that the core's clock rule sees any
+drift (more than 15 min holds the reading: domain.md's "clock" exception); a meter whose clock is
+unset (all zero, common) is dated by the receive time alone. The events go to ``events`` for the
+tamper rule.
 """
 
 from __future__ import annotations
@@ -47,12 +49,11 @@ def meter_report(data: MeteringData, profile: MeterProfile, *, meter_id: str, re
 
 
 def reading_data(report: MeterReport) -> dict[str, Any]:
-    """The ``meter.reading`` data (JSON-ready). Adds ``meter_clock`` and ``events`` once ``MeterReading``
-    has those fields; until then they are left out (the catalogue forbids unknown fields)."""
-    data = report.reading.model_dump(mode="json", exclude_none=True)
-    fields = MeterReading.model_fields
-    if "meter_clock" in fields and report.meter_clock is not None:
-        data["meter_clock"] = report.meter_clock.isoformat()
-    if "events" in fields and report.events:
-        data["events"] = sorted(report.events)
-    return data
+    """The ``meter.reading`` data (JSON-ready): dated by the meter's clock with the receive time beside
+    it when the meter's clock is set, by the receive time otherwise; with the status-bit events."""
+    reading = report.reading
+    if report.meter_clock is not None:
+        reading = reading.model_copy(update={"read_at": report.meter_clock, "received_at": reading.read_at})
+    if report.events:
+        reading = reading.model_copy(update={"events": sorted(report.events)})
+    return MeterReading.model_validate(reading.model_dump()).model_dump(mode="json", exclude_none=True)

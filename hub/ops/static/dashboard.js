@@ -503,7 +503,9 @@
       var safety = r.lane === "safety";
       var queue = r.depth === null || r.depth === undefined
         ? html`<span class="pill pill-bad" title="The broker did not answer for ${r.queue}">no answer</span>`
-        : html`<span class="num ${r.depth >= BACKLOG_WARN ? "warn-text" : ""}">${fmtInt(r.depth)}</span> <span class="muted small">waiting</span>`;
+        : html`<span class="num ${r.depth >= BACKLOG_WARN ? "warn-text" : ""}">${fmtInt(r.depth)}</span> <span class="muted small">waiting</span>${
+            r.delayed ? html` <span class="muted small" title="In the route's delay queues, for their next attempt">+ ${fmtInt(r.delayed)} to retry</span>` : ""}${
+            r.in_hand ? html` <span class="muted small" title="Taken by this process's consumer, not yet settled (waiting for the partner or its breaker)">+ ${fmtInt(r.in_hand)} in hand</span>` : ""}`;
       var consumers = r.consumers === null || r.consumers === undefined ? "?" : fmtInt(r.consumers);
       var dead = r.dead_letters_open
         ? html`<button type="button" class="count-btn" data-action="dl-route" data-route="${r.name}" data-key="dl:${r.name}" title="Show the open dead letters of ${r.name}">${fmtInt(r.dead_letters_open)} open</button>`

@@ -1,7 +1,7 @@
 """work orders with SLA clocks and their history; who acknowledged and closed an alarm, and its flow
 
-Revision ID: 0013
-Revises: 0011
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-11-27 19:10:00.000000
 
 Existing alarms keep ``correlation_id`` empty (their flow was not stored); new ones carry it.
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision = '0013'
-down_revision = '0011'
+revision = '0014'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,154 @@
+"""Off-cycle bills: one account's bill for a period that does not follow the monthly grid.
+
+An account closed (销户) or transferred (过户) in the middle of a month is billed up to that moment
+(:mod:`core.lifecycle`), and the next monthly run bills it from the end of that bill to the end of the
+month. Both go through the run's own pricing and writing (:func:`~core.billing_run.batch.price_batch`,
+:func:`~core.billing_run.batch.write_batch`) with a one-account batch, so an off-cycle bill is priced
+exactly as the run prices a period: cut at cycle starts and price changes, shared by days, tier
+cumulative carried from the bill it follows, one ``bill.issued`` per bill.
+
+The two registers are given by the caller: the opening one is the register the previous bill ended
+on (``reading_end_m3``), so consecutive bills chain without losing or doubling a litre even when the
+previous bill ended between two readings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, tzinfo
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.billing import TariffBook, TariffCategory
+from core.billing_run.batch import RunPlan, price_batch, write_batch
+from core.billing_run.periods import CHINA_TZ, period_boundary
+from core.billing_run.result import BillingRunResult, SkippedAccount, SkipReason
+from core.db.tables import reading
+from core.db.tables_billing import bill
+from core.messages import Cause, Caused
+
+
+@dataclass(frozen=True, slots=True)
+class OffCycleBill:
+    """A bill :func:`bill_account` issued."""
+
+    bill_id: str
+    meter_id: str
+    period_start: date
+    period_end: date
+    reading_start_m3: Decimal
+    reading_end_m3: Decimal
+    volume_m3: Decimal
+    total: Decimal
+    cumulative_after: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class PreviousBill:
+    """The account's latest issued bill: where the next one starts."""
+
+    bill_id: str
+    period_end: date
+    reading_end_m3: Decimal
+    cumulative_after: Decimal | None
+
+
+async def latest_bill(conn: AsyncConnection, account_id: str) -> PreviousBill | None:
+    """The issued bill that ends latest (of several ending the same day, the one that starts latest)."""
+    row = (await conn.execute(
+        select(bill.c.id, bill.c.period_end, bill.c.reading_end_m3, bill.c.cumulative_after)
+        .where(bill.c.account_id == account_id, bill.c.status == "issued")
+        .order_by(bill.c.period_end.desc(), bill.c.period_start.desc()).limit(1))).first()
+    if row is None:
+        return None
+    after = None if row.cumulative_after is None else Decimal(row.cumulative_after)
+    return PreviousBill(row.id, row.period_end, Decimal(row.reading_end_m3), after)
+
+
+async def bill_account(
+    conn: AsyncConnection,
+    book: TariffBook,
+    *,
+    account_id: str,
+    category: TariffCategory,
+    meter_id: str,
+    period_start: date,
+    period_end: date,
+    opening_m3: Decimal,
+    closing_m3: Decimal,
+    chained: Decimal | None,
+    now: datetime,
+    cause: Cause | None = None,
+    result: BillingRunResult | None = None,
+    tz: tzinfo = CHINA_TZ,
+) -> OffCycleBill | SkippedAccount | None:
+    """Bill ``closing_m3 − opening_m3`` over ``[period_start, period_end)`` like the run bills a period.
+
+    ``chained`` is the ``cumulative_after`` of the bill this one follows (``None``: none). ``cause`` (the
+    closing reading's message and flow) is what ``bill.issued`` joins. Returns the bill, or why it
+    could not be made (a register that went back, no tariff in force), or ``None`` when a bill for exactly
+    that period exists already (the run's idempotency key); raises ``ValueError`` for an
+    empty period. ``result``, when given, receives the bill as a run's batch would.
+    """
+    plan = RunPlan(book, period_start, period_end, period_boundary(period_start, tz), period_boundary(period_end, tz),
+                   now)
+    row: tuple[Any, ...] = (
+        account_id, *_account_category(category), meter_id, 1, opening_m3, closing_m3,
+        cause.message_id if cause else None, cause.correlation_id if cause else None,
+        None, chained, None, None)  # not billed, chained, no held reading (the registers are given), not covered
+    priced = price_batch(plan, [row])
+    if priced.skipped:
+        return priced.skipped[0]
+    out = result if result is not None else BillingRunResult(period_start=period_start, period_end=period_end)
+    before = len(out.bill_ids)
+    (bill_row,) = priced.bills
+    await write_batch(conn, priced, out)
+    if len(out.bill_ids) == before:
+        return None
+    return OffCycleBill(bill_id=bill_row[0], meter_id=meter_id, period_start=period_start, period_end=period_end,
+                        reading_start_m3=bill_row[5], reading_end_m3=bill_row[6], volume_m3=bill_row[7],
+                        total=bill_row[8], cumulative_after=bill_row[12])
+
+
+def _account_category(category: TariffCategory) -> tuple[str, str | None]:
+    """``core_account``'s (category, subcategory) for a tariff category (what ``price_batch`` reads)."""
+    if category is TariffCategory.RESIDENTIAL:
+        return "residential", None
+    return "non_residential", category.value
+
+
+async def bill_rest(conn: AsyncConnection, plan: RunPlan, account_id: str, category: TariffCategory, meter_id: str,
+                    start: date, result: BillingRunResult, tz: tzinfo = CHINA_TZ) -> None:
+    """In a run: bill ``[start, plan.period_end)`` for an account an off-cycle bill covers up to ``start``.
+
+    The opening register is the one that bill ended on; the closing one is the last reading after
+    ``start``'s boundary up to the run's end boundary (none: skipped, ``no_closing_reading``).
+    """
+    previous = (await conn.execute(
+        select(bill.c.reading_end_m3, bill.c.cumulative_after)
+        .where(bill.c.account_id == account_id, bill.c.status == "issued", bill.c.period_end == start)
+        .order_by(bill.c.period_start.desc()).limit(1))).one()
+    closing = (await conn.execute(
+        select(reading.c.volume_m3, reading.c.message_id, reading.c.correlation_id)
+        .where(reading.c.meter_id == meter_id, reading.c.read_at > period_boundary(start, tz),
+               reading.c.read_at <= plan.closing_at)
+        .order_by(reading.c.read_at.desc()).limit(1))).first()
+    if closing is None:
+        result.skipped.append(SkippedAccount(account_id, meter_id, SkipReason.NO_CLOSING_READING,
+                                             f"no reading after {start} (billed up to there off-cycle)"))
+        return
+    cause = None
+    if closing.correlation_id is not None:
+        cause = Caused(message_id=closing.message_id, correlation_id=closing.correlation_id, subject=account_id)
+    chained = None if previous.cumulative_after is None else Decimal(previous.cumulative_after)
+    issued = await bill_account(conn, plan.book, account_id=account_id, category=category, meter_id=meter_id,
+                                period_start=start, period_end=plan.period_end,
+                                opening_m3=Decimal(previous.reading_end_m3), closing_m3=Decimal(closing.volume_m3),
+                                chained=chained, now=plan.now, cause=cause, result=result, tz=tz)
+    if issued is None:
+        result.already_billed += 1
+    elif isinstance(issued, SkippedAccount):
+        result.skipped.append(issued)
