@@ -24,6 +24,7 @@ from core.handlers.payments import PaymentHandlers
 from core.handlers.reading_exceptions import record_reading_exception
 from core.handlers.readings import record_reading
 from core.handlers.valves import record_valve_state
+from core.handlers.work_orders import WorkOrderRequests
 from core.messages import CoreHandler, HandlerFn, Incoming
 from core.prepaid import PrepaidMeters
 from core.tariffs import TariffShelf
@@ -66,6 +67,7 @@ def build_handlers(config: CoreConfig | None = None) -> Mapping[str, CoreHandler
     payments = PaymentHandlers(config)
     bills = BillNotifier(config)
     alarms = AlarmHandler(config.alarms, config.work_orders, config.privacy)
+    requests = WorkOrderRequests(config.work_orders)
     return MappingProxyType(
         {
             h.name: h
@@ -91,6 +93,12 @@ def build_handlers(config: CoreConfig | None = None) -> Mapping[str, CoreHandler
                     "Record an alarm once and act by the alarm policy: close the valve, tell the holder, "
                     "open a work order with its SLA deadline.",
                     emits=config.alarms.emits(),
+                ),
+                CoreHandler(
+                    "open_work_order",
+                    "work_order.requested",
+                    requests.open_work_order,
+                    "Open the work order a validation rule asks for, once per request, with its SLA deadline.",
                 ),
                 CoreHandler(
                     "notify_bill",

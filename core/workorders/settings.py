@@ -40,10 +40,15 @@ DEFAULT_CATEGORIES: dict[str, SlaCommitment] = {
     "inspection": SlaCommitment(working_days=3),
     "maintenance": SlaCommitment(working_days=5),
     "communication": SlaCommitment(working_days=3),
+    "zero_use_check": SlaCommitment(working_days=5),
+    "theft_inspection": SlaCommitment(working_days=3),
+    "actual_read": SlaCommitment(working_days=10),
     "complaint": SlaCommitment(working_days=15),
 }
 """Commitments seen at gas companies (domain.md): on site for a leak within 15 min–1 h (30 min here),
-indoor fault within 4 h, complaints handled within 15 working days."""
+indoor fault within 4 h, complaints handled within 15 working days. ``inspection``, ``communication``,
+``zero_use_check``, ``theft_inspection`` and ``actual_read`` are also the kinds of work the reading
+validation asks for (``work_order.requested``)."""
 
 
 class WorkOrderSettings(BaseModel):

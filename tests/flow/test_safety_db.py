@@ -18,7 +18,7 @@ from ulid import ULID
 
 from core.accounts import CustomerIn, PremisesIn, Privacy, id_check_digit, open_account
 from core.alarms import AlarmPolicy
-from core.catalogue.messages import AlarmKind, AlarmRaised, MeterReading, ReadingSource
+from core.catalogue.messages import AlarmKind, AlarmRaised, MeterReading, ReadingSource, WorkOrderRequested
 from core.db.tables import alarm, outbox, reading
 from core.db.tables_billing import meter
 from core.db.tables_valves import valve_closure
@@ -26,6 +26,7 @@ from core.db.tables_workorders import work_order, work_order_event
 from core.errors import DomainRejected
 from core.handlers.alarms import AlarmHandler
 from core.handlers.readings import record_reading
+from core.handlers.work_orders import WorkOrderRequests
 from core.messages import Incoming
 from core.privacy import KeyRing, generate_key
 from core.readings import ReadingsSettings
@@ -313,3 +314,26 @@ async def test_a_leak_found_in_readings_tells_the_holder_once(engine: AsyncEngin
     assert types.count("notification.requested") == 1
     assert types.count("valve.command") == 1
     assert len(await orders(engine)) == 1
+
+
+async def test_the_work_a_validation_rule_asks_for_opens_one_order(engine: AsyncEngine) -> None:
+    def request(message_id: str, kind: str = "inspection", severity: str = "error") -> Incoming:
+        return Incoming(message_id, "work_order.requested", "M1", "corr-tamper", WorkOrderRequested(
+            work_order_id="wo-inspection-R1", kind=kind, rule="tamper", severity=severity, meter_id="M1",
+            detected_at=NOW, reason="cover opened", reading_id="R1"))
+
+    handler = WorkOrderRequests(CALENDAR, clock=lambda: NOW)
+    async with engine.begin() as conn:
+        await handler.open_work_order(conn, [request("m1"), request("m2")])  # sent twice
+        await handler.open_work_order(conn, [request("m3")])
+    (order,) = await orders(engine)
+    assert (order.source, order.category, order.priority, order.meter_id, order.correlation_id) == (
+        "request:wo-inspection-R1", "inspection", "high", "M1", "corr-tamper")
+    # 3 working days from Wed 30 Sep: Thu 8, Fri 9, Sat 10 Oct (a working day) → the end of Sat 10 Oct local.
+    assert order.due_at == datetime(2026, 10, 10, 16, 0, tzinfo=UTC)
+    assert "cover opened" in order.summary
+    async with engine.begin() as conn:
+        with pytest.raises(DomainRejected, match="no category 'meter_swap'"):
+            await handler.open_work_order(conn, [Incoming("m4", "work_order.requested", "M1", "c", WorkOrderRequested(
+                work_order_id="wo-x", kind="meter_swap", rule="tamper", severity="error", detected_at=NOW,
+                reason="x"))])

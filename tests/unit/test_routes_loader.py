@@ -66,7 +66,8 @@ def only_problem(problems: list[ConfigError], path: Path, route: str, field: str
 def test_the_repository_routes_compile(mappings: MappingSet) -> None:
     routes = {r.name: r for r in compile_dir(ROUTES_DIR, mappings)}
     assert set(routes) == {"vendor-readings", "readings", "reading-exceptions", "vendor-alarms", "alarms",
-                           "valve-commands", "valve-states", "sms-send", "sms-delivered", "bill-notify"}
+                           "valve-commands", "valve-states", "sms-send", "sms-delivered", "bill-notify",
+                           "work-orders"}
 
     vendor = routes["vendor-readings"]
     assert vendor.file == ROUTES_DIR / "meters.toml"
@@ -102,6 +103,7 @@ def test_the_repository_routes_compile(mappings: MappingSet) -> None:
     assert takers == {"alarm.raised": ["core:record_alarm"], "notification.requested": ["sms:send"],
                       "reading.flagged": ["core:record_reading_exception"]}
     assert routes["alarms"].lane is Lane.SAFETY
+    assert routes["work-orders"].core_handler is HANDLERS["open_work_order"]  # what validation asks for
 
 
 def test_the_repository_routes_need_their_connectors(mappings: MappingSet) -> None:
