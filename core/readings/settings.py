@@ -154,8 +154,9 @@ class ReadingsSettings(BaseModel):
     request_work_orders: bool = False
     """Emit ``work_order.requested`` for findings whose action is to open a work order (tamper →
     inspection, zero use, theft, stale link, prolonged estimation), from readings and from the daily
-    checks. ``core:open_work_order`` opens the orders (the route ``work-orders`` in routes/meters.toml);
-    off by default, since the hub refuses routes whose events nobody takes. The exceptions list records the findings either way."""
+    checks. ``core:open_work_order`` opens the orders (the route ``work-orders`` in routes/meters.toml).
+    Off by default: a route set without that route would leave the events untaken, which the hub
+    refuses. The exceptions list records the findings either way."""
     daily_check_at: time | None = time(3, 0)
     """Local time (Asia/Shanghai) of the daily checks over the database (stale meters, zero use,
     prolonged estimation: ``gashub readings check`` runs them on demand); empty = no daily run."""
