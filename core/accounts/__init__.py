@@ -11,6 +11,7 @@ from core.accounts.models import (
     Category,
     CustomerIn,
     HolderPeriod,
+    HouseholdView,
     PersonView,
     PremisesIn,
     PremisesView,
@@ -19,6 +20,8 @@ from core.accounts.models import (
     StatusChange,
     Subcategory,
 )
+from core.accounts.household import household_for_period, households_for
+from core.accounts.household_change import set_household
 from core.accounts.service import (
     ACCOUNT_READS,
     account_view,
@@ -37,6 +40,7 @@ __all__ = [
     "Category",
     "CustomerIn",
     "HolderPeriod",
+    "HouseholdView",
     "PersonView",
     "PremisesIn",
     "PremisesView",
@@ -48,8 +52,11 @@ __all__ = [
     "find_by_id_number",
     "find_by_phone",
     "get_account",
+    "household_for_period",
+    "households_for",
     "id_check_digit",
     "open_account",
+    "set_household",
     "valid_id_number",
     "valid_phone",
     "valid_place",
