@@ -5,8 +5,8 @@ The pricing of the uplift is :mod:`core.billing` (:class:`~core.billing.Househol
 an append-only history of whole households (see the table's notes in
 :mod:`core.db.tables_accounts` for why rows are whole households rather than an approvals table).
 
-* :func:`core.accounts.household_change.set_household` records a change (customer service, admin), idempotent by client request id
-  like the other account writes, and answers with the account's view;
+* :func:`core.accounts.household_change.set_household` records a change (customer service, admin),
+  idempotent by client request id like the other account writes, and answers with the account's view;
 * :func:`household_for_period` / :func:`households_for` read it back as a ``Household`` for a billing
   period: the latest *recorded* row in force before the period ends. Its residents count holds for
   the whole period (a ``Household`` has one); its approval's own validity dates cut the period

@@ -13,10 +13,19 @@ from sqlalchemy import Select, func, null, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.accounts.household import approved_households
-from core.billing import Bill, Household, ResidentialTariff, TariffBook, TariffCategory, TariffNotFound, bill_period
+from core.billing import (
+    Bill,
+    BillLine,
+    Household,
+    ResidentialTariff,
+    TariffBook,
+    TariffCategory,
+    TariffNotFound,
+    bill_period,
+)
 from core.billing_run.estimates import ESTIMATE_DUE, HELD, EstimateInputs, billable, estimate_inputs, flags
 from core.billing_run.ids import new_ids
-from core.billing_run.pricing import PeriodPricer, PricedBill
+from core.billing_run.pricing import PeriodPricer, PricedBill, PricedLine
 from core.billing_run.result import BillingRunResult, SkippedAccount, SkipReason
 from core.catalogue.messages import BillIssued, ReadingSource
 from core.db.bulk import insert_columns, insert_new
@@ -272,13 +281,18 @@ def price_batch(plan: RunPlan, batch: list[Any], estimates: Mapping[str, Estimat
             out.estimated_readings.append((bill_id, meter_id, plan.closing_at, closing_m3))
         out.lines.extend((bill_id, n, line.tier, line.tariff_version, line.cycle_start, line.start, line.end,
                           line.volume_m3, line.unit_price, line.amount, line.vat_rate)
-                         for n, line in enumerate(issued.lines, start=1))
+                         for n, line in enumerate(_lines(issued), start=1))
         out.events.append((Event(type="bill.issued", subject=account_id, data=BillIssued(
             bill_id=bill_id, account_id=account_id, meter_id=meter_id, period_start=period_start,
             period_end=period_end, category=tariff_category.value, volume_m3=volume, total=total,
             net_total=net_total, tax_total=tax_total, issued_at=now, estimated=estimated is not None)),
             _cause(closing_message, closing_flow, account_id)))
     return out
+
+
+def _lines(issued: PricedBill | Bill) -> Sequence[PricedLine | BillLine]:
+    """The lines of either kind of bill (they have the same fields)."""
+    return issued.lines
 
 
 def _cause(message_id: str | None, correlation_id: str | None, account_id: str) -> Cause | None:
