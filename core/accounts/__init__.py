@@ -4,6 +4,8 @@ blind-indexed for lookup and masked on output (A3). Transfer and close, which bi
 
 from __future__ import annotations
 
+from core.accounts.household import household_for_period, households_for
+from core.accounts.household_change import set_household
 from core.accounts.models import (
     AccountView,
     ArrearsPolicy,
@@ -20,8 +22,6 @@ from core.accounts.models import (
     StatusChange,
     Subcategory,
 )
-from core.accounts.household import household_for_period, households_for
-from core.accounts.household_change import set_household
 from core.accounts.service import (
     ACCOUNT_READS,
     account_view,

@@ -37,7 +37,7 @@ CURRENT_HOUSEHOLD = (
 """The account's latest recorded household (what the account view shows), by ``:account_id``."""
 
 
-def household_of(row: Mapping[str, Any]) -> Household:
+def household_of(row: Mapping[Any, Any]) -> Household:
     """The ``Household`` of a ``core_account_household`` row."""
     approval = None
     if row["approval_reference"] is not None:
@@ -46,7 +46,7 @@ def household_of(row: Mapping[str, Any]) -> Household:
     return Household(residents=row["residents"], approval=approval)
 
 
-def household_view(row: Mapping[str, Any]) -> HouseholdView:
+def household_view(row: Mapping[Any, Any]) -> HouseholdView:
     """What the account view shows of a ``core_account_household`` row."""
     household = household_of(row)
     return HouseholdView(residents=household.residents, approval=household.approval,

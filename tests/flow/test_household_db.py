@@ -209,7 +209,7 @@ async def test_setting_is_idempotent_validated_and_shown_in_the_view(engine: Asy
     with pytest.raises(DomainRejected):
         async with engine.begin() as conn:
             await set_household(conn, privacy, " ", acc, Household(residents=2), recorded_by="cs")
-    with pytest.raises(ValueError):  # the model refuses an approval that ends before it starts
+    with pytest.raises(ValueError, match="valid_until must be after valid_from"):  # the model refuses it
         UpliftApproval(reference="X", valid_from=date(2026, 2, 1), valid_until=date(2026, 2, 1))
 
 

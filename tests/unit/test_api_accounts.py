@@ -24,8 +24,8 @@ from core.api.accounts import NO_METER, OVERVIEW_READS, account_endpoints
 from core.api.permissions import Action, Resource, allowed
 from core.billing import ResidentialTariff, TariffBook
 from core.db.tables import alarm, reading
-from core.db.tables_api import api_audit
 from core.db.tables_accounts import account_household
+from core.db.tables_api import api_audit
 from core.db.tables_billing import bill, meter
 from core.db.tables_payments import allocation, credit, invoice, payment
 from core.privacy import KeyRing, generate_key
