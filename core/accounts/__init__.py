@@ -4,6 +4,8 @@ blind-indexed for lookup and masked on output (A3). Transfer and close, which bi
 
 from __future__ import annotations
 
+from core.accounts.household import household_for_period, households_for
+from core.accounts.household_change import set_household
 from core.accounts.models import (
     AccountView,
     ArrearsPolicy,
@@ -11,6 +13,7 @@ from core.accounts.models import (
     Category,
     CustomerIn,
     HolderPeriod,
+    HouseholdView,
     PersonView,
     PremisesIn,
     PremisesView,
@@ -37,6 +40,7 @@ __all__ = [
     "Category",
     "CustomerIn",
     "HolderPeriod",
+    "HouseholdView",
     "PersonView",
     "PremisesIn",
     "PremisesView",
@@ -48,8 +52,11 @@ __all__ = [
     "find_by_id_number",
     "find_by_phone",
     "get_account",
+    "household_for_period",
+    "households_for",
     "id_check_digit",
     "open_account",
+    "set_household",
     "valid_id_number",
     "valid_phone",
     "valid_place",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from core.billing import UpliftApproval
 from core.privacy import BlindIndex, FieldCipher, KeyRing
 
 Category = Literal["residential", "non_residential"]
@@ -96,6 +97,17 @@ class StatusChange(_Model):
     reason: str
 
 
+class HouseholdView(_Model):
+    """The account's household as last recorded (rule 4: the large-household uplift): residents, the
+    uplift approval if one was granted, from when it counts and who recorded it."""
+
+    residents: int
+    approval: UpliftApproval | None
+    effective_from: date
+    recorded_at: datetime
+    recorded_by: str
+
+
 class AccountView(_Model):
     """An account with its current holder, premises and effective-dated history."""
 
@@ -116,3 +128,5 @@ class AccountView(_Model):
     premises: PremisesView
     holders: tuple[HolderPeriod, ...]
     status_history: tuple[StatusChange, ...]
+    household: HouseholdView | None = None
+    """The latest recorded household (``PUT /accounts/{id}/household``); ``None`` when none was."""

@@ -21,6 +21,7 @@ from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from ulid import ULID
 
+from core.accounts.household import CURRENT_HOUSEHOLD, household_view
 from core.accounts.idempotency import check_request_id, claim, finish
 from core.accounts.models import (
         BILLINGS,
@@ -31,6 +32,7 @@ from core.accounts.models import (
     Category,
     CustomerIn,
     HolderPeriod,
+    HouseholdView,
     PersonView,
     PremisesIn,
     PremisesView,
@@ -218,6 +220,7 @@ ACCOUNT_READS = (
     Read("holders", _HOLDER_PERIODS),
     Read("premises", _PREMISES_ROW),
     Read("statuses", _STATUS_HISTORY),
+    Read("household", CURRENT_HOUSEHOLD),
 )
 """The reads of an account's view, each by ``:account_id``: one round trip on PostgreSQL
 (``core.db.combined``); the overview adds its own reads to these."""
@@ -358,4 +361,11 @@ def account_view(privacy: Privacy, rows: Mapping[str, Rows], *, reveal: bool) ->
         ),
         holders=holders,
         status_history=statuses,
+        household=_household(rows),
     )
+
+
+def _household(rows: Mapping[str, Rows]) -> HouseholdView | None:
+    """The latest recorded household, when the reads include it (older callers' reads may not)."""
+    found = rows.get("household")
+    return household_view(found[0]) if found else None

@@ -1,4 +1,5 @@
-"""The account endpoints of /api/v1 (requirements U1, U2, A3, A5): open, transfer, close, look up, overview.
+"""The account endpoints of /api/v1 (requirements U1, U2, A3, A5): open, transfer, close, household, look up,
+overview.
 
 Personal fields are masked for every caller. Roles that may read ``personal_data`` (admin, customer
 service) get them in clear with ``?reveal=true`` on the reads; every reveal request — granted, denied
@@ -45,6 +46,7 @@ from core.accounts import (
     find_by_phone,
     get_account,
     open_account,
+    set_household,
 )
 from core.api.framework import (
     API,
@@ -59,7 +61,7 @@ from core.api.models import Alarm, Reading, RevealQuery
 from core.api.permissions import Action, Resource, Role, allowed
 from core.api.problems import ProblemError, json_response
 from core.api.reveal import read_revealable as _read
-from core.billing import TariffBook
+from core.billing import Household, TariffBook, UpliftApproval
 from core.db.combined import Read, Reads, Rows, read_only
 from core.db.tables import alarm, reading
 from core.db.tables_accounts import account, premises
@@ -135,6 +137,18 @@ class CloseBody(_Body):
                                              "needed for a postpaid account with a meter (the final bill is "
                                              "made from it), optional for a prepaid one.")
     at: AwareDatetime
+
+
+class HouseholdBody(_Body):
+    """The account's household from ``effective_from`` on (rule 4: the large-household uplift)."""
+
+    client_request_id: str = Field(min_length=1, max_length=64)
+    residents: int = Field(ge=1, le=99, description="People living at the premises.")
+    approval: UpliftApproval | None = Field(default=None, description="The approved uplift application "
+                                            "(reference, valid_from, valid_until exclusive; null: none, "
+                                            "which withdraws an earlier one from effective_from).")
+    effective_from: date | None = Field(default=None, description="The first billing day this household "
+                                        "counts for; default the approval's valid_from, else today.")
 
 
 class AccountSearchQuery(RevealQuery):
@@ -345,6 +359,27 @@ async def close_account_route(request: web.Request) -> web.StreamResponse:
     return json_response(closed.model_dump(mode="json"))
 
 
+@require(Resource.ACCOUNTS, Action.WRITE)
+async def set_household_route(request: web.Request) -> web.StreamResponse:
+    """Record the household and its uplift approval; the (masked) account with it. Idempotent by
+    ``client_request_id``: the same id and content again answers the same and records nothing."""
+    privacy = require_privacy(request)
+    account_id = request.match_info["id"]
+    body = await parse_body(request, HouseholdBody)
+    async with request.app[API].engine.begin() as conn:
+        await _require_account(conn, account_id)
+        seen = (await conn.execute(select(request_table.c.id).where(
+            request_table.c.client_request_id == body.client_request_id.strip()))).first() is not None
+        with _domain_errors(request):
+            view = await set_household(conn, privacy, body.client_request_id, account_id,
+                                       Household(residents=body.residents, approval=body.approval),
+                                       recorded_by=principal_of(request).username,
+                                       effective_from=body.effective_from, now=request.app[API].clock())
+    approval = "no approval" if body.approval is None else f"approval {body.approval.reference}"
+    request[AUDIT_DETAIL] = f"{'replayed' if seen else 'set'} household: {body.residents} residents, {approval}"
+    return json_response(_out(view))
+
+
 @require(Resource.ACCOUNTS, Action.READ)
 async def get_account_route(request: web.Request) -> web.StreamResponse:
     privacy = require_privacy(request)
@@ -519,6 +554,11 @@ def account_endpoints() -> list[Endpoint]:
                  "Everything about one account: holders, statuses, meters, recent readings, open alarms, recent "
                  "bills with what is paid, credit, recent payments and invoices", AccountOverview,
                  acc, rd, query=RevealQuery, path_params=("id",), errors=(400, 401, 403, 404, 503)),
+        Endpoint("PUT", "/accounts/{id}/household", set_household_route,
+                 "Record the household (residents) and its large-household uplift approval from effective_from: "
+                 "the monthly run, off-cycle bills and prepaid charging raise the tier thresholds on the days "
+                 "the approval covers; idempotent by client_request_id", AccountView, acc, wr,
+                 body=HouseholdBody, path_params=("id",), errors=(400, 401, 403, 404, 409, 422, 503)),
         Endpoint("POST", "/accounts/{id}/transfer", transfer_account_route,
                  "Transfer ownership (过户): bill the old holder up to the transfer reading, then settle the arrears "
                  "(409 with the amount while owed, unless a settlement payment covers it) or carry them; "
@@ -537,6 +577,7 @@ __all__ = [
     "AccountOverview",
     "AccountSummary",
     "BillSummary",
+    "HouseholdBody",
     "account_endpoints",
     "account_summary",
 ]

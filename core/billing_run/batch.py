@@ -9,18 +9,28 @@ from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, null, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.billing import ResidentialTariff, TariffBook, TariffCategory, TariffNotFound
+from core.accounts.household import approved_households
+from core.billing import (
+    Bill,
+    BillLine,
+    Household,
+    ResidentialTariff,
+    TariffBook,
+    TariffCategory,
+    TariffNotFound,
+    bill_period,
+)
 from core.billing_run.estimates import ESTIMATE_DUE, HELD, EstimateInputs, billable, estimate_inputs, flags
 from core.billing_run.ids import new_ids
-from core.billing_run.pricing import PeriodPricer
+from core.billing_run.pricing import PeriodPricer, PricedBill, PricedLine
 from core.billing_run.result import BillingRunResult, SkippedAccount, SkipReason
 from core.catalogue.messages import BillIssued, ReadingSource
 from core.db.bulk import insert_columns, insert_new
 from core.db.tables import reading
-from core.db.tables_accounts import account
+from core.db.tables_accounts import account, account_household
 from core.db.tables_billing import bill, bill_line, meter
 from core.messages import Cause, Caused, Event
 from core.outbox import emit
@@ -64,6 +74,9 @@ class RunPlan:
         self.closing_at = closing_at
         self.now = now
         self._pricers: dict[TariffCategory, tuple[PeriodPricer | TariffNotFound, bool]] = {}
+        self.probe_households = True
+        """Whether ``batch_query`` probes each account's household; the run turns it off when no recorded
+        approval covers a day of the period (then no household changes a bill)."""
 
     def pricer(self, category: TariffCategory) -> tuple[PeriodPricer | TariffNotFound, bool]:
         """The category's calculator (or ``TariffNotFound``) and whether a chaining bill's cumulative
@@ -92,8 +105,10 @@ class RunPlan:
         bill needs, in one round trip: its first meter and meter count, the opening register (the last
         reading at or before the start boundary), the closing register (the last reading after the start
         boundary, up to the end boundary), whether the period is billed already and the chaining bill's
-        ``cumulative_after``. Every lookup is one index probe per account: correlated subqueries with
-        ``LIMIT 1``, which PostgreSQL cannot turn into a scan of a whole table."""
+        ``cumulative_after``, and the id of its household row for the period (the latest recorded one in
+        force before the period ends: :meth:`households_for` reads the few with an approval). Every lookup
+        is one index probe per account: correlated subqueries with ``LIMIT 1``, which PostgreSQL cannot
+        turn into a scan of a whole table."""
         page = (
             select(account.c.id, account.c.category, account.c.subcategory,
                    func.min(meter.c.id).label("meter_id"), func.count(meter.c.id).label("meters"))
@@ -128,6 +143,13 @@ class RunPlan:
                    .where(bill.c.account_id == page.c.id, bill.c.period_start < self.period_start,
                           bill.c.period_end == self.period_start, bill.c.status == "issued")
                    .order_by(bill.c.period_start.desc()).limit(1).scalar_subquery())
+        household: Any = null()
+        if self.probe_households:
+            household = (select(account_household.c.id)
+                         .where(account_household.c.account_id == page.c.id,
+                                account_household.c.effective_from < self.period_end)
+                         .order_by(account_household.c.recorded_at.desc(), account_household.c.id.desc())
+                         .limit(1).scalar_subquery())
         return select(
             page.c.id, page.c.category, page.c.subcategory, page.c.meter_id, page.c.meters,
             register(reading.c.read_at <= self.opening_at, *billable()).label("opening_m3"),
@@ -139,6 +161,7 @@ class RunPlan:
             # The period's latest reading, held or not: held, it holds the bill or asks for an estimate.
             register(*period, column=reading.c.quality).label("latest_quality"),
             covered.label("covered"),
+            household.label("household"),
         ).order_by(page.c.id)
 
     async def estimates_for(self, conn: AsyncConnection, rows: Sequence[Any]) -> dict[str, EstimateInputs]:
@@ -150,6 +173,12 @@ class RunPlan:
             return {}
         return await estimate_inputs(conn, wanted, period_start_at=self.opening_at, closing_at=self.closing_at,
                                      boundary=self.boundary, tz=self.tz)
+
+    async def households_for(self, conn: AsyncConnection, rows: Sequence[Any]) -> dict[str, Household]:
+        """The households of the batch's accounts whose uplift approval covers a day of the period, by
+        account (rare: no query at all when no account of the batch has a household recorded)."""
+        return await approved_households(conn, [row[13] for row in rows if row[13] is not None],
+                                         self.period_start, self.period_end)
 
 
 @dataclass(slots=True)
@@ -182,14 +211,19 @@ class Rest:
     start: date
 
 
-def price_batch(plan: RunPlan, batch: list[Any], estimates: Mapping[str, EstimateInputs] | None = None) -> PricedBatch:
-    """Price the rows of one ``batch_query`` (with ``estimates_for`` those rows): no I/O, so it can run
-    in a worker thread while the connection writes the previous batch."""
+def price_batch(plan: RunPlan, batch: list[Any], estimates: Mapping[str, EstimateInputs] | None = None,
+                households: Mapping[str, Household] | None = None) -> PricedBatch:
+    """Price the rows of one ``batch_query`` (with ``estimates_for`` and ``households_for`` those rows):
+    no I/O, so it can run in a worker thread while the connection writes the previous batch.
+
+    An account in ``households`` (its approval covers a day of the period) is priced by the reference
+    ``bill_period(..., household=)``, which raises its thresholds on the days the approval covers; every
+    other account by the run's whole-number :class:`~core.billing_run.pricing.PeriodPricer`."""
     out = PricedBatch(accounts=len(batch))
     period_start, period_end, now = plan.period_start, plan.period_end, plan.now
     ids = iter(new_ids(len(batch)))
     for (account_id, category, subcategory, meter_id, meters, opening_m3, closing_m3, closing_message, closing_flow,
-         billed, chained, latest_quality, covered) in batch:
+         billed, chained, latest_quality, covered, _household) in batch:
         if billed is not None or (covered is not None and covered >= period_end):
             out.already_billed += 1
             continue
@@ -230,7 +264,14 @@ def price_batch(plan: RunPlan, batch: list[Any], estimates: Mapping[str, Estimat
         if isinstance(pricer, TariffNotFound):
             out.skipped.append(SkippedAccount(account_id, meter_id, SkipReason.NO_TARIFF, str(pricer)))
             continue
-        issued = pricer.bill(closing_m3 - opening_m3, chained if carries and chained is not None else ZERO_VOLUME)
+        before = chained if carries and chained is not None else ZERO_VOLUME
+        household = households.get(account_id) if households else None
+        issued: PricedBill | Bill
+        if household is not None and tariff_category is TariffCategory.RESIDENTIAL:
+            issued = bill_period(plan.book, tariff_category, period_start, period_end, closing_m3 - opening_m3,
+                                 cumulative_before=Decimal(before), household=household)
+        else:
+            issued = pricer.bill(closing_m3 - opening_m3, before)
         bill_id = next(ids)
         volume, total, net_total, tax_total = issued.volume_m3, issued.total, issued.net_total, issued.tax_total
         out.bills.append((bill_id, account_id, meter_id, period_start, period_end, opening_m3, closing_m3, volume,
@@ -240,13 +281,18 @@ def price_batch(plan: RunPlan, batch: list[Any], estimates: Mapping[str, Estimat
             out.estimated_readings.append((bill_id, meter_id, plan.closing_at, closing_m3))
         out.lines.extend((bill_id, n, line.tier, line.tariff_version, line.cycle_start, line.start, line.end,
                           line.volume_m3, line.unit_price, line.amount, line.vat_rate)
-                         for n, line in enumerate(issued.lines, start=1))
+                         for n, line in enumerate(_lines(issued), start=1))
         out.events.append((Event(type="bill.issued", subject=account_id, data=BillIssued(
             bill_id=bill_id, account_id=account_id, meter_id=meter_id, period_start=period_start,
             period_end=period_end, category=tariff_category.value, volume_m3=volume, total=total,
             net_total=net_total, tax_total=tax_total, issued_at=now, estimated=estimated is not None)),
             _cause(closing_message, closing_flow, account_id)))
     return out
+
+
+def _lines(issued: PricedBill | Bill) -> Sequence[PricedLine | BillLine]:
+    """The lines of either kind of bill (they have the same fields)."""
+    return issued.lines
 
 
 def _cause(message_id: str | None, correlation_id: str | None, account_id: str) -> Cause | None:

@@ -17,8 +17,9 @@ rates as exact fractions, and the same half-up rounding as :mod:`core.billing.mo
 
 The results are equal to ``bill_period``'s (``tests/unit/test_billing_pricing.py`` checks this on
 random and edge cases, and the run's tests keep the worked examples); :meth:`PricedBill.as_bill`
-builds the validated :class:`~core.billing.Bill` for such comparisons. Households (uplift) and
-interval data are not part of a billing run and are not handled here.
+builds the validated :class:`~core.billing.Bill` for such comparisons. Households (uplift) are not
+handled here: the run prices the rare accounts whose approval covers a day of the period with
+``bill_period`` itself (:func:`core.billing_run.batch.price_batch`); interval data is not part of a run.
 """
 
 from __future__ import annotations

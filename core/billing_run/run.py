@@ -27,6 +27,13 @@ How a bill is made (the decisions, in one place):
   latest), and 0 otherwise: when the
   period starts a cycle, when there is no such bill (first bill, or a gap), or when that bill was on
   a flat tariff. A gap therefore restarts the tiers; bill periods are meant to chain.
+* **Household uplift** (rule 4, :mod:`core.accounts.household`): a residential account whose recorded
+  household has an uplift approval covering a day of the period bills with the raised thresholds on
+  the days it covers, through the reference ``core.billing.bill_period(..., household=)``; every other
+  account through the whole-number :class:`~core.billing_run.pricing.PeriodPricer` (equal results
+  without a household). Cost: one query per run (does any approval cover a day of the period? if not,
+  nothing more), else one more index probe per account (its household row for the period, usually
+  none) and, only for a batch where some account has one, one query by row id.
 * **Off-cycle bills**: an account transferred (or closed) mid-period was billed up to that moment
   (:mod:`core.lifecycle`, through :mod:`core.billing_run.single`). An issued bill that overlaps the
   period and reaches its end makes the account ``already_billed``; one that ends inside it leaves the
@@ -67,6 +74,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from core.accounts.household import any_approval_between
 from core.billing import TariffBook
 from core.billing_run.batch import PricedBatch, RunPlan, price_batch, write_batch
 from core.billing_run.periods import CHINA_TZ, period_boundary
@@ -109,6 +117,7 @@ async def run_billing(
     result = BillingRunResult(period_start=period_start, period_end=period_end)
     plan = RunPlan(book, period_start, period_end, period_boundary(period_start, tz), period_boundary(period_end, tz),
                    now, until=accounts[1], rules=rules, tz=tz, boundary=lambda day: period_boundary(day, tz))
+    plan.probe_households = await any_approval_between(conn, period_start, period_end)
     previous_jit = None
     if conn.dialect.name == "postgresql":
         previous_jit = str(await conn.scalar(text("SHOW jit")))
@@ -119,7 +128,9 @@ async def run_billing(
         async def read(after: str) -> tuple[list[Any], asyncio.Future[PricedBatch] | None]:
             rows = list((await conn.execute(plan.batch_query(after, batch_size))).all())
             estimates = await plan.estimates_for(conn, rows)
-            return rows, (loop.run_in_executor(pricing, price_batch, plan, rows, estimates) if rows else None)
+            households = await plan.households_for(conn, rows)
+            return rows, (loop.run_in_executor(pricing, price_batch, plan, rows, estimates, households)
+                          if rows else None)
 
         rows, pending = await read(accounts[0])
         try:

@@ -4,8 +4,9 @@ An account closed (销户) or transferred (过户) in the middle of a month is b
 (:mod:`core.lifecycle`), and the next monthly run bills it from the end of that bill to the end of the
 month. Both go through the run's own pricing and writing (:func:`~core.billing_run.batch.price_batch`,
 :func:`~core.billing_run.batch.write_batch`) with a one-account batch, so an off-cycle bill is priced
-exactly as the run prices a period: cut at cycle starts and price changes, shared by days, tier
-cumulative carried from the bill it follows, one ``bill.issued`` per bill.
+exactly as the run prices a period: cut at cycle starts and price changes (and the household's uplift
+approval, when it covers a day of the period), shared by days, tier cumulative carried from the bill it
+follows, one ``bill.issued`` per bill.
 
 The two registers are given by the caller: the opening one is the register the previous bill ended
 on (``reading_end_m3``), so consecutive bills chain without losing or doubling a litre even when the
@@ -22,6 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from core.accounts.household import approval_overlaps, household_for_period
 from core.billing import TariffBook, TariffCategory
 from core.billing_run.batch import RunPlan, price_batch, write_batch
 from core.billing_run.periods import CHINA_TZ, period_boundary
@@ -98,8 +100,12 @@ async def bill_account(
     row: tuple[Any, ...] = (
         account_id, *_account_category(category), meter_id, 1, opening_m3, closing_m3,
         cause.message_id if cause else None, cause.correlation_id if cause else None,
-        None, chained, None, None)  # not billed, chained, no held reading (the registers are given), not covered
-    priced = price_batch(plan, [row])
+        None, chained, None, None, None)  # not billed, chained, no held reading (registers given), not covered
+    # The household in force for the period (the run's probe reads the same row), when its approval
+    # covers a day of it: then the bill has the uplift, as the run's would.
+    household = await household_for_period(conn, account_id, period_start, period_end)
+    approved = household is not None and approval_overlaps(household, period_start, period_end)
+    priced = price_batch(plan, [row], households={account_id: household} if household and approved else None)
     if priced.skipped:
         return priced.skipped[0]
     out = result if result is not None else BillingRunResult(period_start=period_start, period_end=period_end)

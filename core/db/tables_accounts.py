@@ -9,9 +9,11 @@ from __future__ import annotations
 from sqlalchemy import (
     CheckConstraint,
     Column,
+    Date,
     Float,
     ForeignKey,
     Index,
+    Integer,
     Numeric,
     String,
     Table,
@@ -112,6 +114,39 @@ account_status_history = Table(
     Column("reason", Text, nullable=False),
     Index("ix_core_account_status_history_account", "account_id", "effective_from"),
 )
+
+account_household = Table(
+    "core_account_household",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account_id", String(32), ForeignKey("core_account.id"), nullable=False),
+    Column("effective_from", Date, nullable=False),
+    Column("residents", Integer, nullable=False),
+    Column("approval_reference", String(64)),
+    Column("approval_valid_from", Date),
+    Column("approval_valid_until", Date),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+    Column("recorded_by", String(64), nullable=False),
+    Column("client_request_id", String(64), nullable=False),
+    CheckConstraint("residents BETWEEN 1 AND 99", name="residents"),
+    CheckConstraint(
+        "(approval_reference IS NULL AND approval_valid_from IS NULL AND approval_valid_until IS NULL) OR "
+        "(approval_reference IS NOT NULL AND approval_valid_from IS NOT NULL AND "
+        "(approval_valid_until IS NULL OR approval_valid_until > approval_valid_from))",
+        name="approval",
+    ),
+    Index("ix_core_account_household_account", "account_id", "recorded_at"),
+)
+"""An account's household (rule 4 of domain.md: the large-household uplift), one row per change.
+
+History is kept as an append-only list of whole households rather than one row updated in place
+(or a separate approvals table): a ``Household`` has exactly one approval, a change of residents
+and a new approval are usually one decision, and a bill must be reproducible later. A row says
+"from ``effective_from`` on, the household is this"; the household of a billing period
+``[start, end)`` is the latest *recorded* row whose ``effective_from`` is before ``end``
+(:func:`core.accounts.household.household_for_period`), and its approval's own
+``[valid_from, valid_until)`` bounds the uplift inside the period. ``recorded_by``/``recorded_at``/
+``client_request_id`` say who made the change and when (the change is idempotent by that id)."""
 
 request = Table(
     "core_request",

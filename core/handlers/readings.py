@@ -13,7 +13,9 @@ For a batch, in the caller's transaction:
 5. insert the rest with their quality flags (``valid``/``suspect``, ``derived``, ``estimated``);
 6. for the readings really inserted, write their events to the outbox (``reading_events``);
 7. charge the accepted ones of prepaid meters (``core.prepaid.PrepaidMeters``, when configured):
-   deduct their cost from the balance, warn of a low balance, close the valve at zero.
+   deduct their cost from the balance (with the household's uplift where its approval covers the
+   days: one query per batch with residential prepaid readings), warn of a low balance, close the
+   valve at zero.
 
 Steps 6 and 7 follow the insert: a reading delivered again (another message for the same meter and
 time and value, or the same message after a crash) inserts nothing, so it emits nothing and is
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
@@ -33,7 +35,7 @@ from typing import Any
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.accounts import Privacy
+from core.accounts import Privacy, households_for
 from core.billing import TariffCategory
 from core.catalogue.messages import MeterReading, ReadingSource
 from core.db.bulk import insert_columns
@@ -145,7 +147,7 @@ async def record_reading(
     stored = await _insert(conn, [p for m in meters.values() for p in m.pending])
     await _emit(conn, stored, meters, settings, privacy)
     if prepaid is not None:
-        charged = _prepaid_readings(stored, meters)
+        charged = await _with_households(conn, _prepaid_readings(stored, meters))
         if charged:
             async def phones(meter_ids: set[str]) -> dict[str, str]:
                 return await _phones(conn, meter_ids, privacy)
@@ -356,6 +358,21 @@ def _prepaid_readings(stored: list[_Pending], meters: dict[str, _Meter]) -> list
             baseline_at=base.read_at if base is not None else None, consumption_m3=p.result.consumption_m3,
             avg_daily_use_m3=p.context.avg_daily_use_m3))
     return out
+
+
+async def _with_households(conn: AsyncConnection, charged: list[AcceptedReading]) -> list[AcceptedReading]:
+    """The residential readings with their account's household for the uplift (rule 4): one query for
+    the batch, the household in force before the day after its latest reading (its approval's dates
+    still decide which days get the uplift)."""
+    residential = [r for r in charged if r.category is TariffCategory.RESIDENTIAL]
+    if not residential:
+        return charged
+    last_day = max(r.read_at for r in residential).astimezone(ev.CHINA_TZ).date() + timedelta(days=1)
+    found = await households_for(conn, {r.account_id for r in residential}, last_day)
+    if not found:
+        return charged
+    return [replace(r, household=found[r.account_id]) if r.category is TariffCategory.RESIDENTIAL
+            and r.account_id in found else r for r in charged]
 
 
 # ---- events --------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from core.api.accounts import NO_METER, OVERVIEW_READS, account_endpoints
 from core.api.permissions import Action, Resource, allowed
 from core.billing import ResidentialTariff, TariffBook
 from core.db.tables import alarm, reading
+from core.db.tables_accounts import account_household
 from core.db.tables_api import api_audit
 from core.db.tables_billing import bill, meter
 from core.db.tables_payments import allocation, credit, invoice, payment
@@ -72,6 +73,12 @@ def rid() -> str:
 def open_body(**changes: Any) -> dict[str, Any]:
     return {"client_request_id": rid(), "customer": ALICE, "premises": HOME, "category": "residential",
             "billing": "postpaid", **changes}
+
+
+def household_body(**changes: Any) -> dict[str, Any]:
+    return {"client_request_id": rid(), "residents": 6,
+            "approval": {"reference": "UP-2026-001", "valid_from": "2026-01-01", "valid_until": "2027-01-01"},
+            **changes}
 
 
 def future(days: int) -> str:
@@ -159,6 +166,8 @@ async def _valid_request(api: Api, method: str, path: str) -> tuple[str, dict[st
         return concrete, body, 200
     if path.endswith("/close"):
         return concrete, {"client_request_id": rid(), "final_reading_m3": "123.456", "at": future(3)}, 200
+    if path.endswith("/household"):
+        return concrete, household_body(), 200
     if path == "/accounts":
         return concrete + "?phone=13812345678", None, 200
     return concrete, None, 200
@@ -258,6 +267,81 @@ async def test_malformed_body_is_400_naming_the_field(api: Api) -> None:
     resp = await api.client.post("/api/v1/accounts", json=open_body(category="shop"), headers=api.auth[Role.ADMIN])
     assert resp.status == 400
     assert (await resp.json())["parameter"] == "category"
+
+
+# --- household ---------------------------------------------------------------------------------------
+
+
+async def test_household_is_set_replayed_validated_and_shown(any_api: Api) -> None:
+    api = any_api
+    acc = (await api.open())["account_id"]
+    cs, admin = api.auth[Role.CUSTOMER_SERVICE], api.auth[Role.ADMIN]
+    url = f"/api/v1/accounts/{acc}/household"
+    body = household_body()
+    first = await api.client.put(url, json=body, headers=cs)
+    assert first.status == 200, await first.text()
+    shown = (await first.json())["household"]
+    assert shown["residents"] == 6
+    assert shown["approval"] == body["approval"]
+    assert (shown["effective_from"], shown["recorded_by"]) == ("2026-01-01", "customer_service")
+    again = await api.client.put(url, json=body, headers=cs)
+    assert (again.status, await again.json()) == (200, await first.json())
+    conflict = await api.client.put(url, json={**body, "residents": 7}, headers=cs)
+    assert conflict.status == 409
+    assert_problem(await conflict.json(), 409)
+    # withdrawn from 1 March 2026 by a later change without an approval; the view shows the latest
+    later = await api.client.put(url, json=household_body(residents=5, approval=None, effective_from="2026-03-01"),
+                                 headers=admin)
+    assert later.status == 200
+    assert (await later.json())["household"] | {"recorded_at": None} == {
+        "residents": 5, "approval": None, "effective_from": "2026-03-01", "recorded_at": None,
+        "recorded_by": "admin"}
+    view = await (await api.client.get(f"/api/v1/accounts/{acc}", headers=api.auth[Role.AUDITOR])).json()
+    assert view["household"]["residents"] == 5
+    async with api.engine.connect() as conn:
+        assert len((await conn.execute(select(account_household.c.id)
+                                       .where(account_household.c.account_id == acc))).all()) == 2
+    writes = [(r["status"], r["detail"]) for r in await api.audit() if r["path"] == url]
+    assert writes == [(200, "set household: 6 residents, approval UP-2026-001"),
+                      (200, "replayed household: 6 residents, approval UP-2026-001"),
+                      (409, "conflict"), (200, "set household: 5 residents, no approval")]
+
+
+@pytest.mark.parametrize(("change", "status", "parameter"), [
+    ({"residents": 0}, 400, "residents"),
+    ({"residents": 100}, 400, "residents"),
+    ({"approval": {"reference": "UP-1", "valid_from": "2026-02-01", "valid_until": "2026-02-01"}}, 400, "approval"),
+    ({"approval": {"reference": "", "valid_from": "2026-02-01"}}, 400, "approval.reference"),
+    ({"unknown": 1}, 400, "unknown"),
+    ({"effective_from": "2027-02-01"}, 422, None),  # the approval ends before the household takes effect
+])
+async def test_household_validation(api: Api, change: dict[str, Any], status: int, parameter: str | None) -> None:
+    acc = (await api.open())["account_id"]
+    resp = await api.client.put(f"/api/v1/accounts/{acc}/household", json=household_body(**change),
+                                headers=api.auth[Role.ADMIN])
+    assert resp.status == status, await resp.text()
+    assert resp.content_type == "application/problem+json"
+    problem = await resp.json()
+    assert_problem(problem, status)
+    if parameter is not None:
+        assert problem["parameter"] == parameter
+
+
+async def test_household_refused_for_unknown_non_residential_and_other_roles(api: Api) -> None:
+    body = household_body()
+    unknown = await api.client.put("/api/v1/accounts/NOPE/household", json=body, headers=api.auth[Role.ADMIN])
+    assert unknown.status == 404
+    shop = (await api.open(category="non_residential", subcategory="commercial"))["account_id"]
+    refused = await api.client.put(f"/api/v1/accounts/{shop}/household", json=household_body(),
+                                   headers=api.auth[Role.ADMIN])
+    assert refused.status == 422
+    assert "residential" in (await refused.json())["detail"]
+    acc = (await api.open())["account_id"]
+    for role in (Role.DISPATCHER, Role.AUDITOR, Role.GOVERNMENT, Role.FIELD_ENGINEER):
+        resp = await api.client.put(f"/api/v1/accounts/{acc}/household", json=household_body(),
+                                    headers=api.auth[role])
+        assert resp.status == 403, role
+        assert_problem(await resp.json(), 403)
 
 
 # --- transfer and close ------------------------------------------------------------------------------
@@ -520,6 +604,10 @@ async def seed_overview(api: Api) -> tuple[str, str]:
              "kind": "payment", "amount": Decimal(amount), "created_at": day}
             for n, (pid, month, amount) in enumerate((("P-1", 11, "72.00"), ("P-1", 10, "28.00"),
                                                       ("P-2", 10, "28.00")))])
+        await conn.execute(insert(account_household).values(
+            id="H1", account_id=acc, effective_from=date(2026, 1, 1), residents=6, approval_reference="UP-1",
+            approval_valid_from=date(2026, 1, 1), approval_valid_until=date(2027, 1, 1), recorded_at=day,
+            recorded_by="admin", client_request_id="h-1"))
         await conn.execute(insert(credit), [{"id": "CR1", "account_id": acc, "payment_id": "P-2", "bill_id": None,
                                              "kind": "overpayment", "amount": Decimal("22.00"), "created_at": day}])
         await conn.execute(insert(invoice), [
@@ -550,6 +638,9 @@ async def test_overview_shows_the_meters_readings_open_alarms_and_bills_of_the_a
         "status": "issued", "created_at": "2026-01-31T08:00:00Z"}
     assert [(b["paid"], b["outstanding"]) for b in ov["recent_bills"][1:3]] == [("56.00", "16.00"), ("0.00", "72.00")]
     assert ov["credit"] == "22.00"
+    assert ov["account"]["household"] == {
+        "residents": 6, "approval": {"reference": "UP-1", "valid_from": "2026-01-01", "valid_until": "2027-01-01"},
+        "effective_from": "2026-01-01", "recorded_at": "2026-01-31T08:00:00Z", "recorded_by": "admin"}
     assert [(p["payment_id"], p["amount"]) for p in ov["recent_payments"]] == [("P-2", "50.00"), ("P-1", "100.00")]
     assert [(i["invoice_id"], i["status"], i["invoice_number"], i["user_name"]) for i in ov["recent_invoices"]] == [
         ("I-2", "requested", None, "张**"), ("I-1", "issued", "24330000000000000001", "张**")]
@@ -572,7 +663,8 @@ async def test_combined_overview_read_equals_the_reads_one_by_one_on_postgresql(
                 {k: [{f: type(v) for f, v in row.items()} for row in rows] for k, rows in one_by_one.items()}
             if account_id == acc:
                 assert {k: len(v) for k, v in fetched.items()} == {
-                    "account": 1, "holders": 1, "premises": 1, "statuses": 1, "meters": 2, "readings": 13,
+                    "account": 1, "holders": 1, "premises": 1, "statuses": 1, "household": 1, "meters": 2,
+                    "readings": 13,
                     "alarms": 2, "bills": 11, "credit": 1, "payments": 2, "invoices": 2}
         only = await OVERVIEW_READS.fetch(conn, {"account_id": acc}, only=["account", "bills"])
         assert set(only) == {"account", "bills"}
