@@ -45,14 +45,19 @@ async def _require_migrated(db: object) -> None:
         raise ConfigError(f"the database {db.url.split('@')[-1]} has no gashub tables: run `gashub db upgrade` first")
 
 
-async def _serve(settings: Settings, role: str, duration: float | None = None) -> int:
+async def _serve(settings: Settings, role: str, duration: float | None = None, *, reuse_port: bool = False) -> int:
+    """Run a hub process of ``role`` until a signal or ``duration``. ``run`` and ``worker`` migrate the
+    database at start; ``api`` only checks it is migrated (several API processes start at once)."""
     from hub.app import Hub, Role
     from hub.logs import configure
 
     configure(settings.log_level, json=settings.log_json)
     hub = Hub.build(settings)
+    api = Role(role) is Role.API
+    if api:
+        await _require_migrated(hub.db)
     stop = stop_on_signals()
-    await hub.start(Role(role))
+    await hub.start(Role(role), migrate=not api, reuse_port=reuse_port)
     tune_gc()
     try:
         await wait_until_stopped(stop, duration)
@@ -78,23 +83,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return asyncio.run(_serve(_settings(), "worker", args.duration))
 
 
-async def _serve_api(settings: Settings, duration: float | None, reuse_port: bool) -> int:
-    from hub.app import Hub, Role
-    from hub.logs import configure
-
-    configure(settings.log_level, json=settings.log_json)
-    hub = Hub.build(settings)
-    await _require_migrated(hub.db)
-    stop = stop_on_signals()
-    await hub.start(Role.API, migrate=False, reuse_port=reuse_port)
-    tune_gc()
-    try:
-        await wait_until_stopped(stop, duration)
-    finally:
-        await hub.stop()
-    return 0
-
-
 def _run_fast(main: Coroutine[Any, Any, int]) -> int:
     """Run ``main`` on uvloop where it is installed (Linux, macOS), else on asyncio's own loop. uvloop's
     event loop and transports cost a request of the API markedly less CPU than the default loop."""
@@ -107,7 +95,7 @@ def _run_fast(main: Coroutine[Any, Any, int]) -> int:
 
 def _api_process(duration: float | None) -> None:
     """One of ``gashub api --processes N``'s children (spawned: a fresh interpreter, its own loop)."""
-    sys.exit(_run_fast(_serve_api(_settings(), duration, reuse_port=True)))
+    sys.exit(_run_fast(_serve(_settings(), "api", duration, reuse_port=True)))
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -118,7 +106,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     if args.processes < 1:
         raise ConfigError("--processes must be at least 1")
     if args.processes == 1:
-        return _run_fast(_serve_api(_settings(), args.duration, reuse_port=False))
+        return _run_fast(_serve(_settings(), "api", args.duration))
     import multiprocessing
     import signal
 
