@@ -9,14 +9,17 @@ import gc
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub import __version__
 from hub.errors import ConfigError, HubError
 from hub.settings import Settings, load_settings
 from hub.signals import stop_on_signals, wait_until_stopped
+
+if TYPE_CHECKING:
+    from hub.store.db import Database
 
 EPILOG = """\
 Settings come from GASHUB_* environment variables over config/gashub.toml (GASHUB_CONFIG names
@@ -43,6 +46,19 @@ async def _require_migrated(db: object) -> None:
         tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
     if "hub_hop" not in tables:
         raise ConfigError(f"the database {db.url.split('@')[-1]} has no gashub tables: run `gashub db upgrade` first")
+
+
+@contextlib.asynccontextmanager
+async def _migrated_database(settings: Settings) -> AsyncIterator[Database]:
+    """The hub's database for a command, checked to be migrated, closed on the way out."""
+    from hub.store.db import Database
+
+    db = Database(settings.database_url)
+    try:
+        await _require_migrated(db)
+        yield db
+    finally:
+        await db.aclose()
 
 
 async def _serve(settings: Settings, role: str, duration: float | None = None, *, reuse_port: bool = False) -> int:
@@ -215,22 +231,18 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_tariffs_import(args: argparse.Namespace) -> int:
     """Add the file's tariff versions that the database does not have yet."""
     from core.errors import CoreError
-    from hub.store.db import Database
     from hub.tariffs import cli_actor, import_tariffs
 
     settings = _settings()
     path = Path(args.file) if args.file else settings.billing.tariffs_file
 
     async def main() -> int:
-        db = Database(settings.database_url)
         try:
-            await _require_migrated(db)
-            added = await import_tariffs(db, path, by=cli_actor())
+            async with _migrated_database(settings) as db:
+                added = await import_tariffs(db, path, by=cli_actor())
         except CoreError as exc:
             print(f"{path}: nothing imported: {exc}", file=sys.stderr)
             return 1
-        finally:
-            await db.aclose()
         for v in added.added:
             print(f"added {v.name}")
         print(f"{path}: {len(added.added)} versions added, {len(added.unchanged)} stored already")
@@ -244,18 +256,12 @@ def cmd_tariffs_list(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from core.tariffs import list_versions, prices_in_words
-    from hub.store.db import Database
 
     settings = _settings()
 
     async def main() -> int:
-        db = Database(settings.database_url)
-        try:
-            await _require_migrated(db)
-            async with db.read() as conn:
-                listed = await list_versions(conn, now=datetime.now(UTC))
-        finally:
-            await db.aclose()
+        async with _migrated_database(settings) as db, db.read() as conn:
+            listed = await list_versions(conn, now=datetime.now(UTC))
         if not listed:
             print("no tariff versions: import some with `gashub tariffs import FILE`")
             return 0
@@ -274,23 +280,17 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     from sqlalchemy import func, select
 
     from hub.store.audit import verify_chain
-    from hub.store.db import Database
     from hub.store.tables import hop
 
     settings = _settings()
 
     async def main() -> int:
-        db = Database(settings.database_url)
-        try:
-            await _require_migrated(db)
-            async with db.read() as conn:
-                total = int(await conn.scalar(select(func.count()).select_from(hop)) or 0)
-                with Progress(TextColumn("verifying audit chain"), BarColumn(), MofNCompleteColumn(),
-                              TimeRemainingColumn(), transient=True, disable=not sys.stderr.isatty()) as bar:
-                    task = bar.add_task("verify", total=total)
-                    result = await verify_chain(conn, progress=lambda n: bar.advance(task, n))
-        finally:
-            await db.aclose()
+        async with _migrated_database(settings) as db, db.read() as conn:
+            total = int(await conn.scalar(select(func.count()).select_from(hop)) or 0)
+            with Progress(TextColumn("verifying audit chain"), BarColumn(), MofNCompleteColumn(),
+                          TimeRemainingColumn(), transient=True, disable=not sys.stderr.isatty()) as bar:
+                task = bar.add_task("verify", total=total)
+                result = await verify_chain(conn, progress=lambda n: bar.advance(task, n))
         if result.ok:
             print(f"audit chain intact: {result.checked:,} hops verified")
             return 0
@@ -344,23 +344,18 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     from core.api.permissions import Role
     from core.api.users import create_user
     from core.db.tables_api import api_user
-    from hub.store.db import Database
 
     settings = _settings()
     password = secrets.token_urlsafe(18)
 
     async def main() -> int:
-        db = Database(settings.database_url)
-        try:
-            await _require_migrated(db)
+        async with _migrated_database(settings) as db:
             async with db.read() as conn:
                 taken = await conn.scalar(select(api_user.c.id).where(api_user.c.username == args.username))
             if taken is not None:
                 print(f"a user named {args.username!r} exists already: choose another name", file=sys.stderr)
                 return 1
             user_id = await create_user(db.engine, args.username, password, Role(args.role))
-        finally:
-            await db.aclose()
         print(f"user {args.username} ({args.role}) created with id {user_id}")
         print(f"password (shown once, store it now): {password}")
         print("get a token: POST /api/v1/auth/token with {\"username\": …, \"password\": …}")
@@ -375,7 +370,6 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
 
     from core.accounts.rotation import count_rows, rotate_keys
     from hub.app import privacy_from
-    from hub.store.db import Database
 
     settings = _settings()
     privacy = privacy_from(settings)
@@ -385,9 +379,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
         return 1
 
     async def main() -> int:
-        db = Database(settings.database_url)
-        try:
-            await _require_migrated(db)
+        async with _migrated_database(settings) as db:
             async with db.read() as conn:
                 total = await count_rows(conn)
             with Progress(TextColumn("rotating to key " + privacy.cipher.ring.current), BarColumn(),
@@ -396,8 +388,6 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
                 task = bar.add_task("rotate", total=total)
                 reports = await rotate_keys(db.begin, privacy, chunk=args.chunk, dry_run=args.dry_run,
                                             progress=lambda n: bar.advance(task, n))
-        finally:
-            await db.aclose()
         verb = "would re-encrypt" if args.dry_run else "re-encrypted"
         for r in reports:
             print(f"{r.table}: {r.rows:,} rows, {verb} {r.reencrypted:,}, blind indexes rebuilt {r.reindexed:,}")
@@ -420,7 +410,6 @@ def cmd_billing_run(args: argparse.Namespace) -> int:
 
     from core.db.tables_accounts import account
     from hub.billing import bill_in_parallel, month_period, summary
-    from hub.store.db import Database
     from hub.tariffs import current_book
 
     settings = _settings()
@@ -431,9 +420,7 @@ def cmd_billing_run(args: argparse.Namespace) -> int:
         return 2
 
     async def main() -> int:
-        db = Database(settings.database_url)
-        try:
-            await _require_migrated(db)
+        async with _migrated_database(settings) as db:
             book = await current_book(db)
             if not book.versions:
                 print("the database has no tariffs: import them with `gashub tariffs import FILE`", file=sys.stderr)
@@ -446,8 +433,6 @@ def cmd_billing_run(args: argparse.Namespace) -> int:
                 task = bar.add_task("bill", total=total)
                 result = await bill_in_parallel(db, book, start, end, workers=args.workers,
                                                 progress=lambda seen: bar.update(task, completed=seen))
-        finally:
-            await db.aclose()
         print("\n".join(summary(result)))
         if result.bills_issued:
             print("bill.issued events are in the outbox: a running hub sends them on (bill-notify → SMS)")
@@ -461,14 +446,11 @@ def cmd_readings_check(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from hub.readings import CHECKS, check_readings, summary
-    from hub.store.db import Database
 
     settings = _settings()
 
     async def main() -> int:
-        db = Database(settings.database_url)
-        try:
-            await _require_migrated(db)
+        async with _migrated_database(settings) as db:
             with Progress(TextColumn("reading checks"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("{task.description}"), TimeElapsedColumn(), transient=True,
                           disable=not sys.stderr.isatty()) as bar:
@@ -481,8 +463,6 @@ def cmd_readings_check(args: argparse.Namespace) -> int:
                     bar.update(task, completed=len(done), description=following)
 
                 result = await check_readings(db, settings.core.readings, progress=progress)
-        finally:
-            await db.aclose()
         print("\n".join(summary(result)))
         if result.total_recorded and settings.core.readings.request_work_orders:
             print("work_order.requested events are in the outbox: a running hub sends them on")
