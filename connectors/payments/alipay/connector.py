@@ -48,7 +48,7 @@ from typing import Any
 from aiohttp import web
 
 from connectors.payments.alipay import signing
-from connectors.payments.alipay.client import AlipayClient
+from connectors.payments.alipay.client import AlipayClient, AlipayError
 from connectors.payments.alipay.settings import AlipaySettings
 from connectors.payments.alipay.trade import ACKNOWLEDGED, PAID, NotPayable, beijing_time, payment_from
 from core.catalogue.messages import MessageType, PaymentReceived
@@ -116,22 +116,15 @@ class AlipayConnector(InboundConnector[AlipaySettings]):
         except Refused as refused:
             await self.context.reject(refused.reason, body=kept, source="alipay")
             return fail(refused.status, refused.reason)
-        notify_id = params["notify_id"]
-        with self._copy(notify_id) as copies:
+        with self._copy(params["notify_id"]) as copies:
             try:
-                outcome = await self._take(params, kept)
+                outcome = await self._take(params, kept, copies)
             except Refused as refused:
                 await self.context.reject(refused.reason, body=kept, source="alipay")
                 return fail(refused.status, refused.reason)
             except HubError as exc:
                 log.warning("alipay.not_accepted", extra={"error": str(exc)})
                 return fail(503, "not accepted yet, send again later")
-            async with copies.lock:
-                if not copies.answered and not await self.context.claim_once(f"notify:{notify_id}"):
-                    reason = f"replayed: notify_id {notify_id[:64]!r} was answered success before"
-                    await self.context.reject(reason, body=kept, source="alipay")
-                    return fail(401, reason)
-                copies.answered = True
         log.info("alipay.notification_answered", extra={"outcome": outcome})
         return web.Response(text=SUCCESS, content_type="text/plain")
 
@@ -178,10 +171,12 @@ class AlipayConnector(InboundConnector[AlipaySettings]):
                                f"(window {self.settings.notify_window_s}s back, {self.settings.future_skew_s}s ahead)")
         return params
 
-    async def _take(self, params: dict[str, str], body: bytes) -> str:
-        """Publish a paid trade (returns after the broker confirmed) or audit one that credits nothing."""
+    async def _take(self, params: dict[str, str], body: bytes, copies: _Copies) -> str:
+        """Publish a paid trade (returns after the broker confirmed) or audit one that credits nothing;
+        either way the ``notify_id`` is spent before ``success`` is answered."""
         state = params["trade_status"]
         if state in ACKNOWLEDGED:
+            await self._spend(params["notify_id"], copies)
             await self.context.reject(f"acknowledged, not credited: trade {params['trade_no'][:64]} is {state}",
                                       body=body, source="alipay")
             self.acknowledged += 1
@@ -193,8 +188,16 @@ class AlipayConnector(InboundConnector[AlipaySettings]):
         except NotPayable as exc:
             raise Refused(400, f"notification {params['notify_id'][:64]}: {exc}") from None
         result = await self.publish(payment)
+        await self._spend(params["notify_id"], copies)
         self.accepted += 1
         return "duplicate" if result.duplicate else "published"
+
+    async def _spend(self, notify_id: str, copies: _Copies) -> None:
+        """Claim the ``notify_id`` (``Refused`` when it was spent before, unless by a copy in hand now)."""
+        async with copies.lock:
+            if not copies.answered and not await self.context.claim_once(f"notify:{notify_id}"):
+                raise Refused(401, f"replayed: notify_id {notify_id[:64]!r} was answered success before")
+            copies.answered = True
 
     async def publish(self, payment: PaymentReceived) -> ReceiveResult:
         """Hand a payment to the hub, once per trade number; returns after the broker confirmed."""
@@ -205,7 +208,12 @@ class AlipayConnector(InboundConnector[AlipaySettings]):
     async def reconcile(self, out_trade_no: str) -> ReceiveResult | None:
         """Ask Alipay about an order (one whose notification never came, say) and publish its payment
         when it is paid; ``None`` while it is not. Safe to repeat: the same trade number."""
-        trade = await self.client.query(out_trade_no=out_trade_no)
+        try:
+            trade = await self.client.query(out_trade_no=out_trade_no)
+        except AlipayError as exc:
+            if exc.sub_code == "ACQ.TRADE_NOT_EXIST":  # not scanned yet
+                return None
+            raise
         if trade.get("trade_status") not in PAID:
             return None
         fields = {k: str(v) for k, v in trade.items() if isinstance(v, str | int)}
