@@ -8,6 +8,7 @@ import base64
 from collections.abc import AsyncIterator
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -16,14 +17,21 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import given
 from hypothesis import strategies as st
 
+from connectors.http_sms.connector import HttpSmsConnector
 from connectors.payments.alipay import signing
 from connectors.payments.alipay.client import AlipayClient, AlipayError, amount_text
 from connectors.payments.alipay.settings import AlipaySettings
 from connectors.payments.alipay.simulator import AlipayGatewaySimulator, public_pem
 from connectors.payments.alipay.trade import BEIJING, NotPayable, bill_order_no, payment_from, yuan
+from connectors.tax.connector import TaxConnector
+from connectors.valve_http.connector import ValveHttpConnector
+from core.catalogue import CATALOGUE
+from core.handlers import HANDLERS
 from hub.app import check_configuration
 from hub.connectors.registry import ConnectorRegistry
 from hub.errors import ConfigError, PermanentError
+from hub.mapping import load_mappings
+from hub.routing.loader import TargetCatalog, check_routes, read_specs
 from hub.settings import load_settings
 from tests.alipay_peer import (
     APP_ID,
@@ -146,7 +154,8 @@ def test_keys_load_as_pem_or_the_bare_base64_alipay_hands_out() -> None:
     spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     loaded = signing.load_private_key(base64.b64encode(pkcs1).decode())
     assert loaded.private_numbers() == key.private_numbers()
-    assert signing.load_public_key(base64.b64encode(spki).decode()).public_numbers() == key.public_key().public_numbers()
+    public = signing.load_public_key(base64.b64encode(spki).decode())
+    assert public.public_numbers() == key.public_key().public_numbers()
     with pytest.raises(ValueError, match="PEM or base64"):
         signing.load_public_key("not a key!")
 
@@ -157,7 +166,7 @@ def test_an_answers_signed_text_is_cut_at_the_nodes_own_braces() -> None:
     assert node == '{"code":"10000","msg":"a } \\" {","x":{"y":[1,{}]}}'
     assert sign == "S=="
     assert signing.answer_node('{"error_response":{"code":"40002"}}', "alipay_trade_query_response") == (None, None)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a JSON object"):
         signing.answer_node("[1]", "x")
 
 
@@ -198,7 +207,7 @@ def test_amounts_are_yuan_with_two_places_both_ways() -> None:
     assert amount_text(Decimal("0.01")) == "0.01"
     with pytest.raises(ValueError, match="two places"):
         amount_text(Decimal("1.005"))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="two places"):
         yuan("1e3")
 
 
@@ -313,3 +322,22 @@ def test_the_simulators_notification_is_what_the_sdk_signs() -> None:
     form = sim.notification(sim.pay("A-1-XY"))
     unsigned = {k: v for k, v in form.items() if k not in ("sign", "sign_type")}
     assert form_params(as_alipay().sign_data(unsigned).encode())["sign"] == form["sign"]
+
+
+def test_the_production_route_examples_compile_together(tmp_path: Path) -> None:
+    """``routes/examples/payments.toml`` with ``tax.toml`` beside the repository's routes, as the
+    comment in it says to deploy them: every message type, target and output is accounted for."""
+    root = Path(__file__).resolve().parents[2]
+    folder = tmp_path / "routes"
+    folder.mkdir()
+    for path in [*(root / "routes").glob("*.toml"), root / "routes/examples/payments.toml",
+                 root / "routes/examples/tax.toml"]:
+        (folder / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    targets = TargetCatalog(core=HANDLERS, connectors={"sms": dict(HttpSmsConnector.actions),
+                                                       "valves": dict(ValveHttpConnector.actions),
+                                                       "tax": dict(TaxConnector.actions)})
+    problems = check_routes(folder, catalogue=CATALOGUE, mappings=load_mappings(root / "mappings"), targets=targets,
+                            queue_prefix="gashub")
+    assert [str(p) for p in problems] == []
+    specs, _ = read_specs(folder)
+    assert [s.to for _, s in specs if s.name == "payments"] == ["core:record_payment"]

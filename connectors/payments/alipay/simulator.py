@@ -156,8 +156,9 @@ class AlipayGatewaySimulator(HttpSimulator):
             return {"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.TRADE_NOT_EXIST",
                     "sub_msg": "交易不存在"}
         answer = {"code": "10000", "msg": "Success"}
-        answer.update({k: order[k] for k in ("trade_no", "out_trade_no", "trade_status", "total_amount", "buyer_user_id",
-                                             "send_pay_date", "buyer_logon_id") if k in order})
+        shown = ("trade_no", "out_trade_no", "trade_status", "total_amount", "buyer_user_id", "send_pay_date",
+                 "buyer_logon_id")
+        answer.update({k: order[k] for k in shown if k in order})
         return answer
 
     # --- paying and notifying ---------------------------------------------------------------------

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from connectors.payments.wechatpay.transaction import account_of, bill_order_no, top_up_order_no
 from core.catalogue.messages import PaymentChannel, PaymentReceived
 
-__all__ = ["ACKNOWLEDGED", "PAID", "BEIJING", "NotPayable", "account_of", "beijing_time", "bill_order_no",
+__all__ = ["ACKNOWLEDGED", "BEIJING", "PAID", "NotPayable", "account_of", "beijing_time", "bill_order_no",
            "payment_from", "top_up_order_no", "yuan"]
 
 BEIJING = timezone(timedelta(hours=8))
