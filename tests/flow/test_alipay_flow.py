@@ -238,6 +238,30 @@ async def test_a_big_body_is_refused_before_anything_else(stack: Stack) -> None:
     assert await _count(hub, hop, hop.c.outcome == "rejected") == 1
 
 
+async def test_a_body_that_arrives_in_pieces_is_read_whole(stack: Stack) -> None:
+    """Over a raw socket: the headers and half the form, a pause, the rest."""
+    hub = await _hub(stack)
+    account_id = await _account(hub)
+    fields = trade(account_id, total="12.30")
+    body = signed_form(fields)
+    host, port = stack.base_url(hub).removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = (f"POST {PATH} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    try:
+        writer.write(head + body[:len(body) // 2])
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        writer.write(body[len(body) // 2:])
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert answer.endswith(b"\r\n\r\nsuccess")
+    await eventually(lambda: _has(hub, 1), what="the payment credited")
+
+
 async def test_alipay_hears_success_only_after_the_broker_confirmed(stack: Stack) -> None:
     """A publish the broker does not take (here: no route bound) gets a failure and credits nothing,
     and the notify_id is not spent: Alipay's resend of the same notification, once the route exists,
