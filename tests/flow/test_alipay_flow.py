@@ -295,9 +295,12 @@ async def test_the_simulator_pays_a_precreated_order_and_notifies_the_hub(stack:
                          notify_url="https://gas.example.cn/partners/alipay/notify")
         account_id = await _account(hub)
         connector = hub.connectors["alipay"]
-        number = f"{account_id}-D3M0"
-        qr = await connector.client.precreate(out_trade_no=number, subject="燃气费 2026-02", amount=Decimal("99.90"))
+        number, qr = await connector.qr_for_bill(account_id=account_id, bill_id="01JQ40000000000000000000AB",
+                                                 amount=Decimal("99.90"), subject="燃气费 2026-02")
         assert qr.startswith("https://qr.alipay.com/")
+        assert await connector.qr_for_bill(account_id=account_id, bill_id="01JQ40000000000000000000AB",
+                                           amount=Decimal("99.90"), subject="燃气费 2026-02") == (number, qr)
+        assert gateway.notify_urls[number] == "https://gas.example.cn/partners/alipay/notify"
         assert await connector.reconcile(number) is None  # not paid: nothing to publish
         paid = gateway.pay(number)
         assert await gateway.send(stack.base_url(hub) + PATH, gateway.notification(paid)) == (200, "success")

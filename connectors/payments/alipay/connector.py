@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
@@ -49,7 +50,14 @@ from aiohttp import web
 from connectors.payments.alipay import signing
 from connectors.payments.alipay.client import AlipayClient, AlipayError
 from connectors.payments.alipay.settings import AlipaySettings
-from connectors.payments.alipay.trade import ACKNOWLEDGED, PAID, NotPayable, beijing_time, payment_from
+from connectors.payments.alipay.trade import (
+    ACKNOWLEDGED,
+    PAID,
+    NotPayable,
+    beijing_time,
+    bill_order_no,
+    payment_from,
+)
 from core.catalogue.messages import MessageType, PaymentReceived
 from hub.connectors.contract import Capability, ConnectorContext, Health, InboundConnector, ReceiveResult
 from hub.envelope import Envelope
@@ -217,6 +225,16 @@ class AlipayConnector(InboundConnector[AlipaySettings]):
         envelope = Envelope(type=MessageType.PAYMENT_RECEIVED.value, source=self.context.name,
                             subject=payment.account_id, data=payment.model_dump(mode="json"))
         return await self.context.receive(envelope, partner_key=f"trade:{payment.transaction_id}")
+
+    async def qr_for_bill(self, *, account_id: str, bill_id: str, amount: Decimal, subject: str,
+                          attempt: int = 0) -> tuple[str, str]:
+        """Precreate the order that pays ``bill_id`` (its number derived from the bill, so asking again
+        gives the same order); return ``(out_trade_no, qr_code)``. A closed order is created anew with
+        ``attempt + 1``."""
+        out_trade_no = bill_order_no(account_id, bill_id, attempt)
+        qr_code = await self.client.precreate(out_trade_no=out_trade_no, subject=subject, amount=amount,
+                                              timeout_express=self.settings.qr_timeout)
+        return out_trade_no, qr_code
 
     async def reconcile(self, out_trade_no: str) -> ReceiveResult | None:
         """Ask Alipay about an order (one whose notification never came, say) and publish its payment
