@@ -14,6 +14,8 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
+from connectors.demo.payments import Due, PaymentChannelSimulator
+from connectors.demo.run import alipay_deliver
 from connectors.payments.alipay.simulator import AlipayGatewaySimulator, public_pem
 from connectors.payments.alipay.trade import BEIJING
 from core.accounts import CustomerIn, PremisesIn, id_check_digit, open_account
@@ -309,5 +311,35 @@ async def test_the_simulator_pays_a_precreated_order_and_notifies_the_hub(stack:
         assert again is not None
         assert again.duplicate
         assert await _credited(hub) == [(paid["trade_no"], Decimal("99.90"))]
+    finally:
+        await gateway.aclose()
+
+
+async def test_the_demos_alipay_payments_go_through_the_gateway_simulator(stack: Stack) -> None:
+    """The demo's payment simulator hands Alipay payments to the gateway simulator, which signs and
+    POSTs them to the connector: paid and then finished (two notifications), credited once."""
+    gateway = AlipayGatewaySimulator(app_id=APP_ID, app_public_key=public_pem(keys()["app"]),
+                                     alipay_key=keys()["alipay"], seller_id=connector_settings()["seller_id"])
+    await gateway.start()
+    try:
+        hub = await _hub(stack, gateway_url=gateway.gateway_url)
+        account_id = await _account(hub)
+        published: list[Any] = []
+
+        async def publish(envelopes: Any) -> None:
+            published.extend(envelopes)
+
+        payer = PaymentChannelSimulator(publish, repeat_rate=1.0, pay_share=1.0,
+                                        deliver={"alipay": alipay_deliver(gateway, stack.base_url(hub) + PATH)})
+        planned = [p for p in payer.plan([Due("B1", account_id, "330600000001", Decimal("86.40"))] * 8,
+                                         datetime.now(BEIJING)) if p.channel == "alipay"][:1]
+        assert planned, "the plan has an Alipay payment"
+        notified = await payer.notify(planned[0])
+        assert (notified.envelope, notified.twice, published) == (None, True, [])
+        await eventually(lambda: _has(hub, 1), what="the payment credited")
+        await asyncio.sleep(0.3)
+        assert await _credited(hub) == [(planned[0].transaction_id, planned[0].amount)]
+        assert hub.connectors["alipay"].health().extra["accepted"] == 2
+        assert await _rejected(hub) == []
     finally:
         await gateway.aclose()

@@ -17,11 +17,12 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import given
 from hypothesis import strategies as st
 
+from connectors.demo.run import DEMO_ALIPAY_APP_ID, alipay_connector, demo_routes, demo_settings
 from connectors.http_sms.connector import HttpSmsConnector
 from connectors.payments.alipay import signing
 from connectors.payments.alipay.client import AlipayClient, AlipayError, amount_text
 from connectors.payments.alipay.settings import AlipaySettings
-from connectors.payments.alipay.simulator import AlipayGatewaySimulator, public_pem
+from connectors.payments.alipay.simulator import AlipayGatewaySimulator, private_pem, public_pem
 from connectors.payments.alipay.trade import BEIJING, NotPayable, bill_order_no, payment_from, yuan
 from connectors.tax.connector import TaxConnector
 from connectors.valve_http.connector import ValveHttpConnector
@@ -341,3 +342,15 @@ def test_the_production_route_examples_compile_together(tmp_path: Path) -> None:
     assert [str(p) for p in problems] == []
     specs, _ = read_specs(folder)
     assert [s.to for _, s in specs if s.name == "payments"] == ["core:record_payment"]
+
+
+def test_the_demo_configures_the_connector_for_its_gateway_simulator(tmp_path: Path) -> None:
+    sim = AlipayGatewaySimulator(app_id=DEMO_ALIPAY_APP_ID, app_public_key=public_pem(keys()["app"]))
+    settings = demo_settings(database_url="sqlite+aiosqlite:///:memory:", http_port=0, ops_token="t" * 20,
+                             vendor_token="v", routes_dir=demo_routes(tmp_path / "routes"),
+                             sms_url="http://127.0.0.1:1", valves_url="http://127.0.0.1:2",
+                             tax_url="http://127.0.0.1:3", alipay=alipay_connector(sim, private_pem(keys()["app"])))
+    assert check_configuration(settings) == []
+    _, built = ConnectorRegistry().settings_for("alipay", settings.connectors["alipay"])
+    assert isinstance(built, AlipaySettings)
+    assert (built.app_id, built.gateway_url) == (DEMO_ALIPAY_APP_ID, sim.gateway_url)
