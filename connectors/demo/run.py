@@ -10,7 +10,8 @@ A day in the life of a gas company in Shaoxing, sped up:
    SMS to the holder through a gateway that is down just then (its breaker opens, the SMS wait in
    their queue, then go out);
 4. customers pay some bills through WeChat Pay and Alipay (:mod:`connectors.demo.payments`; some
-   notifications twice), the core credits each payment once, settles bills oldest first and asks for
+   notifications twice; the Alipay ones signed by the gateway simulator and POSTed to the hub's
+   ``alipay`` connector), the core credits each payment once, settles bills oldest first and asks for
    an invoice, which the *simulated* tax platform (:mod:`connectors.tax_demo`) issues;
 
 and everything lands in the store, the audit chain and the ops dashboard at http://127.0.0.1:8080/ops.
@@ -40,9 +41,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from connectors.demo import report
 from connectors.demo.city import Household, plan_city
-from connectors.demo.payments import Due, Notified, PaymentChannelSimulator
+from connectors.demo.payments import Deliver, Due, Notified, Payment, PaymentChannelSimulator
 from connectors.demo.seed import Seeded, seed_city
 from connectors.http_sms.simulator import SmsGatewaySimulator
+from connectors.payments.alipay.simulator import AlipayGatewaySimulator, new_key, private_pem, public_pem
 from connectors.tax.rest_simulator import RestTaxSimulator
 from connectors.tax.simulator import EInvoiceSimulator
 from connectors.tax_demo.simulator import TaxPlatformSimulator
@@ -104,9 +106,35 @@ def tax_connector(tax: str, url: str, app_secret: str = "") -> dict[str, object]
             "app_key": DEMO_APP_KEY, "app_secret": app_secret}
 
 
+DEMO_ALIPAY_APP_ID = "2021004100000001"
+
+
+def alipay_connector(gateway: AlipayGatewaySimulator, app_private_key: str) -> dict[str, object]:
+    """The demo's Alipay connector settings, for the gateway simulator that holds the app's public key."""
+    return {"kind": "alipay", "app_id": gateway.app_id, "seller_id": gateway.seller_id,
+            "app_private_key": app_private_key, "alipay_public_key": gateway.alipay_public_pem,
+            "gateway_url": gateway.gateway_url}
+
+
+def alipay_deliver(gateway: AlipayGatewaySimulator, notify_url: str) -> Deliver:
+    """A paid bill as Alipay tells it: the gateway signs the trade's notification and POSTs it to the
+    hub; the second notification of a trade says it is finished (same trade, credited once)."""
+    async def deliver(payment: Payment, again: bool) -> None:
+        paid_at = payment.paid_at.astimezone(COMPANY_TZ).strftime("%Y-%m-%d %H:%M:%S")
+        trade = {"trade_no": payment.transaction_id, "out_trade_no": payment.out_trade_no,
+                 "total_amount": f"{payment.amount:.2f}", "gmt_payment": paid_at, "gmt_create": paid_at,
+                 "trade_status": "TRADE_FINISHED" if again else "TRADE_SUCCESS",
+                 "buyer_user_id": payment.payer_ref, "subject": "燃气费"}
+        status, answer = await gateway.send(notify_url, gateway.notification(trade, passback_params=payment.account_id))
+        if answer != "success":
+            console.print(f"[red]alipay notification not taken[/] ({status}): {answer[:120]}")
+
+    return deliver
+
+
 def demo_settings(*, database_url: str, http_port: int, ops_token: str, vendor_token: str, routes_dir: Path,
                   sms_url: str, valves_url: str, tax_url: str, tax: str = "demo",
-                  tax_secret: str = "") -> Settings:
+                  tax_secret: str = "", alipay: dict[str, object] | None = None) -> Settings:
     return load_settings(
         database_url=database_url, amqp_url=None, http={"host": "127.0.0.1", "port": http_port},
         routes_dir=routes_dir, mappings_dir=PROJECT / "mappings",
@@ -119,6 +147,7 @@ def demo_settings(*, database_url: str, http_port: int, ops_token: str, vendor_t
             "sms": {"kind": "http_sms", "base_url": sms_url, "timeout_s": 2.0},
             "valves": {"kind": "valve_http", "base_url": valves_url},
             "tax_demo" if tax == "demo" else "tax": tax_connector(tax, tax_url, tax_secret),
+            **({"alipay": alipay} if alipay is not None else {}),
         },
     )
 
@@ -145,7 +174,9 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
         else:
             tax = TaxPlatformSimulator()
         sms, valves = SmsGatewaySimulator(), ValvePlatformSimulator()
-        for simulator in (sms, valves, tax):
+        app_key = await asyncio.to_thread(new_key)
+        alipay = AlipayGatewaySimulator(app_id=DEMO_ALIPAY_APP_ID, app_public_key=public_pem(app_key))
+        for simulator in (sms, valves, tax, alipay):
             await simulator.start()
             cleanup.push_async_callback(simulator.aclose)
         vendor_token = secrets.token_urlsafe(16)
@@ -154,7 +185,8 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
         settings = demo_settings(database_url=db_url, http_port=http_port, ops_token=ops_token,
                                  vendor_token=vendor_token, routes_dir=routes_dir, sms_url=sms.url,
                                  valves_url=valves.url, tax=tax_choice, tax_secret=tax_secret,
-                                 tax_url=tax.url if isinstance(tax, TaxPlatformSimulator) else tax.endpoint)
+                                 tax_url=tax.url if isinstance(tax, TaxPlatformSimulator) else tax.endpoint,
+                                 alipay=alipay_connector(alipay, private_pem(app_key)))
         hub = Hub.build(settings)
         await hub.start()
         cleanup.push_async_callback(hub.stop)
@@ -180,7 +212,8 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
                                       valves=valves.valves)
         vendor.start_from({home.meter_id: home.register_now for home in city})
         cleanup.push_async_callback(vendor.aclose)
-        payer = PaymentChannelSimulator(hub.publisher.publish)
+        payer = PaymentChannelSimulator(hub.publisher.publish,
+                                        deliver={"alipay": alipay_deliver(alipay, f"{base}/partners/alipay/notify")})
         tasks = [
             asyncio.create_task(vendor.run(rate, stop=stop), name="demo:readings"),
             asyncio.create_task(_incidents(vendor, stop), name="demo:incidents"),
@@ -275,7 +308,7 @@ async def _pay(payer: PaymentChannelSimulator, dues: list[Due], base: str, stop:
     console.rule("payments")
     console.print(f"{len(payments):,} of {len(dues):,} bills get paid through WeChat Pay and Alipay "
                   "(most exactly, some rounded up, a few in part); a few platforms notify twice")
-    shown = {"first": 0, "twice": 0}
+    shown = {"first": 0, "twice": 0, "traced": 0}
 
     def told(n: Notified) -> None:
         first, twice = shown["first"] < 3, n.twice and shown["twice"] < 2
@@ -283,9 +316,11 @@ async def _pay(payer: PaymentChannelSimulator, dues: list[Due], base: str, stop:
             return
         shown["first" if first else "twice"] += 1
         tail = " [yellow]notified twice[/]: the core credits it once" if n.twice else ""
-        console.print(f"[green]payment[/] {n.payment.channel} {n.payment.transaction_id[:8]}… {n.payment.amount} "
+        via = " (signed notification → the alipay connector)" if n.envelope is None else ""
+        console.print(f"[green]payment[/] {n.payment.channel}{via} {n.payment.transaction_id[:8]}… {n.payment.amount} "
                       f"yuan ({n.payment.how}) for account {n.payment.account_number}{tail}")
-        if shown["first"] == 1 and first:
+        if not shown["traced"] and n.envelope is not None:
+            shown["traced"] = 1
             console.print(f"  trace it: {base}/ops → Messages, flow {n.envelope.correlation_id} "
                           "(payment.received → invoice.requested → invoice.issued)")
 
