@@ -49,7 +49,8 @@ from connectors.meters.cjt188.messages import DI_METERING
 from connectors.meters.cjt188.profiles import MeterProfile, MeterProfiles
 from connectors.meters.dtu import DtuSession, RegistrationRefused, read_registration
 from connectors.meters.settings import DtuSettings, MeterBinding
-from core.catalogue.messages import MessageType, ValveCommand, ValveState
+from core.catalogue import Lane
+from core.catalogue.messages import AlarmKind, AlarmRaised, MessageType, ValveCommand, ValveState
 from core.catalogue.messages import ValveAction as CanonicalValveAction
 from hub.connectors.contract import Capability, ConnectorContext, Health, InboundConnector, OutboundConnector, Receipt
 from hub.envelope import Envelope
@@ -211,11 +212,31 @@ class DtuConnector(InboundConnector[DtuSettings], OutboundConnector[DtuSettings]
         stamp = (report.meter_clock or received.replace(microsecond=0)).isoformat()
         envelope = Envelope(type=MessageType.METER_READING.value, source=self.context.name, subject=meter.meter_id,
                             data=reading_data(report))
+        if profile.status.leaking(data.status):
+            # Safety first: the alarm goes out before the reading it came with, in the reading's flow.
+            await self._raise_leak(meter, report, envelope, source)
         try:
             await self.context.receive(envelope, partner_key=f"{meter.address}:{stamp}:{report.reading.volume_m3}")
         except HubError as exc:
             log.warning("dtu.reading_not_accepted", extra={"meter": meter.meter_id, "error": str(exc),
                                                            "via": source})
+
+    async def _raise_leak(self, meter: MeterBinding, report: MeterReport, reading: Envelope, source: str) -> None:
+        """``alarm.raised`` (leak, safety lane) for a report whose status bits say the meter detected a
+        leak. One alarm per meter and local day (its id), however many reports repeat the bit: the
+        inbox drops the repeats and the core acts on an alarm id once."""
+        detected = report.reading.read_at
+        alarm_id = f"dtu-leak-{meter.meter_id}-{detected.astimezone(self.tz):%Y%m%d}"
+        alarm = Envelope(type=MessageType.ALARM_RAISED.value, source=self.context.name, subject=meter.meter_id,
+                         priority=Lane.SAFETY, correlation_id=reading.correlation_id, causation_id=reading.id,
+                         data=AlarmRaised(alarm_id=alarm_id, kind=AlarmKind.LEAK, meter_id=meter.meter_id,
+                                          detected_at=detected, severity=5,
+                                          detail=f"the meter reports a leak in its status bits (via {source})",
+                                          ).model_dump(mode="json", exclude_none=True))
+        try:
+            await self.context.receive(alarm, partner_key=alarm_id)
+        except HubError as exc:
+            log.warning("dtu.alarm_not_accepted", extra={"meter": meter.meter_id, "error": str(exc), "via": source})
 
     def _meter(self, meter_id: str) -> tuple[MeterBinding, MeterProfile, DtuSession]:
         meter = self._by_id.get(meter_id)
