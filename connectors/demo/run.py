@@ -250,6 +250,8 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            if fleet is not None:  # the meters fall silent before the books are closed
+                await fleet.stop()
         await _drain(hub, within_s=3.0)
         summary = await report.summary(
             hub, await report.tally(hub), sms_sent=len(sms.sent),

@@ -9,7 +9,9 @@ order, status bits and valve control code: ``config/meter_profiles.toml``. Authe
 the protocol; a DTU is known by its registration id and a meter by its address, and frames from a
 meter that is not configured are refused. Every ``901F`` reply, asked for or not, is published as a
 canonical ``meter.reading``; garbled bytes and unknown meters are refused with an audit record and
-nothing is published for them. Readings run daily at ``daily_read_at`` and on demand
+nothing is published for them. A report whose status bits say the meter detected a leak (the
+profile's ``leak`` mask) raises ``alarm.raised`` first, in the reading's flow. Readings run daily at
+``daily_read_at``, on demand, and whenever a meter reports by itself
 (:meth:`DtuConnector.read_meter`); :meth:`DtuConnector.set_valve` opens or closes a valve.
 Settings: :class:`~connectors.meters.settings.DtuSettings`.
 """
@@ -27,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
+from connectors.meters.alarms import leak_alarm
 from connectors.meters.cjt188 import (
     DecodeError,
     ErrorReply,
@@ -49,8 +52,7 @@ from connectors.meters.cjt188.messages import DI_METERING
 from connectors.meters.cjt188.profiles import MeterProfile, MeterProfiles
 from connectors.meters.dtu import DtuSession, RegistrationRefused, read_registration
 from connectors.meters.settings import DtuSettings, MeterBinding
-from core.catalogue import Lane
-from core.catalogue.messages import AlarmKind, AlarmRaised, MessageType, ValveCommand, ValveState
+from core.catalogue.messages import MessageType, ValveCommand, ValveState
 from core.catalogue.messages import ValveAction as CanonicalValveAction
 from hub.connectors.contract import Capability, ConnectorContext, Health, InboundConnector, OutboundConnector, Receipt
 from hub.envelope import Envelope
@@ -212,31 +214,15 @@ class DtuConnector(InboundConnector[DtuSettings], OutboundConnector[DtuSettings]
         stamp = (report.meter_clock or received.replace(microsecond=0)).isoformat()
         envelope = Envelope(type=MessageType.METER_READING.value, source=self.context.name, subject=meter.meter_id,
                             data=reading_data(report))
-        if profile.status.leaking(data.status):
-            # Safety first: the alarm goes out before the reading it came with, in the reading's flow.
-            await self._raise_leak(meter, report, envelope, source)
+        alarm = leak_alarm(profile, data.status, meter_id=meter.meter_id, detected_at=report.reading.read_at,
+                           tz=self.tz, reading=envelope, via=source)
         try:
+            if alarm is not None:  # safety first: the alarm goes out before the reading it came with
+                await self.context.receive(alarm, partner_key=alarm.data["alarm_id"])
             await self.context.receive(envelope, partner_key=f"{meter.address}:{stamp}:{report.reading.volume_m3}")
         except HubError as exc:
             log.warning("dtu.reading_not_accepted", extra={"meter": meter.meter_id, "error": str(exc),
                                                            "via": source})
-
-    async def _raise_leak(self, meter: MeterBinding, report: MeterReport, reading: Envelope, source: str) -> None:
-        """``alarm.raised`` (leak, safety lane) for a report whose status bits say the meter detected a
-        leak. One alarm per meter and local day (its id), however many reports repeat the bit: the
-        inbox drops the repeats and the core acts on an alarm id once."""
-        detected = report.reading.read_at
-        alarm_id = f"dtu-leak-{meter.meter_id}-{detected.astimezone(self.tz):%Y%m%d}"
-        alarm = Envelope(type=MessageType.ALARM_RAISED.value, source=self.context.name, subject=meter.meter_id,
-                         priority=Lane.SAFETY, correlation_id=reading.correlation_id, causation_id=reading.id,
-                         data=AlarmRaised(alarm_id=alarm_id, kind=AlarmKind.LEAK, meter_id=meter.meter_id,
-                                          detected_at=detected, severity=5,
-                                          detail=f"the meter reports a leak in its status bits (via {source})",
-                                          ).model_dump(mode="json", exclude_none=True))
-        try:
-            await self.context.receive(alarm, partner_key=alarm_id)
-        except HubError as exc:
-            log.warning("dtu.alarm_not_accepted", extra={"meter": meter.meter_id, "error": str(exc), "via": source})
 
     def _meter(self, meter_id: str) -> tuple[MeterBinding, MeterProfile, DtuSession]:
         meter = self._by_id.get(meter_id)

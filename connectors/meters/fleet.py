@@ -45,7 +45,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from connectors.meters.cjt188 import Message, MeteringData, MeterProfile, load_meter_profiles
+from connectors.meters.cjt188 import Message, MeteringData, load_meter_profiles
 from connectors.meters.simulator import DtuSimulator, SimulatedMeter
 from connectors.meters.usage import HOURLY_SHAPE, SEASON
 from connectors.nbiot.simulator import CtwingSimulator, NbDevice
@@ -143,8 +143,10 @@ class MeterFleet:
     give the hub :meth:`dtu_settings` and :meth:`ctwing_settings`; then :meth:`start` and :meth:`stop`."""
 
     def __init__(self, meters: Sequence[FleetMeter], layout: FleetLayout, *, report_every_s: float = 60.0,
-                 seed: int = 7) -> None:
+                 seed: int = 7, profile: str = PROFILE) -> None:
         self.meters = {m.meter_id: m for m in meters}
+        self.profile = profile
+        """The meters' model (a profile of ``config/meter_profiles.toml``)."""
         self.layout = layout
         self.report_every_s = report_every_s
         self.seed = seed
@@ -162,7 +164,7 @@ class MeterFleet:
     @classmethod
     def plan(cls, meters: int, *, dtus: int, ctwing: int = 0, seed: int = 7, first: int = 0,
              registers: Mapping[str, Decimal] | None = None, daily_m3: Mapping[str, float] | None = None,
-             report_every_s: float = 60.0, profile: MeterProfile | None = None) -> MeterFleet:
+             report_every_s: float = 60.0, profile: str = PROFILE) -> MeterFleet:
         """``meters`` meters (ids ``meter_id(first)`` on), the first ``ctwing`` of them on CTWing, the
         others spread evenly over ``dtus`` DTU buses. ``registers`` and ``daily_m3`` by meter id continue
         a seeded city (its register today, its average daily use); otherwise they are drawn from ``seed``."""
@@ -170,14 +172,14 @@ class MeterFleet:
             raise ValueError(f"{meters} meters with {ctwing} on CTWing: need 1 meter or more and 0..meters on CTWing")
         if meters > ctwing and dtus < 1:
             raise ValueError("meters behind DTUs need at least one DTU")
-        profile = profile or load_meter_profiles().get(PROFILE)
+        model = load_meter_profiles().get(profile)
         rng = random.Random(seed)
         fleet: list[FleetMeter] = []
         for n in range(first, first + meters):
             mid = meter_id(n)
             daily = (daily_m3 or {}).get(mid) or rng.lognormvariate(math.log(0.7), 0.4)
             register = (registers or {}).get(mid) or Decimal(rng.randint(100, 3000))
-            fleet.append(FleetMeter(address=mid, profile=profile, volume_m3=Decimal(register), meter_id=mid,
+            fleet.append(FleetMeter(address=mid, profile=model, volume_m3=Decimal(register), meter_id=mid,
                                     daily_m3=daily, seed=seed))
         on_dtus = fleet[ctwing:]
         buses: dict[str, tuple[str, ...]] = {}
@@ -192,14 +194,14 @@ class MeterFleet:
                 by_id[mid].via = f"dtu:{dtu}"
         for device, mid in devices.items():
             by_id[mid].via = f"ctwing:{device}"
-        return cls(fleet, FleetLayout(buses, devices), report_every_s=report_every_s, seed=seed)
+        return cls(fleet, FleetLayout(buses, devices), report_every_s=report_every_s, seed=seed, profile=profile)
 
     # what the hub is told --------------------------------------------------------------------
 
     def dtu_settings(self, *, host: str = "127.0.0.1", port: int = 0, **extra: Any) -> dict[str, Any]:
         """Settings of a ``dtu_cjt188`` connector serving the fleet's DTU meters."""
         return {"kind": "dtu_cjt188", "host": host, "port": port, "daily_read_at": None, **extra,
-                "meters": [{"meter_id": mid, "address": self.meters[mid].address, "dtu": dtu, "profile": PROFILE}
+                "meters": [{"meter_id": mid, "address": self.meters[mid].address, "dtu": dtu, "profile": self.profile}
                            for dtu, ids in self.layout.buses.items() for mid in ids]}
 
     def ctwing_settings(self, base_url: str, **extra: Any) -> dict[str, Any]:
@@ -208,7 +210,7 @@ class MeterFleet:
         return {"kind": "ctwing", "base_url": base_url, "app_key": "sim-app", "app_secret": "sim-secret",
                 "master_key": "sim-master", "product_id": "15000001", **extra,
                 "devices": [{"meter_id": mid, "device_id": device, "imei": self._imei(device),
-                             "address": self.meters[mid].address, "profile": PROFILE}
+                             "address": self.meters[mid].address, "profile": self.profile}
                             for device, mid in self.layout.devices.items()]}
 
     def valve_route_split(self) -> str | None:

@@ -169,7 +169,7 @@ async def test_a_leak_the_meter_reports_closes_its_valve_within_a_second_in_one_
         assert arrived - sent < 1.0, f"valve-close frame {arrived - sent:.3f} s after the leak report"
         assert meter.valve_closed
 
-        alarm_id = f"dtu-leak-{METER}-{datetime.now(ZoneInfo('Asia/Shanghai')):%Y%m%d}"
+        alarm_id = f"meter-leak-{METER}-{datetime.now(ZoneInfo('Asia/Shanghai')):%Y%m%d}"
         async with hub.db.read() as conn:
             raised = (await conn.execute(select(alarm).where(alarm.c.id == alarm_id))).one()
             order = (await conn.execute(select(work_order).where(work_order.c.alarm_id == alarm_id))).one()

@@ -1,30 +1,48 @@
 """The meter fleet against the whole hub, on both stacks: what a faulty fleet sends is refused at the
 door with a clear reason and an audit record, and nothing of it is stored or published: a garbled frame
 from a DTU meter, a meter the hub does not know on a DTU bus, a garbled CTWing report; a silent meter
-sends nothing. A sound report from the same fleet passes, so the refusals are the faults' doing."""
+sends nothing. A sound report from the same fleet passes, so the refusals are the faults' doing.
+
+And the fleet's leaks close valves: a meter behind a DTU whose flow never pauses for a day is found
+by the core's own continuous-flow rule from the reading that completes the day, and a CTWing meter
+that raises its leak bit has its valve closed through CTWing's command API; each timed from the
+revealing report to the close frame reaching the meter, and traced as one flow."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
 
+from connectors.demo.fleet import fleet_routes
 from connectors.meters import DtuConnector
+from connectors.meters.cjt188 import ValveAction, ValveControl
 from connectors.meters.fleet import Fault, MeterFleet, meter_id
-from core.db.tables import reading
+from core.db.tables import alarm, reading
+from core.db.tables_billing import meter as meter_table
+from core.db.tables_workorders import work_order
 from core.privacy import generate_key
+from core.readings.hourly import hour_floor
 from hub.app import Hub
 from hub.store.tables import hop, message
 from tests.flow.conftest import VENDOR_TOKEN, Stack, eventually
+from tests.flow.test_reading_flows import metered_account, trace
 
 CTWING_BAD, CTWING_OK, DTU_BAD, DTU_UNKNOWN, DTU_SILENT = (meter_id(n) for n in range(900, 905))
 
 
-async def start(stack: Stack) -> tuple[Hub, MeterFleet]:
-    fleet = MeterFleet.plan(5, dtus=1, ctwing=2, seed=11, first=900)
+async def start(stack: Stack, fleet: MeterFleet | None = None, *,
+                unknown: str | None = None) -> tuple[Hub, MeterFleet]:
+    """The hub with the fleet's DTU and CTWing connectors and its valve routes (``unknown``: a meter on
+    a DTU bus the hub is not told of), the fleet dialled in."""
+    fleet = fleet or MeterFleet.plan(5, dtus=1, ctwing=2, seed=11, first=900)
     await fleet.start_platform("")
+    (stack.routes_dir / "fleet.toml").write_text(fleet_routes(fleet))
     dtu = fleet.dtu_settings(port=0, request_timeout_s=1.0)
-    dtu["meters"] = [m for m in dtu["meters"] if m["meter_id"] != DTU_UNKNOWN]  # on the bus, not in the hub
+    dtu["meters"] = [m for m in dtu["meters"] if m["meter_id"] != unknown]
     connectors: dict[str, Any] = {
         "vendor": {"kind": "vendor_push", "token": VENDOR_TOKEN},
         "sms": {"kind": "http_sms", "base_url": stack.sms.url, "in_call_attempts": 1, "timeout_s": 2},
@@ -42,7 +60,8 @@ async def start(stack: Stack) -> tuple[Hub, MeterFleet]:
     except BaseException:
         await fleet.stop()
         raise
-    await eventually(lambda: _true(bool(connector.sessions)), what="the fleet's DTU registered")
+    await eventually(lambda: _true(len(connector.sessions) == len(fleet.layout.buses)),
+                     what="the fleet's DTUs registered")
     return hub, fleet
 
 
@@ -58,7 +77,7 @@ async def rejections(hub: Hub) -> list[str]:
 
 
 async def test_a_faulty_fleet_is_refused_with_reasons_and_audited_and_nothing_is_stored(stack: Stack) -> None:
-    hub, fleet = await start(stack)
+    hub, fleet = await start(stack, unknown=DTU_UNKNOWN)
     try:
         before = await scalar(hub, select(func.count()).select_from(message))
         await fleet.inject(DTU_BAD, Fault.GARBLE)
@@ -96,6 +115,97 @@ async def test_a_faulty_fleet_is_refused_with_reasons_and_audited_and_nothing_is
 
         await eventually(heard, what="the sound reports received")
         assert len(await rejections(hub)) == 3
+    finally:
+        await fleet.stop()
+
+
+def _close_frame_after(fleet: MeterFleet, meter: str, sent: float) -> float | None:
+    for at, request in fleet.wire(meter):
+        if isinstance(request, ValveControl) and request.action is ValveAction.CLOSE:
+            return at - sent
+    return None
+
+
+async def _one_flow(stack: Stack, hub: Hub, meter: str, *, kinds: set[str]) -> str:
+    """The meter's leak alarm, its order, the closed valve in the core, and the alarm's trace holding
+    ``kinds`` under one correlation id; returns the alarm id."""
+    async with hub.db.read() as conn:
+        raised = (await conn.execute(select(alarm).where(alarm.c.meter_id == meter, alarm.c.kind == "leak"))).one()
+        order = (await conn.execute(select(work_order).where(work_order.c.alarm_id == raised.id))).one()
+    assert (order.category, order.correlation_id) == ("emergency_repair", raised.correlation_id)
+
+    async def closed() -> bool:
+        return await scalar(hub, select(meter_table.c.valve_state).where(meter_table.c.id == meter)) == "closed"
+
+    await eventually(closed, what="the valve closed in the core")
+
+    async def whole() -> bool:
+        return kinds <= {m["type"] for m in (await trace(stack, hub, raised.message_id))["messages"]}
+
+    await eventually(whole, what=f"{sorted(kinds)} in the alarm's trace")
+    found = await trace(stack, hub, raised.message_id)
+    assert {m["correlation_id"] for m in found["messages"]} == {raised.correlation_id}
+    return str(raised.id)
+
+
+async def test_a_day_of_unbroken_flow_is_found_by_the_core_and_closes_the_valve_on_the_meter_wire(
+        stack: Stack) -> None:
+    # A meter model without a leak bit: only the core's continuous-flow rule can find this leak.
+    fleet = MeterFleet.plan(2, dtus=1, seed=3, first=950, profile="cjt188-2018")
+    leaking, neighbour = meter_id(950), meter_id(951)
+    now = datetime.now(UTC)
+    if now.minute >= 58:  # the reading must fall within an hour of the last one, in the previous hour
+        await asyncio.sleep((hour_floor(now) + timedelta(hours=1, seconds=30) - now).total_seconds())
+    hub, fleet = await start(stack, fleet)
+    try:
+        # The leak began a day ago: a reading every 20 minutes, each 0.02 m³ more (0.06 m³/h, day and night).
+        last = hour_floor(datetime.now(UTC)) - timedelta(seconds=30)
+        points = [(last - k * timedelta(minutes=20), Decimal("500.00") - Decimal("0.02") * k) for k in range(79)]
+        await metered_account(hub, leaking, sorted(points))
+        await metered_account(hub, neighbour, [(last - timedelta(days=1), Decimal("100.00"))])
+        assert await fleet.report(neighbour)  # a running hub: its reading path has been used before
+
+        async def warm() -> bool:
+            n = await scalar(hub, select(func.count()).select_from(reading).where(reading.c.meter_id == neighbour))
+            return int(n) == 2
+
+        await eventually(warm, what="the neighbour's reading stored")
+        m = fleet.meters[leaking]
+        m.leak = True
+        m.volume_m3 = Decimal("500.05")
+        sent = asyncio.get_running_loop().time()
+        assert await fleet.report(leaking)  # this reading completes 24 hours of flow
+
+        await eventually(lambda: _true(_close_frame_after(fleet, leaking, sent) is not None), timeout=5,
+                         what="the close frame on the meter's wire")
+        after = _close_frame_after(fleet, leaking, sent)
+        assert after is not None
+        assert after < 1.0, f"valve-close frame {after:.3f} s after the revealing reading"
+        alarm_id = await _one_flow(stack, hub, leaking, kinds={
+            "meter.reading", "alarm.raised", "notification.requested", "valve.command", "valve.state"})
+        assert not alarm_id.startswith("meter-leak-")  # the core's rule raised it, not the meter's bit
+    finally:
+        await fleet.stop()
+
+
+async def test_a_ctwing_meter_reporting_its_leak_bit_has_its_valve_closed_through_the_platform(stack: Stack) -> None:
+    fleet = MeterFleet.plan(1, dtus=0, ctwing=1, seed=4, first=960)
+    leaking = meter_id(960)
+    hub, fleet = await start(stack, fleet)
+    try:
+        await metered_account(hub, leaking, [(datetime.now(UTC) - timedelta(hours=1), Decimal("10.00"))])
+        fleet.meters[leaking].volume_m3 = Decimal("10.20")
+        sent = await fleet.inject(leaking, Fault.LEAK)
+
+        await eventually(lambda: _true(_close_frame_after(fleet, leaking, sent) is not None), timeout=5,
+                         what="the close command at the meter through CTWing")
+        after = _close_frame_after(fleet, leaking, sent)
+        assert after is not None
+        assert after < 1.0, f"valve-close frame {after:.3f} s after the leak report"
+        assert fleet.meters[leaking].valve_closed
+        alarm_id = await _one_flow(stack, hub, leaking, kinds={
+            "meter.reading", "alarm.raised", "notification.requested", "valve.command", "valve.state"})
+        assert alarm_id.startswith(f"meter-leak-{leaking}-")
     finally:
         await fleet.stop()
 
