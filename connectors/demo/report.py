@@ -165,11 +165,11 @@ async def summary(hub: Hub, t: Tally, *, sms_sent: int, bill_sms: int, valves_cl
     return "\n".join(lines)
 
 
-def fleet_lines(fleet: MeterFleet, leak: LeakStory | None) -> str:
-    """The fleet's part of the summary: its reports, and the leak's story from report to work order."""
+def fleet_lines(fleet: MeterFleet, leaks: Sequence[LeakStory]) -> str:
+    """The fleet's part of the summary: its reports, and each leak's story from report to work order."""
     lines = [f"  {'fleet':<16} {len(fleet.meters):,} meters, {fleet.reports:,} reports sent by themselves "
              f"({fleet.failed_reports:,} failed)"]
-    if leak is not None:
+    for leak in leaks:
         frame = (f"{leak.close_frame_after_s * 1000:.0f} ms" if leak.close_frame_after_s is not None
                  else "not seen")
         lines.append(f"  {'leak story':<16} meter {leak.meter_id}: alarm {leak.alarm_id or 'none'} → close frame on "

@@ -201,7 +201,7 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
         cleanup.push_async_callback(hub.stop)
         assert hub.privacy is not None  # the demo configures a key
         stop = stop_on_signals()
-        console.print(f"[bold green]gashub demo[/] running on the embedded default "
+        console.print(f"[bold green]gashub {'demo' if story else 'simulate fleet'}[/] running on the embedded default "
                       f"(SQLite {db_url.split('///')[-1]}, in-memory transport)")
         console.print(f"  health    {base}/health")
         console.print(f"  dashboard {base}/ops#token={ops_token}")
@@ -225,7 +225,7 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
                       asyncio.create_task(_incidents(vendor, stop), name="demo:incidents")]
         if story:
             tasks.append(asyncio.create_task(_story(hub, hub.privacy, sms, payer, base, stop), name="demo:story"))
-        leak_story: LeakStory | None = None
+        leaks: list[LeakStory] = []
         if fleet is not None:
             dtu = hub.connectors.get("meters")
             await fleet.start("127.0.0.1", dtu.port if isinstance(dtu, DtuConnector) else None,
@@ -234,12 +234,15 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
                           f"{fleet.report_every_s:g} s: {len(fleet.layout.devices):,} through CTWing "
                           f"(/partners/ctwing/push), {len(fleet.meters) - len(fleet.layout.devices):,} on "
                           f"{len(fleet.layout.buses):,} DTUs (CJ/T 188 over TCP, port {fleet.dtu_port})")
-            tasks += [asyncio.create_task(_fault(fleet, fault, meter, after), name="demo:fault")
-                      for fault, meter, after in timetable]
             target = fleet.valve_route_split() or (min(fleet.meters) if fleet.layout.buses else None)
-            if leak and target is not None:
-                leak_story = LeakStory(target, injected=0.0)
-                tasks.append(asyncio.create_task(_leak(hub, fleet, leak_story), name="demo:leak"))
+            if leak and target is not None and not any(f is Fault.LEAK for f, _, _ in timetable):
+                timetable.append((Fault.LEAK, target, None))
+            for fault, meter, after in timetable:
+                if fault is Fault.LEAK:
+                    leaks.append(LeakStory(meter, injected=0.0))
+                    tasks.append(asyncio.create_task(_leak(hub, fleet, leaks[-1], after), name="demo:leak"))
+                else:
+                    tasks.append(asyncio.create_task(_fault(fleet, fault, meter, after), name="demo:fault"))
         try:
             left = None if duration is None else max(0.0, duration - (time.monotonic() - started))
             await wait_until_stopped(stop, left)
@@ -259,7 +262,7 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
             valves_closed=len(valves.commands), notified=len(payer.sent), repeated=len(payer.repeated),
             tax_issued=len(tax.invoices))
         if fleet is not None:
-            summary += "\n" + report.fleet_lines(fleet, leak_story)
+            summary += "\n" + report.fleet_lines(fleet, leaks)
     console.print(summary)
     return 0
 
@@ -269,9 +272,9 @@ async def _fault(fleet: MeterFleet, fault: Fault, meter: str, after: float | Non
     console.print(f"[yellow]fault[/] {fault.value} injected at fleet meter {meter} ({fleet.meters[meter].via})")
 
 
-async def _leak(hub: Hub, fleet: MeterFleet, story: LeakStory) -> None:
-    """One of the fleet's DTU meters springs a leak; tell what follows, step by step."""
-    story.injected = await inject_later(fleet, Fault.LEAK, story.meter_id, LEAK_AFTER_S)
+async def _leak(hub: Hub, fleet: MeterFleet, story: LeakStory, after: float | None) -> None:
+    """One of the fleet's meters springs a leak; tell what follows, step by step."""
+    story.injected = await inject_later(fleet, Fault.LEAK, story.meter_id, LEAK_AFTER_S if after is None else after)
     console.rule(f"leak at fleet meter {story.meter_id}")
     console.print(f"[yellow]leak[/] at meter {story.meter_id} ({fleet.meters[story.meter_id].via}): gas flows "
                   "without a pause, the meter raises its leak bit and reports at once")

@@ -11,9 +11,8 @@ noon and at night, the month's seasonal factor (:mod:`connectors.meters.usage`),
 specific daily amount, and days away with no use at all. A meter whose valve is closed uses nothing.
 
 Faults (:class:`Fault`, :meth:`MeterFleet.inject`): ``leak`` (gas flows without a pause, the meter
-raises its leak status bit and reports at once), ``low_battery``, ``tamper`` (status bits, reported
-at once), ``garble`` (the next frame the meter sends is corrupt), ``silence`` (it neither reports nor
-answers). Every request that reaches a meter is on its wire tap (:meth:`MeterFleet.wire`: arrival
+raises its leak status bit), ``low_battery``, ``tamper`` (status bits), ``garble`` (the next frame the
+meter sends is corrupt), each reported at once, and ``silence`` (it neither reports nor answers). Every request that reaches a meter is on its wire tap (:meth:`MeterFleet.wire`: arrival
 time by ``time.monotonic()`` and the decoded request), so a caller can time a valve-close frame.
 
 Python API, for benchmarks::
@@ -298,8 +297,8 @@ class MeterFleet:
         return True
 
     async def inject(self, meter: str, fault: Fault | str) -> float:
-        """Give ``meter`` a fault; a leak, low battery or tamper is reported at once (the meter wakes
-        on the event). Returns ``time.monotonic()`` when the meter's report left it (or the fault was
+        """Give ``meter`` a fault and have it report at once (the meter wakes on the event; a garbled
+        report is the one it sends now), except a silent one. Returns ``time.monotonic()`` when the meter's report left it (or the fault was
         set), the start of any latency measured from the wire tap."""
         m = self.meters[meter]
         fault = Fault(fault)
@@ -315,7 +314,7 @@ class MeterFleet:
         elif fault is Fault.SILENCE:
             m.silent = True
         started = time.monotonic()
-        if fault in (Fault.LEAK, Fault.LOW_BATTERY, Fault.TAMPER):
+        if fault is not Fault.SILENCE:
             await self.report(meter)
         return started
 

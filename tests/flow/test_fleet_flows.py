@@ -80,11 +80,9 @@ async def test_a_faulty_fleet_is_refused_with_reasons_and_audited_and_nothing_is
     hub, fleet = await start(stack, unknown=DTU_UNKNOWN)
     try:
         before = await scalar(hub, select(func.count()).select_from(message))
-        await fleet.inject(DTU_BAD, Fault.GARBLE)
-        assert await fleet.report(DTU_BAD)
+        await fleet.inject(DTU_BAD, Fault.GARBLE)  # the garbled report goes out at once
         assert await fleet.report(DTU_UNKNOWN)
         await fleet.inject(CTWING_BAD, Fault.GARBLE)
-        assert await fleet.report(CTWING_BAD)
         await fleet.inject(DTU_SILENT, Fault.SILENCE)
         assert not await fleet.report(DTU_SILENT)
         assert fleet.ctwing is not None
