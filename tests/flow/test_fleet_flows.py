@@ -15,13 +15,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy import func, select
 
 from connectors.demo.fleet import fleet_routes
 from connectors.meters import DtuConnector
 from connectors.meters.cjt188 import ValveAction, ValveControl
 from connectors.meters.fleet import Fault, MeterFleet, meter_id
-from core.db.tables import alarm, reading
+from core.db.tables import alarm, outbox, reading
 from core.db.tables_billing import meter as meter_table
 from core.db.tables_workorders import work_order
 from core.privacy import generate_key
@@ -143,6 +144,12 @@ async def _one_flow(stack: Stack, hub: Hub, meter: str, *, kinds: set[str]) -> s
     await eventually(whole, what=f"{sorted(kinds)} in the alarm's trace")
     found = await trace(stack, hub, raised.message_id)
     assert {m["correlation_id"] for m in found["messages"]} == {raised.correlation_id}
+    async with hub.db.read() as conn:  # the holder's SMS is asked for as a safety message
+        notes = (await conn.execute(select(outbox.c.data).where(outbox.c.type == "notification.requested",
+                                                                outbox.c.correlation_id == raised.correlation_id))
+                 ).scalars().all()
+    assert len(notes) == 1
+    assert orjson.loads(notes[0])["safety"] is True
     return str(raised.id)
 
 
