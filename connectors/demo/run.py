@@ -152,6 +152,15 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
     Without ``story`` there is no billing run and no payments (``gashub simulate fleet``)."""
     configure("WARNING", json=False)
     started = time.monotonic()
+    today = datetime.now(COMPANY_TZ).date()
+    try:
+        city = plan_city(accounts + meters, today=today)
+        fleet = fleet_of(city, first=accounts, dtus=dtus, ctwing=ctwing, seed=seed,
+                         report_every_s=FLEET_REPORT_EVERY_S) if meters else None
+        timetable = [parse_fault(f, fleet.meters if fleet else ()) for f in faults]
+    except ValueError as exc:  # nothing is started or written before the options are known to be good
+        console.print(f"[red]cannot run[/]: {exc}")
+        return 2
     db_url = database_url or "sqlite+aiosqlite:///var/demo.db"
     if database_url is None:
         await asyncio.to_thread(_fresh_demo_database)
@@ -160,15 +169,6 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
         console.print(f"[red]GASHUB_DEMO_TAX={tax_choice!r}[/]: choose one of {', '.join(TAX_CHOICES)}")
         return 2
     routes_dir = await asyncio.to_thread(demo_routes, Path("var") / "demo-routes", tax_choice)
-    today = datetime.now(COMPANY_TZ).date()
-    city = plan_city(accounts + meters, today=today)
-    fleet = fleet_of(city, first=accounts, dtus=dtus, ctwing=ctwing, seed=seed,
-                     report_every_s=FLEET_REPORT_EVERY_S) if meters else None
-    try:
-        timetable = [parse_fault(f, fleet.meters if fleet else ()) for f in faults]
-    except ValueError as exc:
-        console.print(f"[red]--fault[/] {exc}")
-        return 2
     if fleet is not None:
         (routes_dir / "demo-fleet.toml").write_text(fleet_routes(fleet), encoding="utf-8")
     tax_secret = secrets.token_urlsafe(24)

@@ -12,17 +12,24 @@ specific daily amount, and days away with no use at all. A meter whose valve is 
 
 Faults (:class:`Fault`, :meth:`MeterFleet.inject`): ``leak`` (gas flows without a pause, the meter
 raises its leak status bit), ``low_battery``, ``tamper`` (status bits), ``garble`` (the next frame the
-meter sends is corrupt), each reported at once, and ``silence`` (it neither reports nor answers). Every request that reaches a meter is on its wire tap (:meth:`MeterFleet.wire`: arrival
-time by ``time.monotonic()`` and the decoded request), so a caller can time a valve-close frame.
+meter sends is corrupt), each reported at once, and ``silence`` (it neither reports nor answers).
+Every request that reaches a meter is on its wire tap (:meth:`MeterFleet.wire`: arrival time by
+``time.monotonic()`` and the decoded request), so a caller can time a valve-close frame.
 
-Python API, for benchmarks::
+Python API, for benchmarks (``tests/flow/test_fleet_flows.py`` does exactly this)::
 
-    fleet = MeterFleet.plan(meters=1000, dtus=50, ctwing=500, seed=7)
-    settings = {"meters": fleet.dtu_settings(port=0), "ctwing": fleet.ctwing_settings(base_url)}
-    ...  # seed the meters in the core (connectors.demo.fleet.seed_fleet), start the hub with those settings
-    await fleet.start(dtu_host, dtu_port, ctwing_push_url)
-    sent = await fleet.inject("30000000000123", Fault.LEAK)
-    ...
+    city = plan_city(1000, today=today)                     # connectors.demo.city: people, premises, registers
+    fleet = fleet_of(city, first=0, dtus=50, ctwing=500, seed=7, report_every_s=60)  # connectors.demo.fleet
+    # or, without a city: MeterFleet.plan(1000, dtus=50, ctwing=500, seed=7)
+    await fleet.start_platform(push_url="")                 # the simulated CTWing's command API listens
+    connectors = {"meters": fleet.dtu_settings(port=0), "ctwing": fleet.ctwing_settings(fleet.ctwing_url)}
+    routes_dir.joinpath("fleet.toml").write_text(fleet_routes(fleet))   # valve commands to each meter's path
+    hub = ...                                               # start the hub with those connectors and routes
+    await seed_city(hub.db, hub.privacy, city)              # connectors.demo.seed: the meters in the core
+    fleet.ctwing.push_url = f"{base}/partners/ctwing/push"
+    await fleet.start("127.0.0.1", hub.connectors["meters"].port, fleet.ctwing.push_url)
+    sent = await fleet.inject("30000000000123", Fault.LEAK)  # time.monotonic() of the leak report
+    ...                                                     # fleet.wire(meter): (arrival, request) pairs
     await fleet.stop()
 """
 
@@ -298,8 +305,9 @@ class MeterFleet:
 
     async def inject(self, meter: str, fault: Fault | str) -> float:
         """Give ``meter`` a fault and have it report at once (the meter wakes on the event; a garbled
-        report is the one it sends now), except a silent one. Returns ``time.monotonic()`` when the meter's report left it (or the fault was
-        set), the start of any latency measured from the wire tap."""
+        report is the one it sends now), except a silent one. Returns ``time.monotonic()`` when the
+        meter's report left it (or the fault was set), the start of any latency measured from the wire
+        tap."""
         m = self.meters[meter]
         fault = Fault(fault)
         if fault is Fault.LEAK:

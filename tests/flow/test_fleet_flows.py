@@ -18,10 +18,12 @@ from typing import Any
 import orjson
 from sqlalchemy import func, select
 
-from connectors.demo.fleet import fleet_routes
+from connectors.demo.city import plan_city
+from connectors.demo.fleet import fleet_of, fleet_routes
+from connectors.demo.seed import seed_city
 from connectors.meters import DtuConnector
 from connectors.meters.cjt188 import ValveAction, ValveControl
-from connectors.meters.fleet import Fault, MeterFleet, meter_id
+from connectors.meters.fleet import TZ, Fault, MeterFleet, meter_id
 from core.db.tables import alarm, outbox, reading
 from core.db.tables_billing import meter as meter_table
 from core.db.tables_workorders import work_order
@@ -194,12 +196,14 @@ async def test_a_day_of_unbroken_flow_is_found_by_the_core_and_closes_the_valve_
 
 
 async def test_a_ctwing_meter_reporting_its_leak_bit_has_its_valve_closed_through_the_platform(stack: Stack) -> None:
-    fleet = MeterFleet.plan(1, dtus=0, ctwing=1, seed=4, first=960)
-    leaking = meter_id(960)
+    # The way the demo and benchmarks do it: a city planned, its fleet, the hub, the city seeded.
+    city = plan_city(3, today=datetime.now(TZ).date())
+    fleet = fleet_of(city, first=0, dtus=0, ctwing=3, seed=4, report_every_s=60)
+    leaking = city[1].meter_id
     hub, fleet = await start(stack, fleet)
     try:
-        await metered_account(hub, leaking, [(datetime.now(UTC) - timedelta(hours=1), Decimal("10.00"))])
-        fleet.meters[leaking].volume_m3 = Decimal("10.20")
+        assert hub.privacy is not None
+        await seed_city(hub.db, hub.privacy, city)
         sent = await fleet.inject(leaking, Fault.LEAK)
 
         await eventually(lambda: _true(_close_frame_after(fleet, leaking, sent) is not None), timeout=5,

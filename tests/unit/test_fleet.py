@@ -117,3 +117,21 @@ def test_valve_routes_split_the_fleet_by_path(tmp_path: Path) -> None:
         env = {"data": {"meter_id": meter_id(n)}}
         want = ["fleet-valves-ctwing"] if 100 <= n < 120 else ["fleet-valves-dtu"] if 120 <= n < 150 else []
         assert [name for name, fn in where.items() if fn(env)] == want, n
+
+
+def test_simulate_fleet_takes_its_options_and_refuses_a_bad_fault_before_starting_anything(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from connectors.demo import run_demo
+    from hub.cli import build_parser
+
+    args = build_parser().parse_args(["simulate", "fleet", "--meters", "20", "--dtus", "2", "--ctwing", "5",
+                                      "--fault", "leak:M3@2", "--fault", "garble:M12", "--duration", "5"])
+    assert (args.meters, args.dtus, args.ctwing, args.fault, args.duration) == (
+        20, 2, 5, ["leak:M3@2", "garble:M12"], 5.0)
+    monkeypatch.chdir(tmp_path)
+    assert asyncio.run(run_demo(accounts=0, meters=20, dtus=2, ctwing=5, faults=["flood:M3"], story=False)) == 2
+    assert asyncio.run(run_demo(accounts=0, meters=20, dtus=2, ctwing=5, faults=["leak:M30"], story=False)) == 2
+    assert asyncio.run(run_demo(accounts=0, meters=0, story=False)) == 2  # no fleet, no city
+    assert list(tmp_path.iterdir()) == []  # refused before any database, route or server
