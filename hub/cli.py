@@ -168,7 +168,41 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from hub.demo import run_demo
 
-    return asyncio.run(run_demo(duration=args.duration, port=args.port, rate=args.rate, accounts=args.accounts))
+    return asyncio.run(run_demo(duration=args.duration, port=args.port, rate=args.rate, accounts=args.accounts,
+                                meters=args.meters, dtus=args.dtus, ctwing=args.ctwing, faults=args.fault,
+                                seed=args.seed))
+
+
+def cmd_simulate_fleet(args: argparse.Namespace) -> int:
+    from hub.demo import run_demo
+
+    return asyncio.run(run_demo(duration=args.duration, port=args.port, accounts=0, meters=args.meters,
+                                dtus=args.dtus, ctwing=args.ctwing, faults=args.fault, seed=args.seed,
+                                leak=False, story=False))
+
+
+def _fleet_size(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of meters") from None
+    if not 0 <= n <= 200_000:
+        raise argparse.ArgumentTypeError(f"{n} meters: the fleet has 0-200000")
+    return n
+
+
+def _fleet_options(p: argparse.ArgumentParser, *, meters: int) -> None:
+    p.add_argument("--meters", type=_fleet_size, default=meters, metavar="N",
+                   help=f"meters in the simulated fleet, each also an account in the seeded city (default {meters:,})")
+    p.add_argument("--dtus", type=int, default=50, metavar="N",
+                   help="DTUs the fleet's non-CTWing meters hang behind, several to a bus (default 50)")
+    p.add_argument("--ctwing", type=int, default=500, metavar="N",
+                   help="fleet meters reporting through the simulated CTWing platform (default 500)")
+    p.add_argument("--fault", action="append", default=[], metavar="KIND:METER[@SECONDS]",
+                   help="inject a fault into a fleet meter (repeatable): KIND is leak, low_battery, tamper, garble "
+                        "or silence; METER a 14-digit meter id, M123 or 123; SECONDS after the fleet starts "
+                        "(default 1.5), e.g. --fault leak:M1200@10")
+    p.add_argument("--seed", type=int, default=7, help="seed of the fleet's use and phases (default 7)")
 
 
 def _city_size(text: str) -> int:
@@ -542,7 +576,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="HTTP port (default 8080 or GASHUB_HTTP_PORT)")
     p.add_argument("--rate", type=float, default=20.0, help="meter readings per second to simulate (default 20)")
     p.add_argument("--accounts", type=_city_size, default=200, metavar="N",
-                   help="accounts in the seeded city, 1-10000 (default 200)")
+                   help="accounts whose readings the vendor's cloud pushes, 1-10000 (default 200)")
+    _fleet_options(p, meters=1000)
+    p = add("simulate", lambda a: 2, "Simulate partners against a hub of their own.")
+    simsub = p.add_subparsers(dest="simulate_command", required=True, metavar="WHAT")
+    fl = simsub.add_parser(
+        "fleet", help="A fleet of smart meters behind DTUs and CTWing reporting to the hub, with faults.",
+        description="Seed a city whose meters are the fleet's (accounts, holders, a year of readings; a progress "
+                    "bar while it takes), start the hub on the embedded default with its DTU server and CTWing "
+                    "endpoint, and let the meters report by themselves: realistic household use (morning and "
+                    "evening peaks, seasons, days away), CJ/T 188 over TCP through the DTUs, pushes through a "
+                    "simulated CTWing. Faults are injected on a timetable and the hub's answer shows in /ops. "
+                    "Meter ids are 30 followed by the meter's number in 12 digits (M123 = 30000000000123).",
+        epilog="example: gashub simulate fleet --meters 1000 --dtus 50 --ctwing 500 --fault leak:M123@10 "
+               "--fault garble:M700 --duration 60")
+    fl.set_defaults(fn=cmd_simulate_fleet)
+    fl.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds (default: Ctrl-C)")
+    fl.add_argument("--port", type=int, default=None, help="HTTP port (default 8080 or GASHUB_HTTP_PORT)")
+    _fleet_options(fl, meters=1000)
     add("check", cmd_check, "Validate settings, routes and mappings without connecting to anything.")
     p = add("db", lambda a: 2, "Database tasks.")
     dbsub = p.add_subparsers(dest="db_command", required=True, metavar="TASK")
