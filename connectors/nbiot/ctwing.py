@@ -72,6 +72,7 @@ from hub.connectors.contract import (
     OutboundConnector,
     Receipt,
 )
+from hub.connectors.http import read_capped
 from hub.envelope import Envelope
 from hub.errors import ConnectorTimeout, HubError, PermanentError
 
@@ -143,7 +144,7 @@ class CtwingConnector(InboundConnector[CtwingSettings], OutboundConnector[Ctwing
     # pushes in ------------------------------------------------------------------------------
 
     async def push(self, request: web.Request) -> web.Response:
-        body = await request.content.read(self.settings.max_body_bytes + 1)
+        body = await read_capped(request.content, self.settings.max_body_bytes)
         try:
             return await self._push(request, body)
         except Refused as refused:

@@ -60,6 +60,7 @@ from connectors.payments.alipay.trade import (
 )
 from core.catalogue.messages import MessageType, PaymentReceived
 from hub.connectors.contract import Capability, ConnectorContext, Health, InboundConnector, ReceiveResult
+from hub.connectors.http import read_capped
 from hub.envelope import Envelope
 from hub.errors import HubError, PermanentError
 
@@ -83,20 +84,6 @@ class Refused(Exception):
 def fail(status: int, reason: str) -> web.Response:
     """Anything but ``success`` makes Alipay send again; the reason helps whoever reads its logs."""
     return web.Response(status=status, text=f"fail: {reason}", content_type="text/plain")
-
-
-async def read_capped(request: web.Request, limit: int) -> bytes:
-    """The whole body, or its first ``limit + 1`` bytes when it is longer. (``StreamReader.read(n)``
-    returns what has arrived so far: a body that comes in several TCP segments needs the loop.)"""
-    chunks: list[bytes] = []
-    size = 0
-    while size <= limit:
-        chunk = await request.content.read(limit + 1 - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
 
 
 @dataclass
@@ -130,7 +117,7 @@ class AlipayConnector(InboundConnector[AlipaySettings]):
         context.add_routes([web.post(settings.path, self.notify)])
 
     async def notify(self, request: web.Request) -> web.Response:
-        body = await read_capped(request, self.settings.max_body_bytes)
+        body = await read_capped(request.content, self.settings.max_body_bytes)
         kept = body[:self.settings.max_body_bytes]
         try:
             params = self._verified(body)
