@@ -8,6 +8,7 @@ to the write-audit log like ``gashub tariffs import``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib
 from collections.abc import Callable, Mapping
@@ -55,11 +56,11 @@ async def import_file(
     status, detail = 500, "failed"
     try:
         try:
-            data = path.read_bytes()
+            data = await asyncio.to_thread(path.read_bytes)
         except OSError as exc:
             status, detail = 400, f"unreadable: {exc.strerror}"
             raise ConfigError(f"{path}: {exc.strerror}") from None
-        statement = parse_file(fmt, data, day, on_lines)
+        statement = parse_file(fmt, data, day, on_lines)  # CPU-bound: the command has nothing else to do
         async with db.begin() as conn:
             done = await import_statement(conn, statement, statement_date=day,
                                           file_sha256=hashlib.sha256(data).hexdigest(), file_name=path.name,

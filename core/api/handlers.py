@@ -37,8 +37,8 @@ from core.api.models import (
 )
 from core.api.payments import payment_endpoints
 from core.api.permissions import MATRIX, Action, Resource
-from core.api.reconciliation import reconciliation_endpoints
 from core.api.problems import ProblemError, json_response
+from core.api.reconciliation import reconciliation_endpoints
 from core.api.tariffs import tariff_endpoints
 from core.api.users import AccountLocked, LoginFailed, login, revoke_token
 from core.api.valves import valve_endpoints

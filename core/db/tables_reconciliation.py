@@ -12,7 +12,18 @@ Two indexes on the payment tables serve the "what did the core record that day" 
 
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, Column, Date, ForeignKey, Index, Integer, Numeric, String, Table, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Table,
+    UniqueConstraint,
+)
 
 from core.db.tables import metadata
 from core.db.tables_payments import payment, refund

@@ -129,12 +129,11 @@ def match(
                                    statement_status="reversed"))
             else:
                 matched += 1
-    for p in day_payments:
-        if p.transaction_id not in listed:
-            found.append(Found(DiscrepancyKind.MISSING_IN_STATEMENT, p.transaction_id,
-                               "the core recorded this payment; the statement does not list it",
-                               out_trade_no=p.out_trade_no, core_amount=p.amount, core_status=p.status,
-                               payment_id=p.id))
+    found.extend(
+        Found(DiscrepancyKind.MISSING_IN_STATEMENT, p.transaction_id,
+              "the core recorded this payment; the statement does not list it",
+              out_trade_no=p.out_trade_no, core_amount=p.amount, core_status=p.status, payment_id=p.id)
+        for p in day_payments if p.transaction_id not in listed)
     for r in day_refunds:
         shown = (r.transaction_id, r.refund_id) in listed_refunds or (
             r.kind == "reversal" and r.transaction_id in reversed_ids)

@@ -6,6 +6,7 @@ the ops view of the latest run per channel, and the ``gashub reconcile import`` 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -126,7 +127,8 @@ async def test_a_corrected_statement_is_a_new_run_and_the_ops_view_shows_the_lat
     second = await run_import(city, fixed)
     assert second.fresh
     assert second.run_id != first.run_id
-    assert "missing_in_core" not in second.discrepancies and "duplicated" not in second.discrepancies
+    assert "missing_in_core" not in second.discrepancies
+    assert "duplicated" not in second.discrepancies
     async with city.engine.connect() as conn:
         (view,) = await latest_per_channel(conn, items=2)
     assert view["run"]["id"] == second.run_id
@@ -261,16 +263,19 @@ async def test_the_reconcile_import_command(city: City, bill: Path) -> None:
     env.pop("GASHUB_CONFIG", None)
     args = [sys.executable, "-m", "hub.cli", "reconcile", "import", "--channel", "wechatpay", "--date", "2026-03-05",
             str(bill)]
-    first = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env, cwd=REPO, check=False)
+
+    def gashub(argv: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, cwd=REPO, check=False)
+
+    first = await asyncio.to_thread(gashub, args)
     assert first.returncode == 0, first.stderr
     assert "wechatpay statement of 2026-03-05: 9 lines, 4 matched" in first.stdout
     assert "  amount mismatch: 1" in first.stdout
     assert "  missing in statement: 2" in first.stdout
-    again = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env, cwd=REPO, check=False)
+    again = await asyncio.to_thread(gashub, args)
     assert again.returncode == 0
     assert "imported before" in again.stdout
-    wrong = subprocess.run([*args[:6], "alipay", *args[7:]], capture_output=True, text=True, timeout=120, env=env,
-                           cwd=REPO, check=False)
+    wrong = await asyncio.to_thread(gashub, [*args[:6], "alipay", *args[7:]])
     assert wrong.returncode == 1
     assert "nothing imported" in wrong.stderr
     async with city.engine.connect() as conn:

@@ -21,11 +21,11 @@ from core.api import AuthPolicy, Role, build_api, create_user, revoke_user_token
 from core.api.handlers import endpoints
 from core.api.permissions import MATRIX, Action, Resource, allowed, parse_markdown, render_markdown
 from core.db.tables import alarm, reading, reading_exception
-from core.db.tables_reconciliation import recon_discrepancy, recon_run
 from core.db.tables_accounts import account, customer, premises
 from core.db.tables_api import api_audit, api_token, api_user
 from core.db.tables_billing import bill, meter
 from core.db.tables_payments import allocation, invoice, payment
+from core.db.tables_reconciliation import recon_discrepancy, recon_run
 from core.db.tables_workorders import work_order
 from hub.migrations import upgrade
 

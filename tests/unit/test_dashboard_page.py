@@ -323,7 +323,8 @@ def test_reconciliation_summary_says_in_words_what_is_open() -> None:
                 _recon("unionpay", {"amount_mismatch": 1, "missing_in_core": 3})]
     out = _run_node(f"console.log(JSON.stringify(lib.reconSummary({json.dumps(channels)})));")
     assert [(s["label"], s["day"], s["open"], s["level"]) for s in out] == [
-        ("WeChat Pay", "2026-11-26", 0, "ok"), ("Alipay", "2026-11-26", 3, "warn"), ("UnionPay", "2026-11-26", 4, "bad")]
+        ("WeChat Pay", "2026-11-26", 0, "ok"), ("Alipay", "2026-11-26", 3, "warn"),
+        ("UnionPay", "2026-11-26", 4, "bad")]
     assert out[0]["headline"] == "all 100 lines match"
     assert out[1]["headline"] == "1 listed twice, 2 missing in the statement"
     assert out[2]["headline"] == "3 missing in the hub, 1 different amount"

@@ -31,7 +31,8 @@ def kinds(found: list[Found]) -> list[tuple[K, str, str]]:
 
 
 def test_everything_matches() -> None:
-    payments = {"T1": pay("T1", "10.00"), "T2": pay("T2", "20.00", "partly_refunded"), "T3": pay("T3", "5.00", "reversed")}
+    payments = {"T1": pay("T1", "10.00"), "T2": pay("T2", "20.00", "partly_refunded"),
+                "T3": pay("T3", "5.00", "reversed")}
     refunds = {("T2", "R1"): back("T2", "R1", "4.00"), ("T3", "V1"): back("T3", "V1", "5.00", "reversal")}
     lines = [line(LineKind.PAYMENT, "T1", "10.00", 2), line(LineKind.PAYMENT, "T2", "20.00", 3),
              line(LineKind.REFUND, "T2", "4.00", 4, "R1"), line(LineKind.PAYMENT, "T3", "5.00", 5),

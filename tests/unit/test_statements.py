@@ -1,8 +1,9 @@
 """The channels' statement parsers against files in the real formats: WeChat Pay's trade bill (backticked
 fields, summary lines, plain and gzip), Alipay's trade details (GBK, comment header and footer, tab-padded
 values, the zip with GBK member names) and UnionPay's fixed-width ZM file (and its zip). Each sample here
-is written out by hand as the channel prints it; the writers of ``simulator.py`` are checked against the
-parsers with hypothesis. Damaged files are refused naming the line."""
+is written out by hand as the channel prints it (``tests/data/statements/``; the Alipay file is GBK on
+disk); the writers of ``simulator.py`` are checked against the parsers with hypothesis. Damaged files are
+refused naming the line."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import io
 import zipfile
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -30,36 +32,15 @@ from core.reconciliation import STATEMENT_TZ, LineKind, StatementError
 DAY = date(2026, 11, 26)
 D = Decimal
 
-WECHAT = """\ufeff交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注
-`2026-11-26 08:03:11,`wxd678efh567hg6787,`1230000109,`0,`,`4200002681202611261234567890,`SX100000000001-a7,`oUpF8uMuAJO_M2pxb1Q9zNjWeS6o,`NATIVE,`SUCCESS,`OTHERS,`CNY,`95.00,`5.00,`0,`0,`0.00,`0.00,`,`,`燃气费,`,`0.57,`0.60%,`100.00,`0.00,`
-`2026-11-26 09:15:40,`wxd678efh567hg6787,`1230000109,`0,`,`4200002681202611250000000001,`SX100000000002-b1,`oUpF8uMuAJO_M2pxb1Q9zNjWeS6o,`NATIVE,`REFUND,`OTHERS,`CNY,`0.00,`0.00,`50300000012026112600001,`RF-1,`12.50,`0.00,`ORIGINAL,`SUCCESS,`燃气费,`,`-0.08,`0.60%,`0.00,`12.50,`
-`2026-11-26 10:00:00,`wxd678efh567hg6787,`1230000109,`0,`,`4200002681202611260000000003,`SX100000000003-c2,`oUpF8uMuAJO_M2pxb1Q9zNjWeS6o,`MICROPAY,`REVOKED,`OTHERS,`CNY,`0.00,`0.00,`0,`0,`0.00,`0.00,`,`,`燃气费,`,`0.00,`0.60%,`8.00,`0.00,`
-总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额
-`3,`95.00,`12.50,`0.00,`0.49,`108.00,`12.50
-"""
+DATA = Path(__file__).resolve().parents[1] / "data" / "statements"
+WECHAT = (DATA / "wechatpay-tradebill-ALL-20261126.csv").read_bytes().decode("utf-8")
+WECHAT_OLD = (DATA / "wechatpay-tradebill-ALL-20261126-before-2018-11.csv").read_bytes().decode("utf-8")
+"""The layout before November 2018: 总金额 / 企业红包金额, no 订单金额 at the end."""
+ALIPAY = (DATA / "20881234567890120156_20261126_业务明细.csv").read_bytes().decode("gbk")
 
-# The layout before November 2018: 总金额 / 企业红包金额, no 订单金额 at the end.
-WECHAT_OLD = """交易时间,公众账号ID,商户号,子商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,总金额,企业红包金额,微信退款单号,商户退款单号,退款金额,企业红包退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率
-`2026-11-26 17:43:52,`wx0e25d797adcdc399,`1314217101,`0,`,`4200000480202611263149128488,`aas,`od-im5MNGQTdvvJWDqhPM2aarDJY,`JSAPI,`SUCCESS,`BOSH_CREDIT,`CNY,`0.12,`0.00,`0,`0,`0.00,`0.00,`,`,`商品简单描述,`,`0.00000,`1.00%
-总交易单数,总交易额,总退款金额,总企业红包退款金额,手续费总金额
-`1,`0.12,`0.00,`0.00,`0.00000
-"""
-
-ALIPAY = """#支付宝业务明细查询
-#账号：[20881234567890120156]
-#起始日期：[2026年11月26日 00:00:00]   终止日期：[2026年11月27日 00:00:00]
-#-----------------------------------------业务明细列表----------------------------------------
-支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,操作员,终端号,对方账户,订单金额（元）,商家实收（元）,支付宝红包（元）,集分宝（元）,支付宝优惠（元）,商家优惠（元）,券核销金额（元）,券名称,商家红包消费金额（元）,卡消费金额（元）,退款批次号/请求号,服务费（元）,分润（元）,备注
-2026112622001404561234567890\t,SX100000000001-a7\t,交易,燃气费,2026-11-26 08:00:01,2026-11-26 08:00:09,,,,,张**(138****0000),88.60,88.60,0.00,0.00,0.00,0.00,0.00,,0.00,0.00,,-0.53,0.00,
-2026112522001404560000000001\t,SX100000000002-b1\t,退款,燃气费,2026-11-25 19:00:00,2026-11-26 11:20:00,,,,,李**(139****1111),-20.00,-20.00,0.00,0.00,0.00,0.00,0.00,,0.00,0.00,2026112611200001\t,0.12,0.00,
-#-----------------------------------------业务明细列表结束------------------------------------
-#交易合计：1笔，商家实收共88.60元，商家优惠共0.00元
-#退款合计：1笔，商家实收退款共-20.00元，商家优惠退款共0.00元
-#导出时间：[2026年11月27日 09:12:33]
-"""
-
+# 《全渠道平台接入接口规范 第3部分 文件接口》 6.1, as UnionPay's SDK reads it
 ZM_WIDTHS = [3, 11, 11, 6, 10, 19, 12, 4, 2, 21, 2, 32, 2, 6, 10, 13, 13, 4, 15, 2, 2, 6, 2, 4, 32, 1, 21, 15, 1, 15,
-             32, 13, 13, 8, 32, 13, 13, 12, 2, 1, 32, 98]  # 《全渠道平台接入接口规范 第3部分 文件接口》 6.1, as UnionPay's SDK
+             32, 13, 13, 8, 32, 13, 13, 12, 2, 1, 32, 98]
 
 
 def zm_line(**fields: str) -> bytes:
@@ -107,7 +88,8 @@ def test_wechat_trade_bill() -> None:
 
 def test_wechat_old_layout_and_gzip_download() -> None:
     (line,) = wechatpay.parse(WECHAT_OLD.encode(), DAY).lines
-    assert (line.kind, line.transaction_id, line.amount) == (LineKind.PAYMENT, "4200000480202611263149128488", D("0.12"))
+    assert (line.kind, line.transaction_id, line.amount) == (
+        LineKind.PAYMENT, "4200000480202611263149128488", D("0.12"))
     assert wechatpay.parse(gzip.compress(WECHAT.encode()), DAY).lines == wechatpay.parse(WECHAT.encode(), DAY).lines
 
 
@@ -139,7 +121,8 @@ def test_alipay_trade_details_in_gbk() -> None:
     s = alipay.parse(ALIPAY.encode("gbk"), DAY)
     assert (s.format, s.channel, s.statement_date) == ("alipay", PaymentChannel.ALIPAY, DAY)
     assert [(x.kind, x.transaction_id, x.amount, x.out_trade_no, x.refund_id, x.at) for x in s.lines] == [
-        (LineKind.PAYMENT, "2026112622001404561234567890", D("88.60"), "SX100000000001-a7", "", at("2026-11-26 08:00:09")),
+        (LineKind.PAYMENT, "2026112622001404561234567890", D("88.60"), "SX100000000001-a7", "",
+         at("2026-11-26 08:00:09")),
         (LineKind.REFUND, "2026112522001404560000000001", D("20.00"), "SX100000000002-b1", "2026112611200001",
          at("2026-11-26 11:20:00"))]
 

@@ -15,13 +15,17 @@ from decimal import Decimal
 from connectors.payments.statements import unionpay
 from core.reconciliation import STATEMENT_TZ, LineKind
 
-WECHAT_HEADER = ("交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,"
-                 "货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,"
-                 "商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注")
-WECHAT_SUMMARY = "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额"
-ALIPAY_HEADER = ("支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,操作员,终端号,对方账户,"
-                 "订单金额（元）,商家实收（元）,支付宝红包（元）,集分宝（元）,支付宝优惠（元）,商家优惠（元）,券核销金额（元）,"
-                 "券名称,商家红包消费金额（元）,卡消费金额（元）,退款批次号/请求号,服务费（元）,分润（元）,备注")
+WECHAT_HEADER = ("交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,"
+                 "交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,"
+                 "商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,"
+                 "手续费,费率,订单金额,申请退款金额,费率备注")
+WECHAT_SUMMARY = ("总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,"
+                  "订单总金额,申请退款总金额")
+ALIPAY_HEADER = ("支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,"
+                 "操作员,终端号,对方账户,订单金额（元）,商家实收（元）,支付宝红包（元）,"
+                 "集分宝（元）,支付宝优惠（元）,商家优惠（元）,券核销金额（元）,券名称,"
+                 "商家红包消费金额（元）,卡消费金额（元）,退款批次号/请求号,服务费（元）,"
+                 "分润（元）,备注")
 RULE = "-" * 41
 
 
@@ -80,7 +84,8 @@ def alipay_details_csv(trades: Sequence[Trade], day: date, *, account: str = "20
                  (t.refund_id + "\t") if t.refund_id else "", "0.00", "0.00", ""]
         out.append(",".join(cells))
     out.append(f"#{RULE}业务明细列表结束{RULE[:-5]}")
-    out.append(f"#交易合计：{len(pays)}笔，商家实收共{sum((t.amount for t in pays), Decimal('0.00'))}元，商家优惠共0.00元")
+    paid = sum((t.amount for t in pays), Decimal("0.00"))
+    out.append(f"#交易合计：{len(pays)}笔，商家实收共{paid}元，商家优惠共0.00元")
     out.append(f"#退款合计：{len(backs)}笔，商家实收退款共-{sum((t.amount for t in backs), Decimal('0.00'))}元，"
                "商家优惠退款共0.00元")
     out.append(f"#导出时间：[{day.year}年{day.month:02d}月{day.day:02d}日 09:12:33]")
