@@ -14,6 +14,11 @@ _OPEN = (select(func.count()).where(recon_discrepancy.c.run_id == recon_run.c.id
          .scalar_subquery())
 
 
+def _plain(row: Any) -> dict[str, Any]:
+    """A row as a dict with plain ``str`` keys (SQLAlchemy's ``quoted_name`` keys trip JSON encoders)."""
+    return {str(k): v for k, v in row.items()}
+
+
 def runs_query() -> Any:
     """Runs with their number of open discrepancies (``open``)."""
     return select(recon_run, _OPEN.label("open"))
@@ -44,14 +49,14 @@ async def latest_per_channel(conn: AsyncConnection, items: int = 20) -> list[dic
         .order_by(recon_run.c.channel, recon_run.c.imported_at.desc(), recon_run.c.id.desc()))).mappings().all()
     latest: dict[str, dict[str, Any]] = {}
     for row in candidates:
-        latest.setdefault(row["channel"], dict(row))
+        latest.setdefault(row["channel"], _plain(row))
     out = []
     for channel in sorted(latest):
         run_row = latest[channel]
         t = recon_discrepancy.c
-        by_kind = {k: n for k, n in await conn.execute(
+        by_kind = {str(k): n for k, n in await conn.execute(
             select(t.kind, func.count()).where(t.run_id == run_row["id"], t.status == "open").group_by(t.kind))}
-        open_items = [dict(r) for r in (await conn.execute(
+        open_items = [_plain(r) for r in (await conn.execute(
             select(recon_discrepancy).where(t.run_id == run_row["id"], t.status == "open").order_by(t.id)
             .limit(items))).mappings()]
         out.append({"run": run_row, "open_by_kind": by_kind, "open_items": open_items})

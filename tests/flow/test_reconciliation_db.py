@@ -2,7 +2,8 @@
 SQLite and PostgreSQL: a WeChat Pay trade bill with one of each discrepancy kind imported through the
 hub's import (the CLI's path, audited), idempotent re-import, a corrected statement, a statement of
 another day refused, the API's runs, filters, paging, roles and resolving (audited without the note),
-the ops view of the latest run per channel, and the ``gashub reconcile import`` command itself."""
+the ops view of the latest run per channel (also through a running hub's ``/ops/reconciliation``), and
+the ``gashub reconcile import`` command itself."""
 
 from __future__ import annotations
 
@@ -16,20 +17,23 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
+from connectors.payments.statements import PARSERS
 from connectors.payments.statements.simulator import Trade, alipay_details_csv, wechatpay_bill
 from core.api import AuthPolicy, Role, build_api, create_user
 from core.catalogue.messages import RefundKind
 from core.db.tables_api import api_audit
 from core.db.tables_reconciliation import recon_discrepancy, recon_run
-from core.reconciliation import STATEMENT_TZ, Imported, LineKind, StatementError
+from core.reconciliation import STATEMENT_TZ, Imported, LineKind, StatementError, import_statement
 from core.reconciliation.queries import latest_per_channel
 from hub.reconcile import import_file
 from hub.store.db import Database
+from tests.flow.conftest import OPS_TOKEN, Stack
 from tests.flow.test_payments_db import City, city, paid, refunded
 
 __all__ = ["city"]  # the fixture, shared with test_payments_db
@@ -280,3 +284,36 @@ async def test_the_reconcile_import_command(city: City, bill: Path) -> None:
     assert "nothing imported" in wrong.stderr
     async with city.engine.connect() as conn:
         assert await conn.scalar(select(func.count()).select_from(recon_run)) == 1
+
+
+# --- the ops page's data, through a running hub (embedded, then RabbitMQ + PostgreSQL) ---------------------
+
+
+async def test_ops_reconciliation_shows_the_latest_run_per_channel(stack: Stack) -> None:
+    hub = await stack.start_hub()
+    lines = [trade(LineKind.PAYMENT, "NEW-1", "9.99"), trade(LineKind.PAYMENT, "NEW-2", "1.00")]
+    for n, (fmt, data) in enumerate((("wechatpay", wechatpay_bill(lines)),
+                                     ("alipay", alipay_details_csv(lines, DAY)),
+                                     ("wechatpay", wechatpay_bill(lines[:1])))):
+        async with hub.db.begin() as conn:
+            await import_statement(conn, PARSERS[fmt](data, DAY, None), statement_date=DAY,
+                                   file_sha256=f"{n:064d}", file_name=f"{fmt}-{n}.csv", by="cli:ops",
+                                   now=datetime(2026, 3, 6, 1, n, tzinfo=UTC))
+    base = stack.base_url(hub)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/ops/reconciliation") as resp:
+            assert resp.status == 401
+        async with http.get(f"{base}/ops/reconciliation", params={"items": "1"},
+                            headers={"Authorization": f"Bearer {OPS_TOKEN}"}) as resp:
+            assert resp.status == 200
+            body = await resp.json()
+        async with http.get(f"{base}/ops/reconciliation", params={"items": "0"},
+                            headers={"Authorization": f"Bearer {OPS_TOKEN}"}) as resp:
+            assert resp.status == 400
+    alipay_view, wechat_view = body["channels"]
+    assert (alipay_view["run"]["channel"], alipay_view["open_by_kind"]) == ("alipay", {"missing_in_core": 2})
+    assert len(alipay_view["open_items"]) == 1  # items=1
+    assert (wechat_view["run"]["file_name"], wechat_view["run"]["open"]) == ("wechatpay-2.csv", 1)  # the newest
+    (item,) = wechat_view["open_items"]
+    assert (item["kind"], item["transaction_id"], item["statement_amount"], item["core_amount"]) == (
+        "missing_in_core", "NEW-1", "9.99", None)
