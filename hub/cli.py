@@ -276,7 +276,7 @@ def cmd_reconcile_import(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from core.errors import CoreError
-    from hub.reconcile import import_file, summary
+    from hub.reconcile import MAX_FILE_BYTES, import_file, summary
     from hub.store.db import Database
     from hub.tariffs import cli_actor
 
@@ -288,6 +288,9 @@ def cmd_reconcile_import(args: argparse.Namespace) -> int:
     path = Path(args.file)
     settings = _settings()
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            print(f"{path}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; not a daily statement", file=sys.stderr)
+            return 1
         total = path.read_bytes().count(b"\n")
     except OSError as exc:
         print(f"{path}: {exc.strerror}", file=sys.stderr)

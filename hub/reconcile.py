@@ -25,6 +25,9 @@ PARSERS_PATH = "connectors.payments.statements:PARSERS"
 FORMATS = ("wechatpay", "alipay", "unionpay")
 """What ``--channel`` takes: the statement formats of ``connectors.payments.statements``."""
 
+MAX_FILE_BYTES = 512 * 1024 * 1024
+"""A statement file larger than this is refused before it is read (a day of a large city is tens of MB)."""
+
 Parser = Callable[[bytes, date, Callable[[int], None] | None], Statement]
 
 
@@ -56,6 +59,9 @@ async def import_file(
     status, detail = 500, "failed"
     try:
         try:
+            if (await asyncio.to_thread(path.stat)).st_size > MAX_FILE_BYTES:
+                status, detail = 413, "file too large"
+                raise ConfigError(f"{path}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; not a daily statement")
             data = await asyncio.to_thread(path.read_bytes)
         except OSError as exc:
             status, detail = 400, f"unreadable: {exc.strerror}"
