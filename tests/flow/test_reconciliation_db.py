@@ -3,7 +3,7 @@ SQLite and PostgreSQL: a WeChat Pay trade bill with one of each discrepancy kind
 hub's import (the CLI's path, audited), idempotent re-import, a corrected statement, a statement of
 another day refused, the API's runs, filters, paging, roles and resolving (audited without the note),
 the ops view of the latest run per channel (also through a running hub's ``/ops/reconciliation``), and
-the ``gashub reconcile import`` command itself."""
+the ``gashub reconcile import`` command itself, from a file and from a short-lived download URL."""
 
 from __future__ import annotations
 
@@ -24,14 +24,20 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 from connectors.payments.statements import PARSERS
-from connectors.payments.statements.simulator import Trade, alipay_details_csv, wechatpay_bill
+from connectors.payments.statements.simulator import (
+    BillDownloadSimulator,
+    Trade,
+    alipay_bill_zip,
+    alipay_details_csv,
+    wechatpay_bill,
+)
 from core.api import AuthPolicy, Role, build_api, create_user
-from core.catalogue.messages import RefundKind
+from core.catalogue.messages import PaymentChannel, RefundKind
 from core.db.tables_api import api_audit
 from core.db.tables_reconciliation import recon_discrepancy, recon_run
 from core.reconciliation import STATEMENT_TZ, Imported, LineKind, StatementError, import_statement
 from core.reconciliation.queries import latest_per_channel
-from hub.reconcile import import_file
+from hub.reconcile import DownloadFailed, download, import_file
 from hub.store.db import Database
 from tests.flow.conftest import OPS_TOKEN, Stack
 from tests.flow.test_payments_db import City, city, paid, refunded
@@ -317,3 +323,53 @@ async def test_ops_reconciliation_shows_the_latest_run_per_channel(stack: Stack)
     (item,) = wechat_view["open_items"]
     assert (item["kind"], item["transaction_id"], item["statement_amount"], item["core_amount"]) == (
         "missing_in_core", "NEW-1", "9.99", None)
+
+
+# --- downloading the statement -----------------------------------------------------------------------------
+
+
+async def test_the_command_downloads_alipay_statement_from_its_short_lived_url(city: City) -> None:
+    h = city.handlers()
+    await city.run(h.record_payment, paid(city.postpaid, "12.00", "2026030522001400000000000001",
+                                          channel=PaymentChannel.ALIPAY),
+                   paid(city.postpaid, "13.00", "2026030522001400000000000002", channel=PaymentChannel.ALIPAY))
+    zipped = alipay_bill_zip([trade(LineKind.PAYMENT, "2026030522001400000000000001", "12.00")], DAY)
+    now = [0.0]
+    centre = BillDownloadSimulator(valid_s=30, clock=lambda: now[0])
+    await centre.start()
+    try:
+        url = centre.publish(zipped, "20881234567890120156_20260305.csv.zip", biz_date=DAY)
+        env = {**os.environ, "GASHUB_DATABASE_URL": city.url}
+        env.pop("GASHUB_CONFIG", None)
+        args = [sys.executable, "-m", "hub.cli", "reconcile", "import", "--channel", "alipay", "--date", "2026-03-05"]
+
+        def gashub(*extra: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([*args, *extra], capture_output=True, text=True, timeout=120, env=env, cwd=REPO,
+                                  check=False)
+
+        done = await asyncio.to_thread(gashub, "--url", url)
+        assert done.returncode == 0, done.stderr
+        assert "alipay statement of 2026-03-05: 1 lines, 1 matched" in done.stdout
+        assert "  missing in statement: 1" in done.stdout
+        (run,) = await city.rows(recon_run)
+        assert (run.channel, run.file_name) == ("alipay", "20881234567890120156_20260305.csv.zip")
+        assert centre.downloads == 1
+
+        now[0] = 31.0  # the link has expired
+        expired = await asyncio.to_thread(gashub, "--url", url)
+        assert expired.returncode == 1
+        assert "the download answered 404" in expired.stderr
+        neither = await asyncio.to_thread(gashub)
+        assert neither.returncode == 2
+        assert "FILE or --url" in neither.stderr
+        centre.down = True
+        with pytest.raises(DownloadFailed, match="answered 503"):
+            await download(centre.publish(zipped, "x.zip", biz_date=DAY))
+        centre.down = False
+        with pytest.raises(DownloadFailed, match="larger than 0 MiB"):
+            await download(centre.publish(zipped, "x.zip", biz_date=DAY), max_bytes=100)
+        with pytest.raises(DownloadFailed, match="not an http"):
+            await download("file:///etc/passwd")
+    finally:
+        await centre.aclose()
+    assert await city.count(recon_run) == 1

@@ -1,19 +1,26 @@
 """The channels' side: statement files written the way WeChat Pay, Alipay and UnionPay write them,
 from a list of :class:`Trade`, for the demo, the tests and the benchmark. Each writer produces the
 whole file (header, comments, summary or footer), so the parsers are tested against complete files.
+:class:`BillDownloadSimulator` serves them the way Alipay's bill centre does: at a short-lived URL.
 """
 
 from __future__ import annotations
 
 import io
+import secrets
+import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from urllib.parse import quote
+
+from aiohttp import web
 
 from connectors.payments.statements import unionpay
 from core.reconciliation import STATEMENT_TZ, LineKind
+from hub.connectors.simulation import HttpSimulator
 
 WECHAT_HEADER = ("交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,"
                  "交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,"
@@ -117,3 +124,36 @@ def unionpay_zm(trades: Sequence[Trade], *, mer_id: str = "777290058110097") -> 
         cells = [values.get(i, "").encode("gbk").ljust(width)[:width] for i, width in enumerate(unionpay.WIDTHS)]
         out.append(b" ".join(cells) + b" ")
     return b"\r\n".join(out) + (b"\r\n" if out else b"")
+
+
+class BillDownloadSimulator(HttpSimulator):
+    """A channel's bill download centre: :meth:`publish` puts a file behind a random token and returns
+    its URL (shaped like the ``bill_download_url`` Alipay's ``alipay.data.dataservice.bill.downloadurl.query``
+    answers), which answers the file for ``valid_s`` seconds and 404 after; ``down`` answers 503."""
+
+    def __init__(self, *, valid_s: float = 30.0, clock: Callable[[], float] = time.monotonic,
+                 host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
+        self.valid_s = valid_s
+        self.clock = clock
+        self.files: dict[str, tuple[bytes, float]] = {}
+        self.downloads = 0
+        self.down = False
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/downloadBillFile.resource", self._download)]
+
+    def publish(self, data: bytes, file_name: str, *, biz_date: date) -> str:
+        token = secrets.token_hex(16)
+        self.files[token] = (data, self.clock() + self.valid_s)
+        return (f"{self.url}/downloadBillFile.resource?bizType=trade&fileType=csv.zip"
+                f"&bizDates={biz_date:%Y%m%d}&downloadFileName={quote(file_name)}&token={token}")
+
+    async def _download(self, request: web.Request) -> web.Response:
+        if self.down:
+            return web.Response(status=503, text="service unavailable")
+        entry = self.files.get(request.query.get("token", ""))
+        if entry is None or self.clock() > entry[1]:
+            return web.Response(status=404, text="链接已失效")
+        self.downloads += 1
+        return web.Response(body=entry[0], content_type="application/zip")
