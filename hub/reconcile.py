@@ -143,6 +143,7 @@ def summary(done: Imported, fmt: str, day: date) -> list[str]:
     if not done.fresh:
         return [f"this file was imported before (run {done.run_id}); nothing new was written"]
     out = [f"{fmt} statement of {day}: {done.lines} lines, {done.matched} matched — run {done.run_id}"]
+    out += [f"  note: {note}" for note in done.notes]
     if not done.discrepancies:
         out.append("no discrepancies")
     for kind, n in sorted(done.discrepancies.items()):

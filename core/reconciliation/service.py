@@ -44,6 +44,8 @@ class Imported:
     lines: int
     matched: int
     discrepancies: dict[str, int]
+    notes: tuple[str, ...] = ()
+    """What the parser left out and why (refunds still processing, transaction types not matched)."""
 
 
 Progress = Callable[[str], None]
@@ -124,7 +126,7 @@ async def import_statement(
     counts: dict[str, int] = {}
     for f in outcome.found:
         counts[f.kind.value] = counts.get(f.kind.value, 0) + 1
-    return Imported(run_id, True, len(statement.lines), outcome.matched, counts)
+    return Imported(run_id, True, len(statement.lines), outcome.matched, counts, tuple(statement.notes))
 
 
 def _payments() -> Any:

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
-from core.reconciliation import STATEMENT_TZ, DiscrepancyKind, LineKind, StatementLine
+from core.reconciliation import STATEMENT_TZ, DiscrepancyKind, Imported, LineKind, StatementLine
 from core.reconciliation.matching import CorePayment, CoreRefund, Found, match
+from hub.reconcile import summary
 
 D = Decimal
 AT = datetime(2026, 11, 26, 9, tzinfo=STATEMENT_TZ)
@@ -100,3 +101,17 @@ def test_a_statement_of_100k_lines() -> None:
     assert [f.transaction_id for f in out.found] == [f"T{i:09d}" for i in range(0, n, 1000)]
     assert {f.kind for f in out.found} == {K.AMOUNT_MISMATCH}
     assert out.matched == n - n // 1000
+
+
+def test_the_command_says_the_outcome_in_words() -> None:
+    done = Imported("R1", True, 10, 8, {"missing_in_core": 1, "amount_mismatch": 1},
+                    ("1 lines of txnType 02 left out",))
+    assert summary(done, "unionpay", date(2026, 11, 26)) == [
+        "unionpay statement of 2026-11-26: 10 lines, 8 matched — run R1",
+        "  note: 1 lines of txnType 02 left out",
+        "  amount mismatch: 1",
+        "  missing in core: 1",
+        "see GET /api/v1/reconciliation/runs/R1 or the ops page"]
+    again = Imported("R1", False, 10, 8, {})
+    assert summary(again, "unionpay", date(2026, 11, 26)) == [
+        "this file was imported before (run R1); nothing new was written"]

@@ -86,6 +86,13 @@ def test_wechat_trade_bill() -> None:
     assert s.lines[0].at.astimezone(UTC) == datetime(2026, 11, 26, 0, 3, 11, tzinfo=UTC)
 
 
+def test_wechat_refunds_still_processing_are_noted_not_matched() -> None:
+    text = WECHAT.replace("`ORIGINAL,`SUCCESS", "`ORIGINAL,`PROCESSING")
+    s = wechatpay.parse(text.encode(), DAY)
+    assert [x.kind for x in s.lines] == [LineKind.PAYMENT, LineKind.REVERSAL]
+    assert s.notes == ["1 refunds in state PROCESSING left out (no money returned yet)"]
+
+
 def test_wechat_old_layout_and_gzip_download() -> None:
     (line,) = wechatpay.parse(WECHAT_OLD.encode(), DAY).lines
     assert (line.kind, line.transaction_id, line.amount) == (

@@ -8,8 +8,10 @@ download (``tar_type=GZIP``) is unpacked first.
 
 States (交易状态): ``SUCCESS`` → a payment of 订单金额 (the order total, which is what the payment
 notification's ``amount.total`` credited; 应结订单金额 when the column is absent); ``REFUND`` → a
-refund of 申请退款金额 (else 退款金额) with 微信退款单号 as its id; ``REVOKED`` → a reversal.
-The summary's 总交易单数 must equal the data lines, or the file is refused as truncated.
+refund of 申请退款金额 (else 退款金额) with 微信退款单号 as its id, once its 退款状态 is ``SUCCESS``
+(``PROCESSING``, ``CHANGE`` and ``REFUNDCLOSE`` refunds returned no money yet and are noted, not
+matched); ``REVOKED`` → a reversal. The summary's 总交易单数 must equal the data lines, or the file is
+refused as truncated.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ def parse(data: bytes, day: date, progress: Progress | None = None) -> Statement
     amount_col = col.get("订单金额", col[settle])
     refund_col = col.get("申请退款金额", col["退款金额"])
     lines: list[StatementLine] = []
+    pending: dict[str, int] = {}
+    rows_read = 0
     declared: int | None = None
     for line_no, raw in enumerate(rows[1:], start=2):
         if not raw.strip():
@@ -61,6 +65,7 @@ def parse(data: bytes, day: date, progress: Progress | None = None) -> Statement
             declared = _declared(rows, line_no)
             break
         cells = _cells(raw, line_no)
+        rows_read += 1
         if len(cells) != len(header):
             raise StatementError(f"line {line_no}: {len(cells)} fields, the header has {len(header)}")
         state = cells[col["交易状态"]].strip()
@@ -69,6 +74,10 @@ def parse(data: bytes, day: date, progress: Progress | None = None) -> Statement
             raise StatementError(f"line {line_no}: 交易状态 {state[:20]!r} is none of {', '.join(KINDS)}")
         at = local_time(cells[col["交易时间"]], "%Y-%m-%d %H:%M:%S", line_no=line_no, what="交易时间")
         if kind is LineKind.REFUND:
+            refund_state = cells[col["退款状态"]].strip() if "退款状态" in col else "SUCCESS"
+            if refund_state not in ("SUCCESS", ""):
+                pending[refund_state] = pending.get(refund_state, 0) + 1
+                continue
             amount = money(cells[refund_col], line_no=line_no, what="退款金额")
             refund_id = cells[col["微信退款单号"]].strip()
             if not refund_id or refund_id == "0":
@@ -85,9 +94,10 @@ def parse(data: bytes, day: date, progress: Progress | None = None) -> Statement
         tick(progress, len(lines))
     if declared is None:
         raise StatementError("the bill has no summary (总交易单数): it is truncated")
-    if declared != len(lines):
-        raise StatementError(f"the summary counts {declared} trades, the file lists {len(lines)}: it is damaged")
-    return Statement(FORMAT, PaymentChannel.WECHAT, lines)
+    if declared != rows_read:
+        raise StatementError(f"the summary counts {declared} trades, the file lists {rows_read}: it is damaged")
+    notes = [f"{n} refunds in state {state} left out (no money returned yet)" for state, n in sorted(pending.items())]
+    return Statement(FORMAT, PaymentChannel.WECHAT, lines, notes=notes)
 
 
 def _declared(rows: list[str], line_no: int) -> int:
