@@ -309,6 +309,63 @@ def cmd_tariffs_list(args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
+def cmd_reconcile_import(args: argparse.Namespace) -> int:
+    """Import a channel's daily statement (a file, or downloaded) and report what does not match the core."""
+    from datetime import date
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from core.errors import CoreError
+    from hub.reconcile import MAX_FILE_BYTES, download, import_bytes, summary
+    from hub.store.db import Database
+    from hub.tariffs import cli_actor
+
+    try:
+        day = date.fromisoformat(args.date)
+    except ValueError:
+        print(f"--date must be a day like 2026-11-26, got {args.date!r}", file=sys.stderr)
+        return 2
+    if (args.file is None) == (args.url is None):
+        print("give the statement FILE or --url to download it from (one of the two)", file=sys.stderr)
+        return 2
+    settings = _settings()
+
+    async def main() -> int:
+        db = Database(settings.database_url)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        source = args.file or args.url
+        try:
+            await _require_migrated(db)
+            if args.url:
+                data, name = await download(args.url)
+            else:
+                path = Path(args.file)
+                if (await asyncio.to_thread(path.stat)).st_size > MAX_FILE_BYTES:
+                    print(f"{path}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; not a daily statement",
+                          file=sys.stderr)
+                    return 1
+                data, name = await asyncio.to_thread(path.read_bytes), path.name
+            total = data.count(b"\n")
+            with Progress(*columns, transient=True, disable=args.quiet or not sys.stderr.isatty()) as bar:
+                task = bar.add_task("reading", total=max(total, 1))
+                done = await import_bytes(
+                    db, args.channel, day, data, name, by=cli_actor(),
+                    on_lines=lambda n: bar.update(task, completed=n),
+                    on_stage=lambda text: bar.update(task, description=text, completed=total))
+        except OSError as exc:
+            print(f"{source}: {exc.strerror}", file=sys.stderr)
+            return 1
+        except CoreError as exc:
+            print(f"{source}: nothing imported: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await db.aclose()
+        print("\n".join(summary(done, args.channel, day)))
+        return 0
+
+    return asyncio.run(main())
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from sqlalchemy import func, select
@@ -654,6 +711,29 @@ def build_parser() -> argparse.ArgumentParser:
                     description="List every stored tariff version by category and date: past, current (in force "
                     "today, Asia/Shanghai) or future, with who added it.", epilog=EPILOG,
                     formatter_class=argparse.RawDescriptionHelpFormatter).set_defaults(fn=cmd_tariffs_list)
+    p = add("reconcile", lambda a: 2, "Reconcile the payment channels' daily statements with the core's payments.")
+    rsub = p.add_subparsers(dest="reconcile_command", required=True, metavar="TASK")
+    ri = rsub.add_parser(
+        "import", help="Import a channel's daily statement file and list what does not match (idempotent).",
+        description="Read one payment channel's statement of one day and match it against the payments and "
+        "refunds the core recorded: payments the core lacks (missing_in_core), payments of that day the statement "
+        "lacks (missing_in_statement), lines listed twice (duplicated), other amounts (amount_mismatch) and "
+        "refunds or reversals on one side only (status_mismatch). The run and its discrepancies are stored; "
+        "operators resolve them through /api/v1/reconciliation or see them on the ops page. Importing the same "
+        "file again (same SHA-256) writes nothing.\n\nFormats: wechatpay = WeChat Pay's trade bill (CSV, "
+        "bill_type=ALL, plain or gzip); alipay = Alipay's trade details (业务明细, the zip or its GBK CSV); "
+        "unionpay = UnionPay's ZM file (INN…ZM_<merId>, or the zip).",
+        epilog="examples:\n  gashub reconcile import --channel wechatpay --date 2026-11-26 tradebill-20261126.csv\n"
+        "  gashub reconcile import --channel alipay --date 2026-11-26 --url 'https://dwbillcenter.alipay.com/…'\n\n"
+        + EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ri.add_argument("--channel", required=True, choices=["wechatpay", "alipay", "unionpay"],
+                    help="the statement's format (its channel)")
+    ri.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="the day the statement covers (Beijing)")
+    ri.add_argument("--quiet", action="store_true", help="no progress bar")
+    ri.add_argument("--url", help="download the statement from this address instead of reading FILE (e.g. the "
+                    "short-lived bill_download_url Alipay answers; read at most 512 MiB)")
+    ri.add_argument("file", nargs="?", help="the statement file as downloaded")
+    ri.set_defaults(fn=cmd_reconcile_import)
     p = add("billing", lambda a: 2, "Billing runs (with the tariff book in the database).")
     bsub = p.add_subparsers(dest="billing_command", required=True, metavar="TASK")
     br = bsub.add_parser(
