@@ -98,17 +98,18 @@ class KeepAliveClient:
 
 
 async def drive(base: str, tokens: list[str], ids: list[str], warmup: float, duration: float,
-                seed: int, think: float = 0.0) -> tuple[list[float], int, float]:
-    """Run the clients; return the latencies (s) of the measured requests, the errors and the measured span."""
+                seed: int, think: float = 0.0) -> tuple[list[float], int, float, int]:
+    """Run the clients; return the latencies (s) of the measured requests, the errors, the measured span
+    and the bytes of the measured answers' bodies."""
     latencies: list[float] = []
-    errors = 0
+    errors = size = 0
     loop = asyncio.get_running_loop()
     started = loop.time()
     measure_from, stop_at = started + warmup, started + warmup + duration
     host, port = base.removeprefix("http://").rsplit(":", 1)
 
     async def client(token: str, rng: random.Random) -> None:
-        nonlocal errors
+        nonlocal errors, size
         http = KeepAliveClient(host, int(port), token)
         try:
             while (now := loop.time()) < stop_at:
@@ -120,13 +121,14 @@ async def drive(base: str, tokens: list[str], ids: list[str], warmup: float, dur
                     if status != 200 or account_id.encode() not in body:
                         errors += 1
                     latencies.append(elapsed)
+                    size += len(body)
                 if think:
                     await asyncio.sleep(rng.expovariate(1 / think))
         finally:
             await http.close()
 
     await asyncio.gather(*(client(token, random.Random(seed * 1000 + n)) for n, token in enumerate(tokens)))
-    return latencies, errors, duration
+    return latencies, errors, duration, size
 
 
 async def login(base: str, username: str, password: str, clients: int) -> list[str]:
@@ -226,7 +228,7 @@ async def main_async(args: argparse.Namespace) -> int:
                   f"accounts of {accounts:,} ({bills:,} bills), {args.warmup:.0f} s warm-up then "
                   f"{args.duration:.0f} s measured")
             server_cpu, client_cpu, pg_cpu = tree_cpu_s(server.pid), time.process_time(), postgres_cpu_s()
-            latencies, errors, span = await drive(base, tokens, ids, args.warmup, args.duration, args.seed, args.think)
+            latencies, errors, span, size = await drive(base, tokens, ids, args.warmup, args.duration, args.seed, args.think)
             server_cpu = tree_cpu_s(server.pid) - server_cpu
             client_cpu = time.process_time() - client_cpu
             pg_cpu = postgres_cpu_s() - pg_cpu
@@ -244,7 +246,8 @@ async def main_async(args: argparse.Namespace) -> int:
     total = len(latencies) + 0.0
     # CPU was sampled over warm-up and measurement; spread it over every request made in that time.
     made = total * (args.warmup + span) / span
-    print(f"  requests {len(latencies):,} in {span:.0f} s: {len(latencies) / span:,.0f} requests/s, errors {errors}")
+    print(f"  requests {len(latencies):,} in {span:.0f} s: {len(latencies) / span:,.0f} requests/s, errors {errors}, "
+          f"answers of {size / max(1, len(latencies)) / 1024:,.1f} KiB on average")
     print(f"  latency ms: p50 {ms[50]:.1f}, p95 {ms[95]:.1f}, p99 {ms[99]:.1f}, max {ordered[-1] * 1000:.1f}")
     print(f"  CPU per request (µs, warm-up included): server {server_cpu / made * 1e6:,.0f}, "
           f"clients {client_cpu / made * 1e6:,.0f}, PostgreSQL {pg_cpu / made * 1e6:,.0f}")
