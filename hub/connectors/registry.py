@@ -20,6 +20,7 @@ from hub.errors import ConfigError
 
 BUILTIN: Mapping[str, str] = MappingProxyType(
     {
+        "aliyun_sms": "connectors.aliyun_sms:AliyunSmsConnector",
         "ctwing": "connectors.nbiot:CtwingConnector",
         "dtu_cjt188": "connectors.meters:DtuConnector",
         "http_sms": "connectors.http_sms:HttpSmsConnector",
