@@ -42,6 +42,10 @@ class Resource(StrEnum):
     a held reading (write)."""
     WORK_ORDERS = "work_orders"
     """Work orders with their SLA deadlines and history (read); moving one through the loop (write)."""
+    SATISFACTION = "satisfaction"
+    """Satisfaction records: the ratings users sent by SMS after a visit (read only; the core makes them)."""
+    ANNOUNCEMENTS = "announcements"
+    """Announcements to the accounts of a district by SMS, e.g. an outage notice (write)."""
     MAP = "map"
     """Alarms and meters drawn as GeoJSON from the premises' coordinates, without personal data; roles that
     may not read meters get coarse points (about 1 km) without meter or alarm ids."""
@@ -65,18 +69,20 @@ MATRIX: dict[Role, dict[Resource, frozenset[Action]]] = {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.SUMMARIES: {_R},
             Resource.AUDIT: {_R}, Resource.ACCOUNTS: {_R, _W}, Resource.PERSONAL_DATA: {_R}, **_MONEY,
             Resource.VALVES: {_R, _W}, Resource.METERS: {_R}, Resource.TARIFFS: {_R, _W},
-            Resource.READING_EXCEPTIONS: {_R, _W}, Resource.WORK_ORDERS: {_R, _W}, Resource.MAP: {_R}, **_OWN,
+            Resource.READING_EXCEPTIONS: {_R, _W}, Resource.WORK_ORDERS: {_R, _W}, Resource.MAP: {_R},
+            Resource.SATISFACTION: {_R}, Resource.ANNOUNCEMENTS: {_W}, **_OWN,
         },
         Role.CUSTOMER_SERVICE: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R}, Resource.SUMMARIES: {_R},
             Resource.ACCOUNTS: {_R, _W}, Resource.PERSONAL_DATA: {_R}, **_MONEY, Resource.VALVES: {_R},
             Resource.METERS: {_R}, Resource.TARIFFS: {_R}, Resource.READING_EXCEPTIONS: {_R},
-            Resource.WORK_ORDERS: {_R}, Resource.MAP: {_R}, **_OWN,
+            Resource.WORK_ORDERS: {_R}, Resource.MAP: {_R}, Resource.SATISFACTION: {_R}, **_OWN,
         },
         Role.DISPATCHER: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.SUMMARIES: {_R}, Resource.ACCOUNTS: {_R},
             Resource.VALVES: {_R}, Resource.METERS: {_R}, Resource.READING_EXCEPTIONS: {_R, _W},
-            Resource.WORK_ORDERS: {_R, _W}, Resource.MAP: {_R}, **_OWN,
+            Resource.WORK_ORDERS: {_R, _W}, Resource.MAP: {_R}, Resource.SATISFACTION: {_R},
+            Resource.ANNOUNCEMENTS: {_W}, **_OWN,
         },
         Role.FIELD_ENGINEER: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.VALVES: {_R, _W}, Resource.METERS: {_R},
@@ -85,7 +91,8 @@ MATRIX: dict[Role, dict[Resource, frozenset[Action]]] = {
         Role.AUDITOR: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R}, Resource.SUMMARIES: {_R}, Resource.AUDIT: {_R},
             Resource.ACCOUNTS: {_R}, **_MONEY, Resource.VALVES: {_R}, Resource.METERS: {_R}, Resource.TARIFFS: {_R},
-            Resource.READING_EXCEPTIONS: {_R}, Resource.WORK_ORDERS: {_R}, Resource.MAP: {_R}, **_OWN,
+            Resource.READING_EXCEPTIONS: {_R}, Resource.WORK_ORDERS: {_R}, Resource.MAP: {_R},
+            Resource.SATISFACTION: {_R}, **_OWN,
         },
         Role.GOVERNMENT: {Resource.SUMMARIES: {_R}, Resource.MAP: {_R}, **_OWN},
     }.items()
@@ -102,7 +109,9 @@ every role that reads readings reads the list (customer service, to explain an e
 bill); the dispatcher, who works the operations queue as with alarms, and the field engineer, whose
 on-site read or inspection settles a doubtful reading, resolve them (with the administrator). Work orders:
 the dispatcher and the field engineer (and the administrator) move them through the loop; customer
-service and the auditor read them."""
+service and the auditor read them. Satisfaction records: read by the roles that answer customers, run
+the field work or check service quality (admin, customer service, dispatcher, auditor); nobody writes
+them through the API. Announcements: the dispatcher (who announces outages) and the administrator send them."""
 
 
 def allowed(role: Role, resource: Resource, action: Action) -> bool:

@@ -33,6 +33,7 @@ BOUNDS = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
 
 PERSONAL = {
     ("notification.requested", 1): {"phone"},
+    ("sms.replied", 1): {"phone", "content"},
     ("invoice.requested", 1): {"user_name"},
     ("invoice.issued", 1): {"user_name"},
     ("payment.received", 1): {"payer_ref"},
