@@ -69,6 +69,19 @@ def render(template: SmsTemplate, kind: str, params: Mapping[str, str]) -> str:
     return orjson.dumps({var: params[src] for var, src in template.params.items()}).decode()
 
 
+async def read_at_most(request: web.Request, n: int) -> bytes:
+    """The body's first ``n`` bytes (all of it when shorter); one ``read(n)`` may return fewer."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < n:
+        chunk = await request.content.read(n - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 class AliyunSmsConnector(OutboundConnector[AliyunSmsSettings]):
     kind = "aliyun_sms"
     settings_model = AliyunSmsSettings
@@ -152,7 +165,7 @@ class AliyunSmsConnector(OutboundConnector[AliyunSmsSettings]):
 
     async def _push(self, request: web.Request, what: str) -> web.Response:
         limit = self.settings.max_body_bytes
-        body = await request.content.read(limit + 1)
+        body = await read_at_most(request, limit + 1)
         source = f"aliyun_sms.{what}"
         token = self.settings.callback_token
         if token is not None and not hmac.compare_digest(request.query.get("token", "").encode(),
