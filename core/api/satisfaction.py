@@ -143,7 +143,7 @@ async def post_announcement(request: web.Request) -> web.StreamResponse:
         events = []
         for h in holders:
             phone = privacy.cipher.decrypt(h.phone_enc, context=field_context(customer.name, "phone", h.customer_id))
-            note = NotificationRequested(notification_id=f"ann-{announcement_id}-{h.id}"[:64], kind=body.kind,
+            note = NotificationRequested(notification_id=f"ann-{announcement_id}-{h.id}", kind=body.kind,
                                          account_id=h.id, phone=phone, params=body.params)
             events.append((Event("notification.requested", note, subject=h.id), cause))
         await emit(conn, events)

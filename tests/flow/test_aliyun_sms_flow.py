@@ -10,12 +10,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from connectors.aliyun_sms.simulator import SIM_KEY_ID, SIM_KEY_SECRET, AliyunSmsSimulator
 from core.accounts import open_account
+from core.api import Role, create_user
 from core.catalogue.messages import NotificationDelivered
 from core.db.tables import notification_status
 from core.db.tables_sms import satisfaction, sms_reply
@@ -25,9 +27,10 @@ from core.messages import Event, Incoming
 from core.outbox import emit
 from hub.store.tables import hop, message
 from tests.flow.conftest import VENDOR_TOKEN, Stack, eventually
-from tests.flow.test_accounts_db import ALICE, HOME
+from tests.flow.test_accounts_db import ALICE, BOB, HOME
 
 TOKEN = "callback-token-0123"
+PASSWORD = "correct horse battery staple"
 REPLIES = """
 [[route]]
 name = "sms-replies"
@@ -249,3 +252,39 @@ async def test_a_late_acceptance_never_undoes_a_receipt(engine: AsyncEngine) -> 
         await record_notification_delivery(conn, [item(2, "accepted")])
     async with engine.connect() as conn:
         assert (await conn.scalar(select(notification_status.c.status))) == "delivered"
+
+
+async def test_an_announcement_reaches_the_district_by_sms_and_a_rating_is_read_back_through_the_api(
+        stack: Stack, aliyun: AliyunSmsSimulator) -> None:
+    hub = await _hub(stack, aliyun)
+    account_id = await _city(hub)
+    async with hub.db.begin() as conn:
+        await open_account(conn, hub.privacy, "req-sms-2", BOB, HOME, "residential", "postpaid",
+                           opened_at=datetime(2025, 6, 1, tzinfo=UTC))
+    await create_user(hub.db.engine, "dispatcher1", PASSWORD, Role.DISPATCHER)
+    base = stack.base_url(hub)
+    body = {"request_id": "outage-2026-11-28", "district": "yuecheng", "params": {"area": "解放北路"}}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/api/v1/auth/token",
+                             json={"username": "dispatcher1", "password": PASSWORD}) as resp:
+            headers = {"Authorization": f"Bearer {(await resp.json())['access_token']}"}
+        for expected in (201, 200):  # the dispatcher's retry sends nothing more
+            async with http.post(f"{base}/api/v1/announcements", json=body, headers=headers) as resp:
+                assert resp.status == expected, await resp.text()
+                assert (await resp.json())["recipients"] == 2
+        await eventually(lambda: _sent(aliyun, 2), what="the outage notices")
+        assert sorted(s.phone for s in aliyun.sent) == ["13812345678", "13900001111"]
+        assert {s.template_code for s in aliyun.sent} == {"SMS_OUTAGE"}
+        status, _ = await aliyun.post_upstream(_url(stack, hub, "upstream"), "13812345678", "4", sequence_id=4242)
+        assert status == 200
+
+        async def rated() -> bool:
+            async with http.get(f"{base}/api/v1/satisfaction", headers=headers) as resp:
+                return bool((await resp.json())["items"])
+        await eventually(rated, what="the rating through the API")
+        async with http.get(f"{base}/api/v1/satisfaction?account_id={account_id}", headers=headers) as resp:
+            [record] = (await resp.json())["items"]
+    assert (record["rating"], record["work_order_id"]) == (4, "WO2")
+    assert record["notification_id"].startswith("ann-")
+    await asyncio.sleep(0.3)
+    assert len(aliyun.sent) == 2
