@@ -43,13 +43,13 @@ import orjson
 from aiohttp import web
 
 from connectors.aliyun_sms import callbacks
-from connectors.aliyun_sms.client import DysmsClient
+from connectors.aliyun_sms.client import DysmsClient, SendAnswer
 from connectors.aliyun_sms.policy import Held, SendPolicy
 from connectors.aliyun_sms.settings import AliyunSmsSettings, SmsTemplate
 from core.catalogue.messages import MessageType, NotificationRequested
 from hub.connectors.contract import Capability, ConnectorContext, Health, OutboundConnector, Receipt
 from hub.envelope import Envelope
-from hub.errors import HubError, PermanentError, TransientError
+from hub.errors import ConnectorTimeout, HubError, PermanentError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -125,25 +125,42 @@ class AliyunSmsConnector(OutboundConnector[AliyunSmsSettings]):
             except Held:
                 self.counts["held"] += 1
                 raise
-        if not await self.context.claim_once(f"send:{nid}:{envelope.attempt}"):
-            # This very attempt was handed out before and may have reached Aliyun (a crash after the call).
-            self.counts["repeat"] += 1
-            log.warning("aliyun_sms.not_sent_again", extra={"notification_id": nid, "attempt": envelope.attempt})
-            return self._receipt(nid, None, "attempt delivered before; not sent again")
-        answer = await self.client.send_sms(phone=note.phone, sign_name=template.sign_name or self.settings.sign_name,
-                                            template_code=template.template_code, template_param=param, out_id=nid)
-        if answer.limited:
-            self.counts["held"] += 1
-            raise Held(f"Aliyun flow control {answer.code}", now + timedelta(minutes=1))
-        if answer.transient:
-            raise TransientError(f"Aliyun SMS busy ({answer.code}): {answer.message}")
-        if not answer.ok:
-            raise PermanentError(f"Aliyun SMS refused ({answer.code}): {answer.message}")
+        # Counted before the first await, so concurrent deliveries to one number cannot all pass the
+        # check; given back when the SMS certainly did not go (not on a timeout: it may have).
         self.policy.record(note.phone, now)
+        try:
+            answer = await self._send(envelope, note, template, param)
+        except ConnectorTimeout:
+            raise
+        except BaseException:
+            self.policy.release(note.phone, now)
+            raise
+        if answer is None:
+            return self._receipt(nid, None, "attempt delivered before; not sent again")
         self._remember(self.sent, nid, answer.biz_id)
         self._remember(self.last_to, note.phone, nid)
         self.counts["sent"] += 1
         return self._receipt(nid, answer.biz_id, f"RequestId {answer.request_id}")
+
+    async def _send(self, envelope: Envelope, note: NotificationRequested, template: SmsTemplate,
+                    param: str) -> SendAnswer | None:
+        """One SendSms call, or ``None`` when this attempt was handed out before (and may have been sent)."""
+        nid = note.notification_id
+        if not await self.context.claim_once(f"send:{nid}:{envelope.attempt}"):
+            # This very attempt was delivered before and may have reached Aliyun (a crash after the call).
+            self.counts["repeat"] += 1
+            log.warning("aliyun_sms.not_sent_again", extra={"notification_id": nid, "attempt": envelope.attempt})
+            return None
+        answer = await self.client.send_sms(phone=note.phone, sign_name=template.sign_name or self.settings.sign_name,
+                                            template_code=template.template_code, template_param=param, out_id=nid)
+        if answer.limited:
+            self.counts["held"] += 1
+            raise Held(f"Aliyun flow control {answer.code}", self.clock() + timedelta(minutes=1))
+        if answer.transient:
+            raise TransientError(f"Aliyun SMS busy ({answer.code}): {answer.message}")
+        if not answer.ok:
+            raise PermanentError(f"Aliyun SMS refused ({answer.code}): {answer.message}")
+        return answer
 
     def _remember(self, table: OrderedDict[str, str], key: str, value: str) -> None:
         table.pop(key, None)

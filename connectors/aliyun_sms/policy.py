@@ -75,3 +75,9 @@ class SendPolicy:
         self._sent[phone] = times
         while len(self._sent) > self.max_numbers:
             self._sent.popitem(last=False)
+
+    def release(self, phone: str, at: datetime) -> None:
+        """Take back a message counted at ``at`` that did not go out."""
+        times = self._sent.get(phone)
+        if times is not None and at in times:
+            times.remove(at)

@@ -7,6 +7,7 @@ same request, date and nonce its signature must equal ours.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -334,3 +335,18 @@ async def test_quiet_hours_are_china_time_and_held_until_they_end(sim: AliyunSms
         await c.deliver(note(), "send")
         assert [s.out_id for s in sim.sent] == ["bill-B1"]
     await c.aclose()
+
+
+async def test_concurrent_messages_to_one_number_share_its_budget_and_a_refusal_gives_it_back(
+        sim: AliyunSmsSimulator) -> None:
+    c = connector(sim, Clock(DAY), rate_limits=[{"count": 1, "per_s": 60}])
+    results = await asyncio.gather(c.deliver(note("n-1"), "send"), c.deliver(note("n-2"), "send"),
+                                   return_exceptions=True)
+    assert sorted(type(r).__name__ for r in results) == ["Held", "Receipt"]
+    other = "13900000000"
+    sim.answer_next = ["isv.TEMPLATE_MISSING_PARAMETERS"]
+    with pytest.raises(PermanentError):
+        await c.deliver(note("n-3", phone=other), "send")
+    await c.deliver(note("n-4", phone=other), "send")  # the refused one did not use the number's budget
+    await c.aclose()
+    assert len(sim.sent) == 2
