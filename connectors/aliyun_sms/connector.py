@@ -16,8 +16,10 @@ status ``accepted`` and the BizId):
   param fills which template variable); no template, or a param missing → ``PermanentError`` naming it;
 * an ordinary message over a number's rate limit or inside quiet hours is held (:class:`~.policy.Held`,
   retried by the route later, not counted by the breaker); ``safety=True`` messages bypass both;
-* never twice: a notification id this process sent is answered from memory; each delivery attempt
-  claims ``send:<id>:<attempt>`` in the database first, so a redelivery of an attempt that may have
+* never twice: a notification id this process sent is answered from memory; a retry (attempt > 1)
+  first asks ``QuerySendDetails`` whether Aliyun lists the ``OutId`` for that number (today or
+  yesterday), since an attempt that timed out may have gone; each attempt claims
+  ``send:<id>:<attempt>`` in the database before calling, so a redelivery of an attempt that may have
   reached Aliyun (a crash after the call) is not sent again;
 * ``isv.BUSINESS_LIMIT_CONTROL`` (Aliyun's own per-number limit) holds too; ``Throttling*``, system
   errors, 5xx, timeouts are transient; any other code is a refusal (``PermanentError`` with the code).
@@ -136,7 +138,7 @@ class AliyunSmsConnector(OutboundConnector[AliyunSmsSettings]):
             self.policy.release(note.phone, now)
             raise
         if answer is None:
-            return self._receipt(nid, None, "attempt delivered before; not sent again")
+            return self._receipt(nid, None, "sent by an earlier delivery; not sent again")
         self._remember(self.sent, nid, answer.biz_id)
         self._remember(self.last_to, note.phone, nid)
         self.counts["sent"] += 1
@@ -144,8 +146,11 @@ class AliyunSmsConnector(OutboundConnector[AliyunSmsSettings]):
 
     async def _send(self, envelope: Envelope, note: NotificationRequested, template: SmsTemplate,
                     param: str) -> SendAnswer | None:
-        """One SendSms call, or ``None`` when this attempt was handed out before (and may have been sent)."""
+        """One SendSms call, or ``None`` when an earlier delivery may have sent it: a retry whose
+        notification Aliyun already lists, or this very attempt handed out before (a redelivery)."""
         nid = note.notification_id
+        if envelope.attempt > 1 and await self._taken_before(note):
+            return None
         if not await self.context.claim_once(f"send:{nid}:{envelope.attempt}"):
             # This very attempt was delivered before and may have reached Aliyun (a crash after the call).
             self.counts["repeat"] += 1
@@ -161,6 +166,17 @@ class AliyunSmsConnector(OutboundConnector[AliyunSmsSettings]):
         if not answer.ok:
             raise PermanentError(f"Aliyun SMS refused ({answer.code}): {answer.message}")
         return answer
+
+    async def _taken_before(self, note: NotificationRequested) -> bool:
+        """Whether Aliyun took this notification in an earlier attempt (one that timed out, or whose
+        process died after the call): ``QuerySendDetails`` for the number, today and yesterday."""
+        today = datetime.now(callbacks.CHINA_TZ).date()
+        for day in (today, today - timedelta(days=1)):
+            if note.notification_id in await self.client.sent_out_ids(note.phone, day):
+                self.counts["repeat"] += 1
+                log.warning("aliyun_sms.sent_before", extra={"notification_id": note.notification_id})
+                return True
+        return False
 
     def _remember(self, table: OrderedDict[str, str], key: str, value: str) -> None:
         table.pop(key, None)

@@ -1,18 +1,20 @@
 """``AliyunSmsSimulator``: a local Dysmsapi for the demo and the tests.
 
 It verifies the ACS3-HMAC-SHA256 signature of every call (the official SDK's requests pass, so do
-ours), refuses a signature nonce used before, accepts ``SendSms`` (Aliyun's answer shape and error
-codes: ``SignatureDoesNotMatch``, ``SignatureNonceUsed``, ``InvalidAccessKeyId.NotFound``,
+ours), refuses a signature nonce used before, accepts ``SendSms`` and ``QuerySendDetails`` (Aliyun's
+answer shapes and error codes: ``SignatureDoesNotMatch``, ``SignatureNonceUsed``, ``InvalidAccessKeyId.NotFound``,
 ``isv.MOBILE_NUMBER_ILLEGAL``, ``isv.SMS_TEMPLATE_ILLEGAL``, ``isv.TEMPLATE_MISSING_PARAMETERS``,
 ``isv.INVALID_JSON_PARAM``), and keeps every message it accepted. Unlike a gateway with idempotency
 keys it does **not** deduplicate by ``OutId`` (Aliyun does not): two calls are two SMS, so a test sees a
 double send. It plays the platform's side of the pushes too: :meth:`post_report` (SmsReport) and
 :meth:`post_upstream` (SmsUp) POST JSON arrays to the hub. Fault injection: ``down`` (503),
-``fail_next`` (503 ``ServiceUnavailable``), ``answer_next`` (codes to answer instead of OK).
+``fail_next`` (503 ``ServiceUnavailable``), ``answer_next`` (codes to answer instead of OK),
+``stall_next`` (take the SMS, then answer after ``stall_s``: a caller's timeout with the SMS sent).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 import uuid
@@ -29,6 +31,7 @@ from connectors.aliyun_sms import signing
 from hub.connectors.simulation import HttpSimulator
 
 CHINA_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
+ACTIONS = ("SendSms", "QuerySendDetails")
 SIM_KEY_ID = "LTAI5tSimulator0000000000"
 SIM_KEY_SECRET = "simulator-secret-0123456789abcdef"  # noqa: S105 - the simulator's own, public
 
@@ -62,6 +65,8 @@ class AliyunSmsSimulator(HttpSimulator):
         self.down = False
         self.fail_next = 0
         self.answer_next: list[str] = []
+        self.stall_next = 0
+        self.stall_s = 2.0
         self._nonces: set[str] = set()
         self._ids = itertools.count(1)
         self._sequence = itertools.count(int(time.time()))
@@ -89,15 +94,37 @@ class AliyunSmsSimulator(HttpSimulator):
         if signed.nonce in self._nonces:
             return self._error(400, "SignatureNonceUsed", "the signature nonce was used before")
         self._nonces.add(signed.nonce)
-        if signed.action != "SendSms" or request.headers.get("x-acs-version") != "2017-05-25":
+        if signed.action not in ACTIONS or request.headers.get("x-acs-version") != "2017-05-25":
             return self._error(400, "InvalidAction.NotFound", f"{signed.action[:40]} is not served here")
         if self.fail_next > 0:
             self.fail_next -= 1
             return self._error(503, "ServiceUnavailable", "the request failed due to an unknown error (simulated)")
+        if signed.action == "QuerySendDetails":
+            return self._details(query)
         if self.answer_next:
             code = self.answer_next.pop(0)
             return self._error(200, code, f"{code} (simulated)")
-        return self._send(query)
+        answer = self._send(query)
+        if self.stall_next > 0:  # the SMS is taken, the answer comes too late for the caller
+            self.stall_next -= 1
+            await asyncio.sleep(self.stall_s)
+        return answer
+
+    def _details(self, query: dict[str, str]) -> web.Response:
+        """``QuerySendDetails``: what was sent to ``PhoneNumber`` on ``SendDate`` (yyyyMMdd, China), paged."""
+        try:
+            day = datetime.strptime(query.get("SendDate", ""), "%Y%m%d").date()
+            size, page = int(query.get("PageSize", "10")), int(query.get("CurrentPage", "1"))
+        except ValueError:
+            return self._error(400, "isv.INVALID_PARAMETERS", "SendDate, PageSize or CurrentPage is invalid")
+        if not 1 <= size <= 50 or page < 1:
+            return self._error(400, "isv.INVALID_PARAMETERS", "PageSize is 1 to 50")
+        rows = [s for s in self.sent if s.phone == query.get("PhoneNumber") and s.at.date() == day]
+        items = [{"PhoneNum": s.phone, "SendStatus": 3, "ErrCode": "DELIVERED", "TemplateCode": s.template_code,
+                  "Content": f"【{s.sign_name}】…", "SendDate": _china(s.at), "ReceiveDate": _china(s.at),
+                  "OutId": s.out_id} for s in rows[(page - 1) * size: page * size]]
+        return web.json_response({"Code": "OK", "Message": "OK", "RequestId": str(uuid.uuid4()).upper(),
+                                  "TotalCount": len(rows), "SmsSendDetailDTOs": {"SmsSendDetailDTO": items}})
 
     def _send(self, query: dict[str, str]) -> web.Response:
         phone = query.get("PhoneNumbers", "")

@@ -30,7 +30,7 @@ from connectors.aliyun_sms.settings import AliyunSmsSettings
 from connectors.aliyun_sms.simulator import SIM_KEY_ID, SIM_KEY_SECRET, AliyunSmsSimulator
 from hub.connectors.contract import ReceiveResult
 from hub.envelope import Envelope
-from hub.errors import PermanentError, TransientError
+from hub.errors import ConnectorTimeout, PermanentError, TransientError
 
 PHONE = "13812345678"
 # 2026-03-02 10:00 in Shanghai: outside the default quiet hours.
@@ -350,3 +350,43 @@ async def test_concurrent_messages_to_one_number_share_its_budget_and_a_refusal_
     await c.deliver(note("n-4", phone=other), "send")  # the refused one did not use the number's budget
     await c.aclose()
     assert len(sim.sent) == 2
+
+
+async def test_a_retry_after_a_timeout_finds_the_sms_aliyun_took_and_does_not_send_it_again(
+        sim: AliyunSmsSimulator) -> None:
+    c = connector(sim, Clock(DAY), timeout_s=0.3, rate_limits=[])
+    sim.stall_next, sim.stall_s = 1, 1.0
+    with pytest.raises(ConnectorTimeout):
+        await c.deliver(note(attempt=1), "send")
+    receipt = await c.deliver(note(attempt=2), "send")
+    await c.aclose()
+    assert [s.out_id for s in sim.sent] == ["bill-B1"]
+    assert receipt.reply is not None
+    assert receipt.reply["status"] == "accepted"
+    assert "earlier delivery" in receipt.detail
+
+
+async def test_a_retry_whose_first_attempt_never_reached_aliyun_is_sent(sim: AliyunSmsSimulator) -> None:
+    c = connector(sim, Clock(DAY))
+    sim.down = True
+    with pytest.raises(TransientError):
+        await c.deliver(note(attempt=1), "send")
+    sim.down = False
+    sim.fail_next = 1  # the query itself fails: never guess "not sent"
+    with pytest.raises(TransientError, match="QuerySendDetails"):
+        await c.deliver(note(attempt=2), "send")
+    await c.deliver(note(attempt=3), "send")
+    await c.aclose()
+    assert [s.out_id for s in sim.sent] == ["bill-B1"]
+
+
+async def test_the_simulators_send_details_read_through_the_sdk(sim: AliyunSmsSimulator) -> None:
+    client = sdk(sim.url)
+    await client.send_sms_with_options_async(sdk_request("n-77"), RuntimeOptions())
+    day = sim.sent[0].at.strftime("%Y%m%d")
+    query = sms_models.QuerySendDetailsRequest(phone_number=PHONE, send_date=day, page_size=10, current_page=1)
+    answer = await client.query_send_details_with_options_async(query, RuntimeOptions())
+    assert answer.body.code == "OK"
+    assert int(answer.body.total_count) == 1
+    [detail] = answer.body.sms_send_detail_dtos.sms_send_detail_dto
+    assert (detail.out_id, detail.phone_num, detail.send_status) == ("n-77", PHONE, 3)
