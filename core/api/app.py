@@ -14,6 +14,7 @@ from core.api.framework import API, ApiContext, audit_middleware, errors_middlew
 from core.api.handlers import endpoints
 from core.api.openapi import build_openapi
 from core.api.problems import json_response
+from core.api.satisfaction import announcement_endpoints
 from core.api.users import AuthPolicy, Clock, utc_now
 from core.api.workorders import WORK_ORDERS
 from core.billing import TariffBook
@@ -56,7 +57,7 @@ def build_api(engine: AsyncEngine | Callable[[], AsyncEngine], *, clock: Clock =
     if work_orders is not None:
         app[WORK_ORDERS] = work_orders
     eps = endpoints()
-    accounts = account_endpoints()
+    accounts = account_endpoints() + announcement_endpoints()
     for ep in eps + accounts:
         permission = getattr(ep.handler, "__api_permission__", None)
         if ep.public != (permission is None) or (permission and permission != (ep.resource, ep.action)):

@@ -39,6 +39,7 @@ from core.api.payments import payment_endpoints
 from core.api.permissions import MATRIX, Action, Resource
 from core.api.problems import ProblemError, json_response
 from core.api.reconciliation import reconciliation_endpoints
+from core.api.satisfaction import satisfaction_endpoints
 from core.api.tariffs import tariff_endpoints
 from core.api.users import AccountLocked, LoginFailed, login, revoke_token
 from core.api.valves import valve_endpoints
@@ -171,4 +172,5 @@ def endpoints() -> list[Endpoint]:
         *tariff_endpoints(),
         *work_order_endpoints(),
         *map_endpoints(),
+        *satisfaction_endpoints(),
     ]

@@ -45,6 +45,10 @@ class Resource(StrEnum):
     RECONCILIATION = "reconciliation"
     """The payment channels' statement runs and their discrepancies (read); resolving a discrepancy with a
     note (write)."""
+    SATISFACTION = "satisfaction"
+    """Satisfaction records: the ratings users sent by SMS after a visit (read only; the core makes them)."""
+    ANNOUNCEMENTS = "announcements"
+    """Announcements to the accounts of a district by SMS, e.g. an outage notice (write)."""
     MAP = "map"
     """Alarms and meters drawn as GeoJSON from the premises' coordinates, without personal data; roles that
     may not read meters get coarse points (about 1 km) without meter or alarm ids."""
@@ -69,18 +73,21 @@ MATRIX: dict[Role, dict[Resource, frozenset[Action]]] = {
             Resource.AUDIT: {_R}, Resource.ACCOUNTS: {_R, _W}, Resource.PERSONAL_DATA: {_R}, **_MONEY,
             Resource.VALVES: {_R, _W}, Resource.METERS: {_R}, Resource.TARIFFS: {_R, _W},
             Resource.READING_EXCEPTIONS: {_R, _W}, Resource.WORK_ORDERS: {_R, _W}, Resource.MAP: {_R},
-            Resource.RECONCILIATION: {_R, _W}, **_OWN,
+            Resource.RECONCILIATION: {_R, _W},
+            Resource.SATISFACTION: {_R}, Resource.ANNOUNCEMENTS: {_W}, **_OWN,
         },
         Role.CUSTOMER_SERVICE: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R}, Resource.SUMMARIES: {_R},
             Resource.ACCOUNTS: {_R, _W}, Resource.PERSONAL_DATA: {_R}, **_MONEY, Resource.VALVES: {_R},
             Resource.METERS: {_R}, Resource.TARIFFS: {_R}, Resource.READING_EXCEPTIONS: {_R},
-            Resource.WORK_ORDERS: {_R}, Resource.MAP: {_R}, Resource.RECONCILIATION: {_R}, **_OWN,
+            Resource.WORK_ORDERS: {_R}, Resource.MAP: {_R}, Resource.RECONCILIATION: {_R},
+            Resource.SATISFACTION: {_R}, **_OWN,
         },
         Role.DISPATCHER: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.SUMMARIES: {_R}, Resource.ACCOUNTS: {_R},
             Resource.VALVES: {_R}, Resource.METERS: {_R}, Resource.READING_EXCEPTIONS: {_R, _W},
-            Resource.WORK_ORDERS: {_R, _W}, Resource.MAP: {_R}, **_OWN,
+            Resource.WORK_ORDERS: {_R, _W}, Resource.MAP: {_R}, Resource.SATISFACTION: {_R},
+            Resource.ANNOUNCEMENTS: {_W}, **_OWN,
         },
         Role.FIELD_ENGINEER: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.VALVES: {_R, _W}, Resource.METERS: {_R},
@@ -90,7 +97,8 @@ MATRIX: dict[Role, dict[Resource, frozenset[Action]]] = {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R}, Resource.SUMMARIES: {_R}, Resource.AUDIT: {_R},
             Resource.ACCOUNTS: {_R}, **_MONEY, Resource.VALVES: {_R}, Resource.METERS: {_R}, Resource.TARIFFS: {_R},
             Resource.READING_EXCEPTIONS: {_R}, Resource.WORK_ORDERS: {_R}, Resource.MAP: {_R},
-            Resource.RECONCILIATION: {_R}, **_OWN,
+            Resource.RECONCILIATION: {_R},
+            Resource.SATISFACTION: {_R}, **_OWN,
         },
         Role.GOVERNMENT: {Resource.SUMMARIES: {_R}, Resource.MAP: {_R}, **_OWN},
     }.items()
@@ -108,7 +116,10 @@ bill); the dispatcher, who works the operations queue as with alarms, and the fi
 on-site read or inspection settles a doubtful reading, resolve them (with the administrator). Work orders:
 the dispatcher and the field engineer (and the administrator) move them through the loop; customer
 service and the auditor read them. Reconciliation: the roles that read payments read the statement runs and
-their discrepancies (customer service, to answer "I paid but …"); only the administrator resolves one."""
+their discrepancies (customer service, to answer "I paid but …"); only the administrator resolves one.
+Satisfaction records: read by the roles that answer customers, run the field work or check service
+quality (admin, customer service, dispatcher, auditor); nobody writes them through the API.
+Announcements: the dispatcher (who announces outages) and the administrator send them."""
 
 
 def allowed(role: Role, resource: Resource, action: Action) -> bool:

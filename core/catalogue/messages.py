@@ -39,6 +39,7 @@ class MessageType(StrEnum):
     READING_FLAGGED = "reading.flagged"
     BILL_ISSUED = "bill.issued"
     WORK_ORDER_REQUESTED = "work_order.requested"
+    SMS_REPLIED = "sms.replied"
 
 
 class ReadingSource(StrEnum):
@@ -368,6 +369,18 @@ class NotificationDelivered(CanonicalModel):
     error: str | None = Field(default=None, max_length=500)
 
 
+class SmsReplied(CanonicalModel):
+    """A user answered an SMS (P6.1, U6): a rating ``1``–``5`` after a visit or any other text."""
+
+    reply_id: str = Field(min_length=1, max_length=64)
+    """The provider's id of the upstream message (``aliyun-<sequence_id>``): the same reply twice is one."""
+    phone: str = Personal(pattern=r"^1[3-9]\d{9}$")
+    content: str = Personal(max_length=1000)
+    received_at: AwareDatetime
+    in_reply_to: str | None = Field(default=None, max_length=64)
+    """The notification last sent to this number, when the connector knows it."""
+
+
 class BillIssued(CanonicalModel):
     """A billing run issued a bill for ``[period_start, period_end)`` (``period_end`` exclusive)."""
 
@@ -409,6 +422,7 @@ CATALOGUE = Catalogue(
         CatalogueEntry(
             "notification.delivered", 1, NotificationDelivered, Lane.NORMAL, "A provider reported delivery."
         ),
+        CatalogueEntry("sms.replied", 1, SmsReplied, Lane.NORMAL, "A user replied to an SMS."),
         CatalogueEntry("bill.issued", 1, BillIssued, Lane.NORMAL, "A billing run issued a bill."),
         CatalogueEntry(
             "work_order.requested", 1, WorkOrderRequested, Lane.NORMAL, "A validation rule calls for field work."

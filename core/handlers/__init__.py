@@ -27,6 +27,7 @@ from core.handlers.valves import record_valve_state
 from core.handlers.work_orders import WorkOrderRequests
 from core.messages import CoreHandler, HandlerFn, Incoming
 from core.prepaid import PrepaidMeters
+from core.satisfaction import SmsReplies
 from core.tariffs import TariffShelf
 
 
@@ -68,6 +69,7 @@ def build_handlers(config: CoreConfig | None = None) -> Mapping[str, CoreHandler
     bills = BillNotifier(config)
     alarms = AlarmHandler(config.alarms, config.work_orders, config.privacy)
     requests = WorkOrderRequests(config.work_orders)
+    replies = SmsReplies(config)
     return MappingProxyType(
         {
             h.name: h
@@ -114,6 +116,14 @@ def build_handlers(config: CoreConfig | None = None) -> Mapping[str, CoreHandler
                     "notification.delivered",
                     record_notification_delivery,
                     "Track what happened to a notification.",
+                ),
+                CoreHandler(
+                    "record_sms_reply",
+                    "sms.replied",
+                    replies.record_sms_reply,
+                    "Store a user's SMS reply once, with its account; a rating 1-5 becomes a satisfaction record "
+                    "for the account's latest work order.",
+                    personal_data=True,
                 ),
                 CoreHandler(
                     "record_payment",

@@ -21,6 +21,7 @@ from hub.errors import ConfigError
 BUILTIN: Mapping[str, str] = MappingProxyType(
     {
         "alipay": "connectors.payments.alipay:AlipayConnector",
+        "aliyun_sms": "connectors.aliyun_sms:AliyunSmsConnector",
         "ctwing": "connectors.nbiot:CtwingConnector",
         "dtu_cjt188": "connectors.meters:DtuConnector",
         "http_sms": "connectors.http_sms:HttpSmsConnector",

@@ -66,7 +66,7 @@ def only_problem(problems: list[ConfigError], path: Path, route: str, field: str
 def test_the_repository_routes_compile(mappings: MappingSet) -> None:
     routes = {r.name: r for r in compile_dir(ROUTES_DIR, mappings)}
     assert set(routes) == {"vendor-readings", "readings", "reading-exceptions", "vendor-alarms", "alarms",
-                           "valve-commands", "valve-states", "sms-send", "sms-delivered", "bill-notify",
+                           "valve-commands", "valve-states", "sms-send", "sms-delivered", "sms-replies", "bill-notify",
                            "work-orders"}
 
     vendor = routes["vendor-readings"]

@@ -33,6 +33,7 @@ BOUNDS = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
 
 PERSONAL = {
     ("notification.requested", 1): {"phone"},
+    ("sms.replied", 1): {"phone", "content"},
     ("invoice.requested", 1): {"user_name"},
     ("invoice.issued", 1): {"user_name"},
     ("payment.received", 1): {"payer_ref"},
@@ -76,6 +77,7 @@ SAMPLES: dict[tuple[str, int], dict[str, Any]] = {
     ("notification.requested", 1): {"notification_id": "n-1", "kind": "alarm", "phone": "13812345678",
                                     "params": {"meter": "GM-1"}, "safety": True},
     ("notification.delivered", 1): {"notification_id": "n-1", "status": "delivered", "at": T},
+    ("sms.replied", 1): {"reply_id": "aliyun-1", "phone": "13812345678", "content": "5", "received_at": T},
     ("bill.issued", 1): {"bill_id": "01J0000000000000000000000B", "account_id": "A-1", "meter_id": "GM-1",
                          "period_start": "2026-02-01", "period_end": "2026-03-01", "category": "residential",
                          "volume_m3": "50.000", "total": "168.00", "net_total": "154.13", "tax_total": "13.87",
