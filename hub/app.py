@@ -293,6 +293,8 @@ class Hub:
         for name in list(self.runtimes):
             with contextlib.suppress(Exception):
                 await self.stop_route(name)
+        if self.context.writer is not None:
+            await self.context.writer.aclose()  # pushes in hand are written and answered first
         for connector in self.connectors.values():
             await connector.aclose()
         for transport in self._unique_transports():

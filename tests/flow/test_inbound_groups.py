@@ -1,0 +1,103 @@
+"""Concurrent partner pushes are written in groups (one transaction, one publish) and still each
+stored once, answered once and audited once; a faulty push fails alone (both transports)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+import hub.connectors.inbound as inbound_module
+from hub.connectors.contract import ReceiveResult
+from hub.envelope import Envelope
+from hub.store.tables import hop, inbox, message
+from tests.flow.conftest import Stack, eventually
+
+
+def _push(name: str, n: int) -> Envelope:
+    doc = {"event": "reading", "devId": f"3000000{n:05d}", "seq": n, "ts": 1_795_752_000_000 + n, "totalLitres": n}
+    return Envelope(type="vendor.demo.reading", source=name, subject=doc["devId"], data=doc)
+
+
+async def _scalar(hub: Any, stmt: Any) -> Any:
+    async with hub.db.read() as conn:
+        return await conn.scalar(stmt)
+
+
+async def test_three_hundred_concurrent_pushes_of_a_hundred_messages_are_stored_once_each(stack: Stack) -> None:
+    hub = await stack.start_hub()
+    context = hub.connectors["vendor"].context
+    name = context.name
+    groups_before = context.writer.groups
+    # 100 partner messages, each sent three times (as a partner resending before it heard OK would).
+    copies = [(n, _push(name, n)) for n in range(100) for _ in range(3)]
+    results: list[ReceiveResult] = await asyncio.gather(
+        *(context.receive(env, partner_key=f"k{n}") for n, env in copies))
+
+    by_key: dict[int, list[ReceiveResult]] = {}
+    for (n, _env), result in zip(copies, results, strict=True):
+        by_key.setdefault(n, []).append(result)
+    for n, answers in by_key.items():
+        assert len({a.message_id for a in answers}) == 1, f"key k{n} got different message ids"
+        assert sum(not a.duplicate for a in answers) == 1, f"key k{n}: {answers}"
+    groups = context.writer.groups - groups_before
+    assert groups < len(copies) / 2, f"{groups} groups for {len(copies)} concurrent pushes: not grouped"
+
+    ids = {a.message_id for answers in by_key.values() for a in answers}
+    assert await _scalar(hub, select(func.count()).select_from(inbox).where(inbox.c.source == name)) == 100
+    assert await _scalar(hub, select(func.count()).select_from(inbox).where(
+        inbox.c.source == name, inbox.c.published_us.is_(None))) == 0
+    assert await _scalar(hub, select(func.count()).select_from(message).where(message.c.id.in_(ids))) == 100
+    assert await _scalar(hub, select(func.count()).select_from(hop).where(
+        hop.c.route == f"in:{name}", hop.c.outcome == "received")) == 100
+
+    async def routed_once() -> bool:  # each published message reaches its route once
+        got = await _scalar(hub, select(func.count(func.distinct(hop.c.message_id))).where(
+            hop.c.message_id.in_(ids), hop.c.route != f"in:{name}"))
+        return bool(got == 100)
+
+    await eventually(routed_once, what="every pushed message routed")
+    assert await _scalar(hub, select(func.count()).select_from(hop).where(
+        hop.c.message_id.in_(ids), hop.c.route != f"in:{name}")) == 100
+
+
+async def test_a_faulty_push_fails_alone_and_the_rest_of_its_group_is_stored(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hub = await stack.start_hub()
+    context = hub.connectors["vendor"].context
+    real_admit = inbound_module.inbox.admit
+
+    async def admit(conn: Any, source: str, partner_key: str, *args: Any) -> Any:
+        if partner_key == "poison":
+            raise RuntimeError("this push cannot be stored")
+        return await real_admit(conn, source, partner_key, *args)
+
+    monkeypatch.setattr(inbound_module.inbox, "admit", admit)
+    envelopes = [(f"good{n}", _push(context.name, n)) for n in range(20)]
+    envelopes.insert(7, ("poison", _push(context.name, 999)))
+    outcomes = await asyncio.gather(*(context.receive(env, partner_key=key) for key, env in envelopes),
+                                    return_exceptions=True)
+    for (key, env), outcome in zip(envelopes, outcomes, strict=True):
+        if key == "poison":
+            assert isinstance(outcome, RuntimeError)
+        else:
+            assert isinstance(outcome, ReceiveResult), f"{key}: {outcome!r}"
+            assert outcome.message_id == env.id
+            assert not outcome.duplicate
+    stored = await _scalar(hub, select(func.count()).select_from(message).where(
+        message.c.id.in_([env.id for _, env in envelopes])))
+    assert stored == 20
+    assert await _scalar(hub, select(func.count()).select_from(inbox).where(inbox.c.partner_key == "poison")) == 0
+
+
+async def test_refusals_at_the_door_are_grouped_and_each_audited(stack: Stack) -> None:
+    hub = await stack.start_hub()
+    context = hub.connectors["vendor"].context
+    await asyncio.gather(*(context.reject(f"forged signature #{n}", body=b"x" * n, source="test")
+                           for n in range(50)))
+    rejected = await _scalar(hub, select(func.count()).select_from(hop).where(
+        hop.c.route == f"in:{context.name}", hop.c.outcome == "rejected"))
+    assert rejected == 50
