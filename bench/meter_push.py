@@ -2,6 +2,7 @@
 the raw broker floor measured in the same run.
 
     .venv/bin/python bench/meter_push.py [-n 100000] [--pushers 1] [--concurrency 64]
+    .venv/bin/python bench/meter_push.py -n 100000 --pushes 5000  # 100,000 meters, the first 5,000 push
     .venv/bin/python bench/meter_push.py -n 500 --raw-n 2000      # a smoke run
 
 1. A fresh PostgreSQL database gets ``n`` accounts of the benchmark city (``bench/city.py`` through
@@ -43,17 +44,14 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.gen_accounts import asyncpg_dsn  # noqa: E402
-from bench.hub_vs_raw import run_raw  # noqa: E402
+from bench.hub_vs_raw import cpu_by_process, drop_database, fresh_database, run_raw  # noqa: E402
 from bench.meter_stack import (  # noqa: E402
     AMQP_DEFAULT,
     PG_DEFAULT,
     HubConfig,
     RunningHub,
-    cpu_by_process,
     delete_hub_topology,
-    drop_database,
     free_port,
-    fresh_database,
     load_average,
     new_key,
     seed_city,
@@ -107,7 +105,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
         conn = await asyncpg.connect(asyncpg_dsn(url))
         try:
-            result = await push_all(args, hub, config, devices, len(meters), conn)
+            result = await push_all(args, hub, config, devices, min(args.pushes or len(meters), len(meters)), conn)
         finally:
             await conn.close()
         print("raw floor, after the pushes:", flush=True)
@@ -198,6 +196,8 @@ async def push_all(args: argparse.Namespace, hub: RunningHub, config: HubConfig,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=100_000, help="meters seeded, each pushing one reading (default 100,000)")
+    parser.add_argument("--pushes", type=int, default=0,
+                        help="meters that push, the first of the n (default: all n); the hub still knows all n")
     parser.add_argument("--seed", type=int, default=1, help="the city's seed (default 1)")
     parser.add_argument("--pushers", type=int, default=1, help="pusher processes (default 1)")
     parser.add_argument("--concurrency", type=int, default=64, help="pushes in flight per pusher (default 64)")
@@ -210,13 +210,13 @@ def main() -> int:
     parser.add_argument("--pg", default=os.environ.get("GASHUB_BENCH_DATABASE_URL", PG_DEFAULT),
                         help="a PostgreSQL URL to create the run's database from (default: the local server)")
     args = parser.parse_args()
-    print(f"meter push benchmark: {args.n:,} meters, CTWing dataReport → gashub run → core:record_reading "
+    print(f"meter push benchmark: {args.n:,} meters, {args.pushes or args.n:,} pushing, CTWing dataReport → gashub run → core:record_reading "
           f"(VEE on) on RabbitMQ + PostgreSQL; load average {load_average()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="gashub-meterpush-") as tmp:
         r = asyncio.run(measure(args, Path(tmp)))
-    n = args.n
+    n = r["n"]
     stored = sum(r["readings"].values())
-    print(f"pushes answered: " + ", ".join(f"HTTP {k}: {v:,}" for k, v in sorted(r["answers"].items()))
+    print("pushes answered: " + ", ".join(f"HTTP {k}: {v:,}" for k, v in sorted(r["answers"].items()))
           + (f"; client errors: {r['errors']}" if r["errors"] else ""))
     for i, lat in enumerate(r["latency"]):
         print(f"  pusher {i + 1} answer latency ms: p50 {lat['p50']:.1f}, p95 {lat['p95']:.1f}, p99 {lat['p99']:.1f}, "

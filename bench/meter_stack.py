@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 
@@ -43,10 +42,11 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.gen_accounts import asyncpg_dsn, load  # noqa: E402
-from bench.hub_vs_raw import cpu_by_process, delete_topology, drop_database, fresh_database  # noqa: E402
+from bench.hub_vs_raw import delete_topology  # noqa: E402
 
 PROFILE = "cjt188-2018"
-VENDOR_TOKEN = "bench-vendor-token"  # noqa: S105 - the benchmark's own simulated vendor
+VENDOR_TOKEN = "bench-vendor-token"
+"""The simulated vendor's push token (the benchmark's own, set for the hub in its environment)."""
 PG_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 AMQP_DEFAULT = "amqp://guest:guest@127.0.0.1:5672/"
 
