@@ -14,7 +14,7 @@ Without ``--rate`` every device pushes once; the pushes are built first (``ready
 then sent with ``concurrency`` requests in flight. With ``--rate`` pushes are built as they are
 sent, on a schedule of ``rate`` a second for ``duration`` seconds (devices in turn, again from the
 first once all have pushed), never more than ``concurrency`` in flight: a push whose turn comes while
-all are busy waits, and the achieved rate says so.
+all are busy waits, and the achieved rate says so; nothing is sent after ``duration``.
 
 Prints JSON lines: ``{"ready": …}``, ``{"started": t}``, ``{"progress": …}`` each second, and the
 totals at the end (``sent``, answers by HTTP status, ``errors``, ``rate``, ``cpu_s``, latency
@@ -120,12 +120,17 @@ class Pusher:
         tasks = set()
         reporter = asyncio.create_task(self.report(started))
         total = int(rate * duration)
+        end = t0 + duration
         for n in range(total):
             due = t0 + n / rate
             delay = due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            await self.slots.acquire()
+            try:
+                async with asyncio.timeout_at(end):
+                    await self.slots.acquire()
+            except TimeoutError:
+                break  # the hub took fewer than asked: the pushes not sent are the shortfall
             self.sent += 1
             task = asyncio.create_task(self.one(self.body(n)))
             tasks.add(task)

@@ -100,7 +100,15 @@ async def seed_city(url: str, n: int, seed: int, key: str) -> tuple[float, list[
     started = time.perf_counter()
     await upgrade_async(url)
     privacy = Privacy.from_ring(KeyRing.from_settings({"bench": key}, current="bench"))
-    await load(url, privacy, n, seed, workers=2)
+    loaded = 0
+
+    def progress(k: int) -> None:
+        nonlocal loaded
+        loaded += k
+        if loaded % 20_000 < k or loaded == n:
+            print(f"  {loaded:,} accounts loaded ({time.perf_counter() - started:.0f} s)", flush=True)
+
+    await load(url, privacy, n, seed, workers=2, progress=progress)
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         now = datetime.now(UTC)
