@@ -12,8 +12,10 @@
    in this process.
 3. The DTU simulators (``connectors.meters.simulator.DtuSimulator``) dial the hub's DTU server over
    real TCP, register and wait with their meters on the bus.
-4. A pusher process (``bench/ctwing_pusher.py``) POSTs CTWing ``dataReport`` pushes at ``--rate`` a
-   second for ``--duration`` seconds, through the same push path as ``bench/meter_push.py``.
+4. ``--pushers`` processes (``bench/ctwing_pusher.py``, each with its share of the devices and of the
+   rate, at most ``--concurrency`` pushes in flight each) POST CTWing ``dataReport`` pushes at
+   ``--rate`` a second in all for ``--duration`` seconds, through the same push path as
+   ``bench/meter_push.py``.
 5. After ``--warmup`` seconds, a leak is raised every ``--leak-every`` seconds for another DTU meter as a
    device event through a platform push: the meter vendor's alarm push
    (``{"event": "alarm", "alarm": "leak", …}`` to the vendor push connector, as
@@ -84,6 +86,21 @@ class Leak:
         return None
 
 
+def merged(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pushers' totals as one: sums, the longest time, the worst of each latency percentile."""
+    out: dict[str, Any] = {"sent": 0, "answers": {}, "errors": {}, "seconds": 0.0, "cpu_s": 0.0, "latency_ms": {}}
+    for doc in docs:
+        out["sent"] += doc["sent"]
+        out["seconds"] = max(out["seconds"], doc["seconds"])
+        out["cpu_s"] += doc["cpu_s"]
+        for key in ("answers", "errors"):
+            for k, v in doc[key].items():
+                out[key][k] = out[key].get(k, 0) + v
+        for k, v in doc["latency_ms"].items():
+            out["latency_ms"][k] = max(out["latency_ms"].get(k, 0.0), v)
+    return out
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))] if ordered else math.nan
@@ -99,7 +116,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     config = HubConfig(workdir, url, args.amqp, key, free_port(), free_port(), sms.url)
     hub = RunningHub(config)
     dtus: list[DtuSimulator] = []
-    pusher: asyncio.subprocess.Process | None = None
+    pushers: list[asyncio.subprocess.Process] = []
     try:
         print(f"seeding {args.meters:,} accounts and meters (seed {args.seed}) into {url.rsplit('@', 1)[-1]} …",
               flush=True)
@@ -134,15 +151,19 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             await dtu.connect()
         await asyncio.sleep(1.0)  # registration: the first bytes on each connection
 
-        pusher = await asyncio.create_subprocess_exec(
-            sys.executable, str(REPO / "bench" / "ctwing_pusher.py"), "--url", config.push_url, "--devices",
-            str(devices), "--rate", str(args.rate), "--duration", str(args.duration),
-            "--concurrency", str(args.concurrency), cwd=REPO, stdout=asyncio.subprocess.PIPE)
-        assert pusher.stdout is not None
-        ready = json.loads(await pusher.stdout.readline())
-        assert "ready" in ready, ready
+        share = math.ceil(len(ctwing) / args.pushers)
+        for i in range(args.pushers):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, str(REPO / "bench" / "ctwing_pusher.py"), "--url", config.push_url, "--devices",
+                str(devices), "--first", str(i * share), "--count", str(share), "--rate", str(args.rate / args.pushers),
+                "--duration", str(args.duration), "--concurrency", str(args.concurrency), cwd=REPO,
+                stdout=asyncio.subprocess.PIPE)
+            assert proc.stdout is not None
+            ready = json.loads(await proc.stdout.readline())
+            assert "ready" in ready, ready
+            pushers.append(proc)
         state: dict[str, Any] = {}
-        reader = asyncio.create_task(read_pusher(pusher, "pusher", state))
+        readers = [asyncio.create_task(read_pusher(p, f"pusher{i + 1}", state)) for i, p in enumerate(pushers)]
         pids = {"hub": hub.pid}
         cpu_before = cpu_by_process(pids)
         print(f"background: {args.rate:,.0f} CTWing pushes/s for {args.duration:.0f} s; leaks from {args.warmup:.0f} s, "
@@ -154,9 +175,9 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             await inject(leaks, config, args.leak_every, state)
             window_end = time.time()
             await all_closed(leaks, within=args.wait)
-            await pusher.wait()
-            await reader
-            pusher = None
+            for proc in pushers:
+                await proc.wait()
+            await asyncio.gather(*readers)
             cpu_after = cpu_by_process(pids)
             in_window = int(await conn.fetchval(
                 "SELECT count(*) FROM hub_processed WHERE route = 'readings' AND processed_us BETWEEN $1 AND $2",
@@ -166,15 +187,15 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             valves = int(await conn.fetchval("SELECT count(*) FROM hub_processed WHERE route = 'valve-commands'"))
         finally:
             await conn.close()
-        done = state.get("done", {}).get("pusher", {})
-        return {"leaks": leaks, "pusher": done, "window_s": window_end - window_start, "in_window": in_window,
+        return {"leaks": leaks, "pusher": merged(list(state.get("done", {}).values())), "window_s": window_end - window_start, "in_window": in_window,
                 "stored": stored, "alarms": alarms, "valves": valves, "sms": len(sms.sent),
                 "cpu_us": {k: (cpu_after[k] - cpu_before.get(k, 0.0)) for k in cpu_after},
                 "duration": time.time() - min(state.get("started", [window_start]))}
     finally:
-        if pusher is not None and pusher.returncode is None:
-            pusher.kill()
-            await pusher.wait()
+        for proc in pushers:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
         for dtu in dtus:
             await dtu.aclose()
         hub.stop()
@@ -217,10 +238,11 @@ async def inject(leaks: list[Leak], config: HubConfig, every: float, state: dict
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(push(n, leak)))
             if (n + 1) % 10 == 0:
-                p = state.get("progress", {}).get("pusher", {})
+                answered = sum(p.get("answered", 0) for p in state.get("progress", {}).values())
+                at = max((p.get("t", 0) for p in state.get("progress", {}).values()), default=0)
                 closed = sum(1 for x in leaks[:n + 1] if x.closed_at() is not None)
                 print(f"  {n + 1} leaks raised, {closed} valves closed; background pushes answered "
-                      f"{p.get('answered', 0):,} at {p.get('t', 0)} s", flush=True)
+                      f"{answered:,} at {at} s", flush=True)
         await asyncio.gather(*tasks)
 
 
@@ -230,7 +252,10 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1, help="the city's seed (default 1)")
     parser.add_argument("--rate", type=float, default=2000.0, help="background CTWing pushes a second (default 2,000)")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of background pushes (default 60)")
-    parser.add_argument("--concurrency", type=int, default=256, help="background pushes in flight at most (default 256)")
+    parser.add_argument("--pushers", type=int, default=3, help="background pusher processes (default 3)")
+    parser.add_argument("--concurrency", type=int, default=100,
+                        help="background pushes in flight at most per pusher (default 100, the simulator's "
+                             "connection limit)")
     parser.add_argument("--leaks", type=int, default=100, help="leak alarms, one meter each (default 100)")
     parser.add_argument("--dtus", type=int, default=10, help="simulated DTUs the leak meters hang on (default 10)")
     parser.add_argument("--leak-every", type=float, default=0.4, help="seconds between leaks (default 0.4)")
@@ -263,7 +288,7 @@ def main() -> int:
           f"alarm pushes answered: " + ", ".join(f"{s}: {sum(1 for x in leaks if x.status == s)}"
                                                  for s in sorted({x.status for x in leaks})))
     print("CPU seconds during the run: " + ", ".join(f"{k} {v:.1f}" for k, v in r["cpu_us"].items())
-          + f"; pusher {p.get('cpu_s', math.nan):.1f}")
+          + f"; pushers {p.get('cpu_s', math.nan):.1f}")
     print(f"load average after the run: {load_average()}")
     print(f"valve closed at the meter's wire: {len(latencies)} of {len(leaks)}"
           + (f" ({missing} not within {args.wait:.0f} s of the last leak)" if missing else ""))

@@ -1,7 +1,7 @@
 """Readings per second from CTWing's platform push to a validated reading stored by the core, against
 the raw broker floor measured in the same run.
 
-    .venv/bin/python bench/meter_push.py [-n 100000] [--pushers 1] [--concurrency 64]
+    .venv/bin/python bench/meter_push.py [-n 100000] [--pushers 2] [--concurrency 100]
     .venv/bin/python bench/meter_push.py -n 100000 --pushes 5000  # 100,000 meters, the first 5,000 push
     .venv/bin/python bench/meter_push.py -n 500 --raw-n 2000      # a smoke run
 
@@ -199,8 +199,9 @@ def main() -> int:
     parser.add_argument("--pushes", type=int, default=0,
                         help="meters that push, the first of the n (default: all n); the hub still knows all n")
     parser.add_argument("--seed", type=int, default=1, help="the city's seed (default 1)")
-    parser.add_argument("--pushers", type=int, default=1, help="pusher processes (default 1)")
-    parser.add_argument("--concurrency", type=int, default=64, help="pushes in flight per pusher (default 64)")
+    parser.add_argument("--pushers", type=int, default=2, help="pusher processes (default 2)")
+    parser.add_argument("--concurrency", type=int, default=100,
+                        help="pushes in flight per pusher (default 100, the simulator's connection limit)")
     parser.add_argument("--raw-n", type=int, default=100_000,
                         help="messages per raw floor measurement (default 100,000)")
     parser.add_argument("--stall", type=float, default=60.0,
