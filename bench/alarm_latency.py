@@ -50,7 +50,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.gen_accounts import asyncpg_dsn  # noqa: E402
-from bench.hub_vs_raw import cpu_by_process, drop_database, fresh_database  # noqa: E402
+from bench.hub_vs_raw import cpu_by_process, drop_database  # noqa: E402
 from bench.meter_push import read_pusher  # noqa: E402
 from bench.meter_stack import (  # noqa: E402
     AMQP_DEFAULT,
@@ -60,11 +60,10 @@ from bench.meter_stack import (  # noqa: E402
     BenchMeter,
     HubConfig,
     RunningHub,
+    city_database,
     delete_hub_topology,
     free_port,
     load_average,
-    new_key,
-    seed_city,
     write_devices,
 )
 from connectors.meters.cjt188 import ValveAction, ValveControl, load_meter_profiles  # noqa: E402
@@ -109,19 +108,16 @@ def percentile(values: list[float], q: float) -> float:
 async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from connectors.http_sms.simulator import SmsGatewaySimulator
 
-    url = await fresh_database(args.pg)
+    print(f"seeding {args.meters:,} accounts and meters (seed {args.seed}) …", flush=True)
+    url, key, seconds, meters = await city_database(args.pg, args.meters, args.seed, kept=args.city_db)
+    print(f"  {url.rsplit('/', 1)[1]} ready in {seconds:.1f} s", flush=True)
     sms = SmsGatewaySimulator()
     await sms.start()
-    key = new_key()
     config = HubConfig(workdir, url, args.amqp, key, free_port(), free_port(), sms.url)
     hub = RunningHub(config)
     dtus: list[DtuSimulator] = []
     pushers: list[asyncio.subprocess.Process] = []
     try:
-        print(f"seeding {args.meters:,} accounts and meters (seed {args.seed}) into {url.rsplit('@', 1)[-1]} …",
-              flush=True)
-        seconds, meters = await seed_city(url, args.meters, args.seed, key)
-        print(f"  seeded in {seconds:.1f} s", flush=True)
         per_dtu = math.ceil(args.leaks / args.dtus)
         on_dtus = meters[:args.dtus * per_dtu]
         ctwing = meters[len(on_dtus):]
@@ -264,6 +260,9 @@ def main() -> int:
     parser.add_argument("--bus-delay", type=float, default=0.01,
                         help="seconds a simulated meter takes to answer on its bus (default 0.01)")
     parser.add_argument("--keep-database", action="store_true", help="keep the run's database")
+    parser.add_argument("--city-db", metavar="NAME",
+                        help="seed the city once into database NAME, kept, and run on a copy of it (later runs "
+                             "skip the seeding); needs the city's key in GASHUB_CORE__KEYS__BENCH")
     parser.add_argument("--amqp", default=os.environ.get("GASHUB_BENCH_AMQP_URL", AMQP_DEFAULT))
     parser.add_argument("--pg", default=os.environ.get("GASHUB_BENCH_DATABASE_URL", PG_DEFAULT))
     args = parser.parse_args()

@@ -44,17 +44,16 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.gen_accounts import asyncpg_dsn  # noqa: E402
-from bench.hub_vs_raw import cpu_by_process, drop_database, fresh_database, run_raw  # noqa: E402
+from bench.hub_vs_raw import cpu_by_process, drop_database, run_raw  # noqa: E402
 from bench.meter_stack import (  # noqa: E402
     AMQP_DEFAULT,
     PG_DEFAULT,
     HubConfig,
     RunningHub,
+    city_database,
     delete_hub_topology,
     free_port,
     load_average,
-    new_key,
-    seed_city,
     write_devices,
 )
 
@@ -82,18 +81,16 @@ async def read_pusher(proc: asyncio.subprocess.Process, name: str, out: dict[str
 async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from connectors.http_sms.simulator import SmsGatewaySimulator
 
-    url = await fresh_database(args.pg)
+    print(f"seeding {args.n:,} accounts and meters (seed {args.seed}) …", flush=True)
+    url, key, seconds, meters = await city_database(args.pg, args.n, args.seed, kept=args.city_db)
+    print(f"  {url.rsplit('/', 1)[1]} ready in {seconds:.1f} s ({args.n / seconds:,.0f} meters/s, with accounts, "
+          f"holders and {len(meters):,} meters' reading histories)", flush=True)
     sms = SmsGatewaySimulator()
     await sms.start()
-    key = new_key()
     config = HubConfig(workdir, url, args.amqp, key, free_port(), free_port(), sms.url)
     hub = RunningHub(config)
     result: dict[str, Any] = {}
     try:
-        print(f"seeding {args.n:,} accounts and meters (seed {args.seed}) into {url.rsplit('@', 1)[-1]} …", flush=True)
-        seconds, meters = await seed_city(url, args.n, args.seed, key)
-        print(f"  seeded in {seconds:.1f} s ({args.n / seconds:,.0f} meters/s, with accounts, holders and "
-              f"{len(meters):,} meters' reading histories)", flush=True)
         config.write(meters, {})
         devices = workdir / "devices.jsonl"
         write_devices(devices, meters)
@@ -207,6 +204,9 @@ def main() -> int:
     parser.add_argument("--stall", type=float, default=60.0,
                         help="give up when no reading was stored for this many seconds after the last push (default 60)")
     parser.add_argument("--keep-database", action="store_true", help="keep the run's database (to look at it)")
+    parser.add_argument("--city-db", metavar="NAME",
+                        help="seed the city once into database NAME, kept, and run on a copy of it (later runs "
+                             "skip the seeding); needs the city's key in GASHUB_CORE__KEYS__BENCH")
     parser.add_argument("--amqp", default=os.environ.get("GASHUB_BENCH_AMQP_URL", AMQP_DEFAULT))
     parser.add_argument("--pg", default=os.environ.get("GASHUB_BENCH_DATABASE_URL", PG_DEFAULT),
                         help="a PostgreSQL URL to create the run's database from (default: the local server)")

@@ -42,7 +42,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.gen_accounts import asyncpg_dsn, load  # noqa: E402
-from bench.hub_vs_raw import delete_topology  # noqa: E402
+from bench.hub_vs_raw import delete_topology, drop_database, fresh_database  # noqa: E402
 
 PROFILE = "cjt188-2018"
 VENDOR_TOKEN = "bench-vendor-token"
@@ -90,9 +90,61 @@ def new_key() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-async def seed_city(url: str, n: int, seed: int, key: str) -> tuple[float, list[BenchMeter]]:
-    """Migrate the database, load ``n`` accounts of the city, drop readings after now, and work out each
-    meter's push register. Returns the seconds it took and the meters."""
+async def city_database(pg: str, n: int, seed: int, *, kept: str | None = None) -> tuple[str, str, float, list[BenchMeter]]:
+    """The run's database holding ``n`` accounts of the city: its URL, the personal-data key, the seconds it
+    took, and the meters with their registers for today.
+
+    Without ``kept`` the city is seeded now into a fresh database under a key made for the run. With
+    ``kept`` it is seeded once into the database of that name, which stays (its personal data under the key
+    in ``GASHUB_CORE__KEYS__BENCH``, which must then stay the same), and each run works on a copy of it
+    (``CREATE DATABASE … TEMPLATE``)."""
+    started = time.perf_counter()
+    if kept is None:
+        key = new_key()
+        url = await fresh_database(pg)
+        try:
+            await seed_city(url, n, seed, key)
+        except BaseException:
+            await drop_database(pg, url)
+            raise
+    else:
+        key = os.environ.get("GASHUB_CORE__KEYS__BENCH", "")
+        if not key:
+            raise SystemExit("--city-db needs the city's key in GASHUB_CORE__KEYS__BENCH (a base64 32-byte key; "
+                             "keep it for the next runs)")
+        if not kept.replace("_", "").isalnum():
+            raise SystemExit(f"--city-db {kept!r}: use a plain name such as gh_city_100k")
+        base = pg.rsplit("/", 1)[0]
+        admin = await asyncpg.connect(asyncpg_dsn(pg))
+        try:
+            exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", kept)
+            if not exists:
+                await admin.execute(f'CREATE DATABASE "{kept}"')
+        finally:
+            await admin.close()
+        city = f"{base}/{kept}"
+        if not exists:
+            print(f"  seeding the kept city {kept} (later runs copy it)", flush=True)
+            await seed_city(city, n, seed, key)
+        conn = await asyncpg.connect(asyncpg_dsn(city))
+        try:
+            meters = int(await conn.fetchval("SELECT count(*) FROM core_meter"))
+        finally:
+            await conn.close()
+        if meters != n:
+            raise SystemExit(f"the kept city {kept} has {meters:,} meters, not {n:,}: name another database "
+                             f"(or drop {kept} if it is yours)")
+        url = f"{base}/gh_bench_{uuid.uuid4().hex[:8]}"
+        admin = await asyncpg.connect(asyncpg_dsn(pg))
+        try:
+            await admin.execute(f'CREATE DATABASE "{url.rsplit("/", 1)[1]}" TEMPLATE "{kept}"')
+        finally:
+            await admin.close()
+    return url, key, time.perf_counter() - started, await push_registers(url)
+
+
+async def seed_city(url: str, n: int, seed: int, key: str) -> None:
+    """Migrate the database, load ``n`` accounts of the city and drop the readings after now."""
     from core.accounts import Privacy
     from core.privacy import KeyRing
     from hub.migrations import upgrade_async
@@ -111,12 +163,21 @@ async def seed_city(url: str, n: int, seed: int, key: str) -> tuple[float, list[
     await load(url, privacy, n, seed, workers=2, progress=progress)
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
+        await conn.execute("DELETE FROM core_reading WHERE read_at > $1", datetime.now(UTC))
+        await conn.execute("VACUUM (ANALYZE) core_reading")
+    finally:
+        await conn.close()
+
+
+async def push_registers(url: str) -> list[BenchMeter]:
+    """Each meter with its register for a push now: its last reading plus its average daily use since its
+    first, for the days since the last."""
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
         now = datetime.now(UTC)
-        await conn.execute("DELETE FROM core_reading WHERE read_at > $1", now)
         rows = await conn.fetch(
             "SELECT meter_id, min(read_at) AS first_at, max(read_at) AS last_at, min(volume_m3) AS first_v, "
-            "max(volume_m3) AS last_v FROM core_reading GROUP BY meter_id ORDER BY meter_id")
-        await conn.execute("VACUUM (ANALYZE) core_reading")
+            "max(volume_m3) AS last_v FROM core_reading WHERE read_at <= $1 GROUP BY meter_id ORDER BY meter_id", now)
     finally:
         await conn.close()
     meters = []
@@ -127,7 +188,7 @@ async def seed_city(url: str, n: int, seed: int, key: str) -> tuple[float, list[
         since = Decimal(str(max((now - r["last_at"]).total_seconds() / 86400, 0.0)))
         volume = (Decimal(r["last_v"]) + per_day * since).quantize(cent, ROUND_CEILING)
         meters.append(BenchMeter(r["meter_id"], volume))
-    return time.perf_counter() - started, meters
+    return meters
 
 
 def bench_routes() -> str:
