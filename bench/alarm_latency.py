@@ -111,13 +111,13 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     print(f"seeding {args.meters:,} accounts and meters (seed {args.seed}) …", flush=True)
     url, key, seconds, meters = await city_database(args.pg, args.meters, args.seed, kept=args.city_db)
     print(f"  {url.rsplit('/', 1)[1]} ready in {seconds:.1f} s", flush=True)
-    sms = SmsGatewaySimulator()
-    await sms.start()
+    sms = SmsGatewaySimulator(port=free_port())  # started in the try below; its URL is known now
     config = HubConfig(workdir, url, args.amqp, key, free_port(), free_port(), sms.url)
     hub = RunningHub(config)
     dtus: list[DtuSimulator] = []
     pushers: list[asyncio.subprocess.Process] = []
     try:
+        await sms.start()
         per_dtu = math.ceil(args.leaks / args.dtus)
         on_dtus = meters[:args.dtus * per_dtu]
         ctwing = meters[len(on_dtus):]

@@ -85,12 +85,12 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     url, key, seconds, meters = await city_database(args.pg, args.n, args.seed, kept=args.city_db)
     print(f"  {url.rsplit('/', 1)[1]} ready in {seconds:.1f} s ({args.n / seconds:,.0f} meters/s, with accounts, "
           f"holders and {len(meters):,} meters' reading histories)", flush=True)
-    sms = SmsGatewaySimulator()
-    await sms.start()
+    sms = SmsGatewaySimulator(port=free_port())  # started in the try below; its URL is known now
     config = HubConfig(workdir, url, args.amqp, key, free_port(), free_port(), sms.url)
     hub = RunningHub(config)
     result: dict[str, Any] = {}
     try:
+        await sms.start()
         config.write(meters, {})
         devices = workdir / "devices.jsonl"
         write_devices(devices, meters)

@@ -5,7 +5,8 @@ and pusher processes that play CTWing (``bench/ctwing_pusher.py``).
 
 The city is ``bench/city.py``'s, loaded by ``bench/gen_accounts.py``'s ``load`` (``COPY``, two
 generator processes): accounts with their holders (personal data encrypted under a key made for the
-run), one meter each and a year of monthly readings. Its year ends on 30 November 2026; readings
+run, or, with ``--city-db``, under ``GASHUB_CORE__KEYS__BENCH`` in a kept database that each run copies),
+one meter each and a year of monthly readings. Its year ends on 30 November 2026; readings
 that lie after the moment of the run are deleted, so that today's push is the newest reading of
 each meter. Each meter gets a CTWing device (``ctw`` + its digits, an IMEI, the CJ/T 188 address
 ``000`` + its digits, profile ``cjt188-2018``) and a register for today's push: its last reading plus
@@ -311,7 +312,12 @@ class RunningHub:
 
 def delete_hub_topology(config: HubConfig) -> None:
     """Remove the exchange and every queue named with the run's prefix (the broker is left as found)."""
-    out = subprocess.run(["rabbitmqctl", "list_queues", "-q", "name"], capture_output=True, text=True, check=False)
+    try:
+        out = subprocess.run(["rabbitmqctl", "list_queues", "-q", "name"], capture_output=True, text=True,
+                             check=False, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        print(f"could not list the broker's queues ({exc}): delete the queues named {config.exchange}.* by hand")
+        return
     queues = [q.strip() for q in out.stdout.splitlines() if q.strip().startswith(config.exchange + ".")]
     delete_topology(config.amqp_url, config.exchange, queues)
 
@@ -326,8 +332,3 @@ def write_devices(path: Path, meters: Sequence[BenchMeter]) -> None:
 
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def fmt_cpu(before: dict[str, float], after: dict[str, float], n: int) -> str:
-    return ", ".join(f"{k} {(after[k] - before.get(k, 0.0)) / max(n, 1) * 1e6:.0f}" for k in after)
-
