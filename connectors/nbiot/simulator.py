@@ -23,7 +23,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -60,10 +60,20 @@ class NbDevice:
 
     def metering_frame(self) -> bytes:
         m = self.meter
-        volume = Volume(m.volume_m3.quantize(Decimal("0.01")))
+        volume = register(m.volume_m3)
         clock = MeterClock.from_datetime(datetime.now(TZ))
         data = MeteringData(m.profile.meter_type, m.address, 0, volume, volume, clock, m.status())
         return m.profile.radio_header + encode_frame(encode_message(data, m.profile.dialect), preamble=2)
+
+
+def register(volume_m3: Decimal) -> Volume:
+    """The register as a meter sends it: m³ with two decimals, or m³ × 10 or × 100 when that does not fit
+    the four BCD bytes (a large industrial meter past 999,999.99 m³)."""
+    for unit, factor in ((0x2C, Decimal(1)), (0x2D, Decimal(10)), (0x2E, Decimal(100))):
+        value = (volume_m3 / factor).quantize(Decimal("0.01"), ROUND_DOWN)
+        if value <= Decimal("999999.99"):
+            return Volume(value, unit)
+    raise ValueError(f"register {volume_m3} m³ does not fit a CJ/T 188 volume field")
 
 
 async def _post(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[int, dict[str, Any]]:

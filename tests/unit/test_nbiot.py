@@ -463,3 +463,12 @@ def test_any_meters_appdata_frame_reads_back_as_its_register(profile: str, cents
     with pytest.raises(Refused, match="garbled frame"):
         reading_from_frame(binding, PROFILES.get(profile), bytes(broken), received_at=at, tz=UTC,
                            source=ReadingSource.CTWING)
+
+
+async def test_a_register_past_four_bcd_bytes_goes_in_a_larger_unit(ctwing: Ctwing) -> None:
+    # A large industrial meter past 999,999.99 m³ reports in m³ × 10 (unit byte 2D): 0.1 m³ steps.
+    ctwing.sim.devices["dev0003"].meter.volume_m3 = Decimal("2759545.17")
+    status, _ = await ctwing.sim.push(ctwing.sim.report("dev0003"))
+    assert status == 200
+    [reading] = ctwing.context.readings()
+    assert reading.volume_m3 == Decimal("2759545.1")
