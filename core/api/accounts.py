@@ -62,7 +62,7 @@ from core.api.permissions import Action, Resource, Role, allowed
 from core.api.problems import ProblemError, json_response
 from core.api.reveal import read_revealable as _read
 from core.billing import Household, TariffBook, UpliftApproval
-from core.db.combined import Read, Reads, Rows, read_only
+from core.db.combined import Read, Reads, Rows
 from core.db.tables import alarm, reading
 from core.db.tables_accounts import account, premises
 from core.db.tables_accounts import request as request_table
@@ -513,7 +513,7 @@ async def account_overview(request: web.Request) -> web.StreamResponse:
 
     async def build() -> AccountOverview:
         async with request.app[API].engine.connect() as conn:
-            rows = await OVERVIEW_READS.fetch(await read_only(conn), {"account_id": account_id}, only=names)
+            rows = await OVERVIEW_READS.fetch(conn, {"account_id": account_id}, only=names)
         if not rows["account"]:
             raise ProblemError(404, "Not found", f"There is no account '{account_id[:40]}'; "
                                "GET /api/v1/accounts?phone=… finds accounts by their holder.")
