@@ -114,19 +114,23 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=hub.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"})
 
 
+def _core_api(hub: Hub) -> web.Application:
+    """The core's REST API on the hub's database (created at start-up, hence the callables)."""
+    from core.api import build_api
+
+    return build_api(lambda: hub.db.engine, privacy=hub.privacy, payments=hub.settings.core.payments,
+                     work_orders=hub.settings.core.work_orders, reads_engine=lambda: hub.db.reads_engine)
+
+
 def build_api_web_app(hub: Hub) -> web.Application:
     """The application of an API process (``gashub api``): ``/health``, ``/ready`` and ``/api/v1`` only;
     the ops API, the dashboard and the partner endpoints stay with ``gashub run``."""
-    from core.api import build_api
-
     app = web.Application(client_max_size=hub.settings.http.max_body_bytes, middlewares=[errors_middleware])
     app[HUB] = hub
     app[MAX_BODY] = hub.settings.http.max_body_bytes
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
-    app.add_subapp("/api/v1", build_api(lambda: hub.db.engine, privacy=hub.privacy,
-                                        payments=hub.settings.core.payments,
-                                        work_orders=hub.settings.core.work_orders))
+    app.add_subapp("/api/v1", _core_api(hub))
     return app
 
 
@@ -142,9 +146,5 @@ def build_web_app(hub: Hub) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_routes(ops_routes())
     app.router.add_routes(hub.context.http_routes)
-    from core.api import build_api
-
-    app.add_subapp("/api/v1", build_api(lambda: hub.db.engine, privacy=hub.privacy,
-                                        payments=hub.settings.core.payments,
-                                        work_orders=hub.settings.core.work_orders))
+    app.add_subapp("/api/v1", _core_api(hub))
     return app

@@ -512,7 +512,7 @@ async def account_overview(request: web.Request) -> web.StreamResponse:
              if n not in _MONEY_READS or allowed(role, _MONEY_READS[n], Action.READ)]
 
     async def build() -> AccountOverview:
-        async with request.app[API].engine.connect() as conn:
+        async with request.app[API].reads_engine.connect() as conn:
             rows = await OVERVIEW_READS.fetch(conn, {"account_id": account_id}, only=names)
         if not rows["account"]:
             raise ProblemError(404, "Not found", f"There is no account '{account_id[:40]}'; "

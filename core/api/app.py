@@ -30,7 +30,8 @@ def build_api(engine: AsyncEngine | Callable[[], AsyncEngine], *, clock: Clock =
               privacy: Privacy | None = None,
               tariffs: TariffBook | TariffSource | None = None,
               payments: PaymentSettings | None = None,
-              work_orders: WorkOrderSettings | None = None) -> web.Application:
+              work_orders: WorkOrderSettings | None = None,
+              reads_engine: AsyncEngine | Callable[[], AsyncEngine] | None = None) -> web.Application:
     """The API application, to mount with ``parent.add_subapp("/api/v1", build_api(engine))``.
 
     ``engine`` may be a callable returning the engine, for hosts that create it at start-up.
@@ -48,9 +49,12 @@ def build_api(engine: AsyncEngine | Callable[[], AsyncEngine], *, clock: Clock =
 
     ``work_orders`` (categories and calendar) sets the deadline of an order reopened through the API;
     the defaults when ``None``.
+
+    ``reads_engine`` (or a callable giving it) serves the one-statement page reads such as the account
+    overview (``Database.reads_engine``: connections that keep generic plans); ``engine`` by default.
     """
     app = web.Application(middlewares=[errors_middleware, audit_middleware], client_max_size=client_max_size)
-    app[API] = ApiContext(engine_source=engine, clock=clock, policy=policy or AuthPolicy())
+    app[API] = ApiContext(engine_source=engine, clock=clock, policy=policy or AuthPolicy(), reads_source=reads_engine)
     app[PRIVACY] = privacy
     app[TARIFFS] = _tariff_source(tariffs)
     app[PAYMENT_SETTINGS] = payments or PaymentSettings()

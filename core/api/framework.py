@@ -33,10 +33,19 @@ class ApiContext:
     clock: Clock
     policy: AuthPolicy
     principals: PrincipalCache = field(default_factory=PrincipalCache)
+    reads_source: AsyncEngine | Callable[[], AsyncEngine] | None = None
+    """For one-statement page reads (``core.db.combined``); the engine when not given."""
 
     @property
     def engine(self) -> AsyncEngine:
         src = self.engine_source
+        return src if isinstance(src, AsyncEngine) else src()
+
+    @property
+    def reads_engine(self) -> AsyncEngine:
+        src = self.reads_source
+        if src is None:
+            return self.engine
         return src if isinstance(src, AsyncEngine) else src()
 
 

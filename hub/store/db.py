@@ -53,6 +53,8 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.dialect == "postgresql":
             ping_when_idle(self.engine, ping_after)
+        self._engine_kwargs, self._ping_after = kwargs, ping_after
+        self._reads_engine: AsyncEngine | None = None
         self._write_gate = asyncio.Lock() if self.dialect == "sqlite" else None
         self.sealer = BodySealer(CATALOGUE)
         """Seals stored bodies that carry personal data; the hub gives it the key ring at start-up."""
@@ -74,9 +76,28 @@ class Database:
         async with self.engine.connect() as conn:
             yield conn
 
+    @property
+    def reads_engine(self) -> AsyncEngine:
+        """For the API's page reads (``core.db.combined``): on PostgreSQL, connections that keep generic
+        plans (``plan_cache_mode = force_generic_plan``). PostgreSQL otherwise plans the account
+        overview's one statement of a dozen subqueries afresh at each execution: 0.9 ms of planning for
+        0.2 ms of work. Only these reads use them: other queries (time ranges on large tables) keep the
+        planner's choice per value. Elsewhere, the one engine."""
+        if self.dialect != "postgresql":
+            return self.engine
+        if self._reads_engine is None:
+            kwargs = dict(self._engine_kwargs)
+            kwargs["connect_args"] = {"server_settings": {"plan_cache_mode": "force_generic_plan"}}
+            self._reads_engine = create_async_engine(self.url, **kwargs)
+            ping_when_idle(self._reads_engine, self._ping_after)
+        return self._reads_engine
+
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):
             await self.engine.dispose()
+        if self._reads_engine is not None:
+            with contextlib.suppress(Exception):
+                await self._reads_engine.dispose()
 
 
 def ping_when_idle(engine: AsyncEngine, after: float) -> None:
