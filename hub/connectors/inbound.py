@@ -61,6 +61,12 @@ class Pending:
     """An earlier copy of the same partner message in the same group: this one shares its fate."""
 
 
+def _arrival(item: Pending) -> inbox.Arrival:
+    assert item.envelope is not None
+    assert item.partner_key is not None
+    return inbox.Arrival(item.source, item.partner_key, item.envelope, item.body)
+
+
 class InboundWriter:
     """Writes pushes and refusals in groups (see the module's docstring); one per hub process."""
 
@@ -119,11 +125,7 @@ class InboundWriter:
         if keyed:
             try:
                 async with self.db.begin() as conn:
-                    for item in keyed:
-                        assert item.envelope is not None
-                        assert item.partner_key is not None
-                        await inbox.mark_published(conn, item.source, item.partner_key, item.envelope,
-                                                   self.db.sealer)
+                    await inbox.mark_published_many(conn, [_arrival(i) for i in keyed], self.db.sealer)
             except Exception as exc:  # noqa: BLE001 - the callers get it
                 for item in keyed:  # published, not marked: the partner's resend publishes it again (same id)
                     item.future.set_exception(exc)
@@ -141,36 +143,37 @@ class InboundWriter:
     async def _write(self, group: Sequence[Pending]) -> None:
         """Step 1: admissions, new messages and hops in one transaction (decides each item's result)."""
         leaders: dict[tuple[str, str], Pending] = {}
-        messages: list[StoredMessage] = []
-        hops: list[Hop] = []
+        keyed: list[Pending] = []
+        for item in group:
+            item.publish, item.result, item.leader = False, None, None
+            if item.envelope is not None and item.partner_key is not None:
+                key = (item.source, item.partner_key)
+                if key in leaders:
+                    item.leader = leaders[key]
+                else:
+                    leaders[key] = item
+                    keyed.append(item)
         async with self.db.begin() as conn:
+            entries = await inbox.admit_many(conn, [_arrival(i) for i in keyed], self.db.sealer)
+            fresh = {id(i) for i, entry in zip(keyed, entries, strict=True) if entry.new}
+            for item, entry in zip(keyed, entries, strict=True):
+                if entry.new:
+                    continue
+                if entry.published:
+                    item.result = ReceiveResult(entry.message_id, duplicate=True)
+                    continue
+                # Stored by an earlier copy that was never confirmed: publish that one now.
+                item.envelope, item.body = Envelope.from_json(entry.body), entry.body
+                item.publish, item.result = True, ReceiveResult(item.envelope.id, duplicate=False)
+            messages: list[StoredMessage] = []
+            hops: list[Hop] = []
             for item in group:
-                item.publish, item.result, item.leader = False, None, None
                 if item.envelope is None:
                     hops.append(item.hop)
-                    continue
-                envelope, body = item.envelope, item.body
-                if item.partner_key is not None:
-                    key = (item.source, item.partner_key)
-                    if key in leaders:
-                        item.leader = leaders[key]
-                        continue
-                    leaders[key] = item
-                    entry = await inbox.admit(conn, item.source, item.partner_key, envelope, body, self.db.sealer)
-                    if not entry.new:
-                        if entry.published:
-                            item.result = ReceiveResult(entry.message_id, duplicate=True)
-                            continue
-                        # Stored by an earlier copy that was never confirmed: publish that one now.
-                        item.envelope = Envelope.from_json(entry.body)
-                        item.body = entry.body
-                        item.publish = True
-                        item.result = ReceiveResult(item.envelope.id, duplicate=False)
-                        continue
-                messages.append(StoredMessage(envelope, body, {}))
-                hops.append(item.hop)
-                item.publish = True
-                item.result = ReceiveResult(envelope.id, duplicate=False)
+                elif item.leader is None and (item.partner_key is None or id(item) in fresh):
+                    messages.append(StoredMessage(item.envelope, item.body, {}))
+                    hops.append(item.hop)
+                    item.publish, item.result = True, ReceiveResult(item.envelope.id, duplicate=False)
             if messages:
                 await store_messages(conn, messages, self.db.sealer)
             if hops:

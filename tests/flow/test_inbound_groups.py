@@ -68,14 +68,14 @@ async def test_a_faulty_push_fails_alone_and_the_rest_of_its_group_is_stored(
 ) -> None:
     hub = await stack.start_hub()
     context = hub.connectors["vendor"].context
-    real_admit = inbound_module.inbox.admit
+    real_admit = inbound_module.inbox.admit_many
 
-    async def admit(conn: Any, source: str, partner_key: str, *args: Any) -> Any:
-        if partner_key == "poison":
+    async def admit_many(conn: Any, arrivals: Any, sealer: Any) -> Any:
+        if any(a.partner_key == "poison" for a in arrivals):
             raise RuntimeError("this push cannot be stored")
-        return await real_admit(conn, source, partner_key, *args)
+        return await real_admit(conn, arrivals, sealer)
 
-    monkeypatch.setattr(inbound_module.inbox, "admit", admit)
+    monkeypatch.setattr(inbound_module.inbox, "admit_many", admit_many)
     envelopes = [(f"good{n}", _push(context.name, n)) for n in range(20)]
     envelopes.insert(7, ("poison", _push(context.name, 999)))
     outcomes = await asyncio.gather(*(context.receive(env, partner_key=key) for key, env in envelopes),
