@@ -22,10 +22,12 @@ BUILTIN: Mapping[str, str] = MappingProxyType(
     {
         "ctwing": "connectors.nbiot:CtwingConnector",
         "dtu_cjt188": "connectors.meters:DtuConnector",
+        "ecny": "connectors.payments.ecny:EcnyConnector",
         "http_sms": "connectors.http_sms:HttpSmsConnector",
         "onenet": "connectors.nbiot:OneNetConnector",
         "tax": "connectors.tax:TaxConnector",
         "tax_demo": "connectors.tax_demo:TaxDemoConnector",
+        "unionpay": "connectors.payments.unionpay:UnionPayConnector",
         "valve_http": "connectors.valve_http:ValveHttpConnector",
         "vendor_push": "connectors.vendor_push:VendorPushConnector",
         "wechatpay": "connectors.payments.wechatpay:WeChatPayConnector",

@@ -1,0 +1,126 @@
+"""UnionPay online payments (银联全渠道, ACP 5.1.0): back-end payment notifications in.
+
+Partner: China UnionPay's online payment gateway. Protocol: UnionPay POSTs a form
+(``application/x-www-form-urlencoded``, UTF-8) to ``{path}`` (``/partners/unionpay/notify``, our
+``backUrl``) with ``version=5.1.0``, ``signMethod=01``, ``merId``, ``orderId``, ``txnTime``, ``txnAmt``
+(fen), ``queryId``, ``respCode``, ``reqReserved``, ``signPubKeyCert`` and ``signature``; it sends up to
+five times until it hears HTTP 200. Authentication: SHA256withRSA over the hex SHA-256 of the sorted
+``k=v&…`` string, with the key of ``signPubKeyCert``, which must chain to UnionPay's root and middle
+certificates or be pinned (:mod:`.signing`). Settings: :class:`~.settings.UnionPaySettings`.
+
+What a notification gets (errors are a short plain-text reason):
+
+=====================================================================  ======
+``ok``: published as ``payment.received`` and confirmed by the broker   200
+(or a copy of a payment already published)
+``ok``: a genuine notification of a failed transaction (``respCode``    200
+not 00/A6): audited as refused, nothing published, nothing to resend
+body over ``max_body_bytes``                                            413
+not a signed 5.1.0 form, a certificate we do not trust, a signature     401
+that does not verify, a ``txnTime`` older than ``max_age_s`` (a replay)
+not a form, repeated fields, not our merchant, not a consumption, no    400
+account in ``reqReserved``
+the broker did not confirm (UnionPay will send again)                   503
+=====================================================================  ======
+
+Everything refused is audited (``context.reject``: reason and body hash) and publishes nothing.
+Duplicates: UnionPay's resends carry the same ``queryId``; they are deduplicated by it (the inbox) and
+the core credits each ``(unionpay, queryId)`` once. A notification has no nonce, so a copy replayed
+within ``max_age_s`` is indistinguishable from a resend: it is answered ``ok`` and credits nothing new.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from connectors.payments.notify import Refused, check_size, publish_payment, read_bounded
+from connectors.payments.unionpay import signing
+from connectors.payments.unionpay.settings import UnionPaySettings
+from connectors.payments.unionpay.transaction import NotPaid, NotPayable, payment_from, txn_time
+from core.catalogue.messages import PaymentReceived
+from hub.connectors.contract import Capability, ConnectorContext, Health, InboundConnector
+from hub.errors import HubError
+
+log = logging.getLogger(__name__)
+
+OK = "ok"
+
+
+def parse_form(body: bytes) -> dict[str, str]:
+    """A UTF-8 form body as a dict; ``Refused`` (400) when it is not one or repeats a field."""
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
+    except (UnicodeDecodeError, ValueError):
+        raise Refused(400, "body is not a UTF-8 form (k=v&…)") from None
+    fields = dict(pairs)
+    if len(fields) != len(pairs):
+        raise Refused(400, "a field is repeated in the form")
+    return fields
+
+
+class UnionPayConnector(InboundConnector[UnionPaySettings]):
+    kind = "unionpay"
+    settings_model = UnionPaySettings
+    capabilities = frozenset({Capability.INBOUND, Capability.HTTP_ENDPOINT})
+
+    def __init__(self, settings: UnionPaySettings, context: ConnectorContext, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(settings, context)
+        self.clock = clock
+        self.trust = signing.UnionPayTrust.from_pem(root=settings.root_cert, middle=settings.middle_cert,
+                                                    pinned=settings.sign_certs, signer_name=settings.signer_name)
+        self.accepted = 0
+        self.not_paid = 0
+        context.add_routes([web.post(settings.path, self.notify)])
+
+    async def notify(self, request: web.Request) -> web.Response:
+        body = await read_bounded(request, self.settings.max_body_bytes)
+        try:
+            payment = self._payment(body)
+        except Refused as refused:
+            await self.context.reject(refused.reason, body=body[:self.settings.max_body_bytes], source="unionpay")
+            return web.Response(status=refused.status, text=OK if refused.status == 200 else refused.reason)
+        try:
+            result = await publish_payment(self.context, payment)
+        except HubError as exc:
+            log.warning("unionpay.not_accepted", extra={"error": str(exc)})
+            return web.Response(status=503, text="not accepted yet, send again later")
+        self.accepted += 1
+        log.info("unionpay.notification_accepted",
+                 extra={"message_id": result.message_id, "duplicate": result.duplicate})
+        return web.Response(status=200, text=OK)
+
+    def _payment(self, body: bytes) -> PaymentReceived:
+        """Parse, verify and map one notification, in that order; ``Refused`` at the first defect."""
+        check_size(body, self.settings.max_body_bytes)
+        fields = parse_form(body)
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        try:
+            signing.verify(fields, self.trust, now=now)
+        except signing.SignatureError as exc:
+            raise Refused(401, str(exc)) from None
+        try:
+            age = (now - txn_time(fields)).total_seconds()
+            if age > self.settings.max_age_s:
+                raise Refused(401, f"replayed: txnTime is {int(age)}s old (window {self.settings.max_age_s}s)")
+            return payment_from(fields, mer_id=self.settings.mer_id)
+        except NotPaid as exc:
+            self.not_paid += 1
+            raise Refused(200, f"order {fields.get('orderId', '')[:40]}: {exc}; nothing credited") from None
+        except NotPayable as exc:
+            raise Refused(400, f"order {fields.get('orderId', '')[:40]}: {exc}") from None
+
+    def health(self) -> Health:
+        extra: dict[str, Any] = {"accepted": self.accepted, "not_paid": self.not_paid,
+                                 "pinned": len(self.trust.pinned), "chain": self.trust.root is not None}
+        return Health(ok=True, extra=extra)
+
+    async def run(self) -> None:
+        return None
