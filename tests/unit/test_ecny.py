@@ -83,7 +83,8 @@ def test_signatures_draw_a_fresh_k_each_time() -> None:
     key = sm2.PrivateKey.generate()
     first, second = sm2.sign(key, b"same"), sm2.sign(key, b"same")
     assert first != second
-    assert sm2.verify(key.public_key(), b"same", first) and sm2.verify(key.public_key(), b"same", second)
+    assert sm2.verify(key.public_key(), b"same", first)
+    assert sm2.verify(key.public_key(), b"same", second)
 
 
 @pytest.mark.parametrize("text", ["04" + "0" * 128, "1" * 128, "xyz", SM2_PUBLIC[:-2]])
