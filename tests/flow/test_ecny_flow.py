@@ -15,15 +15,12 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import func, select
 
 from connectors.payments.ecny.signing import SignType, bank_headers, signer
 from connectors.payments.ecny.simulator import EcnyBankSimulator
-from core.accounts import CustomerIn, PremisesIn, id_check_digit, open_account
-from core.db.tables_payments import credit, payment
-from hub.store.tables import hop, message
 from tests.ecny_peer import MERCHANT_NO, connector_settings, merchant_keys, stranger_keys
 from tests.flow.conftest import Stack, eventually
+from tests.flow.payment_checks import credited, credited_count_is, kept, payments_stored, postpaid_account, rejections
 from tests.flow.tax_stand_in import PAYMENT_ROUTES, registry
 
 PATH = "/partners/ecny/notify"
@@ -52,35 +49,8 @@ async def _hub(stack: Stack, bank: EcnyBankSimulator) -> Any:
     return await stack.start_hub(registry=registry(), connectors=connectors)
 
 
-async def _account(hub: Any) -> str:
-    assert hub.privacy is not None
-    async with hub.db.begin() as conn:
-        view = await open_account(
-            conn, hub.privacy, f"ec-{time.monotonic_ns()}",
-            CustomerIn(name="陈静", phone="13712345678",
-                       id_number="33062119850615004" + id_check_digit("33062119850615004")),
-            PremisesIn(address="绍兴市越城区人民中路3号", district="yuecheng", lat=30.0, lon=120.58),
-            "residential", "postpaid")
-    return view.account_id
-
-
-async def _credited(hub: Any) -> list[tuple[str, str, Decimal]]:
-    async with hub.db.read() as conn:
-        return [(r.channel, r.transaction_id, Decimal(r.amount).quantize(Decimal("0.01")))
-                for r in await conn.execute(select(payment.c.channel, payment.c.transaction_id, payment.c.amount))]
-
-
-async def _has(hub: Any, n: int) -> bool:
-    return len(await _credited(hub)) == n
-
-
-async def _count(hub: Any, table: Any, *where: Any) -> int:
-    async with hub.db.read() as conn:
-        return int(await conn.scalar(select(func.count()).select_from(table).where(*where)) or 0)
-
-
 async def _paid_order(hub: Any, bank: EcnyBankSimulator, amount: str = "168.00") -> tuple[str, dict[str, Any]]:
-    account_id = await _account(hub)
+    account_id = await postpaid_account(hub, "ec")
     created = await hub.connectors["ecny"].create_bill_order(account_id, f"B{time.monotonic_ns()}", Decimal(amount))
     return account_id, bank.pay(created["orderNo"])
 
@@ -94,21 +64,17 @@ async def test_an_order_paid_in_e_cny_is_credited_once(stack: Stack, scheme: Sig
         headers, body = bank.notification(order)
         status, answer = await bank.send(url, headers, body)
         assert (status, orjson.loads(answer)) == (200, {"code": "SUCCESS"})
-        await eventually(lambda: _has(hub, 1), what="the payment credited")
+        await eventually(lambda: credited_count_is(hub, 1), what="the payment credited")
         headers, body = bank.notification(order)  # the bank's resend, signed afresh
         assert (await bank.send(url, headers, body))[0] == 200
         reconciled = await hub.connectors["ecny"].reconcile(order["orderNo"])  # and a query of the same order
         assert reconciled is not None
         assert reconciled.duplicate
         await asyncio.sleep(0.3)
-        assert await _credited(hub) == [("ecny", order["txnNo"], Decimal("168.00"))]
-        assert await _count(hub, message, message.c.type == "payment.received") == 1
-        async with hub.db.read() as conn:
-            kept = await conn.scalar(select(func.sum(credit.c.amount)).where(credit.c.account_id == account_id))
-            stored = (await conn.execute(
-                select(message.c.body).where(message.c.type == "payment.received"))).scalar_one()
-        assert Decimal(kept).quantize(Decimal("0.01")) == Decimal("168.00")
-        assert order["walletId"].encode() not in bytes(stored)  # the wallet id is sealed at rest
+        assert await credited(hub) == [("ecny", order["txnNo"], Decimal("168.00"))]
+        assert await kept(hub, account_id) == Decimal("168.00")
+        (stored,) = await payments_stored(hub)
+        assert order["walletId"].encode() not in stored  # the wallet id is sealed at rest
         assert all(ok for _, _, ok in bank.requests)
 
 
@@ -124,11 +90,11 @@ async def test_five_concurrent_notifications_credit_once(stack: Stack, bank_sm2:
     headers, body = bank_sm2.notification(order)
     copies = await asyncio.gather(*(bank_sm2.send(url, headers, body) for _ in range(5)))
     assert sorted(status for status, _ in copies) == [200, 401, 401, 401, 401]
-    await eventually(lambda: _has(hub, 1), what="the payment credited")
+    await eventually(lambda: credited_count_is(hub, 1), what="the payment credited")
     await asyncio.sleep(0.5)
-    assert await _credited(hub) == [("ecny", order["txnNo"], Decimal("45.60"))]
-    assert await _count(hub, message, message.c.type == "payment.received") == 1
-    assert await _count(hub, hop, hop.c.outcome == "rejected") == 4
+    assert await credited(hub) == [("ecny", order["txnNo"], Decimal("45.60"))]
+    assert len(await payments_stored(hub)) == 1
+    assert [route for route, _ in await rejections(hub)] == ["in:ecny"] * 4
 
 
 CASES = {
@@ -172,13 +138,12 @@ async def test_refused_notifications_are_audited_and_credit_nothing(stack: Stack
     assert doc["code"] == "FAIL"
     assert words in doc["message"]
     await asyncio.sleep(0.3)
-    assert await _credited(hub) == []
-    assert await _count(hub, message, message.c.type == "payment.received") == 0
-    async with hub.db.read() as conn:
-        rejected = (await conn.execute(select(hop.c.route, hop.c.error).where(hop.c.outcome == "rejected"))).all()
-    assert [r.route for r in rejected] == ["in:ecny"]
-    assert words in rejected[0].error
-    assert "sha256" in rejected[0].error
+    assert await credited(hub) == []
+    assert await payments_stored(hub) == []
+    (refusal,) = await rejections(hub)
+    assert refusal[0] == "in:ecny"
+    assert words in refusal[1]
+    assert "sha256" in refusal[1]
 
 
 def _resigned(bank: EcnyBankSimulator, body: bytes) -> dict[str, str]:

@@ -31,7 +31,6 @@ reuses its nonce and is refused.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -44,20 +43,14 @@ from connectors.payments.ecny import signing
 from connectors.payments.ecny.client import EcnyClient
 from connectors.payments.ecny.settings import EcnySettings
 from connectors.payments.ecny.transaction import PAID_EVENT, SUCCESS, NotPayable, payment_from
-from connectors.payments.notify import Refused, check_size, publish_payment, read_bounded
+from connectors.payments.notify import PaymentNotifyConnector, Refused, publish_payment
 from connectors.payments.wechatpay.transaction import bill_order_no
 from core.catalogue.messages import PaymentReceived
-from hub.connectors.contract import Capability, ConnectorContext, Health, InboundConnector, ReceiveResult
-from hub.errors import HubError, PermanentError
-
-log = logging.getLogger(__name__)
+from hub.connectors.contract import Capability, ConnectorContext, Health, ReceiveResult
+from hub.errors import PermanentError
 
 
-def fail(status: int, message: str) -> web.Response:
-    return web.json_response({"code": "FAIL", "message": message}, status=status)
-
-
-class EcnyConnector(InboundConnector[EcnySettings]):
+class EcnyConnector(PaymentNotifyConnector[EcnySettings]):
     kind = "ecny"
     settings_model = EcnySettings
     capabilities = frozenset({Capability.INBOUND, Capability.HTTP_ENDPOINT})
@@ -72,28 +65,15 @@ class EcnyConnector(InboundConnector[EcnySettings]):
             signer=signing.signer(settings.sign_type, settings.merchant_private_key.get_secret_value()),
             notify_url=settings.notify_url, timeout_s=settings.timeout_s,
             in_call_attempts=settings.in_call_attempts, window_s=settings.timestamp_window_s)
-        self.accepted = 0
-        context.add_routes([web.post(settings.path, self.notify)])
 
-    async def notify(self, request: web.Request) -> web.Response:
-        body = await read_bounded(request, self.settings.max_body_bytes)
-        try:
-            payment = await self._payment(request, body)
-        except Refused as refused:
-            await self.context.reject(refused.reason, body=body[:self.settings.max_body_bytes], source="ecny")
-            return fail(refused.status, refused.reason)
-        try:
-            result = await publish_payment(self.context, payment)
-        except HubError as exc:
-            log.warning("ecny.not_accepted", extra={"error": str(exc)})
-            return fail(503, "not accepted yet, send again later")
-        self.accepted += 1
-        log.info("ecny.notification_accepted", extra={"message_id": result.message_id, "duplicate": result.duplicate})
+    def ok(self) -> web.Response:
         return web.json_response({"code": "SUCCESS"})
 
-    async def _payment(self, request: web.Request, body: bytes) -> PaymentReceived:
-        """Verify and map one notification, in that order; ``Refused`` at the first defect."""
-        check_size(body, self.settings.max_body_bytes)
+    def refusal(self, refused: Refused) -> web.Response:
+        return web.json_response({"code": "FAIL", "message": refused.reason}, status=refused.status)
+
+    async def verified_payment(self, request: web.Request, body: bytes) -> PaymentReceived:
+        """Verify the signature, claim the nonce, then read and map the notification."""
         try:
             signed = signing.verify_bank(self.bank, request.headers, body, now=self.clock(),
                                          window_s=self.settings.timestamp_window_s)
@@ -105,12 +85,13 @@ class EcnyConnector(InboundConnector[EcnySettings]):
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise Refused(400, f"body is not JSON: {exc}") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("order"), dict):
+        order = doc.get("order") if isinstance(doc, dict) else None
+        if not isinstance(order, dict):
             raise Refused(400, "not a notification: needs an object with an order")
         if doc.get("eventType") != PAID_EVENT:
             raise Refused(400, f"event {str(doc.get('eventType'))[:40]!r} is not handled (only {PAID_EVENT})")
         try:
-            return payment_from(doc["order"], merchant_no=self.settings.merchant_no)
+            return payment_from(order, merchant_no=self.settings.merchant_no)
         except NotPayable as exc:
             raise Refused(400, f"notification {str(doc.get('notifyId'))[:40]}: {exc}") from None
 
@@ -134,9 +115,6 @@ class EcnyConnector(InboundConnector[EcnySettings]):
 
     def health(self) -> Health:
         return Health(ok=True, extra={"accepted": self.accepted, "sign_type": self.settings.sign_type.value})
-
-    async def run(self) -> None:
-        return None
 
     async def aclose(self) -> None:
         await self.client.aclose()

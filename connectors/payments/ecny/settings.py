@@ -14,10 +14,10 @@ from typing import Self
 from pydantic import Field, SecretStr, model_validator
 
 from connectors.payments.ecny.signing import SignType, signer, verifier
-from hub.connectors.contract import ConnectorSettings
+from connectors.payments.notify import NotifySettings
 
 
-class EcnySettings(ConnectorSettings):
+class EcnySettings(NotifySettings):
     kind: str = "ecny"
     path: str = Field(default="/partners/ecny/notify", pattern=r"^/partners/[a-z0-9/_-]+$")
     """Where the bank POSTs e-CNY payment notifications (mounted on the hub's web server)."""
@@ -35,7 +35,6 @@ class EcnySettings(ConnectorSettings):
     """The public address of ``path``, sent with each order; unset, the bank uses the one on file."""
     timestamp_window_s: int = Field(default=300, ge=10, le=3600)
     """A message signed further than this from our clock (either way) is refused as stale."""
-    max_body_bytes: int = Field(default=65_536, ge=1024)
     timeout_s: float = Field(default=5.0, gt=0, le=60)
     in_call_attempts: int = Field(default=3, ge=1, le=10)
 

@@ -31,7 +31,6 @@ within ``max_age_s`` is indistinguishable from a resend: it is answered ``ok`` a
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -40,15 +39,12 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from connectors.payments.notify import Refused, check_size, publish_payment, read_bounded
+from connectors.payments.notify import PaymentNotifyConnector, Refused
 from connectors.payments.unionpay import signing
 from connectors.payments.unionpay.settings import UnionPaySettings
 from connectors.payments.unionpay.transaction import NotPaid, NotPayable, payment_from, txn_time
 from core.catalogue.messages import PaymentReceived
-from hub.connectors.contract import Capability, ConnectorContext, Health, InboundConnector
-from hub.errors import HubError
-
-log = logging.getLogger(__name__)
+from hub.connectors.contract import Capability, ConnectorContext, Health
 
 OK = "ok"
 
@@ -65,7 +61,7 @@ def parse_form(body: bytes) -> dict[str, str]:
     return fields
 
 
-class UnionPayConnector(InboundConnector[UnionPaySettings]):
+class UnionPayConnector(PaymentNotifyConnector[UnionPaySettings]):
     kind = "unionpay"
     settings_model = UnionPaySettings
     capabilities = frozenset({Capability.INBOUND, Capability.HTTP_ENDPOINT})
@@ -76,30 +72,17 @@ class UnionPayConnector(InboundConnector[UnionPaySettings]):
         self.clock = clock
         self.trust = signing.UnionPayTrust.from_pem(root=settings.root_cert, middle=settings.middle_cert,
                                                     pinned=settings.sign_certs, signer_name=settings.signer_name)
-        self.accepted = 0
         self.not_paid = 0
-        context.add_routes([web.post(settings.path, self.notify)])
 
-    async def notify(self, request: web.Request) -> web.Response:
-        body = await read_bounded(request, self.settings.max_body_bytes)
-        try:
-            payment = self._payment(body)
-        except Refused as refused:
-            await self.context.reject(refused.reason, body=body[:self.settings.max_body_bytes], source="unionpay")
-            return web.Response(status=refused.status, text=OK if refused.status == 200 else refused.reason)
-        try:
-            result = await publish_payment(self.context, payment)
-        except HubError as exc:
-            log.warning("unionpay.not_accepted", extra={"error": str(exc)})
-            return web.Response(status=503, text="not accepted yet, send again later")
-        self.accepted += 1
-        log.info("unionpay.notification_accepted",
-                 extra={"message_id": result.message_id, "duplicate": result.duplicate})
+    def ok(self) -> web.Response:
         return web.Response(status=200, text=OK)
 
-    def _payment(self, body: bytes) -> PaymentReceived:
-        """Parse, verify and map one notification, in that order; ``Refused`` at the first defect."""
-        check_size(body, self.settings.max_body_bytes)
+    def refusal(self, refused: Refused) -> web.Response:
+        """Plain text; a genuine notification of a failed payment is ``ok``: there is nothing to resend."""
+        return self.ok() if refused.status == 200 else web.Response(status=refused.status, text=refused.reason)
+
+    async def verified_payment(self, request: web.Request, body: bytes) -> PaymentReceived:
+        """Parse, verify and map one notification, in that order."""
         fields = parse_form(body)
         now = datetime.fromtimestamp(self.clock(), UTC)
         try:
@@ -121,6 +104,3 @@ class UnionPayConnector(InboundConnector[UnionPaySettings]):
         extra: dict[str, Any] = {"accepted": self.accepted, "not_paid": self.not_paid,
                                  "pinned": len(self.trust.pinned), "chain": self.trust.root is not None}
         return Health(ok=True, extra=extra)
-
-    async def run(self) -> None:
-        return None

@@ -11,11 +11,11 @@ from typing import Self
 
 from pydantic import Field, field_validator, model_validator
 
+from connectors.payments.notify import NotifySettings
 from connectors.payments.unionpay.signing import SIGNER_NAME
-from hub.connectors.contract import ConnectorSettings
 
 
-class UnionPaySettings(ConnectorSettings):
+class UnionPaySettings(NotifySettings):
     kind: str = "unionpay"
     path: str = Field(default="/partners/unionpay/notify", pattern=r"^/partners/[a-z0-9/_-]+$")
     """Where UnionPay POSTs back-end notifications (``backUrl``), mounted on the hub's web server."""
