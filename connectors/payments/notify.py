@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import abc
 import logging
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
+import orjson
 from aiohttp import web
 from pydantic import Field, ValidationError
 
@@ -48,6 +49,23 @@ N = TypeVar("N", bound=NotifySettings)
 def problems(exc: ValidationError) -> str:
     """A validation error in one line: ``field: message; …`` (for a refusal's reason)."""
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+
+
+async def claim_nonce(context: ConnectorContext, nonce: str) -> None:
+    """Refuse (401) a signed request whose nonce any process claimed before: a replay."""
+    if not await context.claim_once(f"nonce:{nonce}"):
+        raise Refused(401, f"replayed: nonce {nonce[:64]!r} was used before")
+
+
+def json_object(body: bytes, *, holding: str) -> dict[str, Any]:
+    """The JSON object of a body, which must hold an object under ``holding``; ``Refused`` (400) else."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Refused(400, f"body is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get(holding), dict):
+        raise Refused(400, f"not a notification: needs an object with {holding!r}")
+    return doc
 
 
 async def publish_payment(context: ConnectorContext, payment: PaymentReceived) -> ReceiveResult:

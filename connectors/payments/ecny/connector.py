@@ -36,14 +36,13 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from connectors.payments.ecny import signing
 from connectors.payments.ecny.client import EcnyClient
 from connectors.payments.ecny.settings import EcnySettings
 from connectors.payments.ecny.transaction import PAID_EVENT, SUCCESS, NotPayable, payment_from
-from connectors.payments.notify import PaymentNotifyConnector, Refused, publish_payment
+from connectors.payments.notify import PaymentNotifyConnector, Refused, claim_nonce, json_object, publish_payment
 from connectors.payments.wechatpay.transaction import bill_order_no
 from core.catalogue.messages import PaymentReceived
 from hub.connectors.contract import Capability, ConnectorContext, Health, ReceiveResult
@@ -79,19 +78,12 @@ class EcnyConnector(PaymentNotifyConnector[EcnySettings]):
                                          window_s=self.settings.timestamp_window_s)
         except signing.SignatureError as exc:
             raise Refused(401, str(exc)) from None
-        if not await self.context.claim_once(f"nonce:{signed.nonce}"):
-            raise Refused(401, f"replayed: nonce {signed.nonce[:64]!r} was used before")
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise Refused(400, f"body is not JSON: {exc}") from None
-        order = doc.get("order") if isinstance(doc, dict) else None
-        if not isinstance(order, dict):
-            raise Refused(400, "not a notification: needs an object with an order")
+        await claim_nonce(self.context, signed.nonce)
+        doc = json_object(body, holding="order")
         if doc.get("eventType") != PAID_EVENT:
             raise Refused(400, f"event {str(doc.get('eventType'))[:40]!r} is not handled (only {PAID_EVENT})")
         try:
-            return payment_from(order, merchant_no=self.settings.merchant_no)
+            return payment_from(doc["order"], merchant_no=self.settings.merchant_no)
         except NotPayable as exc:
             raise Refused(400, f"notification {str(doc.get('notifyId'))[:40]}: {exc}") from None
 

@@ -25,7 +25,14 @@ from enum import StrEnum
 from typing import Protocol
 
 from connectors.payments.ecny import sm2
-from connectors.payments.wechatpay.signing import load_private_key, load_public_key, platform_message, request_message
+from connectors.payments.wechatpay.signing import SignatureError as WeChatSignatureError
+from connectors.payments.wechatpay.signing import (
+    check_freshness,
+    load_private_key,
+    load_public_key,
+    platform_message,
+    request_message,
+)
 from connectors.payments.wechatpay.signing import sign as rsa_sign
 from connectors.payments.wechatpay.signing import verify as rsa_verify
 
@@ -142,13 +149,10 @@ def _checked_stamp(headers: Mapping[str, str], key: Verifier, *, now: float, win
     kind = headers.get(SIGN_TYPE, key.sign_type.value)
     if kind != key.sign_type.value:
         raise SignatureError(f"sign type {kind[:20]!r} is not the configured {key.sign_type.value}")
-    if not stamp.isdigit() or len(stamp) > 12:
-        raise SignatureError(f"{TIMESTAMP} {stamp[:20]!r} is not epoch seconds")
-    skew = now - int(stamp)
-    if abs(skew) > window_s:
-        raise SignatureError(f"stale timestamp: signed {int(skew)}s from our clock (window {window_s}s)")
-    if len(nonce) > 64:
-        raise SignatureError(f"{NONCE} is longer than 64 characters")
+    try:
+        check_freshness(stamp, nonce, now=now, window_s=window_s, prefix="Ecny-")
+    except WeChatSignatureError as exc:
+        raise SignatureError(str(exc)) from None
     return signature, stamp, nonce
 
 

@@ -36,13 +36,13 @@ def payment_from(order: Mapping[str, Any], *, merchant_no: str) -> PaymentReceiv
         raise NotPayable(f"order of merchant {str(order.get('merchantNo'))[:32]!r}, not ours ({merchant_no})")
     if order.get("status") != SUCCESS:
         raise NotPayable(f"status is {str(order.get('status'))[:20]!r}, not {SUCCESS}")
+    amount = order.get("amount")
+    if not isinstance(amount, int) or isinstance(amount, bool):
+        raise NotPayable("amount is not an integer number of fen")
     order_no = str(order.get("orderNo") or "")
     account = account_of(order_no) or str(order.get("attach") or "").strip()
     if not account:
         raise NotPayable(f"orderNo {order_no[:32]!r} names no account and attach is empty")
-    amount = order.get("amount")
-    if not isinstance(amount, int) or isinstance(amount, bool):
-        raise NotPayable("amount is not an integer number of fen")
     wallet = order.get("walletId")
     try:
         return PaymentReceived.model_validate({
