@@ -88,9 +88,10 @@ class Sm2Signer:
 
     def __init__(self, private_hex: str) -> None:
         self.key = sm2.PrivateKey.from_hex(private_hex)
+        self.public = self.key.public_key()
 
     def sign(self, message: bytes) -> str:
-        return base64.b64encode(sm2.sign(self.key, message)).decode()
+        return base64.b64encode(sm2.sign(self.key, message, public=self.public)).decode()
 
 
 class Sm2Verifier:

@@ -93,9 +93,10 @@ def _crypt(private_hex: str, public_xy: str) -> gm_sm2.CryptSM2:
     return crypt
 
 
-def sign(key: PrivateKey, message: bytes, *, k: int | None = None) -> bytes:
-    """The DER signature of ``message`` (SM3 with ``Z_A`` of the default ID). ``k`` only for test vectors."""
-    public = key.public_key()
+def sign(key: PrivateKey, message: bytes, *, k: int | None = None, public: PublicKey | None = None) -> bytes:
+    """The DER signature of ``message`` (SM3 with ``Z_A`` of the default ID). ``public`` saves deriving
+    the key's public half each time; ``k`` only for test vectors."""
+    public = public or key.public_key()
     crypt = _crypt(key.hex, public.xy)
     e = sm3(public.z() + message)
     while True:
