@@ -1,11 +1,16 @@
-"""The e-CNY bank adapter: SM2/SM3 through gmssl against the published reference vectors, both
-signature schemes end to end, the mapping, and the client against the bank simulator over TCP."""
+"""The e-CNY bank adapter: SM2/SM3 through gmssl against the published reference vectors and against
+OpenSSL (a second implementation, both ways), both signature schemes end to end, the mapping, and the
+client against the bank simulator over TCP."""
 
 from __future__ import annotations
 
+import base64
+import shutil
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
@@ -85,6 +90,36 @@ def test_signatures_draw_a_fresh_k_each_time() -> None:
     assert first != second
     assert sm2.verify(key.public_key(), b"same", first)
     assert sm2.verify(key.public_key(), b"same", second)
+
+
+def _openssl(*args: str) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("openssl")
+    assert binary is not None, "the openssl command (OpenSSL 3, with SM2) is the second SM2 implementation here"
+    return subprocess.run([binary, "pkeyutl", *args, "-rawin", "-digest", "sm3", "-pkeyopt", "distid:1234567812345678"],
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
+def _sec1_pem(key: sm2.PrivateKey) -> str:
+    """The key as OpenSSL reads it: SEC1 ``ECPrivateKey`` on the SM2 curve (OID 1.2.156.10197.1.301)."""
+    der = (bytes.fromhex("30770201010420") + key.d.to_bytes(32, "big")
+           + bytes.fromhex("a00a06082a811ccf5501822da14403420004") + bytes.fromhex(key.public_key().xy))
+    return "-----BEGIN EC PRIVATE KEY-----\n" + base64.encodebytes(der).decode() + "-----END EC PRIVATE KEY-----\n"
+
+
+def test_sm2_signatures_interoperate_with_openssl_both_ways(tmp_path: Path) -> None:
+    key = sm2.PrivateKey.generate()
+    pem, message, theirs, ours = (tmp_path / n for n in ("key.pem", "message", "theirs.der", "ours.der"))
+    pem.write_text(_sec1_pem(key))
+    message.write_bytes("燃气费 2026-03 账户 A1".encode())
+    signed = _openssl("-sign", "-inkey", str(pem), "-in", str(message), "-out", str(theirs))
+    assert signed.returncode == 0, signed.stderr
+    assert sm2.verify(key.public_key(), message.read_bytes(), theirs.read_bytes())
+    ours.write_bytes(sm2.sign(key, message.read_bytes()))
+    checked = _openssl("-verify", "-inkey", str(pem), "-in", str(message), "-sigfile", str(ours))
+    assert (checked.returncode, checked.stdout.strip()) == (0, "Signature Verified Successfully")
+    message.write_bytes(message.read_bytes() + b"!")
+    assert _openssl("-verify", "-inkey", str(pem), "-in", str(message), "-sigfile", str(ours)).returncode == 1
+    assert not sm2.verify(key.public_key(), message.read_bytes(), theirs.read_bytes())
 
 
 @pytest.mark.parametrize("text", ["04" + "0" * 128, "1" * 128, "xyz", SM2_PUBLIC[:-2]])
