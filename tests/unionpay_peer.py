@@ -16,6 +16,9 @@ from functools import cache
 from typing import Any
 from urllib.parse import parse_qsl
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from connectors.payments.unionpay.simulator import UnionPaySimulator
 
 MER_ID = "777290058110048"
@@ -51,10 +54,24 @@ def acp_test_fields() -> dict[str, str]:
     return dict(parse_qsl(ACP_TEST_NOTIFICATION, keep_blank_values=True, strict_parsing=True))
 
 
+MERCHANT_CERT_ID = "69629715588"
+
+
+@cache
+def merchant_key() -> rsa.RSAPrivateKey:
+    """Our merchant signing key (made once per test run)."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def merchant_pem() -> str:
+    return merchant_key().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption()).decode()
+
+
 @cache
 def simulator() -> UnionPaySimulator:
-    """UnionPay as the tests' deployments trust it (its chain made once per test run)."""
-    return UnionPaySimulator(mer_id=MER_ID)
+    """UnionPay as the tests' deployments trust it (its chain made once per test run), knowing our key."""
+    return UnionPaySimulator(mer_id=MER_ID, merchant_key=merchant_key().public_key())
 
 
 @cache
@@ -64,8 +81,10 @@ def forger() -> UnionPaySimulator:
 
 
 def connector_settings(**overrides: Any) -> dict[str, Any]:
+    """Settings that trust :func:`simulator`'s chain and can query it (once it is served)."""
     sim = simulator()
     values: dict[str, Any] = {"kind": "unionpay", "mer_id": MER_ID, "root_cert": sim.root_pem,
-                              "middle_cert": sim.middle_pem}
+                              "middle_cert": sim.middle_pem, "merchant_private_key": merchant_pem(),
+                              "merchant_cert_id": MERCHANT_CERT_ID, "base_url": sim.url, "in_call_attempts": 1}
     values.update(overrides)
     return values

@@ -1,11 +1,12 @@
-"""Calling a payment platform's signed JSON API: what WeChat Pay's and the e-CNY banks' clients share.
+"""Calling a payment platform's signed API: what the WeChat Pay, e-CNY and UnionPay clients share.
 
-A subclass says how a request is signed (:meth:`SignedJsonClient.signature_headers`) and how an
-answer's signature is checked (:meth:`SignedJsonClient.answer_problem`); this base sends, retries and
-translates. What can go wrong becomes the hub's errors: timeouts ``ConnectorTimeout``; connection
-failures, 429 and 5xx ``TransientError`` (retried a few times in the call, then by the route's
-policy); other 4xx become the subclass's ``error`` (a :class:`PlatformError` carrying the platform's
-``code``); an answer that is not a JSON object, or a 2xx answer whose signature does not verify,
+A subclass says how a request is signed (:meth:`SignedHttpClient.signature_headers`, or in the body),
+how an answer is read (:meth:`SignedHttpClient.decode`: JSON by default) and how its signature is
+checked (:meth:`SignedHttpClient.answer_problem`); this base sends, retries and translates. What
+can go wrong becomes the hub's errors: timeouts ``ConnectorTimeout``; connection failures, 429 and
+5xx ``TransientError`` (retried a few times in the call, then by the route's policy); other 4xx
+become the subclass's ``error`` (a :class:`PlatformError` carrying the platform's ``code``); an
+answer that does not decode to an object, or a 2xx answer whose signature does not verify,
 ``PermanentError``.
 """
 
@@ -32,9 +33,10 @@ class PlatformError(PermanentError):
         self.code = code
 
 
-class SignedJsonClient(abc.ABC):
+class SignedHttpClient(abc.ABC):
     error: ClassVar[type[PlatformError]] = PlatformError
     user_agent: ClassVar[str] = "gashub/1"
+    content_type: ClassVar[str] = "application/json"
 
     def __init__(self, *, base_url: str, timeout_s: float, in_call_attempts: int) -> None:
         self.base_url = base_url.rstrip("/")
@@ -45,6 +47,14 @@ class SignedJsonClient(abc.ABC):
     @abc.abstractmethod
     def signature_headers(self, method: str, path: str, body: bytes) -> dict[str, str]:
         """The headers that sign one request (``path`` with its query, ``body`` as sent)."""
+
+    def decode(self, raw: bytes) -> dict[str, Any] | None:
+        """The answer as an object; ``None`` when it is not one."""
+        try:
+            doc = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            return None
+        return doc if isinstance(doc, dict) else None
 
     @abc.abstractmethod
     def answer_problem(self, headers: Mapping[str, str], raw: bytes) -> str | None:
@@ -64,7 +74,7 @@ class SignedJsonClient(abc.ABC):
         headers = {**self.signature_headers(method, path, body), "Accept": "application/json",
                    "User-Agent": self.user_agent}
         if body:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = self.content_type
         try:
             async with self._client().request(method, url, data=body or None, headers=headers) as resp:
                 return self._read(url, resp.status, resp.headers, await resp.read())
@@ -76,12 +86,9 @@ class SignedJsonClient(abc.ABC):
     def _read(self, url: str, status: int, headers: Mapping[str, str], raw: bytes) -> dict[str, Any]:
         if status == 429 or status >= 500:
             raise TransientError(f"{url} answered {status}: {raw[:200]!r}")
-        try:
-            doc = orjson.loads(raw) if raw else {}
-        except orjson.JSONDecodeError:
-            doc = None
-        if not isinstance(doc, dict):
-            raise PermanentError(f"{url} answered {status} with a body that is not a JSON object")
+        doc = self.decode(raw)
+        if doc is None:
+            raise PermanentError(f"{url} answered {status} with a body that is not an object ({self.content_type})")
         if status >= 400:
             code = str(doc.get("code") or "")
             raise self.error(f"{url} answered {status} {code}: {str(doc.get('message') or '')[:200]}",

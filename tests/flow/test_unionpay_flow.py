@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from connectors.payments.unionpay.client import UnionPayError
 from connectors.payments.unionpay.simulator import UnionPaySimulator
 from tests.flow.conftest import Stack, eventually
 from tests.flow.payment_checks import credited, credited_count_is, kept, payments_stored, postpaid_account, rejections
@@ -27,7 +28,9 @@ PATH = "/partners/unionpay/notify"
 
 @pytest.fixture
 async def unionpay() -> AsyncIterator[UnionPaySimulator]:
+    """UnionPay, serving transaction queries too (the connector's ``base_url`` points at it)."""
     sim = simulator()
+    await sim.start()
     yield sim
     await sim.aclose()
 
@@ -153,3 +156,29 @@ async def test_unionpay_hears_ok_only_after_the_broker_confirmed(stack: Stack, u
     assert await unionpay.send(stack.base_url(hub) + PATH, fields) == (200, b"ok")
     await eventually(lambda: credited_count_is(hub, 1), what="the resend credited")
     assert await credited(hub) == [("unionpay", fields["queryId"], Decimal("50.00"))]
+
+
+async def test_an_order_whose_notification_never_came_is_found_by_a_query_and_credited_once(
+        stack: Stack, unionpay: UnionPaySimulator) -> None:
+    hub = await _hub(stack)
+    account_id = await postpaid_account(hub, "up")
+    fields = unionpay.pay(_order(), 9900, account_id)  # paid at UnionPay; its notification is lost
+    connector = hub.connectors["unionpay"]
+    first = await connector.reconcile(fields["orderId"], fields["txnTime"])
+    assert first is not None
+    assert not first.duplicate
+    await eventually(lambda: credited_count_is(hub, 1), what="the queried payment credited")
+    assert await unionpay.send(stack.base_url(hub) + PATH, fields) == (200, b"ok")  # the notification, late
+    again = await connector.reconcile(fields["orderId"], fields["txnTime"])
+    assert again is not None
+    assert again.duplicate
+    failed = unionpay.pay(_order(), 100, account_id, resp_code="05")
+    assert await connector.reconcile(failed["orderId"], failed["txnTime"]) is None
+    with pytest.raises(UnionPayError) as err:
+        await connector.reconcile("GASNOSUCHORDER01", fields["txnTime"])
+    assert err.value.code == "34"
+    await asyncio.sleep(0.3)
+    assert await credited(hub) == [("unionpay", fields["queryId"], Decimal("99.00"))]
+    assert await kept(hub, account_id) == Decimal("99.00")
+    assert len(await payments_stored(hub)) == 1
+    assert all(ok for _, ok in unionpay.queries)

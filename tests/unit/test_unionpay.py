@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -14,18 +15,21 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from connectors.payments.notify import Refused
 from connectors.payments.unionpay import signing
+from connectors.payments.unionpay.client import UnionPayClient, UnionPayError, parse_answer
 from connectors.payments.unionpay.connector import parse_form
 from connectors.payments.unionpay.settings import UnionPaySettings
 from connectors.payments.unionpay.simulator import UnionPaySimulator
 from connectors.payments.unionpay.transaction import NotPaid, NotPayable, payment_from
 from hub.connectors.registry import ConnectorRegistry
-from hub.errors import ConfigError
+from hub.errors import ConfigError, PermanentError
 from tests.unionpay_peer import (
     ACP_TEST_SIGNED_AT,
     MER_ID,
+    MERCHANT_CERT_ID,
     acp_test_fields,
     connector_settings,
     forger,
+    merchant_key,
     simulator,
 )
 
@@ -190,3 +194,73 @@ def test_the_simulator_signs_as_it_is_told() -> None:
     trust = signing.UnionPayTrust.from_pem(root=sim.root_pem, middle=sim.middle_pem, signer_name="00040000:SIGN")
     signing.verify(fields, trust)
     assert sim.paid["GAS20260305C1"]["txnAmt"] == "1"
+
+
+# --- transaction queries against the simulator, over TCP -----------------------------------------------
+
+
+def test_unionpays_answers_are_read_as_its_sdks_read_them() -> None:
+    raw = "a=1&respMsg=成功[0000000]&cert=-----BEGIN CERTIFICATE-----\r\nAB+/cd==\r\n-----END&x=".encode()
+    assert parse_answer(raw) == {"a": "1", "respMsg": "成功[0000000]",
+                                 "cert": "-----BEGIN CERTIFICATE-----\r\nAB+/cd==\r\n-----END", "x": ""}
+    assert parse_answer(b"reserved={a=1&b=2}&c=3") == {"reserved": "{a=1&b=2}", "c": "3"}
+    for bad in (b"a=1&a=2", b"a=1&novalue", b"=1", b"\xff=1"):
+        assert parse_answer(bad) is None
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[UnionPaySimulator]:
+    sim = UnionPaySimulator(mer_id=MER_ID, merchant_key=merchant_key().public_key())
+    await sim.start()
+    yield sim
+    await sim.aclose()
+
+
+def query_client(sim: UnionPaySimulator, *, key: rsa.RSAPrivateKey | None = None,
+                 trust: signing.UnionPayTrust | None = None) -> UnionPayClient:
+    return UnionPayClient(base_url=sim.url, mer_id=MER_ID, cert_id=MERCHANT_CERT_ID, private_key=key or merchant_key(),
+                          trust=trust or signing.UnionPayTrust.from_pem(root=sim.root_pem, middle=sim.middle_pem),
+                          in_call_attempts=1)
+
+
+async def test_a_query_is_signed_with_our_key_and_its_answer_verified(served: UnionPaySimulator) -> None:
+    paid = served.pay("GAS20260305Q1", 16800, ACCOUNT)
+    client = query_client(served)
+    try:
+        answer = await client.query("GAS20260305Q1", paid["txnTime"])
+        assert (answer["origRespCode"], answer["queryId"], answer["txnAmt"], answer["reqReserved"]) == (
+            "00", paid["queryId"], "16800", ACCOUNT)
+        assert "\n" in answer["signPubKeyCert"]  # read unencoded, as UnionPay sends it
+        with pytest.raises(UnionPayError) as err:
+            await client.query("GAS20260305Q9", paid["txnTime"])
+        assert err.value.code == "34"
+    finally:
+        await client.aclose()
+    assert served.queries == [("GAS20260305Q1", True), ("GAS20260305Q9", True)]
+
+
+async def test_a_query_with_another_key_or_an_answer_from_another_chain_is_refused(served: UnionPaySimulator) -> None:
+    paid = served.pay("GAS20260305Q2", 100, ACCOUNT)
+    stranger = query_client(served, key=rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    fooled = query_client(served, trust=chain())  # trusts the tests' usual chain, not this simulator's
+    try:
+        with pytest.raises(UnionPayError) as err:
+            await stranger.query("GAS20260305Q2", paid["txnTime"])
+        assert err.value.code == "11"
+        with pytest.raises(PermanentError, match="signature is not valid: the signing certificate is not issued"):
+            await fooled.query("GAS20260305Q2", paid["txnTime"])
+    finally:
+        await stranger.aclose()
+        await fooled.aclose()
+
+
+def test_querying_needs_the_key_and_its_certificate_id_together() -> None:
+    registry = ConnectorRegistry()
+    with pytest.raises(ConfigError, match="go together"):
+        registry.settings_for("unionpay", connector_settings(merchant_cert_id=None))
+    with pytest.raises(ConfigError, match="not a PEM RSA private key") as err:
+        registry.settings_for("unionpay", connector_settings(merchant_private_key="-----BEGIN PRIVATE KEY-----x"))
+    assert "BEGIN PRIVATE KEY-----x" not in str(err.value)
+    receive_only = registry.settings_for("unionpay", connector_settings(merchant_private_key=None,
+                                                                        merchant_cert_id=None))[1]
+    assert isinstance(receive_only, UnionPaySettings)

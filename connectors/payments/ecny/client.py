@@ -5,7 +5,7 @@ notifyUrl?, expireTime?}`` → the order with ``payUrl`` (what the payer's walle
 ``GET {base_url}/ecny/v1/orders/{orderNo}?merchantNo=…`` → the order (:mod:`.transaction`). Requests
 are signed with our key, successful answers must carry the bank's valid signature (:mod:`.signing`).
 Sending, retrying and translating failures into the hub's errors is the work of
-:class:`~connectors.payments.signed_http.SignedJsonClient`; a 4xx is an :class:`EcnyError` with the
+:class:`~connectors.payments.signed_http.SignedHttpClient`; a 4xx is an :class:`EcnyError` with the
 bank's ``code``.
 """
 
@@ -20,7 +20,7 @@ from urllib.parse import quote
 import orjson
 
 from connectors.payments.ecny import signing
-from connectors.payments.signed_http import PlatformError, SignedJsonClient
+from connectors.payments.signed_http import PlatformError, SignedHttpClient
 from connectors.payments.wechatpay.client import fen
 from hub.errors import PermanentError
 
@@ -31,7 +31,7 @@ class EcnyError(PlatformError):
     """The bank refused the request; ``code`` is its error code (empty when it gave none)."""
 
 
-class EcnyClient(SignedJsonClient):
+class EcnyClient(SignedHttpClient):
     error = EcnyError
     user_agent = "gashub-ecny/1"
 

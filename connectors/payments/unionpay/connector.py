@@ -39,12 +39,15 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from connectors.payments.notify import PaymentNotifyConnector, Refused
+from connectors.payments.notify import PaymentNotifyConnector, Refused, publish_payment
 from connectors.payments.unionpay import signing
+from connectors.payments.unionpay.client import UnionPayClient
 from connectors.payments.unionpay.settings import UnionPaySettings
-from connectors.payments.unionpay.transaction import NotPaid, NotPayable, payment_from, txn_time
+from connectors.payments.unionpay.transaction import PAID_CODES, NotPaid, NotPayable, payment_from, txn_time
+from connectors.payments.wechatpay.signing import load_private_key
 from core.catalogue.messages import PaymentReceived
-from hub.connectors.contract import Capability, ConnectorContext, Health
+from hub.connectors.contract import Capability, ConnectorContext, Health, ReceiveResult
+from hub.errors import ConfigError, PermanentError
 
 OK = "ok"
 
@@ -73,6 +76,12 @@ class UnionPayConnector(PaymentNotifyConnector[UnionPaySettings]):
         self.trust = signing.UnionPayTrust.from_pem(root=settings.root_cert, middle=settings.middle_cert,
                                                     pinned=settings.sign_certs, signer_name=settings.signer_name)
         self.not_paid = 0
+        self.client: UnionPayClient | None = None
+        if settings.merchant_private_key is not None and settings.merchant_cert_id is not None:
+            self.client = UnionPayClient(
+                base_url=settings.base_url, mer_id=settings.mer_id, cert_id=settings.merchant_cert_id,
+                private_key=load_private_key(settings.merchant_private_key.get_secret_value()), trust=self.trust,
+                timeout_s=settings.timeout_s, in_call_attempts=settings.in_call_attempts)
 
     def ok(self) -> web.Response:
         return web.Response(status=200, text=OK)
@@ -100,7 +109,27 @@ class UnionPayConnector(PaymentNotifyConnector[UnionPaySettings]):
         except NotPayable as exc:
             raise Refused(400, f"order {fields.get('orderId', '')[:40]}: {exc}") from None
 
+    async def reconcile(self, order_id: str, txn_time: str) -> ReceiveResult | None:
+        """Ask UnionPay about an order (one whose notification never came, say) and publish its payment
+        when it is paid; ``None`` while it is not. Safe to repeat: the same ``queryId``."""
+        if self.client is None:
+            raise ConfigError("querying UnionPay needs merchant_private_key and merchant_cert_id",
+                              where=f"connectors.{self.context.name}")
+        answer = await self.client.query(order_id, txn_time)
+        if answer.get("origRespCode") not in PAID_CODES:
+            return None
+        try:  # the answer describes the original consumption; its own txnType is the query's
+            payment = payment_from({**answer, "txnType": "01", "respCode": answer["origRespCode"]},
+                                   mer_id=self.settings.mer_id)
+        except NotPayable as exc:
+            raise PermanentError(f"order {order_id}: {exc}") from None
+        return await publish_payment(self.context, payment)
+
     def health(self) -> Health:
         extra: dict[str, Any] = {"accepted": self.accepted, "not_paid": self.not_paid,
                                  "pinned": len(self.trust.pinned), "chain": self.trust.root is not None}
         return Health(ok=True, extra=extra)
+
+    async def aclose(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()

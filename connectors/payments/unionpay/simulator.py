@@ -1,11 +1,14 @@
-"""``UnionPaySimulator``: UnionPay's side of back-end notifications.
+"""``UnionPaySimulator``: UnionPay's side of back-end notifications and transaction queries.
 
 It is its own certificate authority: a root, a middle certificate issued by the root, and a signing
 certificate issued by the middle whose CN names the signer (``041@Z…@中国银联股份有限公司@00000001``),
 as UnionPay's chain is laid out. A deployment (or test) trusts it by configuring ``root_pem`` and
 ``middle_pem``. :meth:`pay` records an order as paid and returns the 5.1.0 notification fields,
 signed (sorted ``k=v&…`` → SHA-256 hex → SHA256withRSA); :meth:`form` encodes them as UnionPay POSTs
-them and :meth:`send` delivers them to a ``backUrl``, as the platform would (up to five times).
+them and :meth:`send` delivers them to a ``backUrl``, as the platform would (up to five times). Served
+(:meth:`start`), it answers ``POST /gateway/api/queryTrans.do``: the request must be signed with the
+merchant's key (else ``respCode=11``); an order it knows is answered ``respCode=00`` with the
+transaction's ``origRespCode``, one it does not ``34``; answers are ``k=v&…`` unencoded, signed.
 """
 
 from __future__ import annotations
@@ -16,13 +19,18 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 import aiohttp
+from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from connectors.payments.unionpay import signing
+from connectors.payments.unionpay.client import QUERY
+from connectors.payments.unionpay.connector import parse_form
 from connectors.payments.unionpay.transaction import BEIJING
+from connectors.payments.wechatpay.signing import verify as rsa_verify
+from hub.connectors.simulation import HttpSimulator
 
 
 def _key() -> rsa.RSAPrivateKey:
@@ -46,9 +54,12 @@ def pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
-class UnionPaySimulator:
-    def __init__(self, *, mer_id: str, signer_name: str = signing.SIGNER_NAME, sign_days: int = 365) -> None:
+class UnionPaySimulator(HttpSimulator):
+    def __init__(self, *, mer_id: str, signer_name: str = signing.SIGNER_NAME, sign_days: int = 365,
+                 merchant_key: rsa.RSAPublicKey | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
         self.mer_id = mer_id
+        self.merchant_key = merchant_key
         root_key, middle_key = _key(), _key()
         self.root = _cert("CFCA TEST CS CA", root_key, None, root_key, ca=True, days=3650)
         self.middle = _cert("CFCA TEST OCA1", middle_key, self.root, root_key, ca=True, days=3650)
@@ -56,6 +67,7 @@ class UnionPaySimulator:
         self.sign_cert = _cert(f"041@Z{secrets.randbelow(10**8):08d}@{signer_name}@00000001", self.sign_key,
                                self.middle, middle_key, ca=False, days=sign_days)
         self.paid: dict[str, dict[str, str]] = {}
+        self.queries: list[tuple[str, bool]] = []
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -108,7 +120,32 @@ class UnionPaySimulator:
         async with self._session.post(url, data=self.form(fields), headers=headers) as resp:
             return resp.status, await resp.read()
 
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post(QUERY, self._query)]
+
+    async def _query(self, request: web.Request) -> web.Response:
+        fields = parse_form(await request.read())
+        signature = fields.get("signature", "")
+        ok = (self.merchant_key is not None and fields.get("merId") == self.mer_id
+              and rsa_verify(self.merchant_key, signing.digest(fields), signature))
+        self.queries.append((fields.get("orderId", ""), ok))
+        answer = {k: fields.get(k, "") for k in ("version", "encoding", "bizType", "txnType", "txnSubType",
+                                                   "accessType", "merId", "orderId", "txnTime")}
+        paid = self.paid.get(answer["orderId"])
+        if not ok:
+            answer.update(respCode="11", respMsg="验证签名失败")
+        elif paid is None or paid["txnTime"] != answer["txnTime"]:
+            answer.update(respCode="34", respMsg="查无此交易")
+        else:
+            answer.update({k: paid[k] for k in ("queryId", "txnAmt", "currencyCode", "settleAmt", "settleDate",
+                                                "traceNo", "traceTime", "reqReserved", "accNo")})
+            answer.update(respCode="00", respMsg="成功[0000000]", origRespCode=paid["respCode"],
+                          origRespMsg=paid["respMsg"])
+        signed = self.signed({**answer, "signMethod": signing.SIGN_METHOD_RSA})
+        return web.Response(text="&".join(f"{k}={v}" for k, v in signed.items()), content_type="text/plain")
+
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await super().aclose()

@@ -3,7 +3,7 @@
 Every request is signed with the merchant's private key (:func:`~.signing.authorization`); every
 answer must carry a valid platform signature (``Wechatpay-*`` headers) before it is believed. Sending,
 retrying and translating failures into the hub's errors is the work of
-:class:`~connectors.payments.signed_http.SignedJsonClient`; a 4xx is a :class:`WeChatPayError` with
+:class:`~connectors.payments.signed_http.SignedHttpClient`; a 4xx is a :class:`WeChatPayError` with
 the platform's ``code`` (``ORDER_NOT_EXIST``, ``NOT_ENOUGH``…).
 """
 
@@ -18,7 +18,7 @@ from urllib.parse import quote
 import orjson
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from connectors.payments.signed_http import PlatformError, SignedJsonClient
+from connectors.payments.signed_http import PlatformError, SignedHttpClient
 from connectors.payments.wechatpay import signing
 from hub.errors import PermanentError
 
@@ -37,7 +37,7 @@ def fen(yuan: Decimal) -> int:
     return int(value)
 
 
-class WeChatPayClient(SignedJsonClient):
+class WeChatPayClient(SignedHttpClient):
     error = WeChatPayError
     user_agent = USER_AGENT
 
