@@ -9,14 +9,17 @@ import gc
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub import __version__
 from hub.errors import ConfigError, HubError
 from hub.settings import Settings, load_settings
 from hub.signals import stop_on_signals, wait_until_stopped
+
+if TYPE_CHECKING:
+    from hub.store.db import Database
 
 EPILOG = """\
 Settings come from GASHUB_* environment variables over config/gashub.toml (GASHUB_CONFIG names
@@ -43,6 +46,19 @@ async def _require_migrated(db: object) -> None:
         tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
     if "hub_hop" not in tables:
         raise ConfigError(f"the database {db.url.split('@')[-1]} has no gashub tables: run `gashub db upgrade` first")
+
+
+@contextlib.asynccontextmanager
+async def _migrated_database(settings: Settings) -> AsyncIterator[Database]:
+    """The hub's database for a command, checked to be migrated, closed on the way out."""
+    from hub.store.db import Database
+
+    db = Database(settings.database_url)
+    try:
+        await _require_migrated(db)
+        yield db
+    finally:
+        await db.aclose()
 
 
 async def _serve(settings: Settings, role: str, duration: float | None = None, *, reuse_port: bool = False) -> int:
@@ -152,7 +168,41 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from hub.demo import run_demo
 
-    return asyncio.run(run_demo(duration=args.duration, port=args.port, rate=args.rate, accounts=args.accounts))
+    return asyncio.run(run_demo(duration=args.duration, port=args.port, rate=args.rate, accounts=args.accounts,
+                                meters=args.meters, dtus=args.dtus, ctwing=args.ctwing, faults=args.fault,
+                                seed=args.seed))
+
+
+def cmd_simulate_fleet(args: argparse.Namespace) -> int:
+    from hub.demo import run_demo
+
+    return asyncio.run(run_demo(duration=args.duration, port=args.port, accounts=0, meters=args.meters,
+                                dtus=args.dtus, ctwing=args.ctwing, faults=args.fault, seed=args.seed,
+                                leak=False, story=False))
+
+
+def _fleet_size(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of meters") from None
+    if not 0 <= n <= 200_000:
+        raise argparse.ArgumentTypeError(f"{n} meters: the fleet has 0-200000")
+    return n
+
+
+def _fleet_options(p: argparse.ArgumentParser, *, meters: int) -> None:
+    p.add_argument("--meters", type=_fleet_size, default=meters, metavar="N",
+                   help=f"meters in the simulated fleet, each also an account in the seeded city (default {meters:,})")
+    p.add_argument("--dtus", type=int, default=50, metavar="N",
+                   help="DTUs the fleet's non-CTWing meters hang behind, several to a bus (default 50)")
+    p.add_argument("--ctwing", type=int, default=500, metavar="N",
+                   help="fleet meters reporting through the simulated CTWing platform (default 500)")
+    p.add_argument("--fault", action="append", default=[], metavar="KIND:METER[@SECONDS]",
+                   help="inject a fault into a fleet meter (repeatable): KIND is leak, low_battery, tamper, garble "
+                        "or silence; METER a 14-digit meter id, M123 or 123; SECONDS after the fleet starts "
+                        "(default 1.5), e.g. --fault leak:M1200@10")
+    p.add_argument("--seed", type=int, default=7, help="seed of the fleet's use and phases (default 7)")
 
 
 def _city_size(text: str) -> int:
@@ -215,22 +265,18 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_tariffs_import(args: argparse.Namespace) -> int:
     """Add the file's tariff versions that the database does not have yet."""
     from core.errors import CoreError
-    from hub.store.db import Database
     from hub.tariffs import cli_actor, import_tariffs
 
     settings = _settings()
     path = Path(args.file) if args.file else settings.billing.tariffs_file
 
     async def main() -> int:
-        db = Database(settings.database_url)
         try:
-            await _require_migrated(db)
-            added = await import_tariffs(db, path, by=cli_actor())
+            async with _migrated_database(settings) as db:
+                added = await import_tariffs(db, path, by=cli_actor())
         except CoreError as exc:
             print(f"{path}: nothing imported: {exc}", file=sys.stderr)
             return 1
-        finally:
-            await db.aclose()
         for v in added.added:
             print(f"added {v.name}")
         print(f"{path}: {len(added.added)} versions added, {len(added.unchanged)} stored already")
@@ -244,18 +290,12 @@ def cmd_tariffs_list(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from core.tariffs import list_versions, prices_in_words
-    from hub.store.db import Database
 
     settings = _settings()
 
     async def main() -> int:
-        db = Database(settings.database_url)
-        try:
-            await _require_migrated(db)
-            async with db.read() as conn:
-                listed = await list_versions(conn, now=datetime.now(UTC))
-        finally:
-            await db.aclose()
+        async with _migrated_database(settings) as db, db.read() as conn:
+            listed = await list_versions(conn, now=datetime.now(UTC))
         if not listed:
             print("no tariff versions: import some with `gashub tariffs import FILE`")
             return 0
@@ -269,28 +309,79 @@ def cmd_tariffs_list(args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
+def cmd_reconcile_import(args: argparse.Namespace) -> int:
+    """Import a channel's daily statement (a file, or downloaded) and report what does not match the core."""
+    from datetime import date
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from core.errors import CoreError
+    from hub.reconcile import MAX_FILE_BYTES, download, import_bytes, summary
+    from hub.store.db import Database
+    from hub.tariffs import cli_actor
+
+    try:
+        day = date.fromisoformat(args.date)
+    except ValueError:
+        print(f"--date must be a day like 2026-11-26, got {args.date!r}", file=sys.stderr)
+        return 2
+    if (args.file is None) == (args.url is None):
+        print("give the statement FILE or --url to download it from (one of the two)", file=sys.stderr)
+        return 2
+    settings = _settings()
+
+    async def main() -> int:
+        db = Database(settings.database_url)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        source = args.file or args.url
+        try:
+            await _require_migrated(db)
+            if args.url:
+                data, name = await download(args.url)
+            else:
+                path = Path(args.file)
+                if (await asyncio.to_thread(path.stat)).st_size > MAX_FILE_BYTES:
+                    print(f"{path}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; not a daily statement",
+                          file=sys.stderr)
+                    return 1
+                data, name = await asyncio.to_thread(path.read_bytes), path.name
+            total = data.count(b"\n")
+            with Progress(*columns, transient=True, disable=args.quiet or not sys.stderr.isatty()) as bar:
+                task = bar.add_task("reading", total=max(total, 1))
+                done = await import_bytes(
+                    db, args.channel, day, data, name, by=cli_actor(),
+                    on_lines=lambda n: bar.update(task, completed=n),
+                    on_stage=lambda text: bar.update(task, description=text, completed=total))
+        except OSError as exc:
+            print(f"{source}: {exc.strerror}", file=sys.stderr)
+            return 1
+        except CoreError as exc:
+            print(f"{source}: nothing imported: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await db.aclose()
+        print("\n".join(summary(done, args.channel, day)))
+        return 0
+
+    return asyncio.run(main())
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from sqlalchemy import func, select
 
     from hub.store.audit import verify_chain
-    from hub.store.db import Database
     from hub.store.tables import hop
 
     settings = _settings()
 
     async def main() -> int:
-        db = Database(settings.database_url)
-        try:
-            await _require_migrated(db)
-            async with db.read() as conn:
-                total = int(await conn.scalar(select(func.count()).select_from(hop)) or 0)
-                with Progress(TextColumn("verifying audit chain"), BarColumn(), MofNCompleteColumn(),
-                              TimeRemainingColumn(), transient=True, disable=not sys.stderr.isatty()) as bar:
-                    task = bar.add_task("verify", total=total)
-                    result = await verify_chain(conn, progress=lambda n: bar.advance(task, n))
-        finally:
-            await db.aclose()
+        async with _migrated_database(settings) as db, db.read() as conn:
+            total = int(await conn.scalar(select(func.count()).select_from(hop)) or 0)
+            with Progress(TextColumn("verifying audit chain"), BarColumn(), MofNCompleteColumn(),
+                          TimeRemainingColumn(), transient=True, disable=not sys.stderr.isatty()) as bar:
+                task = bar.add_task("verify", total=total)
+                result = await verify_chain(conn, progress=lambda n: bar.advance(task, n))
         if result.ok:
             print(f"audit chain intact: {result.checked:,} hops verified")
             return 0
@@ -344,23 +435,18 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     from core.api.permissions import Role
     from core.api.users import create_user
     from core.db.tables_api import api_user
-    from hub.store.db import Database
 
     settings = _settings()
     password = secrets.token_urlsafe(18)
 
     async def main() -> int:
-        db = Database(settings.database_url)
-        try:
-            await _require_migrated(db)
+        async with _migrated_database(settings) as db:
             async with db.read() as conn:
                 taken = await conn.scalar(select(api_user.c.id).where(api_user.c.username == args.username))
             if taken is not None:
                 print(f"a user named {args.username!r} exists already: choose another name", file=sys.stderr)
                 return 1
             user_id = await create_user(db.engine, args.username, password, Role(args.role))
-        finally:
-            await db.aclose()
         print(f"user {args.username} ({args.role}) created with id {user_id}")
         print(f"password (shown once, store it now): {password}")
         print("get a token: POST /api/v1/auth/token with {\"username\": …, \"password\": …}")
@@ -375,7 +461,6 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
 
     from core.accounts.rotation import count_rows, rotate_keys
     from hub.app import privacy_from
-    from hub.store.db import Database
 
     settings = _settings()
     privacy = privacy_from(settings)
@@ -385,9 +470,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
         return 1
 
     async def main() -> int:
-        db = Database(settings.database_url)
-        try:
-            await _require_migrated(db)
+        async with _migrated_database(settings) as db:
             async with db.read() as conn:
                 total = await count_rows(conn)
             with Progress(TextColumn("rotating to key " + privacy.cipher.ring.current), BarColumn(),
@@ -396,8 +479,6 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
                 task = bar.add_task("rotate", total=total)
                 reports = await rotate_keys(db.begin, privacy, chunk=args.chunk, dry_run=args.dry_run,
                                             progress=lambda n: bar.advance(task, n))
-        finally:
-            await db.aclose()
         verb = "would re-encrypt" if args.dry_run else "re-encrypted"
         for r in reports:
             print(f"{r.table}: {r.rows:,} rows, {verb} {r.reencrypted:,}, blind indexes rebuilt {r.reindexed:,}")
@@ -420,7 +501,6 @@ def cmd_billing_run(args: argparse.Namespace) -> int:
 
     from core.db.tables_accounts import account
     from hub.billing import bill_in_parallel, month_period, summary
-    from hub.store.db import Database
     from hub.tariffs import current_book
 
     settings = _settings()
@@ -431,9 +511,7 @@ def cmd_billing_run(args: argparse.Namespace) -> int:
         return 2
 
     async def main() -> int:
-        db = Database(settings.database_url)
-        try:
-            await _require_migrated(db)
+        async with _migrated_database(settings) as db:
             book = await current_book(db)
             if not book.versions:
                 print("the database has no tariffs: import them with `gashub tariffs import FILE`", file=sys.stderr)
@@ -446,8 +524,6 @@ def cmd_billing_run(args: argparse.Namespace) -> int:
                 task = bar.add_task("bill", total=total)
                 result = await bill_in_parallel(db, book, start, end, workers=args.workers,
                                                 progress=lambda seen: bar.update(task, completed=seen))
-        finally:
-            await db.aclose()
         print("\n".join(summary(result)))
         if result.bills_issued:
             print("bill.issued events are in the outbox: a running hub sends them on (bill-notify → SMS)")
@@ -461,14 +537,11 @@ def cmd_readings_check(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from hub.readings import CHECKS, check_readings, summary
-    from hub.store.db import Database
 
     settings = _settings()
 
     async def main() -> int:
-        db = Database(settings.database_url)
-        try:
-            await _require_migrated(db)
+        async with _migrated_database(settings) as db:
             with Progress(TextColumn("reading checks"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("{task.description}"), TimeElapsedColumn(), transient=True,
                           disable=not sys.stderr.isatty()) as bar:
@@ -481,8 +554,6 @@ def cmd_readings_check(args: argparse.Namespace) -> int:
                     bar.update(task, completed=len(done), description=following)
 
                 result = await check_readings(db, settings.core.readings, progress=progress)
-        finally:
-            await db.aclose()
         print("\n".join(summary(result)))
         if result.total_recorded and settings.core.readings.request_work_orders:
             print("work_order.requested events are in the outbox: a running hub sends them on")
@@ -562,7 +633,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="HTTP port (default 8080 or GASHUB_HTTP_PORT)")
     p.add_argument("--rate", type=float, default=20.0, help="meter readings per second to simulate (default 20)")
     p.add_argument("--accounts", type=_city_size, default=200, metavar="N",
-                   help="accounts in the seeded city, 1-10000 (default 200)")
+                   help="accounts whose readings the vendor's cloud pushes, 1-10000 (default 200)")
+    _fleet_options(p, meters=1000)
+    p = add("simulate", lambda a: 2, "Simulate partners against a hub of their own.")
+    simsub = p.add_subparsers(dest="simulate_command", required=True, metavar="WHAT")
+    fl = simsub.add_parser(
+        "fleet", help="A fleet of smart meters behind DTUs and CTWing reporting to the hub, with faults.",
+        description="Seed a city whose meters are the fleet's (accounts, holders, a year of readings; a progress "
+                    "bar while it takes), start the hub on the embedded default with its DTU server and CTWing "
+                    "endpoint, and let the meters report by themselves: realistic household use (morning and "
+                    "evening peaks, seasons, days away), CJ/T 188 over TCP through the DTUs, pushes through a "
+                    "simulated CTWing. Faults are injected on a timetable and the hub's answer shows in /ops. "
+                    "Meter ids are 30 followed by the meter's number in 12 digits (M123 = 30000000000123).",
+        epilog="example: gashub simulate fleet --meters 1000 --dtus 50 --ctwing 500 --fault leak:M123@10 "
+               "--fault garble:M700 --duration 60")
+    fl.set_defaults(fn=cmd_simulate_fleet)
+    fl.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds (default: Ctrl-C)")
+    fl.add_argument("--port", type=int, default=None, help="HTTP port (default 8080 or GASHUB_HTTP_PORT)")
+    _fleet_options(fl, meters=1000)
     add("check", cmd_check, "Validate settings, routes and mappings without connecting to anything.")
     p = add("db", lambda a: 2, "Database tasks.")
     dbsub = p.add_subparsers(dest="db_command", required=True, metavar="TASK")
@@ -623,6 +711,29 @@ def build_parser() -> argparse.ArgumentParser:
                     description="List every stored tariff version by category and date: past, current (in force "
                     "today, Asia/Shanghai) or future, with who added it.", epilog=EPILOG,
                     formatter_class=argparse.RawDescriptionHelpFormatter).set_defaults(fn=cmd_tariffs_list)
+    p = add("reconcile", lambda a: 2, "Reconcile the payment channels' daily statements with the core's payments.")
+    rsub = p.add_subparsers(dest="reconcile_command", required=True, metavar="TASK")
+    ri = rsub.add_parser(
+        "import", help="Import a channel's daily statement file and list what does not match (idempotent).",
+        description="Read one payment channel's statement of one day and match it against the payments and "
+        "refunds the core recorded: payments the core lacks (missing_in_core), payments of that day the statement "
+        "lacks (missing_in_statement), lines listed twice (duplicated), other amounts (amount_mismatch) and "
+        "refunds or reversals on one side only (status_mismatch). The run and its discrepancies are stored; "
+        "operators resolve them through /api/v1/reconciliation or see them on the ops page. Importing the same "
+        "file again (same SHA-256) writes nothing.\n\nFormats: wechatpay = WeChat Pay's trade bill (CSV, "
+        "bill_type=ALL, plain or gzip); alipay = Alipay's trade details (业务明细, the zip or its GBK CSV); "
+        "unionpay = UnionPay's ZM file (INN…ZM_<merId>, or the zip).",
+        epilog="examples:\n  gashub reconcile import --channel wechatpay --date 2026-11-26 tradebill-20261126.csv\n"
+        "  gashub reconcile import --channel alipay --date 2026-11-26 --url 'https://dwbillcenter.alipay.com/…'\n\n"
+        + EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ri.add_argument("--channel", required=True, choices=["wechatpay", "alipay", "unionpay"],
+                    help="the statement's format (its channel)")
+    ri.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="the day the statement covers (Beijing)")
+    ri.add_argument("--quiet", action="store_true", help="no progress bar")
+    ri.add_argument("--url", help="download the statement from this address instead of reading FILE (e.g. the "
+                    "short-lived bill_download_url Alipay answers; read at most 512 MiB)")
+    ri.add_argument("file", nargs="?", help="the statement file as downloaded")
+    ri.set_defaults(fn=cmd_reconcile_import)
     p = add("billing", lambda a: 2, "Billing runs (with the tariff book in the database).")
     bsub = p.add_subparsers(dest="billing_command", required=True, metavar="TASK")
     br = bsub.add_parser(

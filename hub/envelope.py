@@ -51,6 +51,10 @@ class Envelope(BaseModel):
     @classmethod
     def from_json(cls, body: bytes | str) -> Envelope:
         """Parse and validate; any defect becomes ``MalformedMessage`` with a readable reason."""
+        try:  # the common case in one pass (pydantic parses the JSON itself); defects take the slow path
+            return cls.model_validate_json(body)
+        except ValidationError:
+            pass
         try:
             raw = orjson.loads(body)
         except orjson.JSONDecodeError as exc:

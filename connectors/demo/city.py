@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 
+from connectors.meters.usage import SEASON
 from connectors.vendor_push.simulator import VendorCloudSimulator
 from core.accounts import Category, CustomerIn, PremisesIn, Subcategory, id_check_digit
 from core.db.tables_accounts import DISTRICTS, LAT_RANGE, LON_RANGE
@@ -60,9 +61,6 @@ MOBILE_PREFIXES = ("133", "135", "136", "137", "138", "139", "150", "151", "152"
                    "177", "180", "181", "186", "187", "188", "189", "199")
 SHOPS = ("面馆", "小吃店", "饭店", "茶餐厅", "酒家", "烘焙坊", "快餐店", "黄酒馆")
 
-SEASON = (Decimal("1.55"), Decimal("1.45"), Decimal("1.20"), Decimal("1.00"), Decimal("0.85"), Decimal("0.75"),
-          Decimal("0.70"), Decimal("0.70"), Decimal("0.75"), Decimal("0.90"), Decimal("1.10"), Decimal("1.40"))
-"""Use in each calendar month relative to the year's average (January first)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,12 @@
 """``PaymentChannelSimulator``: customers paying their gas bills through WeChat Pay and Alipay.
 
-It stands in for the payment connectors (signed WeChat Pay and Alipay notifications) that come in a
-later issue, so it speaks no platform protocol: it publishes the canonical ``payment.received`` a
-payment connector would. Most customers pay their bill exactly, some round up (the rest is kept as
-credit), a few pay part of it; now and then a platform notifies the same payment twice (it retries
-when an answer is slow), and the core must credit it once.
+For most channels it speaks no platform protocol: it publishes the canonical ``payment.received`` a
+payment connector would. A channel named in ``deliver`` goes through its platform's simulator
+instead (the demo's Alipay payments: :class:`~connectors.payments.alipay.simulator.AlipayGatewaySimulator`
+POSTs the signed notification to the hub's ``alipay`` connector). Most customers pay their bill
+exactly, some round up (the rest is kept as credit), a few pay part of it; now and then a platform
+notifies the same payment twice (it retries when an answer is slow, or tells that the trade is
+finished), and the core must credit it once.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from hub.envelope import Envelope
 
 CENT = Decimal("0.01")
 Publish = Callable[[Sequence[Envelope]], Awaitable[None]]
+Deliver = Callable[["Payment", bool], Awaitable[None]]
+"""Hand a payment to a platform simulator, which notifies the hub; ``True`` for the second notification."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +67,8 @@ class Payment:
 @dataclass(frozen=True, slots=True)
 class Notified:
     payment: Payment
-    envelope: Envelope
-    """The first notification's message."""
+    envelope: Envelope | None
+    """The first notification's message (``None`` when a platform simulator delivered it)."""
     twice: bool
 
 
@@ -79,6 +83,8 @@ class PaymentChannelSimulator:
     sent: list[Payment] = field(default_factory=list)
     repeated: list[Payment] = field(default_factory=list)
     messages: int = 0
+    deliver: dict[str, Deliver] = field(default_factory=dict)
+    """Channels whose notifications a platform simulator sends, signed, to the hub's connector."""
     _seq: int = 0
 
     def __post_init__(self) -> None:
@@ -117,13 +123,21 @@ class PaymentChannelSimulator:
         """Publish the payment's ``payment.received`` (paid just now); the same notification again, now
         and then."""
         payment = replace(payment, paid_at=datetime.now(UTC).astimezone(payment.paid_at.tzinfo))
-        first = self._envelope(payment)
-        await self.publish([first])
+        deliver = self.deliver.get(payment.channel)
+        first: Envelope | None = None
+        if deliver is not None:
+            await deliver(payment, False)
+        else:
+            first = self._envelope(payment)
+            await self.publish([first])
         self.sent.append(payment)
         self.messages += 1
         twice = self._rng.random() < self.repeat_rate
         if twice:
-            await self.publish([self._envelope(payment)])
+            if deliver is not None:
+                await deliver(payment, True)
+            else:
+                await self.publish([self._envelope(payment)])
             self.repeated.append(payment)
             self.messages += 1
         return Notified(payment, first, twice)

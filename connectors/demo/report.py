@@ -13,8 +13,10 @@ from rich.table import Table
 from sqlalchemy import ColumnElement, FromClause, func, select
 
 from connectors.demo.city import SHAOXING
+from connectors.demo.fleet import LeakStory
 from connectors.demo.payments import Due
 from connectors.demo.seed import Seeded
+from connectors.meters.fleet import MeterFleet
 from core import outbox
 from core.accounts import Privacy, get_account
 from core.billing_run import BillingRunResult
@@ -160,4 +162,18 @@ async def summary(hub: Hub, t: Tally, *, sms_sent: int, bill_sms: int, valves_cl
         f"  {'valves closed':<16} {valves_closed:,}",
         f"  audit chain      {'intact' if verdict.ok else 'BROKEN: ' + verdict.problem} ({verdict.checked:,} hops)",
     ]
+    return "\n".join(lines)
+
+
+def fleet_lines(fleet: MeterFleet, leaks: Sequence[LeakStory]) -> str:
+    """The fleet's part of the summary: its reports, and each leak's story from report to work order."""
+    lines = [f"  {'fleet':<16} {len(fleet.meters):,} meters, {fleet.reports:,} reports sent by themselves "
+             f"({fleet.failed_reports:,} failed)"]
+    for leak in leaks:
+        frame = (f"{leak.close_frame_after_s * 1000:.0f} ms" if leak.close_frame_after_s is not None
+                 else "not seen")
+        lines.append(f"  {'leak story':<16} meter {leak.meter_id}: alarm {leak.alarm_id or 'none'} → close frame on "
+                     f"its wire after {frame} → valve {leak.valve_state or 'unknown'} → SMS "
+                     f"{'requested' if leak.sms_requested else 'not requested'} → work order "
+                     f"{leak.work_order or 'none'} ({'complete' if leak.complete else 'INCOMPLETE'})")
     return "\n".join(lines)

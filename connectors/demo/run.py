@@ -4,13 +4,19 @@ A day in the life of a gas company in Shaoxing, sped up:
 
 1. a fresh database gets a small city (:mod:`connectors.demo.city`): accounts in the six districts,
    holders encrypted with the demo's key, a meter each and a year of monthly readings;
-2. the meter vendor's cloud pushes live readings for those meters (now and then the same push twice,
-   a malformed or an unmappable one), a leak alarm closes a valve through the meter platform;
+2. the meter vendor's cloud pushes live readings for its meters (now and then the same push twice,
+   a malformed or an unmappable one), a leak alarm closes a valve through the meter platform; a fleet
+   of simulated meters (:mod:`connectors.meters.fleet`, 1,000 by default: half behind DTUs speaking
+   CJ/T 188 over TCP, half on a simulated CTWing) reports by itself, and after a short while one of
+   its meters reports a leak: the demo follows it from the alarm to the valve-close frame on that
+   meter's wire, the valve closed, the SMS requested and the emergency work order
+   (:mod:`connectors.demo.fleet`);
 3. the billing run bills the last full month with the shipped tariffs; each ``bill.issued`` becomes an
    SMS to the holder through a gateway that is down just then (its breaker opens, the SMS wait in
    their queue, then go out);
 4. customers pay some bills through WeChat Pay and Alipay (:mod:`connectors.demo.payments`; some
-   notifications twice), the core credits each payment once, settles bills oldest first and asks for
+   notifications twice; the Alipay ones signed by the gateway simulator and POSTed to the hub's
+   ``alipay`` connector), the core credits each payment once, settles bills oldest first and asks for
    an invoice, which the *simulated* tax platform (:mod:`connectors.tax_demo`) issues;
 
 and everything lands in the store, the audit chain and the ops dashboard at http://127.0.0.1:8080/ops.
@@ -32,6 +38,7 @@ import random
 import secrets
 import shutil
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -40,9 +47,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from connectors.demo import report
 from connectors.demo.city import Household, plan_city
-from connectors.demo.payments import Due, Notified, PaymentChannelSimulator
+from connectors.demo.fleet import LeakStory, fleet_of, fleet_routes, follow_leak, inject_later
+from connectors.demo.payments import Deliver, Due, Notified, Payment, PaymentChannelSimulator
 from connectors.demo.seed import Seeded, seed_city
 from connectors.http_sms.simulator import SmsGatewaySimulator
+from connectors.meters import DtuConnector
+from connectors.meters.fleet import Fault, MeterFleet, parse_fault
+from connectors.payments.alipay.simulator import AlipayGatewaySimulator, new_key, private_pem, public_pem
 from connectors.tax.rest_simulator import RestTaxSimulator
 from connectors.tax.simulator import EInvoiceSimulator
 from connectors.tax_demo.simulator import TaxPlatformSimulator
@@ -63,6 +74,10 @@ BILL_AFTER_S = 3.0
 """Seconds of live readings before the billing run."""
 SMS_OUTAGE_S = 5.0
 """How long the SMS gateway is down when the bills go out."""
+LEAK_AFTER_S = 1.5
+"""Seconds of fleet traffic before one of its meters reports a leak."""
+FLEET_REPORT_EVERY_S = 60.0
+"""Each fleet meter reports by itself this often."""
 
 
 TAX_CHOICES = ("demo", "soap", "rest")
@@ -104,9 +119,41 @@ def tax_connector(tax: str, url: str, app_secret: str = "") -> dict[str, object]
             "app_key": DEMO_APP_KEY, "app_secret": app_secret}
 
 
+DEMO_ALIPAY_APP_ID = "2021004100000001"
+
+
+def alipay_connector(gateway: AlipayGatewaySimulator, app_private_key: str) -> dict[str, object]:
+    """The demo's Alipay connector settings, for the gateway simulator that holds the app's public key."""
+    return {"kind": "alipay", "app_id": gateway.app_id, "seller_id": gateway.seller_id,
+            "app_private_key": app_private_key, "alipay_public_key": gateway.alipay_public_pem,
+            "gateway_url": gateway.gateway_url}
+
+
+def alipay_deliver(gateway: AlipayGatewaySimulator, notify_url: str) -> Deliver:
+    """A paid bill as Alipay tells it: the gateway signs the trade's notification and POSTs it to the
+    hub; the second notification of a trade says it is finished (same trade, credited once)."""
+    async def deliver(payment: Payment, again: bool) -> None:
+        paid_at = payment.paid_at.astimezone(COMPANY_TZ).strftime("%Y-%m-%d %H:%M:%S")
+        trade = {"trade_no": payment.transaction_id, "out_trade_no": payment.out_trade_no,
+                 "total_amount": f"{payment.amount:.2f}", "gmt_payment": paid_at, "gmt_create": paid_at,
+                 "trade_status": "TRADE_FINISHED" if again else "TRADE_SUCCESS",
+                 "buyer_user_id": payment.payer_ref, "subject": "燃气费"}
+        status, answer = await gateway.send(notify_url, gateway.notification(trade, passback_params=payment.account_id))
+        if answer != "success":
+            console.print(f"[red]alipay notification not taken[/] ({status}): {answer[:120]}")
+
+    return deliver
+
+
 def demo_settings(*, database_url: str, http_port: int, ops_token: str, vendor_token: str, routes_dir: Path,
                   sms_url: str, valves_url: str, tax_url: str, tax: str = "demo",
-                  tax_secret: str = "") -> Settings:
+                  tax_secret: str = "", alipay: dict[str, object] | None = None,
+                  fleet: MeterFleet | None = None) -> Settings:
+    meters: dict[str, object] = {}
+    if fleet is not None and fleet.layout.buses:
+        meters["meters"] = fleet.dtu_settings(port=0, request_timeout_s=2.0)
+    if fleet is not None and fleet.layout.devices:
+        meters["ctwing"] = fleet.ctwing_settings(fleet.ctwing_url, command={"poll_every_s": 2.0})
     return load_settings(
         database_url=database_url, amqp_url=None, http={"host": "127.0.0.1", "port": http_port},
         routes_dir=routes_dir, mappings_dir=PROJECT / "mappings",
@@ -119,14 +166,31 @@ def demo_settings(*, database_url: str, http_port: int, ops_token: str, vendor_t
             "sms": {"kind": "http_sms", "base_url": sms_url, "timeout_s": 2.0},
             "valves": {"kind": "valve_http", "base_url": valves_url},
             "tax_demo" if tax == "demo" else "tax": tax_connector(tax, tax_url, tax_secret),
+            **({"alipay": alipay} if alipay is not None else {}),
+            **meters,
         },
     )
 
 
 async def run_demo(*, duration: float | None = None, port: int | None = None, rate: float = 20.0,
-                   database_url: str | None = None, accounts: int = 200) -> int:
+                   database_url: str | None = None, accounts: int = 200, meters: int = 1000, dtus: int = 50,
+                   ctwing: int = 500, faults: Sequence[str] = (), leak: bool = True, story: bool = True,
+                   seed: int = 7) -> int:
+    """The demo. ``accounts`` households report through the vendor's cloud, ``meters`` more are the
+    fleet (``ctwing`` of them on CTWing, the rest on ``dtus`` DTUs); ``faults`` (``KIND:METER[@SECONDS]``)
+    are injected into the fleet, and with ``leak`` one DTU meter reports a leak after ``LEAK_AFTER_S``.
+    Without ``story`` there is no billing run and no payments (``gashub simulate fleet``)."""
     configure("WARNING", json=False)
     started = time.monotonic()
+    today = datetime.now(COMPANY_TZ).date()
+    try:
+        city = plan_city(accounts + meters, today=today)
+        fleet = fleet_of(city, first=accounts, dtus=dtus, ctwing=ctwing, seed=seed,
+                         report_every_s=FLEET_REPORT_EVERY_S) if meters else None
+        timetable = [parse_fault(f, fleet.meters if fleet else ()) for f in faults]
+    except ValueError as exc:  # nothing is started or written before the options are known to be good
+        console.print(f"[red]cannot run[/]: {exc}")
+        return 2
     db_url = database_url or "sqlite+aiosqlite:///var/demo.db"
     if database_url is None:
         await asyncio.to_thread(_fresh_demo_database)
@@ -135,6 +199,8 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
         console.print(f"[red]GASHUB_DEMO_TAX={tax_choice!r}[/]: choose one of {', '.join(TAX_CHOICES)}")
         return 2
     routes_dir = await asyncio.to_thread(demo_routes, Path("var") / "demo-routes", tax_choice)
+    if fleet is not None:
+        (routes_dir / "demo-fleet.toml").write_text(fleet_routes(fleet), encoding="utf-8")
     tax_secret = secrets.token_urlsafe(24)
     async with contextlib.AsyncExitStack() as cleanup:  # whatever fails, what was started is stopped
         tax: TaxPlatformSimulator | EInvoiceSimulator | RestTaxSimulator
@@ -145,23 +211,29 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
         else:
             tax = TaxPlatformSimulator()
         sms, valves = SmsGatewaySimulator(), ValvePlatformSimulator()
-        for simulator in (sms, valves, tax):
+        app_key = await asyncio.to_thread(new_key)
+        alipay = AlipayGatewaySimulator(app_id=DEMO_ALIPAY_APP_ID, app_public_key=public_pem(app_key))
+        for simulator in (sms, valves, tax, alipay):
             await simulator.start()
             cleanup.push_async_callback(simulator.aclose)
+        http_port = port if port is not None else int(os.environ.get("GASHUB_HTTP_PORT", "8080"))
+        base = f"http://127.0.0.1:{http_port}"
+        if fleet is not None:
+            cleanup.push_async_callback(fleet.stop)
+            await fleet.start_platform(f"{base}/partners/ctwing/push")
         vendor_token = secrets.token_urlsafe(16)
         ops_token = os.environ.get("GASHUB_OPS__TOKEN") or secrets.token_urlsafe(18)
-        http_port = port if port is not None else int(os.environ.get("GASHUB_HTTP_PORT", "8080"))
         settings = demo_settings(database_url=db_url, http_port=http_port, ops_token=ops_token,
                                  vendor_token=vendor_token, routes_dir=routes_dir, sms_url=sms.url,
                                  valves_url=valves.url, tax=tax_choice, tax_secret=tax_secret,
-                                 tax_url=tax.url if isinstance(tax, TaxPlatformSimulator) else tax.endpoint)
+                                 tax_url=tax.url if isinstance(tax, TaxPlatformSimulator) else tax.endpoint,
+                                 alipay=alipay_connector(alipay, private_pem(app_key)), fleet=fleet)
         hub = Hub.build(settings)
         await hub.start()
         cleanup.push_async_callback(hub.stop)
         assert hub.privacy is not None  # the demo configures a key
         stop = stop_on_signals()
-        base = f"http://127.0.0.1:{http_port}"
-        console.print(f"[bold green]gashub demo[/] running on the embedded default "
+        console.print(f"[bold green]gashub {'demo' if story else 'simulate fleet'}[/] running on the embedded default "
                       f"(SQLite {db_url.split('///')[-1]}, in-memory transport)")
         console.print(f"  health    {base}/health")
         console.print(f"  dashboard {base}/ops#token={ops_token}")
@@ -169,8 +241,6 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
         console.print(f"  metrics   {base}/metrics")
         console.print("  Ctrl-C stops it" + (f"; stopping by itself after {duration:g} s" if duration else ""))
 
-        today = datetime.now(COMPANY_TZ).date()
-        city = plan_city(accounts, today=today)
         seeded = await _seed(hub, hub.privacy, city)
         console.print(report.city_table(seeded))
         console.print(f"  {seeded.readings:,} monthly readings loaded as a backfill (12 months up to "
@@ -178,15 +248,34 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
 
         vendor = VendorCloudSimulator(f"{base}/partners/vendor-demo/push", vendor_token, meters=accounts,
                                       valves=valves.valves)
-        vendor.start_from({home.meter_id: home.register_now for home in city})
+        vendor.start_from({home.meter_id: home.register_now for home in city[:accounts]})
         cleanup.push_async_callback(vendor.aclose)
-        payer = PaymentChannelSimulator(hub.publisher.publish)
-        tasks = [
-            asyncio.create_task(vendor.run(rate, stop=stop), name="demo:readings"),
-            asyncio.create_task(_incidents(vendor, stop), name="demo:incidents"),
-            asyncio.create_task(_report(hub, vendor, sms, valves, payer, tax, stop), name="demo:report"),
-            asyncio.create_task(_story(hub, hub.privacy, sms, payer, base, stop), name="demo:story"),
-        ]
+        payer = PaymentChannelSimulator(hub.publisher.publish,
+                                        deliver={"alipay": alipay_deliver(alipay, f"{base}/partners/alipay/notify")})
+        tasks = [asyncio.create_task(_report(hub, vendor, sms, valves, payer, tax, stop, fleet), name="demo:report")]
+        if accounts:
+            tasks += [asyncio.create_task(vendor.run(rate, stop=stop), name="demo:readings"),
+                      asyncio.create_task(_incidents(vendor, stop), name="demo:incidents")]
+        if story:
+            tasks.append(asyncio.create_task(_story(hub, hub.privacy, sms, payer, base, stop), name="demo:story"))
+        leaks: list[LeakStory] = []
+        if fleet is not None:
+            dtu = hub.connectors.get("meters")
+            await fleet.start("127.0.0.1", dtu.port if isinstance(dtu, DtuConnector) else None,
+                              f"{base}/partners/ctwing/push")
+            console.print(f"  fleet: {len(fleet.meters):,} meters report by themselves every "
+                          f"{fleet.report_every_s:g} s: {len(fleet.layout.devices):,} through CTWing "
+                          f"(/partners/ctwing/push), {len(fleet.meters) - len(fleet.layout.devices):,} on "
+                          f"{len(fleet.layout.buses):,} DTUs (CJ/T 188 over TCP, port {fleet.dtu_port})")
+            target = fleet.valve_route_split() or (min(fleet.meters) if fleet.layout.buses else None)
+            if leak and target is not None and not any(f is Fault.LEAK for f, _, _ in timetable):
+                timetable.append((Fault.LEAK, target, None))
+            for fault, meter, after in timetable:
+                if fault is Fault.LEAK:
+                    leaks.append(LeakStory(meter, injected=0.0))
+                    tasks.append(asyncio.create_task(_leak(hub, fleet, leaks[-1], after), name="demo:leak"))
+                else:
+                    tasks.append(asyncio.create_task(_fault(fleet, fault, meter, after), name="demo:fault"))
         try:
             left = None if duration is None else max(0.0, duration - (time.monotonic() - started))
             await wait_until_stopped(stop, left)
@@ -197,14 +286,32 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            if fleet is not None:  # the meters fall silent before the books are closed
+                await fleet.stop()
         await _drain(hub, within_s=3.0)
         summary = await report.summary(
             hub, await report.tally(hub), sms_sent=len(sms.sent),
             bill_sms=sum(1 for s in sms.sent if s.get("template") == "SMS_BILL"),
             valves_closed=len(valves.commands), notified=len(payer.sent), repeated=len(payer.repeated),
             tax_issued=len(tax.invoices))
+        if fleet is not None:
+            summary += "\n" + report.fleet_lines(fleet, leaks)
     console.print(summary)
     return 0
+
+
+async def _fault(fleet: MeterFleet, fault: Fault, meter: str, after: float | None) -> None:
+    await inject_later(fleet, fault, meter, LEAK_AFTER_S if after is None else after)
+    console.print(f"[yellow]fault[/] {fault.value} injected at fleet meter {meter} ({fleet.meters[meter].via})")
+
+
+async def _leak(hub: Hub, fleet: MeterFleet, story: LeakStory, after: float | None) -> None:
+    """One of the fleet's meters springs a leak; tell what follows, step by step."""
+    story.injected = await inject_later(fleet, Fault.LEAK, story.meter_id, LEAK_AFTER_S if after is None else after)
+    console.rule(f"leak at fleet meter {story.meter_id}")
+    console.print(f"[yellow]leak[/] at meter {story.meter_id} ({fleet.meters[story.meter_id].via}): gas flows "
+                  "without a pause, the meter raises its leak bit and reports at once")
+    await follow_leak(hub, fleet, story, console)
 
 
 def _fresh_demo_database() -> None:
@@ -275,7 +382,7 @@ async def _pay(payer: PaymentChannelSimulator, dues: list[Due], base: str, stop:
     console.rule("payments")
     console.print(f"{len(payments):,} of {len(dues):,} bills get paid through WeChat Pay and Alipay "
                   "(most exactly, some rounded up, a few in part); a few platforms notify twice")
-    shown = {"first": 0, "twice": 0}
+    shown = {"first": 0, "twice": 0, "traced": 0}
 
     def told(n: Notified) -> None:
         first, twice = shown["first"] < 3, n.twice and shown["twice"] < 2
@@ -283,9 +390,11 @@ async def _pay(payer: PaymentChannelSimulator, dues: list[Due], base: str, stop:
             return
         shown["first" if first else "twice"] += 1
         tail = " [yellow]notified twice[/]: the core credits it once" if n.twice else ""
-        console.print(f"[green]payment[/] {n.payment.channel} {n.payment.transaction_id[:8]}… {n.payment.amount} "
+        via = " (signed notification → the alipay connector)" if n.envelope is None else ""
+        console.print(f"[green]payment[/] {n.payment.channel}{via} {n.payment.transaction_id[:8]}… {n.payment.amount} "
                       f"yuan ({n.payment.how}) for account {n.payment.account_number}{tail}")
-        if shown["first"] == 1 and first:
+        if not shown["traced"] and n.envelope is not None:
+            shown["traced"] = 1
             console.print(f"  trace it: {base}/ops → Messages, flow {n.envelope.correlation_id} "
                           "(payment.received → invoice.requested → invoice.issued)")
 
@@ -327,7 +436,7 @@ async def _incidents(vendor: VendorCloudSimulator, stop: asyncio.Event) -> None:
 
 async def _report(hub: Hub, vendor: VendorCloudSimulator, sms: SmsGatewaySimulator, valves: ValvePlatformSimulator,
                   payer: PaymentChannelSimulator, tax: TaxPlatformSimulator | EInvoiceSimulator | RestTaxSimulator,
-                  stop: asyncio.Event) -> None:
+                  stop: asyncio.Event, fleet: MeterFleet | None = None) -> None:
     while not stop.is_set():
         await asyncio.sleep(5.0)
         settled = {name: rt.pipeline.settled for name, rt in hub.runtimes.items()}
@@ -336,7 +445,8 @@ async def _report(hub: Hub, vendor: VendorCloudSimulator, sms: SmsGatewaySimulat
         console.print(
             f"[dim]{time.strftime('%H:%M:%S')}[/] pushes {vendor.pushed:,}  readings "
             f"{settled.get('vendor-readings', 0):,}  SMS {len(sms.sent):,} (breaker {state})"
-            f"  valves closed {len(valves.commands)}  payments {len(payer.sent):,}  invoices {len(tax.invoices):,}")
+            f"  valves closed {len(valves.commands)}  payments {len(payer.sent):,}  invoices {len(tax.invoices):,}"
+            + (f"  fleet reports {fleet.reports:,}" if fleet is not None else ""))
 
 
 async def _drain(hub: Hub, *, within_s: float) -> None:

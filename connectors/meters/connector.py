@@ -9,7 +9,9 @@ order, status bits and valve control code: ``config/meter_profiles.toml``. Authe
 the protocol; a DTU is known by its registration id and a meter by its address, and frames from a
 meter that is not configured are refused. Every ``901F`` reply, asked for or not, is published as a
 canonical ``meter.reading``; garbled bytes and unknown meters are refused with an audit record and
-nothing is published for them. Readings run daily at ``daily_read_at`` and on demand
+nothing is published for them. A report whose status bits say the meter detected a leak (the
+profile's ``leak`` mask) raises ``alarm.raised`` first, in the reading's flow. Readings run daily at
+``daily_read_at``, on demand, and whenever a meter reports by itself
 (:meth:`DtuConnector.read_meter`); :meth:`DtuConnector.set_valve` opens or closes a valve.
 Settings: :class:`~connectors.meters.settings.DtuSettings`.
 """
@@ -27,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
+from connectors.meters.alarms import leak_alarm
 from connectors.meters.cjt188 import (
     DecodeError,
     ErrorReply,
@@ -211,7 +214,11 @@ class DtuConnector(InboundConnector[DtuSettings], OutboundConnector[DtuSettings]
         stamp = (report.meter_clock or received.replace(microsecond=0)).isoformat()
         envelope = Envelope(type=MessageType.METER_READING.value, source=self.context.name, subject=meter.meter_id,
                             data=reading_data(report))
+        alarm = leak_alarm(profile, data.status, meter_id=meter.meter_id, detected_at=report.reading.read_at,
+                           tz=self.tz, reading=envelope, via=source)
         try:
+            if alarm is not None:  # safety first: the alarm goes out before the reading it came with
+                await self.context.receive(alarm, partner_key=alarm.data["alarm_id"])
             await self.context.receive(envelope, partner_key=f"{meter.address}:{stamp}:{report.reading.volume_m3}")
         except HubError as exc:
             log.warning("dtu.reading_not_accepted", extra={"meter": meter.meter_id, "error": str(exc),

@@ -5,7 +5,8 @@ every frame the server sends is decoded, and the addressed meter answers as its 
 DI order, its status bits, its valve control code), after a short bus delay. Meters keep a register,
 a valve and a battery; ``silent`` meters never answer, ``garble`` makes the next answer corrupt.
 Every request a meter received is kept with its arrival time (``SimulatedMeter.received``), so a
-test can check what reached a meter's wire and when (a valve-close frame after a leak).
+test can check what reached a meter's wire and when (a valve-close frame after a leak). A meter can
+also report by itself (:meth:`DtuSimulator.report`), with its leak, tamper and battery bits.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ class SimulatedMeter:
     volume_m3: Decimal = Decimal("100.00")
     valve_closed: bool = False
     battery_low: bool = False
+    tamper: bool = False
+    leak: bool = False
+    """The meter detected a leak itself: its status word carries the profile's ``leak`` bit (when the
+    model has one)."""
     silent: bool = False
     garble: bool = False
     """Corrupt the checksum of the next answer (then answer normally again)."""
@@ -61,7 +66,17 @@ class SimulatedMeter:
         word = bits.valve_closed if self.valve_closed else bits.valve_open
         if self.battery_low:
             word |= bits.battery_low
+        if self.tamper:
+            word |= bits.tamper
+        if self.leak:
+            word |= bits.leak
         return word
+
+    def metering_data(self, ser: int, tz: ZoneInfo) -> MeteringData:
+        """This meter's ``901F`` reply (register, clock, status) with ``ser``."""
+        volume = Volume(self.volume_m3.quantize(Decimal("0.01")))
+        return MeteringData(self.profile.meter_type, self.address, ser, volume, volume,
+                            MeterClock.from_datetime(datetime.now(tz)), self.status())
 
     def answer(self, request: Message, control: int, tz: ZoneInfo) -> Message:
         """What this meter says to a request addressed to it (control code ``control``): an error
@@ -69,9 +84,7 @@ class SimulatedMeter:
         t = self.profile.meter_type
         match request:
             case ReadData(di=di, ser=ser) if di == DI_METERING:
-                volume = Volume(self.volume_m3.quantize(Decimal("0.01")))
-                return MeteringData(t, self.address, ser, volume, volume,
-                                    MeterClock.from_datetime(datetime.now(tz)), self.status())
+                return self.metering_data(ser, tz)
             case ReadAddress(ser=ser):
                 return AddressReply(t, self.address, ser)
             case ValveControl(ser=ser, action=action):
@@ -149,6 +162,18 @@ class DtuSimulator:
             await self.send(bytes(wire))
             if frame.address == WILDCARD:
                 return  # one meter answers a broadcast (the bus has one when it is used)
+
+    async def report(self, address: str, *, ser: int = 0) -> bytes:
+        """The meter at ``address`` reports by itself (a meter-initiated ``901F`` reply, unasked, as
+        meters that wake on an event do); returns the bytes put on the wire."""
+        meter = self.meter(address)
+        wire = bytearray(encode_frame(encode_message(meter.metering_data(ser, ZoneInfo(self.timezone)),
+                                                     meter.profile.dialect), preamble=3))
+        if meter.garble:
+            meter.garble = False
+            wire[-2] ^= 0xFF
+        await self.send(bytes(wire))
+        return bytes(wire)
 
     async def aclose(self) -> None:
         for task in self._tasks:

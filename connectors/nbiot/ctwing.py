@@ -48,6 +48,7 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
+from connectors.meters.alarms import leak_alarm
 from connectors.meters.cjt188 import ValveAction, ValveControl, encode_frame, encode_message, load_meter_profiles
 from connectors.meters.cjt188.messages import MeteringData
 from connectors.nbiot.aep import AepClient
@@ -71,6 +72,7 @@ from hub.connectors.contract import (
     OutboundConnector,
     Receipt,
 )
+from hub.connectors.http import read_capped
 from hub.envelope import Envelope
 from hub.errors import ConnectorTimeout, HubError, PermanentError
 
@@ -142,7 +144,7 @@ class CtwingConnector(InboundConnector[CtwingSettings], OutboundConnector[Ctwing
     # pushes in ------------------------------------------------------------------------------
 
     async def push(self, request: web.Request) -> web.Response:
-        body = await request.content.read(self.settings.max_body_bytes + 1)
+        body = await read_capped(request.content, self.settings.max_body_bytes)
         try:
             return await self._push(request, body)
         except Refused as refused:
@@ -205,11 +207,17 @@ class CtwingConnector(InboundConnector[CtwingSettings], OutboundConnector[Ctwing
                                                                "valve": reported})
                 return answer(200, "not a reading")
             data = reading_from_frame(device, profile, raw, received_at=at, tz=self.tz, source=ReadingSource.CTWING)
+            status = message.status
         else:
             data = reading_from_fields(device, payload, self.settings.fields, read_at=at, source=ReadingSource.CTWING)
+            status = 0
         envelope = Envelope(type=MessageType.METER_READING.value, source=self.context.name,
                             subject=device.meter_id, data=data)
+        alarm = leak_alarm(profile, status, meter_id=device.meter_id, detected_at=at, tz=self.tz, reading=envelope,
+                           via=f"ctwing:{device.device_id}")
         try:
+            if alarm is not None:  # safety first: the alarm before the reading it came with
+                await self.context.receive(alarm, partner_key=alarm.data["alarm_id"])
             key = f"{device.device_id}:{packet}:{data_sn}:{doc['timestamp']}"
             result = await self.context.receive(envelope, partner_key=key)
         except HubError as exc:

@@ -34,6 +34,7 @@ from connectors.nbiot.signing import onenet_signed_texts, onenet_valid
 from connectors.nbiot.uplink import Devices, Refused, frame_bytes, reading_from_fields, reading_from_frame
 from core.catalogue.messages import MessageType, ReadingSource
 from hub.connectors.contract import Capability, ConnectorContext, Health, InboundConnector
+from hub.connectors.http import read_capped
 from hub.envelope import Envelope
 from hub.errors import HubError
 
@@ -75,7 +76,7 @@ class OneNetConnector(InboundConnector[OneNetSettings]):
         return web.Response(text=msg)
 
     async def push(self, request: web.Request) -> web.Response:
-        body = await request.content.read(self.settings.max_body_bytes + 1)
+        body = await read_capped(request.content, self.settings.max_body_bytes)
         try:
             return await self._push(body)
         except Refused as refused:

@@ -1,1 +1,1 @@
-"""Payment platforms: one subpackage per platform (``wechatpay``), each of the connector shape."""
+"""Payment platforms: one subpackage per platform (``wechatpay``, ``alipay``), each of the connector shape."""

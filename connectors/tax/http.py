@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from hub.connectors.http import read_capped
 from hub.errors import ConnectorTimeout, TransientError
 
 MAX_ANSWER = 4_000_000
@@ -32,7 +33,7 @@ class TaxHttp:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
         try:
             async with self._session.post(url, data=body, headers=dict(headers)) as resp:
-                raw = await resp.content.read(MAX_ANSWER + 1)
+                raw = await read_capped(resp.content, MAX_ANSWER)
                 if len(raw) > MAX_ANSWER:
                     raise TransientError(f"{url} answered more than {MAX_ANSWER} bytes")
                 return Answer(resp.status, {k: v for k, v in resp.headers.items()}, raw)

@@ -28,6 +28,7 @@ from connectors.tax import xmldoc
 from connectors.tax.ledger import BUSY, INVALID, OK, Issued, PlatformAnswer, TaxLedger
 from connectors.tax.model import InvoiceOrder
 from connectors.tax.settings import WSDL
+from hub.connectors.http import read_capped
 from hub.connectors.simulation import HttpSimulator
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -119,7 +120,7 @@ class EInvoiceSimulator(HttpSimulator):
         return web.Response(body=body, status=status, content_type="text/xml", charset="utf-8")
 
     async def _soap(self, request: web.Request) -> web.Response:
-        raw = await request.content.read(xmldoc.MAX_DOCUMENT + 1)
+        raw = await read_capped(request.content, xmldoc.MAX_DOCUMENT)
         try:
             operation, inner = self._read(raw)
         except (BadRequest, xmldoc.BadXml) as exc:

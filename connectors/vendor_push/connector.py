@@ -19,6 +19,7 @@ from aiohttp import web
 
 from connectors.vendor_push.settings import VendorPushSettings
 from hub.connectors.contract import Capability, ConnectorContext, InboundConnector
+from hub.connectors.http import read_capped
 from hub.envelope import Envelope
 from hub.errors import HubError
 
@@ -42,7 +43,7 @@ class VendorPushConnector(InboundConnector[VendorPushSettings]):
         self.accepted = 0
 
     async def push(self, request: web.Request) -> web.Response:
-        body = await request.content.read(self.settings.max_body_bytes + 1)
+        body = await read_capped(request.content, self.settings.max_body_bytes)
         if len(body) > self.settings.max_body_bytes:
             await self.context.reject("body over the size limit", body=body[:1024], source="vendor")
             return _answer(413, 413, f"body over {self.settings.max_body_bytes} bytes")

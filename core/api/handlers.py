@@ -38,6 +38,7 @@ from core.api.models import (
 from core.api.payments import payment_endpoints
 from core.api.permissions import MATRIX, Action, Resource
 from core.api.problems import ProblemError, json_response
+from core.api.reconciliation import reconciliation_endpoints
 from core.api.tariffs import tariff_endpoints
 from core.api.users import AccountLocked, LoginFailed, login, revoke_token
 from core.api.valves import valve_endpoints
@@ -164,6 +165,7 @@ def endpoints() -> list[Endpoint]:
         Endpoint("GET", "/audit", list_audit, "The API audit log, newest first, paged", AuditPage,
                  Resource.AUDIT, rd, query=AuditQuery),
         *payment_endpoints(),
+        *reconciliation_endpoints(),
         *valve_endpoints(),
         *meter_endpoints(),
         *tariff_endpoints(),

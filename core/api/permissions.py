@@ -42,6 +42,9 @@ class Resource(StrEnum):
     a held reading (write)."""
     WORK_ORDERS = "work_orders"
     """Work orders with their SLA deadlines and history (read); moving one through the loop (write)."""
+    RECONCILIATION = "reconciliation"
+    """The payment channels' statement runs and their discrepancies (read); resolving a discrepancy with a
+    note (write)."""
     MAP = "map"
     """Alarms and meters drawn as GeoJSON from the premises' coordinates, without personal data; roles that
     may not read meters get coarse points (about 1 km) without meter or alarm ids."""
@@ -65,13 +68,14 @@ MATRIX: dict[Role, dict[Resource, frozenset[Action]]] = {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.SUMMARIES: {_R},
             Resource.AUDIT: {_R}, Resource.ACCOUNTS: {_R, _W}, Resource.PERSONAL_DATA: {_R}, **_MONEY,
             Resource.VALVES: {_R, _W}, Resource.METERS: {_R}, Resource.TARIFFS: {_R, _W},
-            Resource.READING_EXCEPTIONS: {_R, _W}, Resource.WORK_ORDERS: {_R, _W}, Resource.MAP: {_R}, **_OWN,
+            Resource.READING_EXCEPTIONS: {_R, _W}, Resource.WORK_ORDERS: {_R, _W}, Resource.MAP: {_R},
+            Resource.RECONCILIATION: {_R, _W}, **_OWN,
         },
         Role.CUSTOMER_SERVICE: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R}, Resource.SUMMARIES: {_R},
             Resource.ACCOUNTS: {_R, _W}, Resource.PERSONAL_DATA: {_R}, **_MONEY, Resource.VALVES: {_R},
             Resource.METERS: {_R}, Resource.TARIFFS: {_R}, Resource.READING_EXCEPTIONS: {_R},
-            Resource.WORK_ORDERS: {_R}, Resource.MAP: {_R}, **_OWN,
+            Resource.WORK_ORDERS: {_R}, Resource.MAP: {_R}, Resource.RECONCILIATION: {_R}, **_OWN,
         },
         Role.DISPATCHER: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R, _W}, Resource.SUMMARIES: {_R}, Resource.ACCOUNTS: {_R},
@@ -85,7 +89,8 @@ MATRIX: dict[Role, dict[Resource, frozenset[Action]]] = {
         Role.AUDITOR: {
             Resource.READINGS: {_R}, Resource.ALARMS: {_R}, Resource.SUMMARIES: {_R}, Resource.AUDIT: {_R},
             Resource.ACCOUNTS: {_R}, **_MONEY, Resource.VALVES: {_R}, Resource.METERS: {_R}, Resource.TARIFFS: {_R},
-            Resource.READING_EXCEPTIONS: {_R}, Resource.WORK_ORDERS: {_R}, Resource.MAP: {_R}, **_OWN,
+            Resource.READING_EXCEPTIONS: {_R}, Resource.WORK_ORDERS: {_R}, Resource.MAP: {_R},
+            Resource.RECONCILIATION: {_R}, **_OWN,
         },
         Role.GOVERNMENT: {Resource.SUMMARIES: {_R}, Resource.MAP: {_R}, **_OWN},
     }.items()
@@ -102,7 +107,8 @@ every role that reads readings reads the list (customer service, to explain an e
 bill); the dispatcher, who works the operations queue as with alarms, and the field engineer, whose
 on-site read or inspection settles a doubtful reading, resolve them (with the administrator). Work orders:
 the dispatcher and the field engineer (and the administrator) move them through the loop; customer
-service and the auditor read them."""
+service and the auditor read them. Reconciliation: the roles that read payments read the statement runs and
+their discrepancies (customer service, to answer "I paid but …"); only the administrator resolves one."""
 
 
 def allowed(role: Role, resource: Resource, action: Action) -> bool:

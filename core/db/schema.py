@@ -7,11 +7,13 @@ from core.db import (
                      tables_api,
                      tables_billing,
                      tables_payments,
+                     tables_reconciliation,
                      tables_tariffs,
                      tables_valves,
                      tables_workorders,
 )
 from core.db.tables import metadata
 
-__all__ = ["metadata", "tables_accounts", "tables_api", "tables_billing", "tables_payments", "tables_tariffs",
+__all__ = ["metadata", "tables_accounts", "tables_api", "tables_billing", "tables_payments", "tables_reconciliation",
+           "tables_tariffs",
            "tables_valves", "tables_workorders"]

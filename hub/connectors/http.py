@@ -18,6 +18,21 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from hub.errors import ConnectorTimeout, PermanentError, TransientError
 
 
+async def read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """The whole body, or its first ``limit + 1`` bytes when it is longer (so that the caller can say
+    it is too long). ``StreamReader.read(n)`` returns what has arrived so far: a body that comes in
+    several TCP segments needs the loop."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await stream.read(limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 class PartnerHttp:
     def __init__(self, base_url: str, *, timeout_s: float = 5.0, in_call_attempts: int = 3,
                  headers: Mapping[str, str] | None = None) -> None:

@@ -20,6 +20,7 @@ from hub.errors import ConfigError
 
 BUILTIN: Mapping[str, str] = MappingProxyType(
     {
+        "alipay": "connectors.payments.alipay:AlipayConnector",
         "ctwing": "connectors.nbiot:CtwingConnector",
         "dtu_cjt188": "connectors.meters:DtuConnector",
         "ecny": "connectors.payments.ecny:EcnyConnector",

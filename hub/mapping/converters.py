@@ -15,7 +15,7 @@ import functools
 import math
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -263,8 +263,10 @@ def _to_decimal(value: Any, what: str) -> Decimal:
         if not math.isfinite(value):
             raise ConversionError(f"{value!r} is not a finite number")
         number = Decimal(repr(value))
-    elif isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
-        number = Decimal(value.strip())
+    elif isinstance(value, str):
+        if _DECIMAL.fullmatch(value.strip()) is None:
+            raise ConversionError(f"{_short(value)} is not {what}")
+        return Decimal(value.strip())  # the pattern already bounds digits and places
     else:
         raise ConversionError(f"{_short(value)} is not {what}")
     if not number.is_finite():
@@ -294,10 +296,12 @@ def _zone(tz: str) -> ZoneInfo:
 
 
 def _from_epoch(microseconds: int, tz: str) -> str:
+    seconds, fraction = divmod(microseconds, 1_000_000)
     try:
-        return _format((_EPOCH + timedelta(microseconds=microseconds)).astimezone(_zone(tz)))
-    except OverflowError:
+        moment = datetime.fromtimestamp(seconds, _zone(tz))
+    except (OverflowError, OSError, ValueError):
         raise ConversionError(f"{microseconds // 1000} ms after 1970 is out of range") from None
+    return _format(moment.replace(microsecond=fraction) if fraction else moment)
 
 
 def _parse_iso(value: Any, tz: str) -> datetime:

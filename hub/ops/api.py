@@ -14,6 +14,7 @@ from aiohttp import web
 
 from core import outbox
 from core.catalogue import Lane
+from core.reconciliation import queries as reconciliation
 from hub.ops import queries
 from hub.ops.replay import ReplayRefused, ReplayRequest, replay
 from hub.store import deadletters
@@ -160,6 +161,15 @@ async def _delayed(rt: Any) -> int | None:
     return total
 
 
+async def list_reconciliation(request: web.Request) -> web.Response:
+    """Per payment channel, its latest statement run with the open discrepancies (``items`` of them)."""
+    hub = request.app[HUB]
+    items = _int(request, "items", 20, hi=200)
+    async with hub.db.read() as conn:
+        channels = await reconciliation.latest_per_channel(conn, items=items)
+    return json_response({"channels": channels})
+
+
 async def dashboard(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "dashboard.html")
 
@@ -173,4 +183,5 @@ def ops_routes() -> list[web.AbstractRouteDef]:
         web.get("/ops/dead-letters", list_dead_letters),
         web.post("/ops/dead-letters/{id}/replay", replay_dead_letter),
         web.get("/ops/routes", list_routes),
+        web.get("/ops/reconciliation", list_reconciliation),
     ]

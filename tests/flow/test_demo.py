@@ -1,6 +1,7 @@
 """`gashub demo` from an empty directory: it seeds a city with encrypted holders, bills the last month,
 turns payments into invoices through the simulated tax platform, shows the flows in /ops, keeps the
-audit chain intact and stops by itself."""
+audit chain intact and stops by itself; its meter fleet reports through DTUs and CTWing, and a leak at
+one fleet meter closes that meter's valve, asks for the SMS and opens the work order, in one flow."""
 
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ from hub.store.audit import verify_chain
 from hub.store.db import Database
 
 ACCOUNTS = 120
+"""Accounts whose meters the vendor's cloud pushes."""
+FLEET = 60
+"""Accounts whose meters are the simulated fleet (20 on CTWing, 40 on 4 DTUs)."""
+TOTAL = ACCOUNTS + FLEET
 TOKEN = "demo-test-token"
 
 
@@ -51,6 +56,7 @@ async def test_demo_seeds_a_city_bills_it_and_turns_payments_into_invoices(tmp_p
     env["COLUMNS"] = "200"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "hub.cli", "demo", "--duration", "18", "--port", str(port), "--accounts", str(ACCOUNTS),
+        "--meters", str(FLEET), "--dtus", "4", "--ctwing", "20",
         cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -109,11 +115,17 @@ async def test_demo_seeds_a_city_bills_it_and_turns_payments_into_invoices(tmp_p
     db_file = tmp_path / "var" / "demo.db"
     assert db_file.exists()
     assert sorted(p.name for p in (tmp_path / "var" / "demo-routes").glob("*.toml")) == [
-        "billing.toml", "demo-payments.toml", "meters.toml", "notifications.toml"]
+        "billing.toml", "demo-fleet.toml", "demo-payments.toml", "meters.toml", "notifications.toml"]
+    assert "fleet            60 meters" in text
+    story = re.search(r"leak story\s+meter (\d{14}): alarm (\S+) → close frame on its wire after (\d+) ms "
+                      r"→ valve closed → SMS requested → work order (\S+) \(complete\)", " ".join(text.split()))
+    assert story, text[-3000:]
+    leaking, alarm_id, _, order_id = story.groups()
 
     with sqlite3.connect(db_file) as conn:
         _city_is_seeded_and_encrypted(conn, personal)
         _bills_payments_and_invoices(conn)
+        _the_leak_closed_the_valve(conn, leaking, alarm_id, order_id)
     db = Database(f"sqlite+aiosqlite:///{db_file}")
     try:
         async with db.read() as conn:
@@ -125,8 +137,8 @@ async def test_demo_seeds_a_city_bills_it_and_turns_payments_into_invoices(tmp_p
 
 
 def _city_is_seeded_and_encrypted(conn: sqlite3.Connection, personal: list[str]) -> None:
-    assert conn.execute("SELECT count(*) FROM core_customer").fetchone() == (ACCOUNTS,)
-    assert conn.execute("SELECT count(*) FROM core_account WHERE status = 'active'").fetchone() == (ACCOUNTS,)
+    assert conn.execute("SELECT count(*) FROM core_customer").fetchone() == (TOTAL,)
+    assert conn.execute("SELECT count(*) FROM core_account WHERE status = 'active'").fetchone() == (TOTAL,)
     kinds = dict(conn.execute("SELECT coalesce(subcategory, category), count(*) FROM core_account GROUP BY 1"))
     assert set(kinds) == {"residential", "commercial"}
     assert kinds["residential"] > kinds["commercial"] > 0
@@ -135,7 +147,8 @@ def _city_is_seeded_and_encrypted(conn: sqlite3.Connection, personal: list[str])
     assert all(d in DISTRICTS and LAT_RANGE[0] <= lat <= LAT_RANGE[1] and LON_RANGE[0] <= lon <= LON_RANGE[1]
                for d, lat, lon in places)
     meters = dict(conn.execute("SELECT id, account_id FROM core_meter"))
-    assert sorted(meters) == [VendorCloudSimulator.meter_id(n) for n in range(ACCOUNTS)]  # the ids the cloud pushes
+    # the ids the cloud pushes, then the fleet's
+    assert sorted(meters) == [VendorCloudSimulator.meter_id(n) for n in range(TOTAL)]
     assert all(meters.values())
     tokens = conn.execute("SELECT name_enc, phone_enc, id_number_enc FROM core_customer").fetchall()
     assert all(t.startswith("v1:") for row in tokens for t in row)
@@ -148,22 +161,22 @@ def _city_is_seeded_and_encrypted(conn: sqlite3.Connection, personal: list[str])
     assert not leaked, f"personal data in clear in the database: {leaked[:3]}"
     live = conn.execute("SELECT count(*) FROM core_reading WHERE quality != 'unvalidated'").fetchone()[0]
     backfilled = conn.execute("SELECT count(*) FROM core_reading WHERE quality = 'unvalidated'").fetchone()[0]
-    assert backfilled == ACCOUNTS * 13
+    assert backfilled == TOTAL * 13
     assert live > 0
 
 
 def _bills_payments_and_invoices(conn: sqlite3.Connection) -> None:
     bills = conn.execute("SELECT count(*), sum(total), min(period_start), max(period_end) FROM core_bill").fetchone()
-    assert bills[0] == ACCOUNTS  # every account had its opening and closing readings
+    assert bills[0] == TOTAL  # every account had its opening and closing readings
     assert Decimal(str(bills[1])) > 0
     sms = dict(conn.execute("SELECT outcome, count(*) FROM hub_hop WHERE route = 'sms-send' GROUP BY outcome"))
     assert sms.get("retry", 0) > 0  # the gateway was down when the bills went out
     told = dict(conn.execute("SELECT substr(notification_id, 1, instr(notification_id, '-') - 1), count(*) "
                              "FROM core_notification_status GROUP BY 1"))
-    assert told["bill"] == ACCOUNTS  # then every holder got the SMS of their bill
+    assert told["bill"] == TOTAL  # then every holder got the SMS of their bill
     leaks = conn.execute("SELECT count(*) FROM core_alarm").fetchone()[0]
     assert told.get("alarm", 0) <= leaks  # and the holders of leaking meters theirs (the last one may be on its way)
-    assert told["bill"] + told.get("alarm", 0) <= sms["delivered"] <= ACCOUNTS + leaks
+    assert told["bill"] + told.get("alarm", 0) <= sms["delivered"] <= TOTAL + leaks
     payments = conn.execute("SELECT id, amount FROM core_payment").fetchall()
     assert payments
     paid_in: dict[str, Decimal] = {pid: Decimal(0) for pid, _ in payments}
@@ -184,3 +197,19 @@ def _bills_payments_and_invoices(conn: sqlite3.Connection) -> None:
     assert all(re.fullmatch(r"\d{20}", n) for (n,) in issued)
     assert conn.execute("SELECT count(*) FROM hub_message WHERE type = 'invoice.issued'").fetchone()[0] == len(issued)
 
+
+
+def _the_leak_closed_the_valve(conn: sqlite3.Connection, meter: str, alarm_id: str, order_id: str) -> None:
+    """The fleet meter's leak: its alarm, the close command on the safety lane and the SMS request in
+    the alarm's flow, the meter's valve closed in the core (from the meter's own answer) and the
+    emergency order opened in the same flow."""
+    kind, correlation = conn.execute("SELECT kind, correlation_id FROM core_alarm WHERE id = ? AND meter_id = ?",
+                                     (alarm_id, meter)).fetchone()
+    assert kind == "leak"
+    types = {t for (t,) in conn.execute("SELECT type FROM hub_message WHERE correlation_id = ?", (correlation,))}
+    assert {"meter.reading", "alarm.raised", "valve.command", "valve.state", "notification.requested"} <= types
+    assert conn.execute("SELECT valve_state FROM core_meter WHERE id = ?", (meter,)).fetchone() == ("closed",)
+    assert conn.execute("SELECT category, correlation_id FROM core_work_order WHERE id = ? AND alarm_id = ?",
+                        (order_id, alarm_id)).fetchone() == ("emergency_repair", correlation)
+    assert conn.execute("SELECT count(*) FROM hub_hop WHERE route = 'fleet-valves-dtu' AND outcome = 'delivered'"
+                        ).fetchone()[0] >= 1

@@ -25,6 +25,7 @@ from core.db.tables_accounts import account, customer, premises
 from core.db.tables_api import api_audit, api_token, api_user
 from core.db.tables_billing import bill, meter
 from core.db.tables_payments import allocation, invoice, payment
+from core.db.tables_reconciliation import recon_discrepancy, recon_run
 from core.db.tables_workorders import work_order
 from hub.migrations import upgrade
 
@@ -122,6 +123,14 @@ async def _money(conn: Any) -> None:
         id="A1", request_serial="PAY-A1", kind="blue", scope="payment", reference_id="A1", account_id="ACC1",
         status="requested", user_name_enc="v1:k1:not-decrypted-unless-revealed", user_name_masked="张**",
         total=Decimal("30.00"), total_tax=Decimal("2.48"), message_id="m-pay", requested_at=T0, updated_at=T0))
+    await conn.execute(insert(recon_run).values(
+        id="A1", channel="wechat", format="wechatpay", statement_date=date(2026, 11, 26), file_sha256="0" * 64,
+        file_name="bill.csv", imported_at=T0, imported_by="cli:ops", lines=1, payments=1, refunds=0, matched=0,
+        discrepancies=1, statement_total=Decimal("31.00"), refund_total=Decimal("0.00")))
+    await conn.execute(insert(recon_discrepancy).values(
+        id="A1", run_id="A1", kind="amount_mismatch", transaction_id="T1", refund_id="", out_trade_no="O1",
+        payment_id="A1", line_no=2, statement_amount=Decimal("31.00"), core_amount=Decimal("30.00"),
+        statement_status="payment", core_status="received", detail="statement 31.00, core 30.00", status="open"))
 
 
 def assert_problem(body: dict[str, Any], status: int) -> None:
@@ -165,6 +174,8 @@ async def test_every_endpoint_with_every_role_follows_the_matrix(api: Api) -> No
         "/work-orders/{id}/transition": {"to": "dispatched", "note": "every role"},  # then the same again: no change
         # the reading exception A1: resolving it again the same way answers the same
         "/readings/exceptions/{id}/resolve": {"outcome": "accepted", "note": "register checked on site"},
+        # the discrepancy A1: resolving it again with the same note answers the same
+        "/reconciliation/discrepancies/{id}/resolve": {"note": "channel confirmed 30.00"},
     }
     assert {ep.path for ep in endpoints() if ep.body is not None and not ep.public} == set(bodies)
     for ep in endpoints():

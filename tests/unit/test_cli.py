@@ -101,6 +101,7 @@ def test_top_level_help_lists_commands_and_settings() -> None:
         (["replay"], "Replay a dead letter"),
         (["schema"], "JSON Schema or AsyncAPI 3.0"),
         (["bench"], "bench/hub_vs_raw.py"),
+        (["reconcile"], "daily statements"),
     ],
 )
 def test_each_command_help_says_what_it_does_and_names_the_settings(command: list[str], says: str) -> None:
@@ -111,7 +112,7 @@ def test_each_command_help_says_what_it_does_and_names_the_settings(command: lis
         assert var in result.stdout, f"{var} not mentioned in `gashub {' '.join(command)} --help`"
 
 
-@pytest.mark.parametrize("command", [["db", "upgrade"], ["audit", "verify"]])
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["audit", "verify"], ["reconcile", "import"]])
 def test_task_help_exits_zero(command: list[str]) -> None:
     result = gashub(*command, "--help")
     assert result.returncode == 0, result.stderr
@@ -119,7 +120,8 @@ def test_task_help_exits_zero(command: list[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("parent", "task", "says"), [("db", "upgrade", "migrations"), ("audit", "verify", "hash chain")])
+    ("parent", "task", "says"), [("db", "upgrade", "migrations"), ("audit", "verify", "hash chain"),
+                                 ("reconcile", "import", "statement file")])
 def test_parent_help_says_what_each_task_does(parent: str, task: str, says: str) -> None:
     result = gashub(parent, "--help")
     assert result.returncode == 0, result.stderr
@@ -127,7 +129,8 @@ def test_parent_help_says_what_each_task_does(parent: str, task: str, says: str)
     assert says in line
 
 
-@pytest.mark.parametrize(("command", "says"), [(["db", "upgrade"], "migrations"), (["audit", "verify"], "hash chain")])
+@pytest.mark.parametrize(("command", "says"), [(["db", "upgrade"], "migrations"), (["audit", "verify"], "hash chain"),
+                                               (["reconcile", "import"], "missing_in_statement")])
 def test_task_help_says_what_it_does_and_names_the_database_setting(command: list[str], says: str) -> None:
     result = gashub(*command, "--help")
     assert result.returncode == 0, result.stderr

@@ -115,7 +115,7 @@ def _api_paths() -> list[str]:
 def test_js_calls_every_ops_endpoint() -> None:
     paths = _api_paths()
     assert set(paths) == {"/ops/messages", "/ops/messages/{id}/trace", "/ops/dead-letters",
-                          "/ops/dead-letters/{id}/replay", "/ops/routes"}
+                          "/ops/dead-letters/{id}/replay", "/ops/routes", "/ops/reconciliation"}
     for path in paths:
         if "{id}" in path:
             prefix, suffix = path.split("{id}")
@@ -311,3 +311,27 @@ def test_sparkline_keeps_the_newest_sample_on_the_right() -> None:
     assert xs == sorted(xs)
     assert ys[0] == 27.0
     assert ys[-1] == 1.0
+
+
+def _recon(channel: str, open_by_kind: dict[str, int], lines: int = 100) -> dict[str, Any]:
+    return {"run": {"id": "R1", "channel": channel, "statement_date": "2026-11-26", "lines": lines, "matched": lines},
+            "open_by_kind": open_by_kind, "open_items": []}
+
+
+def test_reconciliation_summary_says_in_words_what_is_open() -> None:
+    channels = [_recon("wechat", {}), _recon("alipay", {"missing_in_statement": 2, "duplicated": 1}),
+                _recon("unionpay", {"amount_mismatch": 1, "missing_in_core": 3})]
+    out = _run_node(f"console.log(JSON.stringify(lib.reconSummary({json.dumps(channels)})));")
+    assert [(s["label"], s["day"], s["open"], s["level"]) for s in out] == [
+        ("WeChat Pay", "2026-11-26", 0, "ok"), ("Alipay", "2026-11-26", 3, "warn"),
+        ("UnionPay", "2026-11-26", 4, "bad")]
+    assert out[0]["headline"] == "all 100 lines match"
+    assert out[1]["headline"] == "1 listed twice, 2 missing in the statement"
+    assert out[2]["headline"] == "3 missing in the hub, 1 different amount"
+
+
+def test_reconciliation_panel_is_on_the_page_and_in_the_jump_menu() -> None:
+    assert 'id="recon"' in HTML
+    assert 'href="#recon"' in HTML
+    assert 'data-action="recon-refresh"' in HTML
+    assert "gashub reconcile import" in HTML

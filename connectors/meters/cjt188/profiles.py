@@ -57,6 +57,9 @@ class StatusBits(BaseModel):
     battery_low: Word = 0x0004
     tamper: Word = 0
     magnetic: Word = 0
+    leak: Word = 0
+    """The meter's own leak detection (continuous small flow, a linked gas detector): vendor-defined, in
+    ST1 where a model has it. The DTU connector raises a ``leak`` alarm for a report with it set."""
 
     @model_validator(mode="after")
     def _values_inside_mask(self) -> Self:
@@ -80,6 +83,10 @@ class StatusBits(BaseModel):
         if bits == self.valve_abnormal:
             return ValveState.ABNORMAL
         return ValveState.UNKNOWN
+
+    def leaking(self, status: int) -> bool:
+        """Whether the status word reports a leak the meter detected itself."""
+        return bool(status & self.leak)
 
     def events(self, status: int) -> frozenset[DeviceEvent]:
         """The device events set in the status word (low battery, tamper, magnet; a valve fault)."""

@@ -46,6 +46,7 @@ from connectors.payments.wechatpay.settings import WeChatPaySettings
 from connectors.payments.wechatpay.transaction import NotPayable, payment_from
 from core.catalogue.messages import MessageType, PaymentReceived
 from hub.connectors.contract import Capability, ConnectorContext, Health, InboundConnector, ReceiveResult
+from hub.connectors.http import read_capped
 from hub.envelope import Envelope
 from hub.errors import HubError, PermanentError
 
@@ -89,7 +90,7 @@ class WeChatPayConnector(InboundConnector[WeChatPaySettings]):
         context.add_routes([web.post(settings.path, self.notify)])
 
     async def notify(self, request: web.Request) -> web.Response:
-        body = await request.content.read(self.settings.max_body_bytes + 1)
+        body = await read_capped(request.content, self.settings.max_body_bytes)
         try:
             payment = await self._payment(request, body)
         except Refused as refused:

@@ -274,6 +274,33 @@
 
   // ---------------------------------------------------------------- the page
 
+  var CHANNELS = { wechat: "WeChat Pay", alipay: "Alipay", unionpay: "UnionPay", ecny: "e-CNY", bank: "Bank" };
+  var KIND_WORDS = {
+    missing_in_core: ["missing in the hub", "the channel took the money; the hub has no such payment"],
+    missing_in_statement: ["missing in the statement", "the hub recorded it; the channel's statement does not list it"],
+    duplicated: ["listed twice", "the statement lists the same transaction again"],
+    amount_mismatch: ["different amount", "both know it, with different amounts"],
+    status_mismatch: ["different state", "refunded or reversed on one side only"],
+  };
+  var KIND_ORDER = ["missing_in_core", "amount_mismatch", "status_mismatch", "duplicated", "missing_in_statement"];
+
+  /** Per channel, its latest run in words: which day, how much matched, what is open. */
+  function reconSummary(channels) {
+    return (channels || []).map(function (c) {
+      var byKind = c.open_by_kind || {};
+      var open = KIND_ORDER.reduce(function (n, k) { return n + (byKind[k] || 0); }, 0);
+      var words = KIND_ORDER.filter(function (k) { return byKind[k]; }).map(function (k) {
+        return fmtInt(byKind[k]) + " " + KIND_WORDS[k][0];
+      });
+      var run = c.run || {};
+      return {
+        channel: run.channel, label: CHANNELS[run.channel] || run.channel, day: run.statement_date,
+        lines: run.lines, matched: run.matched, open: open, level: open ? (byKind.missing_in_core || byKind.amount_mismatch ? "bad" : "warn") : "ok",
+        headline: open ? words.join(", ") : "all " + fmtInt(run.lines) + " lines match",
+      };
+    });
+  }
+
   function start(win, doc) {
     var $ = function (id) { return doc.getElementById(id); };
     var state = {
@@ -288,6 +315,7 @@
       lastOpenDead: null,
       dl: { route: "", status: "open", cursors: [null], next: null, items: null, error: null, loading: false, baseline: null },
       msg: { query: {}, cursors: [null], next: null, items: null, error: null, loading: false },
+      recon: { channels: null, error: null, loading: false },
       knownTypes: new Set(),
       pending: null, // the replay being confirmed: {id, route, version}
       pointerDown: false, // a click in progress: do not swap the routes table under it
@@ -384,6 +412,7 @@
         if (!state.token) return;
         loadDeadLetters();
         loadMessages();
+        loadReconciliation();
       });
     }
 
@@ -692,6 +721,56 @@
         })}</tbody></table>${pagerHtml("dl", d)}`);
     }
 
+    async function loadReconciliation() {
+      var r = state.recon;
+      r.loading = true;
+      $("recon-meta").textContent = "loading…";
+      try {
+        var data = await api("/ops/reconciliation", { query: { items: 20 } });
+        r.channels = data.channels || [];
+        r.error = null;
+      } catch (e) {
+        if (e.status === 401) return;
+        r.error = e;
+      }
+      r.loading = false;
+      drawReconciliation();
+    }
+
+    function drawReconciliation() {
+      var r = state.recon;
+      var body = $("recon-body");
+      $("recon-meta").textContent = r.channels ? "latest statement per channel" : "";
+      if (r.error) { render(body, html`<p class="error-box">Could not load reconciliation: ${r.error.message}</p>`); return; }
+      if (!r.channels) return;
+      var sums = reconSummary(r.channels);
+      var open = sums.reduce(function (n, s) { return n + s.open; }, 0);
+      $("nav-recon-count").textContent = open ? " (" + fmtInt(open) + ")" : "";
+      if (!r.channels.length) {
+        render(body, html`<p class="empty">No statement imported yet: <code>gashub reconcile import --channel wechatpay --date YYYY-MM-DD FILE</code>.</p>`);
+        return;
+      }
+      render(body, html`${r.channels.map(function (c, i) {
+        var s = sums[i];
+        var run = c.run;
+        return html`<div class="recon-channel">
+          <h3>${s.label} · statement of ${s.day} <span class="pill pill-${s.level}">${s.open ? fmtInt(s.open) + " open" : "matched"}</span></h3>
+          <p>${s.headline}. ${fmtInt(run.lines)} lines, ${fmtInt(run.matched)} matched; imported ${run.imported_at} by ${run.imported_by} from <code>${run.file_name}</code>.</p>
+          ${c.open_items.length ? html`<table class="grid recon">
+            <thead><tr><th scope="col">What</th><th scope="col">Transaction</th><th scope="col">Statement</th><th scope="col">Hub</th><th scope="col">Detail</th></tr></thead>
+            <tbody>${c.open_items.map(function (x) {
+              var words = KIND_WORDS[x.kind] || [x.kind, ""];
+              return html`<tr>
+                <td data-label="What"><strong>${words[0]}</strong><div class="muted small">${words[1]}</div></td>
+                <td data-label="Transaction"><code>${x.transaction_id}</code>${x.refund_id ? html`<div class="muted small">refund ${x.refund_id}</div>` : ""}</td>
+                <td data-label="Statement" class="num">${x.statement_amount === null ? "—" : "¥" + x.statement_amount}<div class="muted small">${x.statement_status || ""}${x.line_no ? " · line " + x.line_no : ""}</div></td>
+                <td data-label="Hub" class="num">${x.core_amount === null ? "—" : "¥" + x.core_amount}<div class="muted small">${x.core_status || ""}</div></td>
+                <td data-label="Detail" class="wide">${x.detail}<div class="muted small">id ${x.id}</div></td></tr>`;
+            })}</tbody></table>${s.open > c.open_items.length ? html`<p class="muted small">${fmtInt(s.open - c.open_items.length)} more: GET /api/v1/reconciliation/runs/${run.id}?status=open</p>` : ""}` : ""}
+        </div>`;
+      })}`);
+    }
+
     function routeByName(name) {
       var routes = (state.routes && state.routes.routes) || [];
       for (var i = 0; i < routes.length; i++) if (routes[i].name === name) return routes[i];
@@ -973,6 +1052,8 @@
         loadDeadLetters();
         $("deadletters").scrollIntoView({ block: "start" });
         focusHeading("dl-heading");
+      } else if (a === "recon-refresh") {
+        loadReconciliation();
       } else if (a === "dl-refresh") {
         state.dl.cursors = [null];
         loadDeadLetters();
@@ -1054,7 +1135,7 @@
     esc: esc, html: html, render: render, SafeHtml: SafeHtml,
     fmtInt: fmtInt, fmtRate: fmtRate, fmtTime: fmtTime, fmtDuration: fmtDuration, fmtAgo: fmtAgo,
     plural: plural, localInputToIso: localInputToIso, toLocalInput: toLocalInput, parseMapping: parseMapping,
-    summarize: summarize, sparkPoints: sparkPoints, flatten: flatten, dryRunRows: dryRunRows, traceGroups: traceGroups,
+    summarize: summarize, reconSummary: reconSummary, sparkPoints: sparkPoints, flatten: flatten, dryRunRows: dryRunRows, traceGroups: traceGroups,
     start: start,
   };
 });
