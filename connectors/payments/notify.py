@@ -2,7 +2,7 @@
 and handing a verified payment to the hub before the platform hears its OK.
 
 :class:`PaymentNotifyConnector` mounts ``POST {path}`` and runs every notification the same way: the
-body is read up to ``max_body_bytes`` (one byte more tells it is too big: 413), the subclass's
+body is read whole up to ``max_body_bytes`` (``read_capped``; one byte more is too big: 413), the subclass's
 :meth:`~PaymentNotifyConnector.verified_payment` checks and maps it or raises :class:`Refused` (the
 status the platform gets and the reason the audit gets, through ``context.reject``), and the payment
 is published as ``payment.received`` once per ``(channel, transaction id)``; only after the broker
@@ -22,6 +22,7 @@ from pydantic import Field, ValidationError
 
 from core.catalogue.messages import MessageType, PaymentReceived
 from hub.connectors.contract import ConnectorContext, ConnectorSettings, InboundConnector, ReceiveResult
+from hub.connectors.http import read_capped
 from hub.envelope import Envelope
 from hub.errors import HubError
 
@@ -101,7 +102,7 @@ class PaymentNotifyConnector(InboundConnector[N]):
 
     async def notify(self, request: web.Request) -> web.Response:
         limit = self.settings.max_body_bytes
-        body = await request.content.read(limit + 1)
+        body = await read_capped(request.content, limit)
         try:
             if len(body) > limit:
                 raise Refused(413, f"body over {limit} bytes")

@@ -3,6 +3,7 @@ holds afterwards (payments credited, credit kept, messages stored, refusals audi
 
 from __future__ import annotations
 
+import asyncio
 import time
 from decimal import Decimal
 from typing import Any
@@ -59,3 +60,20 @@ async def rejections(hub: Any) -> list[tuple[str, str]]:
     async with hub.db.read() as conn:
         rows = await conn.execute(select(hop.c.route, hop.c.error).where(hop.c.outcome == "rejected"))
         return [(r.route, r.error) for r in rows]
+
+
+async def post_in_two_pieces(base_url: str, path: str, body: bytes, content_type: str) -> bytes:
+    """POST over a raw socket: the headers and half the body, a pause, the rest; the raw answer."""
+    host, port = base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    try:
+        writer.write(head + body[:len(body) // 2])
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        writer.write(body[len(body) // 2:])
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()

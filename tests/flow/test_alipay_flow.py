@@ -23,6 +23,7 @@ from core.db.tables_payments import credit, payment
 from hub.store.tables import hop, message
 from tests.alipay_peer import APP_ID, BUYER_ID, connector_settings, keys, sdk_accepts, signed_form, trade
 from tests.flow.conftest import Stack, eventually
+from tests.flow.payment_checks import post_in_two_pieces
 from tests.flow.tax_stand_in import PAYMENT_ROUTES, registry
 
 PATH = "/partners/alipay/notify"
@@ -245,20 +246,8 @@ async def test_a_body_that_arrives_in_pieces_is_read_whole(stack: Stack) -> None
     hub = await _hub(stack)
     account_id = await _account(hub)
     fields = trade(account_id, total="12.30")
-    body = signed_form(fields)
-    host, port = stack.base_url(hub).removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    head = (f"POST {PATH} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
-    try:
-        writer.write(head + body[:len(body) // 2])
-        await writer.drain()
-        await asyncio.sleep(0.3)
-        writer.write(body[len(body) // 2:])
-        await writer.drain()
-        answer = await asyncio.wait_for(reader.read(), timeout=10)
-    finally:
-        writer.close()
+    answer = await post_in_two_pieces(stack.base_url(hub), PATH, signed_form(fields),
+                                      "application/x-www-form-urlencoded")
     assert answer.startswith(b"HTTP/1.1 200")
     assert answer.endswith(b"\r\n\r\nsuccess")
     await eventually(lambda: _has(hub, 1), what="the payment credited")

@@ -19,7 +19,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from connectors.payments.unionpay.client import UnionPayError
 from connectors.payments.unionpay.simulator import UnionPaySimulator
 from tests.flow.conftest import Stack, eventually
-from tests.flow.payment_checks import credited, credited_count_is, kept, payments_stored, postpaid_account, rejections
+from tests.flow.payment_checks import (
+    credited,
+    credited_count_is,
+    kept,
+    payments_stored,
+    post_in_two_pieces,
+    postpaid_account,
+    rejections,
+)
 from tests.flow.tax_stand_in import PAYMENT_ROUTES, registry
 from tests.unionpay_peer import connector_settings, forger, simulator
 
@@ -182,3 +190,15 @@ async def test_an_order_whose_notification_never_came_is_found_by_a_query_and_cr
     assert await kept(hub, account_id) == Decimal("99.00")
     assert len(await payments_stored(hub)) == 1
     assert all(ok for _, ok in unionpay.queries)
+
+
+async def test_a_notification_that_arrives_in_pieces_is_read_whole(stack: Stack, unionpay: UnionPaySimulator) -> None:
+    hub = await _hub(stack)
+    account_id = await postpaid_account(hub, "up")
+    fields = unionpay.pay(_order(), 1230, account_id)
+    body = unionpay.form(fields)
+    assert len(body) > 3000  # the certificate travels in every notification
+    answer = await post_in_two_pieces(stack.base_url(hub), PATH, body, "application/x-www-form-urlencoded")
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert answer.endswith(b"\r\n\r\nok")
+    await eventually(lambda: credited_count_is(hub, 1), what="the payment credited")
