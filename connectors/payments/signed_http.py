@@ -33,16 +33,35 @@ class PlatformError(PermanentError):
         self.code = code
 
 
-class SignedHttpClient(abc.ABC):
+class HttpSession:
+    """One aiohttp session per client, made when first needed and closed by ``aclose`` (which never
+    raises)."""
+
+    def __init__(self, *, timeout_s: float) -> None:
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            with contextlib.suppress(Exception):  # aclose must not raise
+                await self._session.close()
+            self._session = None
+
+
+class SignedHttpClient(HttpSession, abc.ABC):
     error: ClassVar[type[PlatformError]] = PlatformError
     user_agent: ClassVar[str] = "gashub/1"
     content_type: ClassVar[str] = "application/json"
 
     def __init__(self, *, base_url: str, timeout_s: float, in_call_attempts: int) -> None:
+        super().__init__(timeout_s=timeout_s)
         self.base_url = base_url.rstrip("/")
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.in_call_attempts = in_call_attempts
-        self._session: aiohttp.ClientSession | None = None
 
     @abc.abstractmethod
     def signature_headers(self, method: str, path: str, body: bytes) -> dict[str, str]:
@@ -97,14 +116,3 @@ class SignedHttpClient(abc.ABC):
         if problem is not None:
             raise PermanentError(f"{url} answered {status}, but the answer's signature is not valid: {problem}")
         return doc
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
-        return self._session
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            with contextlib.suppress(Exception):  # aclose must not raise
-                await self._session.close()
-            self._session = None
