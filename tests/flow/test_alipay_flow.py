@@ -5,7 +5,6 @@ credited by the core once; everything refused is audited and credits nothing."""
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -18,11 +17,11 @@ from connectors.demo.payments import Due, PaymentChannelSimulator
 from connectors.demo.run import alipay_deliver
 from connectors.payments.alipay.simulator import AlipayGatewaySimulator, public_pem
 from connectors.payments.alipay.trade import BEIJING
-from core.accounts import CustomerIn, PremisesIn, id_check_digit, open_account
 from core.db.tables_payments import credit, payment
 from hub.store.tables import hop, message
 from tests.alipay_peer import APP_ID, BUYER_ID, connector_settings, keys, sdk_accepts, signed_form, trade
 from tests.flow.conftest import Stack, eventually
+from tests.flow.payment_checks import post_in_two_pieces, postpaid_account
 from tests.flow.tax_stand_in import PAYMENT_ROUTES, registry
 
 PATH = "/partners/alipay/notify"
@@ -38,19 +37,6 @@ async def _hub(stack: Stack, *, routes: str = PAYMENT_ROUTES, **settings: Any) -
     connectors = {**stack.settings().connectors, "tax": {"kind": "tax_stand_in"},
                   "alipay": connector_settings(**settings)}
     return await stack.start_hub(registry=registry(), connectors=connectors)
-
-
-async def _account(hub: Any) -> str:
-    """A postpaid account with no bill: what it is paid is kept as credit."""
-    assert hub.privacy is not None
-    async with hub.db.begin() as conn:
-        view = await open_account(
-            conn, hub.privacy, f"ali-{time.monotonic_ns()}",
-            CustomerIn(name="王芳", phone="13812345678",
-                       id_number="33062119850615004" + id_check_digit("33062119850615004")),
-            PremisesIn(address="绍兴市越城区解放北路2号", district="yuecheng", lat=30.0, lon=120.58),
-            "residential", "postpaid")
-    return view.account_id
 
 
 async def _post(url: str, body: bytes) -> tuple[int, str]:
@@ -76,7 +62,7 @@ async def _rejected(hub: Any) -> list[Any]:
 
 async def test_a_notification_signed_by_the_sdk_is_credited_once(stack: Stack) -> None:
     hub = await _hub(stack)
-    account_id = await _account(hub)
+    account_id = await postpaid_account(hub, "ali")
     fields = trade(account_id, total="200.50")
     body = signed_form(fields)
     assert sdk_accepts(body)  # a genuine notification, by the SDK's own check
@@ -105,7 +91,7 @@ async def test_five_concurrent_copies_credit_once_and_all_hear_success(stack: St
     held back so none finishes before the others arrive) are one notification: one credit, and
     each copy is answered ``success`` only after its publish was confirmed."""
     hub = await _hub(stack)
-    account_id = await _account(hub)
+    account_id = await postpaid_account(hub, "ali")
     fields = trade(account_id, total="168.00")
     body = signed_form(fields)
     publish = hub.publisher.publish
@@ -158,7 +144,7 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 async def test_refused_notifications_are_audited_and_credit_nothing(stack: Stack, case: str) -> None:
     hub = await _hub(stack)
-    account_id = await _account(hub)
+    account_id = await postpaid_account(hub, "ali")
     url = stack.base_url(hub) + PATH
     fields = trade(account_id)
     body = signed_form(fields)
@@ -205,7 +191,7 @@ async def test_unpaid_and_closed_trades_are_acknowledged_audited_and_credit_noth
     """The simulator pays nothing here: the payer scanned and left (WAIT_BUYER_PAY), then the order
     closed (TRADE_CLOSED); the simulator sends both notifications to the hub."""
     hub = await _hub(stack)
-    account_id = await _account(hub)
+    account_id = await postpaid_account(hub, "ali")
     gateway = AlipayGatewaySimulator(app_id=APP_ID, app_public_key=public_pem(keys()["app"]),
                                      alipay_key=keys()["alipay"], seller_id=connector_settings()["seller_id"])
     url = stack.base_url(hub) + PATH
@@ -243,22 +229,10 @@ async def test_a_big_body_is_refused_before_anything_else(stack: Stack) -> None:
 async def test_a_body_that_arrives_in_pieces_is_read_whole(stack: Stack) -> None:
     """Over a raw socket: the headers and half the form, a pause, the rest."""
     hub = await _hub(stack)
-    account_id = await _account(hub)
+    account_id = await postpaid_account(hub, "ali")
     fields = trade(account_id, total="12.30")
-    body = signed_form(fields)
-    host, port = stack.base_url(hub).removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    head = (f"POST {PATH} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
-    try:
-        writer.write(head + body[:len(body) // 2])
-        await writer.drain()
-        await asyncio.sleep(0.3)
-        writer.write(body[len(body) // 2:])
-        await writer.drain()
-        answer = await asyncio.wait_for(reader.read(), timeout=10)
-    finally:
-        writer.close()
+    answer = await post_in_two_pieces(stack.base_url(hub), PATH, signed_form(fields),
+                                      "application/x-www-form-urlencoded")
     assert answer.startswith(b"HTTP/1.1 200")
     assert answer.endswith(b"\r\n\r\nsuccess")
     await eventually(lambda: _has(hub, 1), what="the payment credited")
@@ -271,7 +245,7 @@ async def test_alipay_hears_success_only_after_the_broker_confirmed(stack: Stack
     no_payment_route = "\n".join(PAYMENT_ROUTES.split("[[route]]")[0:1]) + "\n[[route]]" + \
         PAYMENT_ROUTES.split("[[route]]", 2)[2]
     hub = await _hub(stack, routes=no_payment_route)
-    account_id = await _account(hub)
+    account_id = await postpaid_account(hub, "ali")
     fields = trade(account_id, total="50.00")
     body = signed_form(fields)
     status, answer = await _post(stack.base_url(hub) + PATH, body)
@@ -295,7 +269,7 @@ async def test_the_simulator_pays_a_precreated_order_and_notifies_the_hub(stack:
     try:
         hub = await _hub(stack, gateway_url=gateway.gateway_url,
                          notify_url="https://gas.example.cn/partners/alipay/notify")
-        account_id = await _account(hub)
+        account_id = await postpaid_account(hub, "ali")
         connector = hub.connectors["alipay"]
         number, qr = await connector.qr_for_bill(account_id=account_id, bill_id="01JQ40000000000000000000AB",
                                                  amount=Decimal("99.90"), subject="燃气费 2026-02")
@@ -323,7 +297,7 @@ async def test_the_demos_alipay_payments_go_through_the_gateway_simulator(stack:
     await gateway.start()
     try:
         hub = await _hub(stack, gateway_url=gateway.gateway_url)
-        account_id = await _account(hub)
+        account_id = await postpaid_account(hub, "ali")
         published: list[Any] = []
 
         async def publish(envelopes: Any) -> None:

@@ -15,10 +15,10 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from core.accounts import CustomerIn, PremisesIn, id_check_digit, open_account
 from core.db.tables_payments import credit, payment
 from hub.store.tables import hop, message
 from tests.flow.conftest import Stack, eventually
+from tests.flow.payment_checks import postpaid_account
 from tests.flow.tax_stand_in import PAYMENT_ROUTES, registry
 from tests.wechatpay_peer import (
     connector_settings,
@@ -43,19 +43,6 @@ async def _hub(stack: Stack, *, routes: str = PAYMENT_ROUTES) -> Any:
     return await stack.start_hub(registry=registry(), connectors=connectors)
 
 
-async def _account(hub: Any) -> str:
-    """A postpaid account with no bill: what it is paid is kept as credit."""
-    assert hub.privacy is not None
-    async with hub.db.begin() as conn:
-        view = await open_account(
-            conn, hub.privacy, f"wx-{time.monotonic_ns()}",
-            CustomerIn(name="李华", phone="13912345678",
-                       id_number="33062119850615004" + id_check_digit("33062119850615004")),
-            PremisesIn(address="绍兴市越城区解放北路1号", district="yuecheng", lat=30.0, lon=120.58),
-            "residential", "postpaid")
-    return view.account_id
-
-
 async def _post(url: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
     async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as resp:
         return resp.status, await resp.read()
@@ -69,7 +56,7 @@ async def _credited(hub: Any) -> list[tuple[str, Decimal]]:
 
 async def test_a_notification_signed_by_the_platforms_code_is_credited_once(stack: Stack) -> None:
     hub = await _hub(stack)
-    account_id = await _account(hub)
+    account_id = await postpaid_account(hub, "wx")
     txn = transaction(account_id, fen=20050)
     body = notification(txn)
     headers = signed(body)
@@ -100,7 +87,7 @@ async def _has(hub: Any, n: int) -> bool:
 
 async def test_five_concurrent_copies_credit_once(stack: Stack) -> None:
     hub = await _hub(stack)
-    account_id = await _account(hub)
+    account_id = await postpaid_account(hub, "wx")
     txn = transaction(account_id, fen=16800)
     body = notification(txn)
     url = stack.base_url(hub) + PATH
@@ -132,7 +119,7 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 async def test_refused_notifications_are_audited_and_credit_nothing(stack: Stack, case: str) -> None:
     hub = await _hub(stack)
-    account_id = await _account(hub)
+    account_id = await postpaid_account(hub, "wx")
     url = stack.base_url(hub) + PATH
     txn = transaction(account_id, mchid="1900000001") if case == "another merchant" else transaction(account_id)
     body = notification(txn, api_v3_key="K" * 32) if case == "wrong APIv3 key" else notification(txn)
@@ -189,7 +176,7 @@ async def test_the_platform_hears_204_only_after_the_broker_confirmed(stack: Sta
     no_payment_route = "\n".join(PAYMENT_ROUTES.split("[[route]]")[0:1]) + "\n[[route]]" + \
         PAYMENT_ROUTES.split("[[route]]", 2)[2]
     hub = await _hub(stack, routes=no_payment_route)
-    account_id = await _account(hub)
+    account_id = await postpaid_account(hub, "wx")
     txn = transaction(account_id, fen=5000)
     body = notification(txn)
     status, answer = await _post(stack.base_url(hub) + PATH, signed(body), body)

@@ -13,7 +13,6 @@ refusal (``40004`` with ``sub_code`` such as ``ACQ.TRADE_NOT_EXIST``) or another
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -26,6 +25,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from connectors.payments.alipay import signing
 from connectors.payments.alipay.trade import BEIJING
+from connectors.payments.signed_http import HttpSession
 from hub.errors import ConnectorTimeout, PermanentError, TransientError
 
 USER_AGENT = "gashub-alipay/1"
@@ -50,18 +50,17 @@ def amount_text(yuan: Decimal) -> str:
     return f"{value:.2f}"
 
 
-class AlipayClient:
+class AlipayClient(HttpSession):
     def __init__(self, *, gateway_url: str, app_id: str, private_key: rsa.RSAPrivateKey,
                  alipay_public_key: rsa.RSAPublicKey, notify_url: str | None = None, timeout_s: float = 5.0,
                  in_call_attempts: int = 3) -> None:
+        super().__init__(timeout_s=timeout_s)
         self.gateway_url = gateway_url
         self.app_id = app_id
         self.private_key = private_key
         self.alipay_public_key = alipay_public_key
         self.notify_url = notify_url
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.in_call_attempts = in_call_attempts
-        self._session: aiohttp.ClientSession | None = None
 
     async def precreate(self, *, out_trade_no: str, subject: str, amount: Decimal, timeout_express: str = "2h",
                         body: str | None = None) -> str:
@@ -146,14 +145,3 @@ class AlipayClient:
         if not signed:
             raise PermanentError(f"{method}: the answer's signature does not verify with the Alipay public key")
         return node
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
-        return self._session
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            with contextlib.suppress(Exception):  # aclose must not raise
-                await self._session.close()
-            self._session = None

@@ -1,41 +1,32 @@
 """Calling WeChat Pay API v3: Native (QR) orders, order queries and refunds.
 
 Every request is signed with the merchant's private key (:func:`~.signing.authorization`); every
-answer must carry a valid platform signature (``Wechatpay-*`` headers) before it is believed. What can
-go wrong becomes the hub's errors: timeouts ``ConnectorTimeout``; connection failures, 429 and 5xx
-``TransientError`` (retried a few times in the call, then by the route's policy); other 4xx, an answer
-that is not JSON or whose signature does not verify ``PermanentError``, with the platform's ``code``
-(``ORDER_NOT_EXIST``, ``NOT_ENOUGH``…) in :attr:`WeChatPayError.code`.
+answer must carry a valid platform signature (``Wechatpay-*`` headers) before it is believed. Sending,
+retrying and translating failures into the hub's errors is the work of
+:class:`~connectors.payments.signed_http.SignedHttpClient`; a 4xx is a :class:`WeChatPayError` with
+the platform's ``code`` (``ORDER_NOT_EXIST``, ``NOT_ENOUGH``…).
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 import orjson
 from cryptography.hazmat.primitives.asymmetric import rsa
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from connectors.payments.signed_http import PlatformError, SignedHttpClient
 from connectors.payments.wechatpay import signing
-from hub.errors import ConnectorTimeout, PermanentError, TransientError
+from hub.errors import PermanentError
 
 USER_AGENT = "gashub-wechatpay/1"
 
 
-class WeChatPayError(PermanentError):
+class WeChatPayError(PlatformError):
     """The platform refused the request; ``code`` is its error code (empty when it gave none)."""
-
-    def __init__(self, message: str, *, status: int, code: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
 
 
 def fen(yuan: Decimal) -> int:
@@ -46,27 +37,21 @@ def fen(yuan: Decimal) -> int:
     return int(value)
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    status: int
-    data: dict[str, Any]
+class WeChatPayClient(SignedHttpClient):
+    error = WeChatPayError
+    user_agent = USER_AGENT
 
-
-class WeChatPayClient:
     def __init__(self, *, base_url: str, mchid: str, appid: str, serial_no: str, private_key: rsa.RSAPrivateKey,
                  platform: signing.PlatformKeys, notify_url: str | None = None, timeout_s: float = 5.0,
                  in_call_attempts: int = 3, window_s: int = 300) -> None:
-        self.base_url = base_url.rstrip("/")
+        super().__init__(base_url=base_url, timeout_s=timeout_s, in_call_attempts=in_call_attempts)
         self.mchid = mchid
         self.appid = appid
         self.serial_no = serial_no
         self.private_key = private_key
         self.platform = platform
         self.notify_url = notify_url
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self.in_call_attempts = in_call_attempts
         self.window_s = window_s
-        self._session: aiohttp.ClientSession | None = None
 
     async def native_order(self, *, out_trade_no: str, description: str, amount: Decimal, attach: str | None = None,
                            time_expire: str | None = None) -> str:
@@ -80,7 +65,7 @@ class WeChatPayClient:
         if time_expire:
             payload["time_expire"] = time_expire
         answer = await self.request("POST", "/v3/pay/transactions/native", payload)
-        code_url = answer.data.get("code_url")
+        code_url = answer.get("code_url")
         if not isinstance(code_url, str) or not code_url:
             raise PermanentError("the native order's answer has no code_url")
         return code_url
@@ -88,7 +73,7 @@ class WeChatPayClient:
     async def query(self, out_trade_no: str) -> dict[str, Any]:
         """The order as the platform holds it (``trade_state`` and, once paid, the transaction)."""
         path = f"/v3/pay/transactions/out-trade-no/{quote(out_trade_no, safe='')}?mchid={self.mchid}"
-        return (await self.request("GET", path)).data
+        return await self.request("GET", path)
 
     async def refund(self, *, out_refund_no: str, amount: Decimal, total: Decimal, transaction_id: str | None = None,
                      out_trade_no: str | None = None, reason: str | None = None) -> dict[str, Any]:
@@ -104,62 +89,20 @@ class WeChatPayClient:
             payload["out_trade_no"] = out_trade_no
         if reason:
             payload["reason"] = reason[:80]
-        return (await self.request("POST", "/v3/refund/domestic/refunds", payload)).data
+        return await self.request("POST", "/v3/refund/domestic/refunds", payload)
 
-    async def request(self, method: str, path: str, payload: Mapping[str, Any] | None = None) -> Answer:
-        """Sign, send and verify one call, retrying transient failures a few times, quickly."""
-        body = orjson.dumps(dict(payload)) if payload is not None else b""
-        async for attempt in AsyncRetrying(stop=stop_after_attempt(self.in_call_attempts),
-                                           wait=wait_exponential(multiplier=0.05, max=0.5),
-                                           retry=retry_if_exception_type(TransientError), reraise=True):
-            with attempt:
-                return await self._once(method, path, body)
-        raise AssertionError("unreachable")  # pragma: no cover
+    async def request(self, method: str, path: str, payload: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Sign, send and verify one call (JSON ``payload``, none for a GET)."""
+        return await self.call(method, path, orjson.dumps(dict(payload)) if payload is not None else b"")
 
-    async def _once(self, method: str, path: str, body: bytes) -> Answer:
-        url = f"{self.base_url}{path}"
-        headers = {
-            "Authorization": signing.authorization(mchid=self.mchid, serial_no=self.serial_no,
-                                                   private_key=self.private_key, method=method, path=path, body=body),
-            "Accept": "application/json", "User-Agent": USER_AGENT,
-        }
-        if body:
-            headers["Content-Type"] = "application/json"
-        try:
-            async with self._client().request(method, url, data=body or None, headers=headers) as resp:
-                raw = await resp.read()
-                return self._answer(url, resp.status, resp.headers, raw)
-        except TimeoutError:
-            raise ConnectorTimeout(f"{url} did not answer within {self.timeout.total}s") from None
-        except aiohttp.ClientError as exc:
-            raise TransientError(f"{url} unreachable: {type(exc).__name__}: {exc}") from None
+    def signature_headers(self, method: str, path: str, body: bytes) -> dict[str, str]:
+        return {"Authorization": signing.authorization(mchid=self.mchid, serial_no=self.serial_no,
+                                                       private_key=self.private_key, method=method, path=path,
+                                                       body=body)}
 
-    def _answer(self, url: str, status: int, headers: Mapping[str, str], raw: bytes) -> Answer:
-        try:
-            data = orjson.loads(raw) if raw else {}
-        except orjson.JSONDecodeError:
-            data = None
-        if status == 429 or status >= 500:
-            raise TransientError(f"{url} answered {status}: {raw[:200]!r}")
-        if not isinstance(data, dict):
-            raise PermanentError(f"{url} answered {status} with a body that is not a JSON object")
-        if status >= 400:
-            code = str(data.get("code") or "")
-            raise WeChatPayError(f"{url} answered {status} {code}: {str(data.get('message') or '')[:200]}",
-                                 status=status, code=code)
+    def answer_problem(self, headers: Mapping[str, str], raw: bytes) -> str | None:
         try:
             signing.verify_platform(self.platform, headers, raw, now=time.time(), window_s=self.window_s)
         except signing.SignatureError as exc:
-            raise PermanentError(f"{url} answered {status}, but the answer's signature is not valid: {exc}") from None
-        return Answer(status, data)
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
-        return self._session
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            with contextlib.suppress(Exception):  # aclose must not raise
-                await self._session.close()
-            self._session = None
+            return str(exc)
+        return None

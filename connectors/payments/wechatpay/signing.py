@@ -157,6 +157,19 @@ class Signed:
     serial: str
 
 
+def check_freshness(stamp: str, nonce: str, *, now: float, window_s: int, prefix: str = "Wechatpay-") -> int:
+    """The timestamp (epoch seconds) of a signed message, when it is within ``window_s`` of ``now`` and
+    the nonce is at most 64 characters; ``SignatureError`` otherwise (``prefix`` names the headers)."""
+    if not stamp.isdigit() or len(stamp) > 12:
+        raise SignatureError(f"{prefix}Timestamp {stamp[:20]!r} is not epoch seconds")
+    skew = now - int(stamp)
+    if abs(skew) > window_s:
+        raise SignatureError(f"stale timestamp: signed {int(skew)}s from our clock (window {window_s}s)")
+    if len(nonce) > 64:
+        raise SignatureError(f"{prefix}Nonce is longer than 64 characters")
+    return int(stamp)
+
+
 def verify_platform(keys: PlatformKeys, headers: Mapping[str, str], body: bytes, *, now: float,
                     window_s: int) -> Signed:
     """Check a platform message's signature headers; raise ``SignatureError`` naming what is wrong.
@@ -175,13 +188,7 @@ def verify_platform(keys: PlatformKeys, headers: Mapping[str, str], body: bytes,
     kind = headers.get("Wechatpay-Signature-Type", SIGNATURE_TYPE)
     if kind != SIGNATURE_TYPE:
         raise SignatureError(f"signature type {kind[:40]!r} is not {SIGNATURE_TYPE}")
-    if not stamp.isdigit() or len(stamp) > 12:
-        raise SignatureError(f"Wechatpay-Timestamp {stamp[:20]!r} is not epoch seconds")
-    skew = now - int(stamp)
-    if abs(skew) > window_s:
-        raise SignatureError(f"stale timestamp: signed {int(skew)}s from our clock (window {window_s}s)")
-    if len(nonce) > 64:
-        raise SignatureError("Wechatpay-Nonce is longer than 64 characters")
+    check_freshness(stamp, nonce, now=now, window_s=window_s)
     key = keys.key_for(serial)
     if not verify(key, platform_message(stamp, nonce, body), signature):
         raise SignatureError(f"signature does not verify with the key of serial {serial[:70]!r}")
