@@ -92,11 +92,11 @@ def tune_gc() -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return asyncio.run(_serve(_settings(), "run", args.duration))
+    return _run_fast(_serve(_settings(), "run", args.duration))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    return asyncio.run(_serve(_settings(), "worker", args.duration))
+    return _run_fast(_serve(_settings(), "worker", args.duration))
 
 
 def _run_fast(main: Coroutine[Any, Any, int]) -> int:
