@@ -1,10 +1,11 @@
 """``PaymentChannelSimulator``: customers paying their gas bills through WeChat Pay and Alipay.
 
-It stands in for the payment connectors (signed WeChat Pay and Alipay notifications) that come in a
-later issue, so it speaks no platform protocol: it publishes the canonical ``payment.received`` a
-payment connector would. Most customers pay their bill exactly, some round up (the rest is kept as
-credit), a few pay part of it; now and then a platform notifies the same payment twice (it retries
-when an answer is slow), and the core must credit it once.
+Who pays what: most customers pay their bill exactly, some round up (the rest is kept as credit), a
+few pay part of it; now and then a platform notifies the same payment twice (it retries when an
+answer is slow), and the core must credit it once. WeChat payments go over the wire when a ``wechat``
+sender is given (:mod:`connectors.demo.wechat`: a Native order, the platform's signed and encrypted
+notification to the hub's WeChat Pay connector). Alipay has no connector yet, so its payments are
+published as the canonical ``payment.received`` an Alipay connector would publish.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Payment:
     paid_at: datetime
     payer_ref: str
     bill_total: Decimal
+    bill_id: str = ""
 
     def data(self) -> dict[str, Any]:
         return {"channel": self.channel, "transaction_id": self.transaction_id, "out_trade_no": self.out_trade_no,
@@ -60,11 +62,15 @@ class Payment:
         return "more than the bill" if self.amount > self.bill_total else "part of the bill"
 
 
+PayOverWire = Callable[[Payment, bool], Awaitable[Payment]]
+"""Pay ``payment`` through the platform (notifying twice when asked); the payment as the platform has it."""
+
+
 @dataclass(frozen=True, slots=True)
 class Notified:
     payment: Payment
-    envelope: Envelope
-    """The first notification's message."""
+    envelope: Envelope | None
+    """The first notification's message (``None`` when the WeChat Pay connector made it)."""
     twice: bool
 
 
@@ -76,6 +82,7 @@ class PaymentChannelSimulator:
     """The share of bills paid during the demo."""
     repeat_rate: float = 0.1
     """The share of payments notified twice."""
+    wechat: PayOverWire | None = None
     sent: list[Payment] = field(default_factory=list)
     repeated: list[Payment] = field(default_factory=list)
     messages: int = 0
@@ -111,21 +118,25 @@ class PaymentChannelSimulator:
             payer = f"2088{rng.randrange(10**12):012d}"
         return Payment(channel=channel, transaction_id=transaction_id, out_trade_no=f"GAS{day}{self._seq:08d}",
                        account_id=due.account_id, account_number=due.account_number, amount=amount, paid_at=now,
-                       payer_ref=payer, bill_total=due.total)
+                       payer_ref=payer, bill_total=due.total, bill_id=due.bill_id)
 
     async def notify(self, payment: Payment) -> Notified:
         """Publish the payment's ``payment.received`` (paid just now); the same notification again, now
         and then."""
         payment = replace(payment, paid_at=datetime.now(UTC).astimezone(payment.paid_at.tzinfo))
-        first = self._envelope(payment)
-        await self.publish([first])
-        self.sent.append(payment)
-        self.messages += 1
         twice = self._rng.random() < self.repeat_rate
+        first: Envelope | None = None
+        if payment.channel == "wechat" and self.wechat is not None:
+            payment = await self.wechat(payment, twice)
+        else:
+            first = self._envelope(payment)
+            await self.publish([first])
+            if twice:
+                await self.publish([self._envelope(payment)])
+        self.sent.append(payment)
+        self.messages += 2 if twice else 1
         if twice:
-            await self.publish([self._envelope(payment)])
             self.repeated.append(payment)
-            self.messages += 1
         return Notified(payment, first, twice)
 
     @staticmethod

@@ -10,16 +10,21 @@ A day in the life of a gas company in Shaoxing, sped up:
    SMS to the holder through a gateway that is down just then (its breaker opens, the SMS wait in
    their queue, then go out);
 4. customers pay some bills through WeChat Pay and Alipay (:mod:`connectors.demo.payments`; some
-   notifications twice), the core credits each payment once, settles bills oldest first and asks for
-   an invoice, which the *simulated* tax platform (:mod:`connectors.tax_demo`) issues;
+   notifications twice). WeChat payments go over the wire (:mod:`connectors.demo.wechat`): a Native
+   order through the WeChat Pay connector's signed client, the platform simulator's signed, encrypted
+   notification to ``/partners/wechatpay/notify``; Alipay's are published as ``payment.received`` (no
+   Alipay connector yet). The core credits each payment once, settles bills oldest first and asks for
+   an invoice, which the tax connector (:mod:`connectors.tax`) issues over SOAP from the e-invoicing
+   simulator; the core stores it and texts the invoice number to the holder through the SMS gateway;
+5. one bill's whole story is printed: the bill, the WeChat payment, the invoice number, the SMS;
 
 and everything lands in the store, the audit chain and the ops dashboard at http://127.0.0.1:8080/ops.
 
-``GASHUB_DEMO_TAX=soap`` (or ``rest``) runs the invoices through the real tax connector
-(:mod:`connectors.tax`) and its SOAP (or signed REST) simulator instead of the simulated platform;
-the default, ``demo``, keeps ``tax_demo``.
-The demo's routes are the project's ``routes/`` plus ``connectors/demo/routes/`` (payments and the
-simulated tax platform, which production does not have yet), written to ``var/demo-routes/``.
+``GASHUB_DEMO_TAX=rest`` runs the invoices through the tax connector's signed REST provider instead,
+``demo`` through the old stand-in platform (:mod:`connectors.tax_demo`); the default is ``soap``.
+The demo runs the project's own ``routes/`` (copied to ``var/demo-routes/``), with the connectors
+they name configured for the simulators. The SMS connector is ``http_sms``; an Aliyun ``SendSms``
+connector would be configured as the ``sms`` connector in :func:`demo_settings` in its place.
 """
 
 from __future__ import annotations
@@ -42,7 +47,9 @@ from connectors.demo import report
 from connectors.demo.city import Household, plan_city
 from connectors.demo.payments import Due, Notified, PaymentChannelSimulator
 from connectors.demo.seed import Seeded, seed_city
+from connectors.demo.wechat import DemoWeChat, WeChatPayer
 from connectors.http_sms.simulator import SmsGatewaySimulator
+from connectors.payments.wechatpay import WeChatPayConnector
 from connectors.tax.rest_simulator import RestTaxSimulator
 from connectors.tax.simulator import EInvoiceSimulator
 from connectors.tax_demo.simulator import TaxPlatformSimulator
@@ -58,44 +65,32 @@ from hub.tariffs import current_book
 
 console = Console(stderr=True)
 PROJECT = Path(__file__).resolve().parents[2]  # the demo runs this project's own routes and mappings
-DEMO_ROUTES = Path(__file__).resolve().parent / "routes"
 BILL_AFTER_S = 3.0
 """Seconds of live readings before the billing run."""
 SMS_OUTAGE_S = 5.0
 """How long the SMS gateway is down when the bills go out."""
 
 
-TAX_CHOICES = ("demo", "soap", "rest")
+TAX_CHOICES = ("soap", "rest", "demo")
+TAX_NAMES = {"soap": "tax platform over SOAP", "rest": "tax platform over signed REST",
+             "demo": "simulated tax platform (tax_demo)"}
 DEMO_SELLER = "91330600MA2DEMO000"
 DEMO_APP_KEY = "gashub-demo"
-TAX_FAILED_ROUTE = """
-[[route]]
-name = "invoices-failed"
-description = "The tax platform refused an invoice: the request is marked failed with its code."
-from = "invoice.failed"
-to = "core:record_invoice_failed"
-"""
+STORY_WAIT_S = 8.0
+"""How long the demo waits for its WeChat-paid bill's invoice and SMS before telling the story."""
 
 
-def demo_routes(target: Path, tax: str = "demo") -> Path:
-    """``target`` filled afresh with the project's routes and the demo's own (``demo-*.toml``); with
-    ``tax`` ``soap`` or ``rest`` the invoices go to the real tax connector (``tax:issue``)."""
+def demo_routes(target: Path) -> Path:
+    """``target`` filled afresh with the project's routes (the demo has none of its own)."""
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     for path in sorted((PROJECT / "routes").glob("*.toml")):
         shutil.copyfile(path, target / path.name)
-    for path in sorted(DEMO_ROUTES.glob("*.toml")):
-        text = path.read_text(encoding="utf-8")
-        if tax != "demo":
-            text = text.replace('"tax_demo:issue"', '"tax:issue"')
-        (target / f"demo-{path.name}").write_text(text, encoding="utf-8")
-    if tax != "demo":
-        (target / "demo-tax-failed.toml").write_text(TAX_FAILED_ROUTE, encoding="utf-8")
     return target
 
 
 def tax_connector(tax: str, url: str, app_secret: str = "") -> dict[str, object]:
-    """The demo's tax connector settings for ``tax`` (``demo``, ``soap`` or ``rest``) at ``url``."""
+    """The demo's ``tax`` connector settings for ``tax`` (``soap``, ``rest`` or ``demo``) at ``url``."""
     if tax == "demo":
         return {"kind": "tax_demo", "base_url": url}
     if tax == "soap":
@@ -105,8 +100,16 @@ def tax_connector(tax: str, url: str, app_secret: str = "") -> dict[str, object]
 
 
 def demo_settings(*, database_url: str, http_port: int, ops_token: str, vendor_token: str, routes_dir: Path,
-                  sms_url: str, valves_url: str, tax_url: str, tax: str = "demo",
-                  tax_secret: str = "") -> Settings:
+                  sms_url: str, valves_url: str, tax_url: str, tax: str = "soap",
+                  tax_secret: str = "", wechatpay: dict[str, object] | None = None) -> Settings:
+    connectors: dict[str, object] = {
+        "vendor": {"kind": "vendor_push", "token": vendor_token},
+        "sms": {"kind": "http_sms", "base_url": sms_url, "timeout_s": 2.0},
+        "valves": {"kind": "valve_http", "base_url": valves_url},
+        "tax": tax_connector(tax, tax_url, tax_secret),
+    }
+    if wechatpay is not None:
+        connectors["wechatpay"] = wechatpay
     return load_settings(
         database_url=database_url, amqp_url=None, http={"host": "127.0.0.1", "port": http_port},
         routes_dir=routes_dir, mappings_dir=PROJECT / "mappings",
@@ -114,12 +117,7 @@ def demo_settings(*, database_url: str, http_port: int, ops_token: str, vendor_t
         ops={"token": ops_token}, log_json=False, log_level="WARNING",
         breaker={"failure_threshold": 3, "reset_after_s": 5.0},
         core={"keys": {"demo": base64.b64encode(secrets.token_bytes(32)).decode()}},
-        connectors={
-            "vendor": {"kind": "vendor_push", "token": vendor_token},
-            "sms": {"kind": "http_sms", "base_url": sms_url, "timeout_s": 2.0},
-            "valves": {"kind": "valve_http", "base_url": valves_url},
-            "tax_demo" if tax == "demo" else "tax": tax_connector(tax, tax_url, tax_secret),
-        },
+        connectors=connectors,
     )
 
 
@@ -130,11 +128,11 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
     db_url = database_url or "sqlite+aiosqlite:///var/demo.db"
     if database_url is None:
         await asyncio.to_thread(_fresh_demo_database)
-    tax_choice = os.environ.get("GASHUB_DEMO_TAX", "demo")
+    tax_choice = os.environ.get("GASHUB_DEMO_TAX", "soap")
     if tax_choice not in TAX_CHOICES:
         console.print(f"[red]GASHUB_DEMO_TAX={tax_choice!r}[/]: choose one of {', '.join(TAX_CHOICES)}")
         return 2
-    routes_dir = await asyncio.to_thread(demo_routes, Path("var") / "demo-routes", tax_choice)
+    routes_dir = await asyncio.to_thread(demo_routes, Path("var") / "demo-routes")
     tax_secret = secrets.token_urlsafe(24)
     async with contextlib.AsyncExitStack() as cleanup:  # whatever fails, what was started is stopped
         tax: TaxPlatformSimulator | EInvoiceSimulator | RestTaxSimulator
@@ -145,7 +143,8 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
         else:
             tax = TaxPlatformSimulator()
         sms, valves = SmsGatewaySimulator(), ValvePlatformSimulator()
-        for simulator in (sms, valves, tax):
+        wechat = DemoWeChat.create()
+        for simulator in (sms, valves, tax, wechat.platform):
             await simulator.start()
             cleanup.push_async_callback(simulator.aclose)
         vendor_token = secrets.token_urlsafe(16)
@@ -154,7 +153,8 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
         settings = demo_settings(database_url=db_url, http_port=http_port, ops_token=ops_token,
                                  vendor_token=vendor_token, routes_dir=routes_dir, sms_url=sms.url,
                                  valves_url=valves.url, tax=tax_choice, tax_secret=tax_secret,
-                                 tax_url=tax.url if isinstance(tax, TaxPlatformSimulator) else tax.endpoint)
+                                 tax_url=tax.url if isinstance(tax, TaxPlatformSimulator) else tax.endpoint,
+                                 wechatpay=wechat.base_url_settings())
         hub = Hub.build(settings)
         await hub.start()
         cleanup.push_async_callback(hub.stop)
@@ -180,12 +180,16 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
                                       valves=valves.valves)
         vendor.start_from({home.meter_id: home.register_now for home in city})
         cleanup.push_async_callback(vendor.aclose)
+        wechat_connector = hub.connectors["wechatpay"]
+        assert isinstance(wechat_connector, WeChatPayConnector)
         payer = PaymentChannelSimulator(hub.publisher.publish)
+        wechat_payer = WeChatPayer(wechat.platform, wechat_connector.client, f"{base}/partners/wechatpay/notify")
+        payer.wechat = wechat_payer.pay
         tasks = [
             asyncio.create_task(vendor.run(rate, stop=stop), name="demo:readings"),
             asyncio.create_task(_incidents(vendor, stop), name="demo:incidents"),
             asyncio.create_task(_report(hub, vendor, sms, valves, payer, tax, stop), name="demo:report"),
-            asyncio.create_task(_story(hub, hub.privacy, sms, payer, base, stop), name="demo:story"),
+            asyncio.create_task(_story(hub, hub.privacy, sms, payer, base, tax_choice, stop), name="demo:story"),
         ]
         try:
             left = None if duration is None else max(0.0, duration - (time.monotonic() - started))
@@ -201,8 +205,10 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
         summary = await report.summary(
             hub, await report.tally(hub), sms_sent=len(sms.sent),
             bill_sms=sum(1 for s in sms.sent if s.get("template") == "SMS_BILL"),
+            invoice_sms=sum(1 for s in sms.sent if s.get("template") == "SMS_INVOICE"),
             valves_closed=len(valves.commands), notified=len(payer.sent), repeated=len(payer.repeated),
-            tax_issued=len(tax.invoices))
+            wechat_accepted=int(wechat_connector.health().extra["accepted"]), tax_issued=len(tax.invoices),
+            tax_name=TAX_NAMES[tax_choice])
     console.print(summary)
     return 0
 
@@ -238,9 +244,9 @@ async def _seed(hub: Hub, privacy: Privacy, city: list[Household]) -> Seeded:
 
 
 async def _story(hub: Hub, privacy: Privacy, sms: SmsGatewaySimulator, payer: PaymentChannelSimulator, base: str,
-                 stop: asyncio.Event) -> None:
+                 tax: str, stop: asyncio.Event) -> None:
     """Readings become bills (whose SMS meet a gateway that is down for a while), bills become payments,
-    payments become invoices."""
+    payments become invoices, and invoices SMS."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), BILL_AFTER_S)
     if stop.is_set():
@@ -248,7 +254,8 @@ async def _story(hub: Hub, privacy: Privacy, sms: SmsGatewaySimulator, payer: Pa
     outage = asyncio.create_task(_sms_outage(sms, SMS_OUTAGE_S), name="demo:sms-outage")
     try:
         dues = await _bill(hub, privacy, base)
-        await _pay(payer, dues, base, stop)
+        await _pay(payer, dues, base, tax, stop)
+        await _one_bill(hub, sms, payer, stop)
         await outage
     finally:
         outage.cancel()
@@ -268,7 +275,7 @@ async def _bill(hub: Hub, privacy: Privacy, base: str) -> list[Due]:
     return await report.dues(hub, result.bill_ids)
 
 
-async def _pay(payer: PaymentChannelSimulator, dues: list[Due], base: str, stop: asyncio.Event) -> None:
+async def _pay(payer: PaymentChannelSimulator, dues: list[Due], base: str, tax: str, stop: asyncio.Event) -> None:
     payments = payer.plan(dues, datetime.now(COMPANY_TZ))
     if not payments:
         return
@@ -283,15 +290,35 @@ async def _pay(payer: PaymentChannelSimulator, dues: list[Due], base: str, stop:
             return
         shown["first" if first else "twice"] += 1
         tail = " [yellow]notified twice[/]: the core credits it once" if n.twice else ""
+        wire = " (signed notification to the WeChat Pay connector)" if n.envelope is None else ""
         console.print(f"[green]payment[/] {n.payment.channel} {n.payment.transaction_id[:8]}… {n.payment.amount} "
-                      f"yuan ({n.payment.how}) for account {n.payment.account_number}{tail}")
-        if shown["first"] == 1 and first:
+                      f"yuan ({n.payment.how}) for account {n.payment.account_number}{wire}{tail}")
+        if shown["first"] == 1 and first and n.envelope is not None:
             console.print(f"  trace it: {base}/ops → Messages, flow {n.envelope.correlation_id} "
                           "(payment.received → invoice.requested → invoice.issued)")
 
     await payer.run(payments, per_second=max(5.0, len(payments) / 6), stop=stop, on_sent=told)
     console.print(f"  {len(payer.sent):,} payments notified ({len(payer.repeated):,} twice); each invoice comes "
-                  "from a [bold]simulated[/] tax platform (GASHUB_DEMO_TAX: demo, soap or rest)")
+                  f"from the {TAX_NAMES[tax]} (GASHUB_DEMO_TAX: soap, rest or demo) and goes to its holder by SMS")
+
+
+async def _one_bill(hub: Hub, sms: SmsGatewaySimulator, payer: PaymentChannelSimulator, stop: asyncio.Event) -> None:
+    """A bill paid by WeChat, its e-invoice and the SMS that carries it, told once all three happened."""
+    wechat = [p for p in payer.sent if p.channel == "wechat"]
+    if not wechat:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STORY_WAIT_S
+    while not stop.is_set() and loop.time() < deadline:
+        for paid in wechat:
+            lines = await report.wechat_story(hub, paid, sms.sent)
+            if lines is not None:
+                console.rule("one bill, end to end")
+                for line in lines:
+                    console.print(line)
+                return
+        await asyncio.sleep(0.25)
+    console.print("[yellow]no WeChat-paid bill has its invoice SMS yet[/]: see /ops → Messages, type invoice.issued")
 
 
 async def _sms_outage(sms: SmsGatewaySimulator, lasting_s: float) -> None:
