@@ -20,8 +20,8 @@ A day in the life of a gas company in Shaoxing, sped up:
 
 and everything lands in the store, the audit chain and the ops dashboard at http://127.0.0.1:8080/ops.
 
-``GASHUB_DEMO_TAX=rest`` runs the invoices through the tax connector's signed REST provider instead,
-``demo`` through the old stand-in platform (:mod:`connectors.tax_demo`); the default is ``soap``.
+``GASHUB_DEMO_TAX=rest`` runs the invoices through the tax connector's signed REST provider instead
+of SOAP (the default, ``soap``).
 The demo runs the project's own ``routes/`` (copied to ``var/demo-routes/``), with the connectors
 they name configured for the simulators. The SMS connector is ``http_sms``; an Aliyun ``SendSms``
 connector would be configured as the ``sms`` connector in :func:`demo_settings` in its place.
@@ -52,7 +52,6 @@ from connectors.http_sms.simulator import SmsGatewaySimulator
 from connectors.payments.wechatpay import WeChatPayConnector
 from connectors.tax.rest_simulator import RestTaxSimulator
 from connectors.tax.simulator import EInvoiceSimulator
-from connectors.tax_demo.simulator import TaxPlatformSimulator
 from connectors.valve_http.simulator import ValvePlatformSimulator
 from connectors.vendor_push.simulator import VendorCloudSimulator
 from core.accounts import Privacy
@@ -71,12 +70,11 @@ SMS_OUTAGE_S = 5.0
 """How long the SMS gateway is down when the bills go out."""
 
 
-TAX_CHOICES = ("soap", "rest", "demo")
-TAX_NAMES = {"soap": "tax platform over SOAP", "rest": "tax platform over signed REST",
-             "demo": "simulated tax platform (tax_demo)"}
+TAX_CHOICES = ("soap", "rest")
+TAX_NAMES = {"soap": "tax platform over SOAP", "rest": "tax platform over signed REST"}
 DEMO_SELLER = "91330600MA2DEMO000"
 DEMO_APP_KEY = "gashub-demo"
-STORY_WAIT_S = 8.0
+STORY_WAIT_S = 15.0
 """How long the demo waits for its WeChat-paid bill's invoice and SMS before telling the story."""
 
 
@@ -90,9 +88,7 @@ def demo_routes(target: Path) -> Path:
 
 
 def tax_connector(tax: str, url: str, app_secret: str = "") -> dict[str, object]:
-    """The demo's ``tax`` connector settings for ``tax`` (``soap``, ``rest`` or ``demo``) at ``url``."""
-    if tax == "demo":
-        return {"kind": "tax_demo", "base_url": url}
+    """The demo's ``tax`` connector settings for ``tax`` (``soap`` or ``rest``) at ``url``."""
     if tax == "soap":
         return {"kind": "tax", "provider": "soap", "endpoint": url, "seller_tax_id": DEMO_SELLER}
     return {"kind": "tax", "provider": "rest", "endpoint": url, "seller_tax_id": DEMO_SELLER,
@@ -135,13 +131,8 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
     routes_dir = await asyncio.to_thread(demo_routes, Path("var") / "demo-routes")
     tax_secret = secrets.token_urlsafe(24)
     async with contextlib.AsyncExitStack() as cleanup:  # whatever fails, what was started is stopped
-        tax: TaxPlatformSimulator | EInvoiceSimulator | RestTaxSimulator
-        if tax_choice == "soap":
-            tax = EInvoiceSimulator()
-        elif tax_choice == "rest":
-            tax = RestTaxSimulator(DEMO_APP_KEY, tax_secret)
-        else:
-            tax = TaxPlatformSimulator()
+        tax: EInvoiceSimulator | RestTaxSimulator
+        tax = EInvoiceSimulator() if tax_choice == "soap" else RestTaxSimulator(DEMO_APP_KEY, tax_secret)
         sms, valves = SmsGatewaySimulator(), ValvePlatformSimulator()
         wechat = DemoWeChat.create()
         for simulator in (sms, valves, tax, wechat.platform):
@@ -153,7 +144,7 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
         settings = demo_settings(database_url=db_url, http_port=http_port, ops_token=ops_token,
                                  vendor_token=vendor_token, routes_dir=routes_dir, sms_url=sms.url,
                                  valves_url=valves.url, tax=tax_choice, tax_secret=tax_secret,
-                                 tax_url=tax.url if isinstance(tax, TaxPlatformSimulator) else tax.endpoint,
+                                 tax_url=tax.endpoint,
                                  wechatpay=wechat.base_url_settings())
         hub = Hub.build(settings)
         await hub.start()
@@ -252,13 +243,17 @@ async def _story(hub: Hub, privacy: Privacy, sms: SmsGatewaySimulator, payer: Pa
     if stop.is_set():
         return
     outage = asyncio.create_task(_sms_outage(sms, SMS_OUTAGE_S), name="demo:sms-outage")
+    one_bill: asyncio.Task[None] | None = None
     try:
         dues = await _bill(hub, privacy, base)
+        one_bill = asyncio.create_task(_one_bill(hub, sms, payer, stop), name="demo:one-bill")
         await _pay(payer, dues, base, tax, stop)
-        await _one_bill(hub, sms, payer, stop)
+        await one_bill
         await outage
     finally:
         outage.cancel()
+        if one_bill is not None:
+            one_bill.cancel()
 
 
 async def _bill(hub: Hub, privacy: Privacy, base: str) -> list[Due]:
@@ -299,18 +294,16 @@ async def _pay(payer: PaymentChannelSimulator, dues: list[Due], base: str, tax: 
 
     await payer.run(payments, per_second=max(5.0, len(payments) / 6), stop=stop, on_sent=told)
     console.print(f"  {len(payer.sent):,} payments notified ({len(payer.repeated):,} twice); each invoice comes "
-                  f"from the {TAX_NAMES[tax]} (GASHUB_DEMO_TAX: soap, rest or demo) and goes to its holder by SMS")
+                  f"from the {TAX_NAMES[tax]} (GASHUB_DEMO_TAX: soap or rest) and goes to its holder by SMS")
 
 
 async def _one_bill(hub: Hub, sms: SmsGatewaySimulator, payer: PaymentChannelSimulator, stop: asyncio.Event) -> None:
-    """A bill paid by WeChat, its e-invoice and the SMS that carries it, told once all three happened."""
-    wechat = [p for p in payer.sent if p.channel == "wechat"]
-    if not wechat:
-        return
+    """A bill paid by WeChat, its e-invoice and the SMS that carries it, told once all three happened
+    (while the other customers go on paying)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + STORY_WAIT_S
     while not stop.is_set() and loop.time() < deadline:
-        for paid in wechat:
+        for paid in [p for p in payer.sent if p.channel == "wechat"][:5]:
             lines = await report.wechat_story(hub, paid, sms.sent)
             if lines is not None:
                 console.rule("one bill, end to end")
@@ -353,7 +346,7 @@ async def _incidents(vendor: VendorCloudSimulator, stop: asyncio.Event) -> None:
 
 
 async def _report(hub: Hub, vendor: VendorCloudSimulator, sms: SmsGatewaySimulator, valves: ValvePlatformSimulator,
-                  payer: PaymentChannelSimulator, tax: TaxPlatformSimulator | EInvoiceSimulator | RestTaxSimulator,
+                  payer: PaymentChannelSimulator, tax: EInvoiceSimulator | RestTaxSimulator,
                   stop: asyncio.Event) -> None:
     while not stop.is_set():
         await asyncio.sleep(5.0)
