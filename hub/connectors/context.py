@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from hub.connectors.contract import ReceiveResult
+from hub.connectors.intake import Intake
 from hub.envelope import Envelope
 from hub.ids import new_id
 from hub.metrics import HubMetrics
@@ -18,7 +19,6 @@ from hub.publisher import Publisher
 from hub.store import inbox
 from hub.store.audit import Hop, Outcome, append_hops
 from hub.store.db import Database
-from hub.store.messages import StoredMessage, store_messages
 
 log = logging.getLogger(__name__)
 
@@ -30,35 +30,24 @@ class HubConnectorContext:
     metrics: HubMetrics
     name: str = "hub"
     http_routes: list[web.RouteDef] = field(default_factory=list)
+    intake: Intake = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.intake = Intake(self.db, self.publisher, self.metrics)
 
     def for_connector(self, name: str) -> HubConnectorContext:
-        return HubConnectorContext(self.db, self.publisher, self.metrics, name, self.http_routes)
+        context = HubConnectorContext(self.db, self.publisher, self.metrics, name, self.http_routes)
+        context.intake = self.intake  # one group writer per process, for every connector
+        return context
 
     async def receive(self, envelope: Envelope, *, partner_key: str | None = None) -> ReceiveResult:
         """Store, dedup by partner key, publish with confirm; return only after the broker confirmed.
 
         The message and its ``received`` hop are written before publishing, so the trace reads in
         the order things happened and a crash before the confirm leaves a record to publish again.
+        Concurrent requests are written and published in groups (:mod:`hub.connectors.intake`).
         """
-        body = envelope.to_json()
-        async with self.db.begin() as conn:
-            if partner_key is not None:
-                entry = await inbox.admit(conn, self.name, partner_key, envelope, body, self.db.sealer)
-                if not entry.new:
-                    if entry.published:
-                        self.metrics.inbound.labels(self.name, "duplicate").inc()
-                        return ReceiveResult(entry.message_id, duplicate=True)
-                    envelope, body = Envelope.from_json(entry.body), entry.body
-            if partner_key is None or entry.new:
-                await store_messages(conn, [StoredMessage(envelope, body, {})], self.db.sealer)
-                await append_hops(conn, [Hop(envelope.id, envelope.correlation_id, f"in:{self.name}",
-                                             envelope.attempt, Outcome.RECEIVED)])
-        await self.publisher.publish([envelope])
-        if partner_key is not None:
-            async with self.db.begin() as conn:
-                await inbox.mark_published(conn, self.name, partner_key, envelope, self.db.sealer)
-        self.metrics.inbound.labels(self.name, "accepted").inc()
-        return ReceiveResult(envelope.id, duplicate=False)
+        return await self.intake.receive(self.name, envelope, partner_key)
 
     async def reject(self, reason: str, *, body: bytes, source: str) -> None:
         """Refused at the door: an audit hop with the reason and the body's hash; nothing else is
