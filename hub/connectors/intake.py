@@ -10,13 +10,17 @@ the broker confirmed its message, and a failure fails exactly the requests of th
 partners send again).
 
 Copies of one partner key inside a group are one message: the first is written and published, the
-others answer as duplicates once it is confirmed.
+others answer as duplicates once it is confirmed. ``claim_once`` (a replayed request's nonce, say) is
+grouped the same way: one transaction claims every key asked for meanwhile, and of two callers with
+the same key only the first wins.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from hub.connectors.contract import ReceiveResult
 from hub.envelope import Envelope
@@ -28,6 +32,7 @@ from hub.store.db import Database
 from hub.store.messages import StoredMessage, store_messages
 
 MAX_GROUP = 256
+T = TypeVar("T")
 
 
 @dataclass
@@ -55,11 +60,21 @@ class Intake:
     publisher: Publisher
     metrics: HubMetrics
     _waiting: list[_Request] = field(default_factory=list)
+    _claims: list[tuple[str, str, asyncio.Future[bool]]] = field(default_factory=list)
     _writer: asyncio.Task[None] | None = None
 
     async def receive(self, source: str, envelope: Envelope, partner_key: str | None) -> ReceiveResult:
         done: asyncio.Future[ReceiveResult] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Request(source, envelope, partner_key, done))
+        return await self._wait(done)
+
+    async def claim_once(self, source: str, key: str) -> bool:
+        """True for the one caller (in any process) that first recorded ``key`` under ``source``."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._claims.append((source, key, done))
+        return await self._wait(done)
+
+    async def _wait(self, done: asyncio.Future[T]) -> T:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_groups(), name="hub:intake")
         # The group is written whatever happens to this caller (a client that hangs up): shield it.
@@ -67,34 +82,45 @@ class Intake:
 
     async def _write_groups(self) -> None:
         await asyncio.sleep(0)  # requests arriving in the same turn of the loop join the first group
-        while self._waiting:
-            group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
-            try:
-                await self._write(group)
-            except BaseException as exc:
-                for request in group:
-                    if not request.done.done():
-                        request.done.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
+        while self._claims or self._waiting:
+            if self._claims:
+                claims, self._claims = self._claims[:MAX_GROUP], self._claims[MAX_GROUP:]
+                await _settle([done for _, _, done in claims], self._claim(claims))
+            if self._waiting:
+                group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
+                await _settle([request.done for request in group], self._write(group))
+
+    async def _claim(self, claims: list[tuple[str, str, asyncio.Future[bool]]]) -> None:
+        async with self.db.begin() as conn:
+            won = await inbox.claim_many(conn, [(source, key) for source, key, _ in claims])
+        for source, key, done in claims:
+            first = (source, key) in won
+            won.discard((source, key))  # a second caller with the same key in this group loses
+            if not done.done():
+                done.set_result(first)
 
     async def _write(self, group: list[_Request]) -> None:
         outcomes: list[_Outcome] = []
         first: dict[tuple[str, str], _Request] = {}
+        bodies = {id(request): request.envelope.to_json() for request in group}
+        keyed: list[tuple[str, str, Envelope, bytes]] = []
+        for request in group:
+            if request.partner_key is not None and (request.source, request.partner_key) not in first:
+                first[(request.source, request.partner_key)] = request
+                keyed.append((request.source, request.partner_key, request.envelope, bodies[id(request)]))
         async with self.db.begin() as conn:
+            admitted = iter(await inbox.admit_many(conn, keyed, self.db.sealer) if keyed else [])
             new: list[tuple[Envelope, bytes, str]] = []  # what is stored, with its "received" hop
             for request in group:
-                envelope, key = request.envelope, request.partner_key
-                if key is not None and (request.source, key) in first:
-                    outcomes.append(_Outcome(request, envelope.id, None, first[(request.source, key)]))
-                    continue
-                body = envelope.to_json()
+                envelope, key, body = request.envelope, request.partner_key, bodies[id(request)]
                 if key is None:
                     new.append((envelope, body, request.source))
                     outcomes.append(_Outcome(request, envelope.id, envelope))
                     continue
-                first[(request.source, key)] = request
-                entry = await inbox.admit(conn, request.source, key, envelope, body, self.db.sealer)
+                if first[(request.source, key)] is not request:
+                    outcomes.append(_Outcome(request, envelope.id, None, first[(request.source, key)]))
+                    continue
+                entry = next(admitted)
                 if entry.new:
                     new.append((envelope, body, request.source))
                     outcomes.append(_Outcome(request, envelope.id, envelope))
@@ -109,12 +135,11 @@ class Intake:
         to_publish = [(o, o.publish) for o in outcomes if o.publish is not None]
         if to_publish:
             await self.publisher.publish([envelope for _, envelope in to_publish])
-            keyed = [(o.request.source, o.request.partner_key, envelope) for o, envelope in to_publish
-                     if o.request.partner_key is not None]
-            if keyed:
+            confirmed = [(o.request.source, o.request.partner_key, envelope) for o, envelope in to_publish
+                         if o.request.partner_key is not None]
+            if confirmed:
                 async with self.db.begin() as conn:
-                    for source, key, envelope in keyed:
-                        await inbox.mark_published(conn, source, key, envelope, self.db.sealer)
+                    await inbox.mark_many_published(conn, confirmed, self.db.sealer)
         results: dict[int, ReceiveResult] = {}
         for o in outcomes:
             if o.duplicate_of is not None:
@@ -129,3 +154,15 @@ class Intake:
                 self.metrics.inbound.labels(o.request.source, "duplicate").inc()
             if not o.request.done.done():
                 o.request.done.set_result(results[id(o.request)])
+
+
+async def _settle(futures: Sequence[asyncio.Future[Any]], work: Awaitable[None]) -> None:
+    """Run ``work``; if it fails, so does every caller still waiting on ``futures`` (cancellation too)."""
+    try:
+        await work
+    except BaseException as exc:
+        for done in futures:
+            if not done.done():
+                done.set_exception(exc)
+        if not isinstance(exc, Exception):
+            raise
