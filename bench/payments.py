@@ -299,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  payments (POST → verify + decrypt → broker → core credit → invoice request): "
               f"{result['rate']:>9,.0f} payments/s ({result['seconds']:.1f} s; all answered after "
               f"{n / result['answer_rate']:.1f} s)", flush=True)
-        print("  CPU per payment (µs): " + ", ".join(f"{k} {v:.0f}" for k, v in result["cpu_us"].items()))
+        print("  CPU per payment (µs): " + ", ".join(f"{k} {v:.0f}" for k, v in result["cpu_us"].items())
+              + " (rabbitmq and postgresql: every process of those servers on the machine, other work included)")
         print(f"  answers: {result['statuses']}; checks: {result['payments']:,} payments credited, "
               f"{result['stored']:,} payment.received stored, {result['invoices']:,} invoice requests written, "
               f"amounts {'match' if result['credited_ok'] else 'DO NOT MATCH'}")
@@ -313,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"raw floor (best of {len(raws)}): {max(raws):,.0f} msg/s")
     print(f"payments (best of {len(pays)}): {max(pays):,.0f} payments/s")
     print(f"load average after the run: {os.getloadavg()[0]:.2f}")
+    print(f"payments per 1,000 raw broker messages: {1000 * max(pays) / max(raws):.1f}")
     print(f"ratio payments/raw: {max(pays) / max(raws):.2f}")
     return 0
 

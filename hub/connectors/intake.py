@@ -18,9 +18,9 @@ the same key only the first wins.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from hub.connectors.contract import ReceiveResult
 from hub.envelope import Envelope
@@ -32,7 +32,6 @@ from hub.store.db import Database
 from hub.store.messages import StoredMessage, store_messages
 
 MAX_GROUP = 256
-T = TypeVar("T")
 
 
 @dataclass
@@ -61,34 +60,40 @@ class Intake:
     metrics: HubMetrics
     _waiting: list[_Request] = field(default_factory=list)
     _claims: list[tuple[str, str, asyncio.Future[bool]]] = field(default_factory=list)
-    _writer: asyncio.Task[None] | None = None
+    _writers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     async def receive(self, source: str, envelope: Envelope, partner_key: str | None) -> ReceiveResult:
         done: asyncio.Future[ReceiveResult] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Request(source, envelope, partner_key, done))
-        return await self._wait(done)
+        self._ensure_writer("receive", self._write_received)
+        # The group is written whatever happens to this caller (a client that hangs up): shield it.
+        return await asyncio.shield(done)
 
     async def claim_once(self, source: str, key: str) -> bool:
         """True for the one caller (in any process) that first recorded ``key`` under ``source``."""
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._claims.append((source, key, done))
-        return await self._wait(done)
-
-    async def _wait(self, done: asyncio.Future[T]) -> T:
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_groups(), name="hub:intake")
-        # The group is written whatever happens to this caller (a client that hangs up): shield it.
+        self._ensure_writer("claim", self._write_claims)
         return await asyncio.shield(done)
 
-    async def _write_groups(self) -> None:
+    def _ensure_writer(self, kind: str, write: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Claims and received messages have a writer each, so that one's group is written while the
+        other's commits; each writer runs while there is something to write."""
+        task = self._writers.get(kind)
+        if task is None or task.done():
+            self._writers[kind] = asyncio.create_task(write(), name=f"hub:intake:{kind}")
+
+    async def _write_received(self) -> None:
         await asyncio.sleep(0)  # requests arriving in the same turn of the loop join the first group
-        while self._claims or self._waiting:
-            if self._claims:
-                claims, self._claims = self._claims[:MAX_GROUP], self._claims[MAX_GROUP:]
-                await _settle([done for _, _, done in claims], self._claim(claims))
-            if self._waiting:
-                group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
-                await _settle([request.done for request in group], self._write(group))
+        while self._waiting:
+            group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
+            await _settle([request.done for request in group], self._write(group))
+
+    async def _write_claims(self) -> None:
+        await asyncio.sleep(0)
+        while self._claims:
+            claims, self._claims = self._claims[:MAX_GROUP], self._claims[MAX_GROUP:]
+            await _settle([done for _, _, done in claims], self._claim(claims))
 
     async def _claim(self, claims: list[tuple[str, str, asyncio.Future[bool]]]) -> None:
         async with self.db.begin() as conn:
