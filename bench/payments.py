@@ -221,7 +221,7 @@ async def run_payments(n: int, amqp: str, pg: str, workdir: Path, concurrency: i
             def progress(k: int) -> None:
                 nonlocal posted, last_print
                 posted += k
-                if time.monotonic() - last_print >= 2.0:
+                if posted == n or time.monotonic() - last_print >= 2.0:  # every 2 s, and at the end
                     last_print = time.monotonic()
                     print(f"    {posted:,} of {n:,} notifications answered", flush=True)
 
