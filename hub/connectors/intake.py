@@ -63,7 +63,7 @@ class Intake:
     _writers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     async def receive(self, source: str, envelope: Envelope, partner_key: str | None) -> ReceiveResult:
-        done: asyncio.Future[ReceiveResult] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[ReceiveResult] = _future()
         self._waiting.append(_Request(source, envelope, partner_key, done))
         self._ensure_writer("receive", self._write_received)
         # The group is written whatever happens to this caller (a client that hangs up): shield it.
@@ -71,7 +71,7 @@ class Intake:
 
     async def claim_once(self, source: str, key: str) -> bool:
         """True for the one caller (in any process) that first recorded ``key`` under ``source``."""
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[bool] = _future()
         self._claims.append((source, key, done))
         self._ensure_writer("claim", self._write_claims)
         return await asyncio.shield(done)
@@ -171,3 +171,10 @@ async def _settle(futures: Sequence[asyncio.Future[Any]], work: Awaitable[None])
                 done.set_exception(exc)
         if not isinstance(exc, Exception):
             raise
+
+
+def _future() -> asyncio.Future[Any]:
+    """A caller's future; its failure counts as seen even when the caller hung up before it came."""
+    done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    done.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return done

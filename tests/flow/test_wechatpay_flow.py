@@ -131,6 +131,21 @@ async def test_five_concurrent_copies_credit_once_invoice_once_over_soap_and_tex
     assert hub.connectors["wechatpay"].health().extra["accepted"] == 5
 
 
+async def test_one_request_replayed_five_times_at_once_is_taken_once(stack: Stack) -> None:
+    """The same bytes, same nonce, five times at once (a replay, not the platform's resends): the nonce
+    claims meet in one group and only the first wins; the rest are refused and audited."""
+    hub = await _hub(stack)
+    account_id = await _account(hub)
+    body = notification(transaction(account_id, fen=777))
+    headers = signed(body)
+    answers = await asyncio.gather(*(_post(stack.base_url(hub) + PATH, headers, body) for _ in range(5)))
+    assert sorted(status for status, _ in answers) == [204, 401, 401, 401, 401]
+    assert all(b"replayed" in answer for status, answer in answers if status == 401)
+    await eventually(lambda: _has(hub, 1), what="the payment credited")
+    assert await count(hub, hop, hop.c.route == "in:wechatpay", hop.c.outcome == "rejected") == 4
+    assert await count(hub, message, message.c.type == "payment.received") == 1
+
+
 CASES = {
     # case: (status, words of the audited reason)
     "tampered body": (401, "does not verify"),
