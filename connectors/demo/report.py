@@ -169,9 +169,10 @@ def _masked_phone(phone: str) -> str:
     return phone[:3] + "****" + phone[-4:] if len(phone) == 11 else "***"
 
 
-async def wechat_story(hub: Hub, paid: Payment, sms_sent: Sequence[dict[str, Any]]) -> list[str] | None:
-    """One bill's whole way, once it is complete: paid by WeChat, invoiced over SOAP, the invoice's SMS
-    sent; ``None`` while a step is still on its way."""
+async def wechat_story(hub: Hub, paid: Payment, sms_sent: Sequence[dict[str, Any]], *,
+                       tax: str = "soap") -> list[str] | None:
+    """One bill's whole way, once it is complete: paid by WeChat, invoiced over SOAP (or signed REST),
+    the invoice's SMS sent; ``None`` while a step is still on its way."""
     async with hub.db.read() as conn:
         pay = (await conn.execute(select(payment.c.id, payment.c.out_trade_no).where(
             payment.c.channel == "wechat", payment.c.transaction_id == paid.transaction_id))).first()
@@ -191,7 +192,8 @@ async def wechat_story(hub: Hub, paid: Payment, sms_sent: Sequence[dict[str, Any
         f"transaction {paid.transaction_id}, {paid.amount} yuan; the platform's notification verified "
         "(SHA256withRSA) and decrypted (AES-256-GCM) at /partners/wechatpay/notify → payment.received → "
         f"core:record_payment (payment {pay.id})",
-        f"  [green]e-invoice issued over SOAP[/]: request {inv.request_serial} → IssueInvoice → invoice "
+        f"  [green]e-invoice issued over {'SOAP' if tax == 'soap' else 'signed REST'}[/]: request "
+        f"{inv.request_serial} → {'IssueInvoice' if tax == 'soap' else 'invoice.issue'} → invoice "
         f"[bold]{inv.invoice_number}[/] ({inv.invoice_type}), {Decimal(inv.total):.2f} yuan incl. "
         f"{Decimal(inv.total_tax):.2f} VAT → invoice.issued → core:record_invoice_issued",
         f"  [green]SMS sent[/] to {_masked_phone(str(sms.get('phone', '')))}: template {sms.get('template')} "

@@ -246,7 +246,7 @@ async def _story(hub: Hub, privacy: Privacy, sms: SmsGatewaySimulator, payer: Pa
     one_bill: asyncio.Task[None] | None = None
     try:
         dues = await _bill(hub, privacy, base)
-        one_bill = asyncio.create_task(_one_bill(hub, sms, payer, stop), name="demo:one-bill")
+        one_bill = asyncio.create_task(_one_bill(hub, sms, payer, tax, stop), name="demo:one-bill")
         await _pay(payer, dues, base, tax, stop)
         await one_bill
         await outage
@@ -297,14 +297,15 @@ async def _pay(payer: PaymentChannelSimulator, dues: list[Due], base: str, tax: 
                   f"from the {TAX_NAMES[tax]} (GASHUB_DEMO_TAX: soap or rest) and goes to its holder by SMS")
 
 
-async def _one_bill(hub: Hub, sms: SmsGatewaySimulator, payer: PaymentChannelSimulator, stop: asyncio.Event) -> None:
+async def _one_bill(hub: Hub, sms: SmsGatewaySimulator, payer: PaymentChannelSimulator, tax: str,
+                    stop: asyncio.Event) -> None:
     """A bill paid by WeChat, its e-invoice and the SMS that carries it, told once all three happened
     (while the other customers go on paying)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + STORY_WAIT_S
     while not stop.is_set() and loop.time() < deadline:
         for paid in [p for p in payer.sent if p.channel == "wechat"][:5]:
-            lines = await report.wechat_story(hub, paid, sms.sent)
+            lines = await report.wechat_story(hub, paid, sms.sent, tax=tax)
             if lines is not None:
                 console.rule("one bill, end to end")
                 for line in lines:
