@@ -24,6 +24,7 @@ from typing import Any
 
 from hub.connectors.contract import ReceiveResult
 from hub.envelope import Envelope
+from hub.errors import HubError
 from hub.metrics import HubMetrics
 from hub.publisher import Publisher
 from hub.store import inbox
@@ -138,27 +139,47 @@ class Intake:
                 await append_hops(conn, [Hop(e.id, e.correlation_id, f"in:{source}", e.attempt, Outcome.RECEIVED)
                                          for e, _, source in new])
         to_publish = [(o, o.publish) for o in outcomes if o.publish is not None]
-        if to_publish:
-            await self.publisher.publish([envelope for _, envelope in to_publish])
-            confirmed = [(o.request.source, o.request.partner_key, envelope) for o, envelope in to_publish
-                         if o.request.partner_key is not None]
-            if confirmed:
-                async with self.db.begin() as conn:
-                    await inbox.mark_many_published(conn, confirmed, self.db.sealer)
-        results: dict[int, ReceiveResult] = {}
+        failed = await self._publish(to_publish) if to_publish else {}
+        confirmed = [(o.request.source, o.request.partner_key, envelope) for o, envelope in to_publish
+                     if o.request.partner_key is not None and id(o.request) not in failed]
+        if confirmed:
+            async with self.db.begin() as conn:
+                await inbox.mark_many_published(conn, confirmed, self.db.sealer)
         for o in outcomes:
-            if o.duplicate_of is not None:
+            leader = o.duplicate_of or o.request
+            if id(leader) in failed:
+                if not o.request.done.done():
+                    o.request.done.set_exception(failed[id(leader)])
                 continue
             published = o.publish is not None
-            results[id(o.request)] = ReceiveResult(o.message_id, duplicate=not published)
-            self.metrics.inbound.labels(o.request.source, "accepted" if published else "duplicate").inc()
-        for o in outcomes:
-            if o.duplicate_of is not None:
-                first_result = results[id(o.duplicate_of)]
-                results[id(o.request)] = ReceiveResult(first_result.message_id, duplicate=True)
-                self.metrics.inbound.labels(o.request.source, "duplicate").inc()
+            duplicate = o.duplicate_of is not None or not published
+            self.metrics.inbound.labels(o.request.source, "duplicate" if duplicate else "accepted").inc()
             if not o.request.done.done():
-                o.request.done.set_result(results[id(o.request)])
+                o.request.done.set_result(ReceiveResult(o.message_id if o.duplicate_of is None else
+                                                        _first_id(outcomes, o.duplicate_of), duplicate=duplicate))
+
+    async def _publish(self, to_publish: list[tuple[_Outcome, Envelope]]) -> dict[int, HubError]:
+        """Publish the group with confirms; the requests whose message the broker did not take. When the
+        group is refused, each message is published alone, so that one message no route takes (say)
+        fails its own request only (the others may reach the broker twice, under the same message id,
+        which the routes' processed ledger absorbs)."""
+        try:
+            await self.publisher.publish([envelope for _, envelope in to_publish])
+            return {}
+        except HubError as exc:
+            if len(to_publish) == 1:
+                return {id(to_publish[0][0].request): exc}
+        failed: dict[int, HubError] = {}
+        for o, envelope in to_publish:
+            try:
+                await self.publisher.publish([envelope])
+            except HubError as exc:
+                failed[id(o.request)] = exc
+        return failed
+
+
+def _first_id(outcomes: list[_Outcome], request: _Request) -> str:
+    return next(o.message_id for o in outcomes if o.request is request)
 
 
 async def _settle(futures: Sequence[asyncio.Future[Any]], work: Awaitable[None]) -> None:
