@@ -1,12 +1,14 @@
 """``PaymentChannelSimulator``: customers paying their gas bills through WeChat Pay and Alipay.
 
-For most channels it speaks no platform protocol: it publishes the canonical ``payment.received`` a
-payment connector would. A channel named in ``deliver`` goes through its platform's simulator
-instead (the demo's Alipay payments: :class:`~connectors.payments.alipay.simulator.AlipayGatewaySimulator`
-POSTs the signed notification to the hub's ``alipay`` connector). Most customers pay their bill
-exactly, some round up (the rest is kept as credit), a few pay part of it; now and then a platform
-notifies the same payment twice (it retries when an answer is slow, or tells that the trade is
-finished), and the core must credit it once.
+Who pays what: most customers pay their bill exactly, some round up (the rest is kept as credit), a
+few pay part of it; now and then a platform notifies the same payment twice (it retries when an
+answer is slow, or tells that the trade is finished), and the core must credit it once. WeChat payments
+go over the wire when a ``wechat`` sender is given (:mod:`connectors.demo.wechat`: a Native order, the
+platform's signed and encrypted notification to the hub's WeChat Pay connector); a channel named in
+``deliver`` goes through its platform's simulator (the demo's Alipay payments:
+:class:`~connectors.payments.alipay.simulator.AlipayGatewaySimulator` POSTs the signed notification to
+the hub's ``alipay`` connector); other payments are published as the canonical ``payment.received`` a
+payment connector would publish.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class Payment:
     paid_at: datetime
     payer_ref: str
     bill_total: Decimal
+    bill_id: str = ""
 
     def data(self) -> dict[str, Any]:
         return {"channel": self.channel, "transaction_id": self.transaction_id, "out_trade_no": self.out_trade_no,
@@ -64,11 +67,15 @@ class Payment:
         return "more than the bill" if self.amount > self.bill_total else "part of the bill"
 
 
+PayOverWire = Callable[[Payment, bool], Awaitable[Payment]]
+"""Pay ``payment`` through the platform (notifying twice when asked); the payment as the platform has it."""
+
+
 @dataclass(frozen=True, slots=True)
 class Notified:
     payment: Payment
     envelope: Envelope | None
-    """The first notification's message (``None`` when a platform simulator delivered it)."""
+    """The first notification's message (``None`` when a platform's connector made it)."""
     twice: bool
 
 
@@ -80,6 +87,7 @@ class PaymentChannelSimulator:
     """The share of bills paid during the demo."""
     repeat_rate: float = 0.1
     """The share of payments notified twice."""
+    wechat: PayOverWire | None = None
     sent: list[Payment] = field(default_factory=list)
     repeated: list[Payment] = field(default_factory=list)
     messages: int = 0
@@ -117,29 +125,30 @@ class PaymentChannelSimulator:
             payer = f"2088{rng.randrange(10**12):012d}"
         return Payment(channel=channel, transaction_id=transaction_id, out_trade_no=f"GAS{day}{self._seq:08d}",
                        account_id=due.account_id, account_number=due.account_number, amount=amount, paid_at=now,
-                       payer_ref=payer, bill_total=due.total)
+                       payer_ref=payer, bill_total=due.total, bill_id=due.bill_id)
 
     async def notify(self, payment: Payment) -> Notified:
         """Publish the payment's ``payment.received`` (paid just now); the same notification again, now
         and then."""
         payment = replace(payment, paid_at=datetime.now(UTC).astimezone(payment.paid_at.tzinfo))
-        deliver = self.deliver.get(payment.channel)
+        twice = self._rng.random() < self.repeat_rate
         first: Envelope | None = None
-        if deliver is not None:
+        deliver = self.deliver.get(payment.channel)
+        if payment.channel == "wechat" and self.wechat is not None:
+            payment = await self.wechat(payment, twice)
+        elif deliver is not None:
             await deliver(payment, False)
+            if twice:
+                await deliver(payment, True)
         else:
             first = self._envelope(payment)
             await self.publish([first])
-        self.sent.append(payment)
-        self.messages += 1
-        twice = self._rng.random() < self.repeat_rate
-        if twice:
-            if deliver is not None:
-                await deliver(payment, True)
-            else:
+            if twice:
                 await self.publish([self._envelope(payment)])
+        self.sent.append(payment)
+        self.messages += 2 if twice else 1
+        if twice:
             self.repeated.append(payment)
-            self.messages += 1
         return Notified(payment, first, twice)
 
     @staticmethod

@@ -8,13 +8,14 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from rich.table import Table
 from sqlalchemy import ColumnElement, FromClause, func, select
 
 from connectors.demo.city import SHAOXING
 from connectors.demo.fleet import LeakStory
-from connectors.demo.payments import Due
+from connectors.demo.payments import Due, Payment
 from connectors.demo.seed import Seeded
 from connectors.meters.fleet import MeterFleet
 from core import outbox
@@ -136,8 +137,8 @@ async def tally(hub: Hub) -> Tally:
         )
 
 
-async def summary(hub: Hub, t: Tally, *, sms_sent: int, bill_sms: int, valves_closed: int, notified: int,
-                  repeated: int, tax_issued: int) -> str:
+async def summary(hub: Hub, t: Tally, *, sms_sent: int, bill_sms: int, invoice_sms: int, valves_closed: int,
+                  notified: int, repeated: int, wechat_accepted: int, tax_issued: int, tax_name: str) -> str:
     async with hub.db.read() as conn:
         verdict = await verify_chain(conn)
     accounts = sum(t.accounts.values())
@@ -153,7 +154,8 @@ async def summary(hub: Hub, t: Tally, *, sms_sent: int, bill_sms: int, valves_cl
         f"{t.paid:,} yuan from {t.payment_messages:,} payment.received messages",
         f"  allocations      {t.allocations:,} to bills ({t.allocated:,} yuan), {t.credit:,} yuan kept as credit",
         f"  invoices         {sum(invoices.values()):,} requested, {invoices.get('issued', 0):,} issued "
-        f"(simulated tax platform: {tax_issued:,})",
+        f"({tax_name}: {tax_issued:,}); {invoice_sms:,} invoice SMS sent",
+        f"  wechat pay       {wechat_accepted:,} signed notifications accepted at /partners/wechatpay/notify",
         f"  {'messages stored':<16} {t.messages:,}",
         f"  {'audit hops':<16} {t.hops:,}",
         f"  {'alarms':<16} {t.alarms:,}",
@@ -177,3 +179,41 @@ def fleet_lines(fleet: MeterFleet, leaks: Sequence[LeakStory]) -> str:
                      f"{'requested' if leak.sms_requested else 'not requested'} → work order "
                      f"{leak.work_order or 'none'} ({'complete' if leak.complete else 'INCOMPLETE'})")
     return "\n".join(lines)
+
+
+def _masked_phone(phone: str) -> str:
+    return phone[:3] + "****" + phone[-4:] if len(phone) == 11 else "***"
+
+
+async def wechat_story(hub: Hub, paid: Payment, sms_sent: Sequence[dict[str, Any]], *,
+                       tax: str = "soap") -> list[str] | None:
+    """One bill's whole way, once it is complete: paid by WeChat, invoiced over SOAP (or signed REST),
+    the invoice's SMS sent; ``None`` while a step is still on its way."""
+    async with hub.db.read() as conn:
+        pay = (await conn.execute(select(payment.c.id, payment.c.out_trade_no).where(
+            payment.c.channel == "wechat", payment.c.transaction_id == paid.transaction_id))).first()
+        if pay is None:
+            return None
+        inv = (await conn.execute(select(invoice.c.request_serial, invoice.c.invoice_number, invoice.c.invoice_type,
+                                         invoice.c.total, invoice.c.total_tax, invoice.c.status)
+                                  .where(invoice.c.reference_id == pay.id, invoice.c.kind == "blue"))).first()
+    if inv is None or inv.status != "issued":
+        return None
+    sms = next((s for s in sms_sent if s.get("params", {}).get("invoice_number") == inv.invoice_number), None)
+    if sms is None:
+        return None
+    return [
+        f"[bold]bill {paid.bill_id}[/] of account {paid.account_number}: {paid.bill_total} yuan",
+        f"  [green]paid by WeChat Pay[/]: order {pay.out_trade_no} (Native, created with a signed request), "
+        f"transaction {paid.transaction_id}, {paid.amount} yuan; the platform's notification verified "
+        "(SHA256withRSA) and decrypted (AES-256-GCM) at /partners/wechatpay/notify → payment.received → "
+        f"core:record_payment (payment {pay.id})",
+        f"  [green]e-invoice issued over {'SOAP' if tax == 'soap' else 'signed REST'}[/]: request "
+        f"{inv.request_serial} → {'IssueInvoice' if tax == 'soap' else 'invoice.issue'} → invoice "
+        f"[bold]{inv.invoice_number}[/] ({inv.invoice_type}), {Decimal(inv.total):.2f} yuan incl. "
+        f"{Decimal(inv.total_tax):.2f} VAT → invoice.issued → core:record_invoice_issued",
+        f"  [green]SMS sent[/] to {_masked_phone(str(sms.get('phone', '')))}: template {sms.get('template')} "
+        f"with invoice {sms['params'].get('invoice_number')} and {sms['params'].get('amount')} yuan "
+        f"(gateway OutId {str(sms.get('out_id'))[:26]}; notification.requested → sms-send). "
+        "(An Aliyun SendSms connector would take sms:send here.)",
+    ]

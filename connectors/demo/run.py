@@ -15,17 +15,22 @@ A day in the life of a gas company in Shaoxing, sped up:
    SMS to the holder through a gateway that is down just then (its breaker opens, the SMS wait in
    their queue, then go out);
 4. customers pay some bills through WeChat Pay and Alipay (:mod:`connectors.demo.payments`; some
-   notifications twice; the Alipay ones signed by the gateway simulator and POSTed to the hub's
-   ``alipay`` connector), the core credits each payment once, settles bills oldest first and asks for
-   an invoice, which the *simulated* tax platform (:mod:`connectors.tax_demo`) issues;
+   notifications twice). WeChat payments go over the wire (:mod:`connectors.demo.wechat`): a Native
+   order through the WeChat Pay connector's signed client, the platform simulator's signed, encrypted
+   notification to ``/partners/wechatpay/notify``; the Alipay ones are signed by the gateway simulator
+   and POSTed to the hub's ``alipay`` connector. The core credits each payment once, settles bills
+   oldest first and asks for an invoice, which the tax connector (:mod:`connectors.tax`) issues over
+   SOAP from the e-invoicing simulator; the core stores it and texts the invoice number to the holder
+   through the SMS gateway;
+5. one bill's whole story is printed: the bill, the WeChat payment, the invoice number, the SMS;
 
 and everything lands in the store, the audit chain and the ops dashboard at http://127.0.0.1:8080/ops.
 
-``GASHUB_DEMO_TAX=soap`` (or ``rest``) runs the invoices through the real tax connector
-(:mod:`connectors.tax`) and its SOAP (or signed REST) simulator instead of the simulated platform;
-the default, ``demo``, keeps ``tax_demo``.
-The demo's routes are the project's ``routes/`` plus ``connectors/demo/routes/`` (payments and the
-simulated tax platform, which production does not have yet), written to ``var/demo-routes/``.
+``GASHUB_DEMO_TAX=rest`` runs the invoices through the tax connector's signed REST provider instead
+of SOAP (the default, ``soap``).
+The demo runs the project's own ``routes/`` (copied to ``var/demo-routes/``), with the connectors
+they name configured for the simulators. The SMS connector is ``http_sms``; an Aliyun ``SendSms``
+connector would be configured as the ``sms`` connector in :func:`demo_settings` in its place.
 """
 
 from __future__ import annotations
@@ -50,13 +55,14 @@ from connectors.demo.city import Household, plan_city
 from connectors.demo.fleet import LeakStory, fleet_of, fleet_routes, follow_leak, inject_later
 from connectors.demo.payments import Deliver, Due, Notified, Payment, PaymentChannelSimulator
 from connectors.demo.seed import Seeded, seed_city
+from connectors.demo.wechat import DemoWeChat, WeChatPayer
 from connectors.http_sms.simulator import SmsGatewaySimulator
 from connectors.meters import DtuConnector
 from connectors.meters.fleet import Fault, MeterFleet, parse_fault
 from connectors.payments.alipay.simulator import AlipayGatewaySimulator, new_key, private_pem, public_pem
+from connectors.payments.wechatpay import WeChatPayConnector
 from connectors.tax.rest_simulator import RestTaxSimulator
 from connectors.tax.simulator import EInvoiceSimulator
-from connectors.tax_demo.simulator import TaxPlatformSimulator
 from connectors.valve_http.simulator import ValvePlatformSimulator
 from connectors.vendor_push.simulator import VendorCloudSimulator
 from core.accounts import Privacy
@@ -69,7 +75,6 @@ from hub.tariffs import current_book
 
 console = Console(stderr=True)
 PROJECT = Path(__file__).resolve().parents[2]  # the demo runs this project's own routes and mappings
-DEMO_ROUTES = Path(__file__).resolve().parent / "routes"
 BILL_AFTER_S = 3.0
 """Seconds of live readings before the billing run."""
 SMS_OUTAGE_S = 5.0
@@ -80,39 +85,25 @@ FLEET_REPORT_EVERY_S = 60.0
 """Each fleet meter reports by itself this often."""
 
 
-TAX_CHOICES = ("demo", "soap", "rest")
+TAX_CHOICES = ("soap", "rest")
+TAX_NAMES = {"soap": "tax platform over SOAP", "rest": "tax platform over signed REST"}
 DEMO_SELLER = "91330600MA2DEMO000"
 DEMO_APP_KEY = "gashub-demo"
-TAX_FAILED_ROUTE = """
-[[route]]
-name = "invoices-failed"
-description = "The tax platform refused an invoice: the request is marked failed with its code."
-from = "invoice.failed"
-to = "core:record_invoice_failed"
-"""
+STORY_WAIT_S = 15.0
+"""How long the demo waits for its WeChat-paid bill's invoice and SMS before telling the story."""
 
 
-def demo_routes(target: Path, tax: str = "demo") -> Path:
-    """``target`` filled afresh with the project's routes and the demo's own (``demo-*.toml``); with
-    ``tax`` ``soap`` or ``rest`` the invoices go to the real tax connector (``tax:issue``)."""
+def demo_routes(target: Path) -> Path:
+    """``target`` filled afresh with the project's routes (the demo has none of its own)."""
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     for path in sorted((PROJECT / "routes").glob("*.toml")):
         shutil.copyfile(path, target / path.name)
-    for path in sorted(DEMO_ROUTES.glob("*.toml")):
-        text = path.read_text(encoding="utf-8")
-        if tax != "demo":
-            text = text.replace('"tax_demo:issue"', '"tax:issue"')
-        (target / f"demo-{path.name}").write_text(text, encoding="utf-8")
-    if tax != "demo":
-        (target / "demo-tax-failed.toml").write_text(TAX_FAILED_ROUTE, encoding="utf-8")
     return target
 
 
 def tax_connector(tax: str, url: str, app_secret: str = "") -> dict[str, object]:
-    """The demo's tax connector settings for ``tax`` (``demo``, ``soap`` or ``rest``) at ``url``."""
-    if tax == "demo":
-        return {"kind": "tax_demo", "base_url": url}
+    """The demo's ``tax`` connector settings for ``tax`` (``soap`` or ``rest``) at ``url``."""
     if tax == "soap":
         return {"kind": "tax", "provider": "soap", "endpoint": url, "seller_tax_id": DEMO_SELLER}
     return {"kind": "tax", "provider": "rest", "endpoint": url, "seller_tax_id": DEMO_SELLER,
@@ -146,14 +137,23 @@ def alipay_deliver(gateway: AlipayGatewaySimulator, notify_url: str) -> Deliver:
 
 
 def demo_settings(*, database_url: str, http_port: int, ops_token: str, vendor_token: str, routes_dir: Path,
-                  sms_url: str, valves_url: str, tax_url: str, tax: str = "demo",
-                  tax_secret: str = "", alipay: dict[str, object] | None = None,
-                  fleet: MeterFleet | None = None) -> Settings:
-    meters: dict[str, object] = {}
+                  sms_url: str, valves_url: str, tax_url: str, tax: str = "soap",
+                  tax_secret: str = "", wechatpay: dict[str, object] | None = None,
+                  alipay: dict[str, object] | None = None, fleet: MeterFleet | None = None) -> Settings:
+    connectors: dict[str, object] = {
+        "vendor": {"kind": "vendor_push", "token": vendor_token},
+        "sms": {"kind": "http_sms", "base_url": sms_url, "timeout_s": 2.0},
+        "valves": {"kind": "valve_http", "base_url": valves_url},
+        "tax": tax_connector(tax, tax_url, tax_secret),
+    }
+    if wechatpay is not None:
+        connectors["wechatpay"] = wechatpay
+    if alipay is not None:
+        connectors["alipay"] = alipay
     if fleet is not None and fleet.layout.buses:
-        meters["meters"] = fleet.dtu_settings(port=0, request_timeout_s=2.0)
+        connectors["meters"] = fleet.dtu_settings(port=0, request_timeout_s=2.0)
     if fleet is not None and fleet.layout.devices:
-        meters["ctwing"] = fleet.ctwing_settings(fleet.ctwing_url, command={"poll_every_s": 2.0})
+        connectors["ctwing"] = fleet.ctwing_settings(fleet.ctwing_url, command={"poll_every_s": 2.0})
     return load_settings(
         database_url=database_url, amqp_url=None, http={"host": "127.0.0.1", "port": http_port},
         routes_dir=routes_dir, mappings_dir=PROJECT / "mappings",
@@ -161,14 +161,7 @@ def demo_settings(*, database_url: str, http_port: int, ops_token: str, vendor_t
         ops={"token": ops_token}, log_json=False, log_level="WARNING",
         breaker={"failure_threshold": 3, "reset_after_s": 5.0},
         core={"keys": {"demo": base64.b64encode(secrets.token_bytes(32)).decode()}},
-        connectors={
-            "vendor": {"kind": "vendor_push", "token": vendor_token},
-            "sms": {"kind": "http_sms", "base_url": sms_url, "timeout_s": 2.0},
-            "valves": {"kind": "valve_http", "base_url": valves_url},
-            "tax_demo" if tax == "demo" else "tax": tax_connector(tax, tax_url, tax_secret),
-            **({"alipay": alipay} if alipay is not None else {}),
-            **meters,
-        },
+        connectors=connectors,
     )
 
 
@@ -194,26 +187,22 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
     db_url = database_url or "sqlite+aiosqlite:///var/demo.db"
     if database_url is None:
         await asyncio.to_thread(_fresh_demo_database)
-    tax_choice = os.environ.get("GASHUB_DEMO_TAX", "demo")
+    tax_choice = os.environ.get("GASHUB_DEMO_TAX", "soap")
     if tax_choice not in TAX_CHOICES:
         console.print(f"[red]GASHUB_DEMO_TAX={tax_choice!r}[/]: choose one of {', '.join(TAX_CHOICES)}")
         return 2
-    routes_dir = await asyncio.to_thread(demo_routes, Path("var") / "demo-routes", tax_choice)
+    routes_dir = await asyncio.to_thread(demo_routes, Path("var") / "demo-routes")
     if fleet is not None:
         (routes_dir / "demo-fleet.toml").write_text(fleet_routes(fleet), encoding="utf-8")
     tax_secret = secrets.token_urlsafe(24)
     async with contextlib.AsyncExitStack() as cleanup:  # whatever fails, what was started is stopped
-        tax: TaxPlatformSimulator | EInvoiceSimulator | RestTaxSimulator
-        if tax_choice == "soap":
-            tax = EInvoiceSimulator()
-        elif tax_choice == "rest":
-            tax = RestTaxSimulator(DEMO_APP_KEY, tax_secret)
-        else:
-            tax = TaxPlatformSimulator()
+        tax: EInvoiceSimulator | RestTaxSimulator
+        tax = EInvoiceSimulator() if tax_choice == "soap" else RestTaxSimulator(DEMO_APP_KEY, tax_secret)
         sms, valves = SmsGatewaySimulator(), ValvePlatformSimulator()
+        wechat = DemoWeChat.create()
         app_key = await asyncio.to_thread(new_key)
         alipay = AlipayGatewaySimulator(app_id=DEMO_ALIPAY_APP_ID, app_public_key=public_pem(app_key))
-        for simulator in (sms, valves, tax, alipay):
+        for simulator in (sms, valves, tax, wechat.platform, alipay):
             await simulator.start()
             cleanup.push_async_callback(simulator.aclose)
         http_port = port if port is not None else int(os.environ.get("GASHUB_HTTP_PORT", "8080"))
@@ -226,7 +215,7 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
         settings = demo_settings(database_url=db_url, http_port=http_port, ops_token=ops_token,
                                  vendor_token=vendor_token, routes_dir=routes_dir, sms_url=sms.url,
                                  valves_url=valves.url, tax=tax_choice, tax_secret=tax_secret,
-                                 tax_url=tax.url if isinstance(tax, TaxPlatformSimulator) else tax.endpoint,
+                                 tax_url=tax.endpoint, wechatpay=wechat.base_url_settings(),
                                  alipay=alipay_connector(alipay, private_pem(app_key)), fleet=fleet)
         hub = Hub.build(settings)
         await hub.start()
@@ -250,14 +239,19 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
                                       valves=valves.valves)
         vendor.start_from({home.meter_id: home.register_now for home in city[:accounts]})
         cleanup.push_async_callback(vendor.aclose)
+        wechat_connector = hub.connectors["wechatpay"]
+        assert isinstance(wechat_connector, WeChatPayConnector)
         payer = PaymentChannelSimulator(hub.publisher.publish,
                                         deliver={"alipay": alipay_deliver(alipay, f"{base}/partners/alipay/notify")})
+        wechat_payer = WeChatPayer(wechat.platform, wechat_connector.client, f"{base}/partners/wechatpay/notify")
+        payer.wechat = wechat_payer.pay
         tasks = [asyncio.create_task(_report(hub, vendor, sms, valves, payer, tax, stop, fleet), name="demo:report")]
         if accounts:
             tasks += [asyncio.create_task(vendor.run(rate, stop=stop), name="demo:readings"),
                       asyncio.create_task(_incidents(vendor, stop), name="demo:incidents")]
         if story:
-            tasks.append(asyncio.create_task(_story(hub, hub.privacy, sms, payer, base, stop), name="demo:story"))
+            tasks.append(asyncio.create_task(_story(hub, hub.privacy, sms, payer, base, tax_choice, stop),
+                                             name="demo:story"))
         leaks: list[LeakStory] = []
         if fleet is not None:
             dtu = hub.connectors.get("meters")
@@ -292,8 +286,10 @@ async def run_demo(*, duration: float | None = None, port: int | None = None, ra
         summary = await report.summary(
             hub, await report.tally(hub), sms_sent=len(sms.sent),
             bill_sms=sum(1 for s in sms.sent if s.get("template") == "SMS_BILL"),
+            invoice_sms=sum(1 for s in sms.sent if s.get("template") == "SMS_INVOICE"),
             valves_closed=len(valves.commands), notified=len(payer.sent), repeated=len(payer.repeated),
-            tax_issued=len(tax.invoices))
+            wechat_accepted=int(wechat_connector.health().extra["accepted"]), tax_issued=len(tax.invoices),
+            tax_name=TAX_NAMES[tax_choice])
         if fleet is not None:
             summary += "\n" + report.fleet_lines(fleet, leaks)
     console.print(summary)
@@ -345,20 +341,25 @@ async def _seed(hub: Hub, privacy: Privacy, city: list[Household]) -> Seeded:
 
 
 async def _story(hub: Hub, privacy: Privacy, sms: SmsGatewaySimulator, payer: PaymentChannelSimulator, base: str,
-                 stop: asyncio.Event) -> None:
+                 tax: str, stop: asyncio.Event) -> None:
     """Readings become bills (whose SMS meet a gateway that is down for a while), bills become payments,
-    payments become invoices."""
+    payments become invoices, and invoices SMS."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), BILL_AFTER_S)
     if stop.is_set():
         return
     outage = asyncio.create_task(_sms_outage(sms, SMS_OUTAGE_S), name="demo:sms-outage")
+    one_bill: asyncio.Task[None] | None = None
     try:
         dues = await _bill(hub, privacy, base)
-        await _pay(payer, dues, base, stop)
+        one_bill = asyncio.create_task(_one_bill(hub, sms, payer, tax, stop), name="demo:one-bill")
+        await _pay(payer, dues, base, tax, stop)
+        await one_bill
         await outage
     finally:
         outage.cancel()
+        if one_bill is not None:
+            one_bill.cancel()
 
 
 async def _bill(hub: Hub, privacy: Privacy, base: str) -> list[Due]:
@@ -375,7 +376,7 @@ async def _bill(hub: Hub, privacy: Privacy, base: str) -> list[Due]:
     return await report.dues(hub, result.bill_ids)
 
 
-async def _pay(payer: PaymentChannelSimulator, dues: list[Due], base: str, stop: asyncio.Event) -> None:
+async def _pay(payer: PaymentChannelSimulator, dues: list[Due], base: str, tax: str, stop: asyncio.Event) -> None:
     payments = payer.plan(dues, datetime.now(COMPANY_TZ))
     if not payments:
         return
@@ -390,17 +391,36 @@ async def _pay(payer: PaymentChannelSimulator, dues: list[Due], base: str, stop:
             return
         shown["first" if first else "twice"] += 1
         tail = " [yellow]notified twice[/]: the core credits it once" if n.twice else ""
-        via = " (signed notification → the alipay connector)" if n.envelope is None else ""
-        console.print(f"[green]payment[/] {n.payment.channel}{via} {n.payment.transaction_id[:8]}… {n.payment.amount} "
-                      f"yuan ({n.payment.how}) for account {n.payment.account_number}{tail}")
-        if not shown["traced"] and n.envelope is not None:
-            shown["traced"] = 1
+        wire = "" if n.envelope is not None else (" (signed notification to the WeChat Pay connector)"
+                                                  if n.payment.channel == "wechat" else
+                                                  " (signed notification to the Alipay connector)")
+        console.print(f"[green]payment[/] {n.payment.channel} {n.payment.transaction_id[:8]}… {n.payment.amount} "
+                      f"yuan ({n.payment.how}) for account {n.payment.account_number}{wire}{tail}")
+        if shown["first"] == 1 and first and n.envelope is not None:
             console.print(f"  trace it: {base}/ops → Messages, flow {n.envelope.correlation_id} "
                           "(payment.received → invoice.requested → invoice.issued)")
 
     await payer.run(payments, per_second=max(5.0, len(payments) / 6), stop=stop, on_sent=told)
     console.print(f"  {len(payer.sent):,} payments notified ({len(payer.repeated):,} twice); each invoice comes "
-                  "from a [bold]simulated[/] tax platform (GASHUB_DEMO_TAX: demo, soap or rest)")
+                  f"from the {TAX_NAMES[tax]} (GASHUB_DEMO_TAX: soap or rest) and goes to its holder by SMS")
+
+
+async def _one_bill(hub: Hub, sms: SmsGatewaySimulator, payer: PaymentChannelSimulator, tax: str,
+                    stop: asyncio.Event) -> None:
+    """A bill paid by WeChat, its e-invoice and the SMS that carries it, told once all three happened
+    (while the other customers go on paying)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STORY_WAIT_S
+    while not stop.is_set() and loop.time() < deadline:
+        for paid in [p for p in payer.sent if p.channel == "wechat"][:5]:
+            lines = await report.wechat_story(hub, paid, sms.sent, tax=tax)
+            if lines is not None:
+                console.rule("one bill, end to end")
+                for line in lines:
+                    console.print(line)
+                return
+        await asyncio.sleep(0.25)
+    console.print("[yellow]no WeChat-paid bill has its invoice SMS yet[/]: see /ops → Messages, type invoice.issued")
 
 
 async def _sms_outage(sms: SmsGatewaySimulator, lasting_s: float) -> None:
@@ -435,7 +455,7 @@ async def _incidents(vendor: VendorCloudSimulator, stop: asyncio.Event) -> None:
 
 
 async def _report(hub: Hub, vendor: VendorCloudSimulator, sms: SmsGatewaySimulator, valves: ValvePlatformSimulator,
-                  payer: PaymentChannelSimulator, tax: TaxPlatformSimulator | EInvoiceSimulator | RestTaxSimulator,
+                  payer: PaymentChannelSimulator, tax: EInvoiceSimulator | RestTaxSimulator,
                   stop: asyncio.Event, fleet: MeterFleet | None = None) -> None:
     while not stop.is_set():
         await asyncio.sleep(5.0)

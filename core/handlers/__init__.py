@@ -146,8 +146,9 @@ def build_handlers(config: CoreConfig | None = None) -> Mapping[str, CoreHandler
                     "record_invoice_issued",
                     "invoice.issued",
                     payments.record_invoice_issued,
-                    "Store an issued invoice (number, type, user name and number); request waiting red ones.",
-                    emits=("invoice.requested",),
+                    "Store an issued invoice (number, type, user name and number); request waiting red ones; "
+                    "SMS the holder its number.",
+                    emits=("invoice.requested", "notification.requested"),
                     personal_data=True,
                 ),
                 CoreHandler(

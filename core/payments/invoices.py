@@ -33,6 +33,7 @@ from core.errors import Conflict, DomainRejected
 from core.messages import Event, Incoming
 from core.payments.invoicing import red_lines, red_serial, totals
 from core.payments.ledger import money, new_id
+from core.payments.notices import IssuedNow
 from core.payments.settings import InvoiceScope
 from core.privacy import FieldCipher, field_context, mask_name
 
@@ -140,11 +141,13 @@ async def _lock_requests(conn: AsyncConnection, serials: Sequence[str]) -> dict[
 
 async def record_issued(
     conn: AsyncConnection, cipher: FieldCipher, items: Sequence[Incoming], now: datetime
-) -> list[tuple[Event, Incoming | None]]:
-    """Apply ``invoice.issued`` answers; returns the red requests that were waiting for a blue number."""
+) -> tuple[list[tuple[Event, Incoming | None]], list[IssuedNow]]:
+    """Apply ``invoice.issued`` answers; returns the red requests that were waiting for a blue number,
+    and the requests these answers issued (not those issued before: the same answer again is nothing new)."""
     answers = [(item, item.data) for item in items if isinstance(item.data, InvoiceIssued)]
     rows = await _lock_requests(conn, [d.request_serial for _, d in answers])
     reds: list[InvoiceRequest] = []
+    issued: list[IssuedNow] = []
     for item, d in answers:
         row = rows[d.request_serial]
         _check_answer(row, d)
@@ -162,13 +165,15 @@ async def record_issued(
         }
         await conn.execute(update(invoice).where(invoice.c.id == row["id"]).values(**values))
         row.update(values)
+        issued.append(IssuedNow(d.request_serial, d.account_id, row["kind"], d.invoice_number, d.total, d.pdf_url,
+                                item))
         if row["kind"] == InvoiceKind.BLUE.value and row["scope"] == InvoiceScope.PAYMENT.value:
             reds.extend(await _waiting_reds(conn, cipher, row["id"], item))
         elif row["kind"] == InvoiceKind.RED.value:
             await _maybe_reversed(conn, row["original_invoice_id"], now)
     events = await request_invoices(conn, cipher, reds, now)
     await mark_red_requested(conn, reds)
-    return events
+    return events, issued
 
 
 def _check_answer(row: dict[str, Any], d: InvoiceIssued) -> None:
@@ -211,3 +216,10 @@ async def record_failed(conn: AsyncConnection, items: Sequence[Incoming], now: d
         await conn.execute(update(invoice).where(invoice.c.id == row["id"])
                            .values(status="failed", failure_reason=d.reason, updated_at=now))
         row["status"] = "failed"
+
+
+async def waiting_requests(conn: AsyncConnection) -> tuple[int, datetime | None]:
+    """Invoice requests the tax system has not answered yet, and when the oldest was asked for (ops)."""
+    row = (await conn.execute(select(func.count(), func.min(invoice.c.requested_at))
+                              .where(invoice.c.status == "requested"))).one()
+    return int(row[0] or 0), row[1]

@@ -60,6 +60,7 @@ from core.payments.invoices import (
     request_invoices,
 )
 from core.payments.invoicing import bill_lines, bill_serial, payment_lines, payment_serial
+from core.payments.notices import invoice_notices
 from core.payments.settings import InvoiceScope, PaymentSettings
 from core.privacy import FieldCipher
 
@@ -299,7 +300,12 @@ class Payments:
     # --- invoice answers --------------------------------------------------------------------------
 
     async def invoice_issued(self, conn: AsyncConnection, items: Sequence[Incoming], now: datetime) -> Emitted:
-        return await record_issued(conn, self._cipher(), items, now)
+        """Store the answers; request the red invoices waiting for them; SMS the holders (``notify_invoice``)."""
+        cipher = self._cipher()
+        events, issued = await record_issued(conn, cipher, items, now)
+        if self.settings.notify_invoice:
+            events += await invoice_notices(conn, cipher, issued)
+        return events
 
     async def invoice_failed(self, conn: AsyncConnection, items: Sequence[Incoming], now: datetime) -> None:
         await record_failed(conn, items, now)

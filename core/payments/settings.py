@@ -31,3 +31,6 @@ class PaymentSettings(BaseModel):
     item_name: str = Field(default="管道天然气", min_length=1, max_length=100)
     tax_code: str = Field(default="1100301010000000000", pattern=r"^\d{19}$")
     vat_rate: Decimal = Field(default=DEFAULT_VAT_RATE, ge=0, lt=1, decimal_places=4)
+    notify_invoice: bool = True
+    """SMS the holder when an invoice is issued (its number and amount): ``notification.requested`` of kind
+    ``invoice``, so the routes must take notification.requested."""

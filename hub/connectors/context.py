@@ -16,7 +16,6 @@ from hub.envelope import Envelope
 from hub.ids import new_id
 from hub.metrics import HubMetrics
 from hub.publisher import Publisher
-from hub.store import inbox
 from hub.store.audit import Hop, Outcome
 from hub.store.db import Database
 
@@ -65,9 +64,9 @@ class HubConnectorContext:
 
     async def claim_once(self, key: str) -> bool:
         """One row in the inbox under the connector's ``once`` namespace: the database decides, so
-        two processes handed the same value cannot both win."""
-        async with self.db.begin() as conn:
-            return await inbox.claim_once(conn, f"{self.name}/once", key)
+        two processes handed the same value cannot both win (claims are written in groups)."""
+        assert self.writer is not None
+        return await self.writer.claim(f"{self.name}/once", key)
 
     def add_routes(self, routes: Sequence[web.RouteDef]) -> None:
         self.http_routes.extend(routes)

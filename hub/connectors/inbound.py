@@ -79,6 +79,8 @@ class InboundWriter:
         """Groups written so far (a push alone is a group of one)."""
         self._queue: list[Pending] = []
         self._task: asyncio.Task[None] | None = None
+        self._claims: list[tuple[str, str, asyncio.Future[bool]]] = []
+        self._claim_task: asyncio.Task[None] | None = None
 
     async def submit(self, item: Pending) -> ReceiveResult | None:
         self._queue.append(item)
@@ -86,12 +88,36 @@ class InboundWriter:
             self._task = asyncio.get_running_loop().create_task(self._drain(), name="hub:inbound-writer")
         return await asyncio.shield(item.future)
 
+    async def claim(self, source: str, key: str) -> bool:
+        """True for the one caller (in any process) that first records ``key`` under ``source``; the
+        claims asked for meanwhile are written in one transaction (a replay guard's nonces, say)."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._claims.append((source, key, future))
+        if self._claim_task is None or self._claim_task.done():
+            self._claim_task = asyncio.get_running_loop().create_task(self._drain_claims(), name="hub:inbound-claims")
+        return await asyncio.shield(future)
+
     async def aclose(self) -> None:
         """Let the groups in hand finish (at stop, after the connectors stopped taking pushes)."""
-        task = self._task
-        if task is not None and not task.done():
-            with contextlib.suppress(Exception):
-                await task
+        for task in (self._task, self._claim_task):
+            if task is not None and not task.done():
+                with contextlib.suppress(Exception):
+                    await task
+
+    async def _drain_claims(self) -> None:
+        while self._claims:
+            claims = self._claims[: self.max_group]
+            del self._claims[: self.max_group]
+            try:
+                async with self.db.begin() as conn:
+                    won = await inbox.claim_many(conn, [(source, key) for source, key, _ in claims])
+            except Exception as exc:  # noqa: BLE001 - the callers get it
+                for _, _, future in claims:
+                    future.set_exception(exc)
+                continue
+            for source, key, future in claims:
+                future.set_result((source, key) in won)
+                won.discard((source, key))  # a second caller with the same key in this group loses
 
     async def _drain(self) -> None:
         while self._queue:

@@ -5,7 +5,7 @@ Read-only except one write, the replay, which is audited with who asked and from
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from aiohttp import web
 
 from core import outbox
 from core.catalogue import Lane
+from core.payments.invoices import waiting_requests
 from core.reconciliation import queries as reconciliation
 from hub.ops import queries
 from hub.ops.replay import ReplayRefused, ReplayRequest, replay
@@ -119,6 +120,7 @@ async def list_routes(request: web.Request) -> web.Response:
     async with hub.db.read() as conn:
         open_dead = await deadletters.count_open(conn)
         pending = await outbox.pending_count(conn)
+        invoices_waiting, oldest_invoice = await waiting_requests(conn)
     out = []
     for name, rt in hub.runtimes.items():
         try:
@@ -146,7 +148,15 @@ async def list_routes(request: web.Request) -> web.Response:
             "retry": {"max_attempts": rt.route.spec.retry.max_attempts,
                       "backoff_ms": list(rt.route.spec.retry.backoff)},
         })
-    return json_response({"routes": out, "outbox_pending": pending, "jobs": hub.scheduler.jobs()})
+    invoices = {"waiting": invoices_waiting, "oldest_requested_at": _iso(oldest_invoice)}
+    return json_response({"routes": out, "outbox_pending": pending, "invoice_requests": invoices,
+                          "jobs": hub.scheduler.jobs()})
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
 async def _delayed(rt: Any) -> int | None:

@@ -41,19 +41,6 @@ async def mark_published(conn: AsyncConnection, source: str, partner_key: str, e
                        .values(**values))
 
 
-async def claim_once(conn: AsyncConnection, source: str, key: str) -> bool:
-    """Record ``key`` under ``source``; True only for the call that inserted it. Such a row carries no
-    message (empty id and body) and counts as published, so nothing ever sends it."""
-    now = now_us()
-    inserted = await insert_many(
-        conn, inbox,
-        [{"source": source, "partner_key": key, "message_id": "", "body": b"", "received_us": now,
-          "published_us": now}],
-        ignore_conflicts=True, returning=("partner_key",),
-    )
-    return bool(inserted)
-
-
 @dataclass(frozen=True, slots=True)
 class Arrival:
     """One partner message to admit: its connector, the partner's key, the envelope and its body."""
@@ -108,3 +95,17 @@ async def mark_published_many(conn: AsyncConnection, arrivals: Sequence[Arrival]
     for source, keys in plain.items():
         await conn.execute(update(inbox).where(inbox.c.source == source, inbox.c.partner_key.in_(keys))
                            .values(published_us=published))
+
+
+async def claim_many(conn: AsyncConnection, claims: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Record each ``(source, key)``; return the ones this call inserted (a key given twice is inserted
+    once). Such a row carries no message (empty id and body) and counts as published, so nothing ever
+    sends it."""
+    now = now_us()
+    inserted = await insert_many(
+        conn, inbox,
+        [{"source": source, "partner_key": key, "message_id": "", "body": b"", "received_us": now,
+          "published_us": now} for source, key in sorted(set(claims))],
+        ignore_conflicts=True, returning=("source", "partner_key"),
+    )
+    return {(str(row[0]), str(row[1])) for row in inserted}

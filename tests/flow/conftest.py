@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from connectors.http_sms.simulator import SmsGatewaySimulator
+from connectors.tax.simulator import EInvoiceSimulator
 from connectors.valve_http.simulator import ValvePlatformSimulator
 from core.privacy import generate_key
 from hub.app import Hub
@@ -193,8 +194,13 @@ StackFactory = Callable[[], Awaitable[Stack]]
 
 
 @pytest.fixture(params=["embedded", "rabbitmq"])
-async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stack]:
-    """A hub stack on the embedded default, then on RabbitMQ + PostgreSQL."""
+async def stack(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Stack]:
+    """A hub stack on the embedded default, then on RabbitMQ + PostgreSQL. Its settings are the test's
+    alone: the repository's config/gashub.toml (and the connectors it configures) is not read."""
+    (tmp_path / "gashub.toml").write_text("# the flow tests' settings are all in Stack.settings\n")
+    monkeypatch.setenv("GASHUB_CONFIG", str(tmp_path / "gashub.toml"))
     async with AsyncExitStack() as exit_stack:
         if request.param == "embedded":
             s = Stack("embedded", tmp_path, None, f"sqlite+aiosqlite:///{tmp_path}/hub.db")
@@ -211,6 +217,15 @@ async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         exit_stack.push_async_callback(s.aclose)
         # The simulators' ports are known only now.
         yield s
+
+
+@pytest.fixture
+async def tax_platform() -> AsyncIterator[EInvoiceSimulator]:
+    """The SOAP e-invoicing simulator (connectors/tax), on a free port."""
+    sim = EInvoiceSimulator()
+    await sim.start()
+    yield sim
+    await sim.aclose()
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "condition") -> None:

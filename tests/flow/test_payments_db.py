@@ -71,8 +71,10 @@ class City:
     postpaid: str
     prepaid: str
 
-    def handlers(self, scope: InvoiceScope = InvoiceScope.PAYMENT, *, keys: bool = True) -> PaymentHandlers:
-        config = CoreConfig(privacy=self.privacy if keys else None, payments=PaymentSettings(invoice_per=scope))
+    def handlers(self, scope: InvoiceScope = InvoiceScope.PAYMENT, *, keys: bool = True,
+                 notify_invoice: bool = True) -> PaymentHandlers:
+        config = CoreConfig(privacy=self.privacy if keys else None,
+                            payments=PaymentSettings(invoice_per=scope, notify_invoice=notify_invoice))
         return PaymentHandlers(config, clock=lambda: NOW)
 
     async def count(self, table: Any, *where: Any) -> int:
@@ -364,10 +366,37 @@ async def test_a_refund_before_the_invoice_is_issued_gets_its_red_request_when_i
     await city.run(h.record_invoice_issued, answer)
     red = (await city.rows(invoice, invoice.c.kind == "red"))[0]
     assert (red.total, red.total_tax) == (D("-100.00"), D("-8.26"))
-    _, correlation, data = (await city.events())[-1]
+    _, correlation, data = [e for e in await city.events() if e[0] == "invoice.requested"][-1]
     assert (data["kind"], data["original_invoice_number"], correlation) == ("red", "4" * 20, answer.correlation_id)
     await city.run(h.record_invoice_issued, answer)  # the answer again: no second red
     assert await city.count(invoice) == 2
+
+
+async def test_an_issued_invoice_is_texted_to_the_holder_once(city: City) -> None:
+    h = city.handlers()
+    await city.run(h.record_payment, paid(city.postpaid, "100.00"))
+    (pay,) = await city.rows(payment)
+    answer = issued(f"PAY-{pay.id}", city.postpaid, "100.00", "8.26", "5" * 20)
+    await city.run(h.record_invoice_issued, answer)
+    await city.run(h.record_invoice_issued, answer)  # the same answer again: no second SMS
+    texts = [(c, d) for kind, c, d in await city.events() if kind == "notification.requested"]
+    assert len(texts) == 1
+    correlation, data = texts[0]
+    assert correlation == answer.correlation_id
+    assert (data["notification_id"], data["kind"], data["account_id"], data["phone"]) == (
+        f"invoice-PAY-{pay.id}", "invoice", city.postpaid, "13812345678")
+    params = data["params"]
+    assert (params["invoice_number"], params["amount"], params["red"]) == ("5" * 20, "100.00", "0")
+    assert data["params"]["pdf_url"] == "https://tax.example/inv.pdf"
+
+
+async def test_no_invoice_sms_when_the_company_turns_it_off(city: City) -> None:
+    h = city.handlers(notify_invoice=False)
+    await city.run(h.record_payment, paid(city.postpaid, "100.00"))
+    (pay,) = await city.rows(payment)
+    await city.run(h.record_invoice_issued, issued(f"PAY-{pay.id}", city.postpaid, "100.00", "8.26", "6" * 20))
+    assert (await city.rows(invoice))[0].status == "issued"
+    assert [kind for kind, _, _ in await city.events() if kind == "notification.requested"] == []
 
 
 async def test_a_bill_settled_again_after_a_refund_is_not_invoiced_twice(city: City) -> None:

@@ -98,15 +98,23 @@ async def test_a_payment_is_credited_once_allocated_and_invoiced_under_one_corre
     assert tax.requests[0]["user_name"] == NAME
     assert await _count(hub, message, message.c.type == "invoice.requested") == 1
 
-    async with aiohttp.ClientSession(headers=AUTH) as http:
-        async with http.get(f"{stack.base_url(hub)}/ops/messages/{first.id}/trace") as resp:
-            assert resp.status == 200
-            trace = await resp.json()
+    trace: dict[str, Any] = {}
+
+    async def told() -> bool:  # the flow ends with the invoice's SMS and the gateway's answer
+        async with aiohttp.ClientSession(headers=AUTH) as http:
+            async with http.get(f"{stack.base_url(hub)}/ops/messages/{first.id}/trace") as resp:
+                assert resp.status == 200
+                trace.update(await resp.json())
+        return "sms-delivered" in {h["route"] for h in trace["hops"] if h["outcome"] == "delivered"}
+
+    await eventually(told, what="the invoice's SMS delivered and recorded")
     assert trace["correlation_id"] == first.correlation_id
-    assert sorted(m["type"] for m in trace["messages"]) == ["invoice.issued", "invoice.requested", "payment.received"]
+    assert sorted(m["type"] for m in trace["messages"]) == [
+        "invoice.issued", "invoice.requested", "notification.delivered", "notification.requested", "payment.received"]
     assert {m["correlation_id"] for m in trace["messages"]} == {first.correlation_id}
     delivered = [h["route"] for h in trace["hops"] if h["outcome"] == "delivered"]
-    assert delivered == ["payments", "tax-issue", "tax-issued"]
+    assert delivered == ["payments", "tax-issue", "tax-issued", "sms-send", "sms-delivered"]
+    assert stack.sms.sent[0]["params"]["invoice_number"] == inv.invoice_number  # the holder is told the number
     shown = orjson.dumps(trace).decode()
     assert NAME not in shown  # personal fields are masked in the ops trace
     assert "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o" not in shown

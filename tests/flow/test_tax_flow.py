@@ -1,83 +1,40 @@
-"""Invoices through the whole hub and the real tax connector, on both stacks (embedded; RabbitMQ +
-PostgreSQL): payments → the core's ``invoice.requested`` → the SOAP connector (zeep) → the SOAP
-simulator over TCP → ``invoice.issued`` stored by the core. With the tax platform down for a while
-the breaker opens and the requests wait (the ops page shows where and how many); once it is back each
-invoice is issued exactly once. A refusal comes back to the core as ``invoice.failed``."""
+"""Invoices through the whole hub on the production routes (``routes/payments.toml``) and the real tax
+connector, on both stacks (embedded; RabbitMQ + PostgreSQL): payments → the core's ``invoice.requested``
+→ the SOAP connector (zeep) → the SOAP simulator over TCP → ``invoice.issued`` stored by the core → the
+holder's SMS. With the tax platform stopped for a while the breaker opens and the requests wait (the
+ops API shows where and how many, and how many invoice requests are unanswered); once it is back each
+invoice is issued exactly once and texted once. A refusal comes back to the core as ``invoice.failed``."""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
-import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from connectors.tax.simulator import EInvoiceSimulator
-from core.accounts import CustomerIn, PremisesIn, id_check_digit, open_account
 from core.db.tables_payments import invoice
 from core.privacy import field_context
 from hub.envelope import Envelope
 from hub.store.tables import dead_letter, hop, message
-from tests.flow.conftest import OPS_TOKEN, Stack, eventually
-from tests.tax_peer import SELLER
+from tests.flow.conftest import Stack, eventually
+from tests.flow.payflow import (
+    PHONE,
+    count,
+    invoice_sms,
+    invoices,
+    open_test_account,
+    ops_routes,
+    production_payment_routes,
+    soap_tax,
+)
 
-AUTH = {"Authorization": f"Bearer {OPS_TOKEN}"}
 NAME = "张三丰"
-ROUTES = """
-[[route]]
-name = "payments"
-from = "payment.received"
-to = "core:record_payment"
-retry = { max_attempts = 3, backoff = ["100ms"] }
-
-[[route]]
-name = "tax-issue"
-from = "invoice.requested"
-to = "tax:issue"
-reply = "invoice.issued"
-retry = { max_attempts = 60, backoff = ["200ms"] }
-
-[[route]]
-name = "tax-issued"
-from = "invoice.issued"
-to = "core:record_invoice_issued"
-
-[[route]]
-name = "tax-failed"
-from = "invoice.failed"
-to = "core:record_invoice_failed"
-"""
-
-
-@pytest.fixture
-async def platform() -> AsyncIterator[EInvoiceSimulator]:
-    sim = EInvoiceSimulator()
-    await sim.start()
-    yield sim
-    await sim.aclose()
 
 
 async def _hub(stack: Stack, platform: EInvoiceSimulator, **overrides: Any) -> Any:
-    (stack.routes_dir / "tax.toml").write_text(ROUTES)
-    connectors = {**stack.settings().connectors, "tax": {
-        "kind": "tax", "provider": "soap", "endpoint": platform.endpoint, "seller_tax_id": SELLER,
-        "timeout_s": 2.0, "in_call_attempts": 1}}
-    return await stack.start_hub(connectors=connectors, **overrides)
-
-
-async def _account(hub: Any) -> str:
-    assert hub.privacy is not None
-    async with hub.db.begin() as conn:
-        view = await open_account(
-            conn, hub.privacy, f"tax-{time.monotonic_ns()}",
-            CustomerIn(name=NAME, phone="13912345678",
-                       id_number="33062119850615004" + id_check_digit("33062119850615004")),
-            PremisesIn(address="绍兴市越城区解放北路2号", district="yuecheng", lat=30.0, lon=120.58),
-            "residential", "postpaid")
-    return view.account_id
+    production_payment_routes(stack)
+    return await stack.start_hub(connectors={**stack.settings().connectors, "tax": soap_tax(platform)}, **overrides)
 
 
 def _payment(account_id: str, n: int, amount: str) -> Envelope:
@@ -86,28 +43,13 @@ def _payment(account_id: str, n: int, amount: str) -> Envelope:
         "account_id": account_id, "amount": amount, "paid_at": "2026-03-05T09:30:00+08:00"})
 
 
-async def _invoices(hub: Any) -> list[Any]:
-    async with hub.db.read() as conn:
-        return list((await conn.execute(select(invoice).order_by(invoice.c.request_serial))).all())
-
-
-async def _count(hub: Any, table: Any, *where: Any) -> int:
-    async with hub.db.read() as conn:
-        return int(await conn.scalar(select(func.count()).select_from(table).where(*where)) or 0)
-
-
-async def _route(stack: Stack, hub: Any, name: str) -> dict[str, Any]:
-    async with aiohttp.ClientSession(headers=AUTH) as http, http.get(f"{stack.base_url(hub)}/ops/routes") as resp:
-        assert resp.status == 200
-        return {r["name"]: r for r in (await resp.json())["routes"]}[name]
-
-
-async def test_invoices_wait_while_the_tax_platform_is_down_and_are_issued_once_when_it_returns(
-    stack: Stack, platform: EInvoiceSimulator
+async def test_invoices_wait_while_the_tax_platform_is_stopped_and_are_issued_once_when_it_returns(
+    stack: Stack, tax_platform: EInvoiceSimulator
 ) -> None:
+    platform = tax_platform
     hub = await _hub(stack, platform, breaker={"failure_threshold": 2, "reset_after_s": 1.0})
-    account_id = await _account(hub)
-    platform.down = True
+    account_id = await open_test_account(hub, NAME, tag="tax")
+    await platform.aclose()  # the tax service is down: nothing listens on its port
     amounts = ["200.00", "35.50", "88.00"]
     await hub.publisher.publish([_payment(account_id, n, a) for n, a in enumerate(amounts)])
 
@@ -116,33 +58,37 @@ async def test_invoices_wait_while_the_tax_platform_is_down_and_are_issued_once_
     seen: dict[str, Any] = {}
 
     async def backlog_shown() -> bool:
-        route = await _route(stack, hub, "tax-issue")
-        seen.update(route)
+        doc = await ops_routes(stack, hub)
+        route = {r["name"]: r for r in doc["routes"]}["invoices-tax"]
+        seen.update(route=route, invoices=doc["invoice_requests"])
         waiting = (route["depth"] or 0) + (route["delayed"] or 0) + route["in_hand"]
-        return route["breaker"]["state"] != "closed" and waiting >= len(amounts)
+        return (route["breaker"]["state"] == "open" and waiting >= len(amounts)
+                and doc["invoice_requests"]["waiting"] == len(amounts))
 
-    await eventually(backlog_shown, what="the ops page to show the waiting invoices and the breaker", timeout=10)
-    print(f"\n[{stack.kind}] tax platform down: ops shows depth {seen['depth']}, delayed {seen['delayed']}, "
-          f"in hand {seen['in_hand']}, breaker {seen['breaker']}")
+    await eventually(backlog_shown, what="the ops API to show the waiting invoices and the open breaker", timeout=10)
+    route = seen["route"]
+    print(f"\n[{stack.kind}] tax platform stopped: ops shows depth {route['depth']}, delayed {route['delayed']}, "
+          f"in hand {route['in_hand']}, breaker {route['breaker']}, invoice requests {seen['invoices']}")
+    assert seen["invoices"]["oldest_requested_at"] is not None
     await asyncio.sleep(2.0)  # down a while longer: several trial calls fail
     assert platform.invoices == {}
-    assert [r.status for r in await _invoices(hub)] == ["requested"] * len(amounts)
-    assert await _count(hub, dead_letter) == 0
-    calls_while_down = len(platform.calls)
+    assert [r.status for r in await invoices(hub)] == ["requested"] * len(amounts)
+    assert invoice_sms(stack) == []
+    assert await count(hub, dead_letter) == 0
 
-    platform.down = False
+    await platform.start()  # back, on the same address
     async def all_issued() -> bool:
-        return [r.status for r in await _invoices(hub)] == ["issued"] * len(amounts)
+        return [r.status for r in await invoices(hub)] == ["issued"] * len(amounts)
 
     await eventually(all_issued, what="every invoice issued and stored", timeout=30)
+    await eventually(lambda: _true(len(invoice_sms(stack)) == len(amounts)), what="an SMS per invoice")
     await asyncio.sleep(0.5)  # anything doubled would show now
 
-    rows = await _invoices(hub)
+    rows = await invoices(hub)
     assert len(platform.invoices) == len(amounts)  # the platform issued each request serial once
     assert {r.request_serial: r.invoice_number for r in rows} == {
         s: i.invoice.number for s, i in platform.invoices.items()}
-    issue_calls_after = platform.calls[calls_while_down:].count("IssueInvoice")
-    assert issue_calls_after == len(amounts), platform.calls[calls_while_down:]
+    assert platform.calls.count("IssueInvoice") == len(amounts), platform.calls
     assert sorted(str(r.total) for r in rows) == sorted(amounts)
     assert {r.invoice_type for r in rows} == {"digital_ordinary"}
     assert hub.privacy is not None
@@ -151,45 +97,70 @@ async def test_invoices_wait_while_the_tax_platform_is_down_and_are_issued_once_
                                                                                 row.id)) == account_id
         assert hub.privacy.cipher.decrypt(row.user_name_enc, context=field_context(invoice.name, "user_name",
                                                                               row.id)) == NAME
-    assert await _count(hub, message, message.c.type == "invoice.issued") == len(amounts)
-    assert await _count(hub, dead_letter) == 0
+    texted = invoice_sms(stack)  # each invoice's number to the holder, once
+    assert sorted(s["params"]["invoice_number"] for s in texted) == sorted(r.invoice_number for r in rows)
+    assert {s["phone"] for s in texted} == {PHONE}
+    assert await count(hub, message, message.c.type == "invoice.issued") == len(amounts)
+    assert await count(hub, message, message.c.type == "notification.requested") == len(amounts)
+    assert await count(hub, dead_letter) == 0
     assert str(breaker.state) == "closed"
-    assert (await _route(stack, hub, "tax-issue"))["breaker"]["state"] == "closed"
+    after = await ops_routes(stack, hub)
+    assert {r["name"]: r for r in after["routes"]}["invoices-tax"]["breaker"]["state"] == "closed"
+    assert after["invoice_requests"] == {"waiting": 0, "oldest_requested_at": None}
 
 
 async def test_a_refused_invoice_comes_back_to_the_core_as_failed_with_the_code(
-    stack: Stack, platform: EInvoiceSimulator
+    stack: Stack, tax_platform: EInvoiceSimulator
 ) -> None:
+    platform = tax_platform
     hub = await _hub(stack, platform)
-    account_id = await _account(hub)
+    account_id = await open_test_account(hub, NAME, tag="tax")
     platform.ledger.refuse_next.append(("2101", "buyer name does not match the tax id"))
     await hub.publisher.publish([_payment(account_id, 1, "120.00")])
 
     async def failed() -> bool:
-        return [r.status for r in await _invoices(hub)] == ["failed"]
+        return [r.status for r in await invoices(hub)] == ["failed"]
 
     await eventually(failed, what="the invoice request marked failed", timeout=20)
-    (row,) = await _invoices(hub)
+    (row,) = await invoices(hub)
     assert row.failure_reason == "2101: buyer name does not match the tax id"
     assert row.invoice_number is None
     assert platform.invoices == {}
-    await eventually(lambda: _eq(_count(hub, dead_letter, dead_letter.c.route == "tax-issue"), 1),
+    await eventually(lambda: _eq(count(hub, dead_letter, dead_letter.c.route == "invoices-tax"), 1),
                      what="the refused request dead-lettered for an operator")
+    # The refusal went through the production route to the core, once, and nothing was issued or texted:
+    # a refused request is not retried (it waits for an operator), so it is never issued twice either.
+    await asyncio.sleep(0.5)
+    assert await count(hub, hop, hop.c.route == "invoices-failed", hop.c.outcome == "delivered") == 1
+    assert platform.calls == ["IssueInvoice"]
+    assert invoice_sms(stack) == []
+    # The same refusal again (a redelivery) changes nothing.
+    async with hub.db.read() as conn:
+        first = (await conn.execute(select(message.c.id, message.c.correlation_id)
+                                   .where(message.c.type == "invoice.failed"))).one()
+    again = Envelope(type="invoice.failed", source="test", subject=account_id, correlation_id=first.correlation_id,
+                     data={"request_serial": row.request_serial, "reason": "2101: again"})
+    await hub.publisher.publish([again])
+    await eventually(lambda: _eq(count(hub, hop, hop.c.route == "invoices-failed", hop.c.outcome == "delivered"), 2),
+                     what="the second refusal delivered")
+    (row,) = await invoices(hub)
+    assert (row.status, row.failure_reason) == ("failed", "2101: buyer name does not match the tax id")
 
 
 async def test_a_broken_answer_is_audited_and_the_retry_finds_the_invoice_instead_of_issuing_again(
-    stack: Stack, platform: EInvoiceSimulator
+    stack: Stack, tax_platform: EInvoiceSimulator
 ) -> None:
+    platform = tax_platform
     hub = await _hub(stack, platform)
-    account_id = await _account(hub)
+    account_id = await open_test_account(hub, NAME, tag="tax")
     platform.broken_next = 1  # the platform issues the invoice but its answer is cut short
     await hub.publisher.publish([_payment(account_id, 1, "66.60")])
 
     async def issued() -> bool:
-        return [r.status for r in await _invoices(hub)] == ["issued"]
+        return [r.status for r in await invoices(hub)] == ["issued"]
 
     await eventually(issued, what="the invoice issued after the broken answer", timeout=20)
-    (row,) = await _invoices(hub)
+    (row,) = await invoices(hub)
     assert platform.calls == ["IssueInvoice", "QueryBySerial"]  # found by serial, not issued again
     assert list(platform.invoices) == [row.request_serial]
     assert row.invoice_number == platform.invoices[row.request_serial].invoice.number
@@ -197,14 +168,14 @@ async def test_a_broken_answer_is_audited_and_the_retry_finds_the_invoice_instea
         audited = [r.error for r in await conn.execute(
             select(hop.c.error).where(hop.c.route == "in:tax", hop.c.outcome == "rejected"))]
         retried = [r.error for r in await conn.execute(
-            select(hop.c.error).where(hop.c.route == "tax-issue", hop.c.outcome == "retry"))]
+            select(hop.c.error).where(hop.c.route == "invoices-tax", hop.c.outcome == "retry"))]
     assert len(audited) == 1
     assert "unreadable SOAP envelope" in audited[0]
     assert row.request_serial in audited[0]
     assert "sha256" in audited[0]
     assert len(retried) == 1
     assert "MalformedAnswer" in retried[0]
-    assert await _count(hub, dead_letter) == 0
+    assert await count(hub, dead_letter) == 0
 
 
 async def _true(value: bool) -> bool:

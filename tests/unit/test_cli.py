@@ -157,7 +157,7 @@ def test_check_passes_on_the_repository_configuration() -> None:
     result = gashub("check", env=clean_env(**{TOKEN_VAR: "demo-token", "GASHUB_CORE__KEYS__CHECK": CHECK_KEY}))
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
-    assert "12 routes" in result.stdout
+    assert "16 routes" in result.stdout
     assert result.stderr == ""
 
 

@@ -271,6 +271,20 @@ def test_summary_says_in_words_what_needs_attention() -> None:
     assert "broker does not answer" in texts
 
 
+def test_summary_counts_invoice_requests_waiting_for_the_tax_platform() -> None:
+    routes = [_route("invoices-tax", to="tax:issue", breaker={"state": "open", "retry_in_s": 4})]
+    fresh = _summary({"routes": routes, "outbox_pending": 0,
+                      "invoice_requests": {"waiting": 3, "oldest_requested_at": "2999-01-01T00:00:00+00:00"}})
+    assert (fresh["invoicesWaiting"], fresh["hasInvoices"]) == (3, True)
+    assert not any("invoice request" in i["text"] for i in fresh["issues"])  # just asked: no alarm yet
+    old = _summary({"routes": routes, "outbox_pending": 0,
+                    "invoice_requests": {"waiting": 3, "oldest_requested_at": "2020-01-01T00:00:00+00:00"}})
+    texts = " ".join(i["text"] for i in old["issues"])
+    assert "3 invoice requests waiting for the tax platform" in texts
+    assert "tax:issue are paused" in texts
+    assert _summary({"routes": routes, "outbox_pending": 0})["hasInvoices"] is False
+
+
 def test_dry_run_table_when_the_current_mapping_fails() -> None:
     # The API lists changes only when both mappings succeed; the page still shows the fields.
     result = {"current": {"mapping": "m@1", "output": None, "error": "'lots' is not litres"},

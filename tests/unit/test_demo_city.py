@@ -15,12 +15,12 @@ import pytest
 from connectors.demo.city import SHAOXING, month_starts, plan_city
 from connectors.demo.payments import Due, PaymentChannelSimulator
 from connectors.demo.run import PROJECT, demo_routes, demo_settings
+from connectors.demo.wechat import DemoWeChat
 from connectors.vendor_push.simulator import VendorCloudSimulator
 from core.accounts import valid_id_number, valid_phone, valid_place
 from core.catalogue.messages import PaymentReceived
 from hub.app import check_configuration
 from hub.envelope import Envelope
-from hub.routing.loader import read_specs
 
 TODAY = date(2026, 11, 27)
 
@@ -123,35 +123,31 @@ async def test_customers_pay_bills_and_some_payments_are_notified_twice() -> Non
     assert len(payer.sent) == 40
 
 
-def test_the_demo_routes_check_with_the_demo_connectors_and_production_has_none_of_them(tmp_path: Path) -> None:
+def test_the_demo_runs_the_production_routes_with_its_connectors_configured(tmp_path: Path) -> None:
     routes = demo_routes(tmp_path / "routes")
     assert demo_routes(tmp_path / "routes") == routes  # written afresh, not added to
     names = sorted(p.name for p in routes.glob("*.toml"))
-    assert names == sorted([p.name for p in (PROJECT / "routes").glob("*.toml")] + ["demo-payments.toml"])
+    assert names == sorted(p.name for p in (PROJECT / "routes").glob("*.toml"))
+    assert "payments.toml" in names
     settings = demo_settings(database_url="sqlite+aiosqlite:///:memory:", http_port=0, ops_token="t" * 20,
                              vendor_token="v", routes_dir=routes, sms_url="http://127.0.0.1:1",
-                             valves_url="http://127.0.0.1:2", tax_url="http://127.0.0.1:3")
+                             valves_url="http://127.0.0.1:2", tax_url="http://127.0.0.1:3/einvoice",
+                             wechatpay=DemoWeChat.create().connector_settings)
     assert check_configuration(settings) == []
-    demo_only = {"payment.received", "invoice.requested", "invoice.issued"}
-    production = {spec.from_ for _, spec in read_specs(PROJECT / "routes")[0]}
-    assert not production & demo_only
-    assert settings.connectors["tax_demo"]["kind"] == "tax_demo"
-    # Without the simulated tax platform, the demo's routes do not check: nobody takes invoice.requested.
+    assert (settings.connectors["tax"]["kind"], settings.connectors["tax"]["provider"]) == ("tax", "soap")
+    assert settings.connectors["wechatpay"]["kind"] == "wechatpay"
+    # Without a tax connector the production routes do not check: nobody takes invoice.requested.
     without_tax = settings.model_copy(update={"connectors": {
-        k: v for k, v in settings.connectors.items() if k != "tax_demo"}})
+        k: v for k, v in settings.connectors.items() if k != "tax"}})
     problems = [str(p) for p in check_configuration(without_tax)]
-    assert any("tax_demo" in p for p in problems), problems
+    assert any("'tax'" in p and "invoices-tax" in p for p in problems), problems
 
 
-@pytest.mark.parametrize("tax", ["soap", "rest"])
-def test_the_demo_can_send_its_invoices_through_the_real_tax_connector(tmp_path: Path, tax: str) -> None:
-    routes = demo_routes(tmp_path / "routes", tax)
-    assert '"tax:issue"' in (routes / "demo-payments.toml").read_text()
-    assert (routes / "demo-tax-failed.toml").is_file()
+def test_the_demo_can_send_its_invoices_through_the_tax_connectors_rest_provider(tmp_path: Path) -> None:
+    routes = demo_routes(tmp_path / "routes")
     settings = demo_settings(database_url="sqlite+aiosqlite:///:memory:", http_port=0, ops_token="t" * 20,
                              vendor_token="v", routes_dir=routes, sms_url="http://127.0.0.1:1",
-                             valves_url="http://127.0.0.1:2", tax_url="http://127.0.0.1:3/einvoice", tax=tax,
+                             valves_url="http://127.0.0.1:2", tax_url="http://127.0.0.1:3/einvoice", tax="rest",
                              tax_secret="demo-secret")
     assert check_configuration(settings) == []
-    assert (settings.connectors["tax"]["kind"], settings.connectors["tax"]["provider"]) == ("tax", tax)
-    assert "tax_demo" not in settings.connectors
+    assert (settings.connectors["tax"]["kind"], settings.connectors["tax"]["provider"]) == ("tax", "rest")

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from connectors.http_sms.connector import HttpSmsConnector
+from connectors.tax.connector import TaxConnector
 from connectors.valve_http.connector import ValveHttpConnector
 from core.catalogue import CATALOGUE, Lane
 from core.handlers import HANDLERS, CoreConfig, build_handlers
@@ -27,7 +28,8 @@ MAPPINGS_DIR = ROOT / "mappings"
 
 TARGETS = TargetCatalog(
     core=HANDLERS,
-    connectors={"sms": dict(HttpSmsConnector.actions), "valves": dict(ValveHttpConnector.actions)},
+    connectors={"sms": dict(HttpSmsConnector.actions), "valves": dict(ValveHttpConnector.actions),
+                "tax": dict(TaxConnector.actions)},
 )
 SILENT_READINGS = ReadingsSettings(flag_events=False, raise_alarms=False, notify=frozenset())
 """``record_reading`` writing no events: it can be routed alone."""
@@ -67,7 +69,7 @@ def test_the_repository_routes_compile(mappings: MappingSet) -> None:
     routes = {r.name: r for r in compile_dir(ROUTES_DIR, mappings)}
     assert set(routes) == {"vendor-readings", "readings", "reading-exceptions", "vendor-alarms", "alarms",
                            "valve-commands", "valve-states", "sms-send", "sms-delivered", "sms-replies", "bill-notify",
-                           "work-orders"}
+                           "work-orders", "payments", "invoices-tax", "invoices-issued", "invoices-failed"}
 
     vendor = routes["vendor-readings"]
     assert vendor.file == ROUTES_DIR / "meters.toml"
@@ -105,15 +107,27 @@ def test_the_repository_routes_compile(mappings: MappingSet) -> None:
     assert routes["alarms"].lane is Lane.SAFETY
     assert routes["work-orders"].core_handler is HANDLERS["open_work_order"]  # what validation asks for
 
+    # A payment's way: credited by the core, its invoice asked of the tax connector, the answer (or the
+    # refusal) back to the core, and the issued invoice's SMS to the gateway.
+    assert routes["payments"].core_handler is HANDLERS["record_payment"]
+    assert (routes["invoices-tax"].spec.to, routes["invoices-tax"].spec.reply) == ("tax:issue", "invoice.issued")
+    issued = routes["invoices-issued"].core_handler
+    assert issued is HANDLERS["record_invoice_issued"]
+    assert {t: [r.spec.to for r in routes.values() if r.spec.from_ == t] for t in issued.emits} == {
+        "invoice.requested": ["tax:issue"], "notification.requested": ["sms:send"]}
+    assert routes["invoices-failed"].core_handler is HANDLERS["record_invoice_failed"]
+
 
 def test_the_repository_routes_need_their_connectors(mappings: MappingSet) -> None:
     with pytest.raises(RouteErrors) as info:
         compile_dir(ROUTES_DIR, mappings, TargetCatalog(core=HANDLERS))
     wheres = sorted(p.where for p in info.value.problems)
     assert wheres == [f"{ROUTES_DIR / 'meters.toml'}: route valve-commands: to",
-                      f"{ROUTES_DIR / 'notifications.toml'}: route sms-send: to"]
+                      f"{ROUTES_DIR / 'notifications.toml'}: route sms-send: to",
+                      f"{ROUTES_DIR / 'payments.toml'}: route invoices-tax: to"]
     assert "no connector named 'valves' is configured" in str(info.value)
     assert "no connector named 'sms' is configured" in str(info.value)
+    assert "no connector named 'tax' is configured" in str(info.value)
 
 
 def test_check_routes_matches_compile_routes(mappings: MappingSet) -> None:

@@ -273,8 +273,9 @@ def test_the_repository_config_loads(env: pytest.MonkeyPatch) -> None:
     root = Path(__file__).resolve().parents[2]
     env.chdir(root)
     s = load_settings()
-    assert set(s.connectors) == {"vendor", "sms", "valves"}
+    assert set(s.connectors) == {"vendor", "sms", "valves", "tax"}
     assert s.connectors["sms"]["kind"] == "http_sms"
+    assert (s.connectors["tax"]["kind"], s.connectors["tax"]["provider"]) == ("tax", "soap")  # routes/payments.toml
 
 
 # --- logs ---------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@
   var FAILED = new Set(["retry", "dead", "rejected"]); // hop outcomes whose "error" is a failure, not a note
   var BACKLOG_WARN = 1000; // queue depth that counts as "backing up"
   var OUTBOX_STUCK_SAMPLES = 15; // outbox non-empty for 30 s
+  var INVOICE_WAIT_WARN_S = 60; // an invoice request unanswered this long is worth a line
 
   // ---------------------------------------------------------------- escaping and markup
 
@@ -179,6 +180,13 @@
         hist.slice(-OUTBOX_STUCK_SAMPLES).every(function (v) { return v > 0; })) {
       issues.push({ level: "warn", text: "The outbox has had messages waiting for over 30 s (" + fmtInt(pending) + " now): is the broker reachable?" });
     }
+    var inv = (payload && payload.invoice_requests) || null;
+    var invoicesWaiting = inv ? inv.waiting || 0 : 0;
+    var invoiceAge = inv && inv.oldest_requested_at ? (Date.now() - Date.parse(inv.oldest_requested_at)) / 1000 : 0;
+    if (invoicesWaiting > 0 && invoiceAge > INVOICE_WAIT_WARN_S) {
+      issues.push({ level: "warn", text: plural(invoicesWaiting, "invoice request", "invoice requests") +
+        " waiting for the tax platform, the oldest for " + fmtInt(Math.floor(invoiceAge / 60)) + " min." });
+    }
     var level = issues.some(function (i) { return i.level === "bad"; }) ? "bad" : issues.length ? "warn" : "ok";
     var headline;
     if (!routes.length) {
@@ -195,7 +203,8 @@
       headline = parts.join(" · ");
     }
     return { level: level, headline: headline, issues: issues, totalRate: totalRate, openDead: openDead,
-      openBreakers: openBreakers, outboxPending: pending, routes: routes.length };
+      openBreakers: openBreakers, outboxPending: pending, invoicesWaiting: invoicesWaiting,
+      hasInvoices: !!inv, routes: routes.length };
   }
 
   /** Sparkline points for an SVG polyline, newest on the right; the scale is at least 1/s so a
@@ -595,6 +604,11 @@
           <div class="tile-value"><span class="num">${fmtInt(sum.outboxPending)}</span></div>
           <div class="muted small">${sum.outboxPending ? "waiting to be published" : "all published"}</div>
         </div>
+        ${sum.hasInvoices ? html`<div class="tile ${sum.invoicesWaiting ? "tile-warn" : ""}">
+          <div class="tile-label">Invoice requests waiting</div>
+          <div class="tile-value"><span class="num">${fmtInt(sum.invoicesWaiting)}</span></div>
+          <div class="muted small">${sum.invoicesWaiting ? "not answered by the tax platform yet" : "all answered"}</div>
+        </div>` : ""}
         <div class="tile ${sum.openBreakers ? "tile-bad" : breakersOpen.length ? "tile-warn" : ""}">
           <div class="tile-label">Breakers</div>
           <div class="tile-value">${breakersOpen.length ? html`<span class="num">${fmtInt(breakersOpen.length)}</span> <span class="unit">not closed</span>` : "all closed"}</div>
