@@ -57,7 +57,7 @@ async def test_demo_seeds_a_city_bills_it_and_turns_payments_into_invoices(tmp_p
     env["GASHUB_OPS__TOKEN"] = TOKEN
     env["COLUMNS"] = "200"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub.cli", "demo", "--duration", "18", "--port", str(port), "--accounts", str(ACCOUNTS),
+        sys.executable, "-m", "hub.cli", "demo", "--duration", "28", "--port", str(port), "--accounts", str(ACCOUNTS),
         "--meters", str(FLEET), "--dtus", "4", "--ctwing", "20",
         cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     try:
@@ -82,7 +82,7 @@ async def test_demo_seeds_a_city_bills_it_and_turns_payments_into_invoices(tmp_p
                 return all(routes.get(name, 0) > 0 for name in (
                     "vendor-readings", "bill-notify", "sms-send", "payments", "invoices-tax", "invoices-issued"))
 
-            await _until(flowing, "readings, bills, SMS, payments and invoices on their routes", 17)
+            await _until(flowing, "readings, bills, SMS, payments and invoices on their routes", 22)
             async with http.get(f"{base}/ops/messages", params={"type": "payment.received", "limit": "500"},
                                 headers=headers) as resp:
                 first = (await resp.json())["items"][-1]  # the oldest payment
@@ -95,8 +95,8 @@ async def test_demo_seeds_a_city_bills_it_and_turns_payments_into_invoices(tmp_p
                     "payment.received", "invoice.requested", "invoice.issued", "notification.requested",
                     "notification.delivered"}
 
-            await _until(invoiced, "a payment's whole flow in its trace", 5)
-        output, _ = await asyncio.wait_for(proc.communicate(), 30)
+            await _until(invoiced, "a payment's whole flow in its trace", 12)
+        output, _ = await asyncio.wait_for(proc.communicate(), 45)
     finally:
         if proc.returncode is None:
             proc.kill()
