@@ -42,7 +42,7 @@ from hub.logs import bind
 from hub.mapping import Mapping as FieldMapping
 from hub.mapping import MappingSet, UnknownMapping
 from hub.metrics import HubMetrics
-from hub.publisher import to_outbound
+from hub.publisher import STORED_HEADER, to_outbound
 from hub.routing.loader import Route
 from hub.store import deadletters, ledger
 from hub.store.audit import Hop, Outcome, append_hops, now_us
@@ -368,7 +368,8 @@ class RoutePipeline:
     async def _record(self, conn: Any, items: Sequence[Item]) -> None:
         """Store messages, dead-letter records and audit hops in the caller's transaction."""
         stamp = now_us()
-        stored = [StoredMessage(i.envelope, i.delivery.body, i.delivery.headers) for i in items if i.envelope]
+        stored = [StoredMessage(i.envelope, i.delivery.body, i.delivery.headers) for i in items
+                  if i.envelope and not i.delivery.headers.get(STORED_HEADER)]  # an inbound connector's: stored
         await store_messages(conn, stored, self.db.sealer)
         letters = []
         hops = []

@@ -33,6 +33,12 @@ def to_outbound(
     )
 
 
+STORED_HEADER = "x-gashub-stored"
+"""Set on messages the hub stored before it published them: a route skips storing them again (one
+primary-key lookup per message saved)."""
+_STORED = {STORED_HEADER: 1}
+
+
 class Publisher:
     """Publishes envelopes to the hub's exchange, or straight to a queue."""
 
@@ -40,5 +46,8 @@ class Publisher:
         self.transport = transport
         self.exchange = exchange
 
-    async def publish(self, envelopes: Sequence[Envelope]) -> None:
-        await self.transport.publish([to_outbound(e, exchange=self.exchange) for e in envelopes])
+    async def publish(self, envelopes: Sequence[Envelope], *, stored: bool = False) -> None:
+        """``stored``: the hub stored these messages before publishing them (an inbound connector's), so
+        the routes that take them need not store them again (``STORED_HEADER``)."""
+        headers = _STORED if stored else None
+        await self.transport.publish([to_outbound(e, exchange=self.exchange, headers=headers) for e in envelopes])

@@ -213,7 +213,7 @@ class InboundWriter:
             return
         envelopes = [i.envelope for i in due if i.envelope is not None]
         try:
-            await self.publisher.publish(envelopes)
+            await self.publisher.publish(envelopes, stored=True)
             return
         except Exception as exc:  # noqa: BLE001 - one by one below, or the caller gets it
             if len(due) == 1:
@@ -222,7 +222,7 @@ class InboundWriter:
         for item in due:
             assert item.envelope is not None
             try:
-                await self.publisher.publish([item.envelope])
+                await self.publisher.publish([item.envelope], stored=True)
             except Exception as exc:  # noqa: BLE001 - the caller gets it
                 item.future.set_exception(exc)
 

@@ -50,6 +50,10 @@ class Database:
             # connections as load comes and goes (a PostgreSQL backend per connect: that churn cost
             # the API a fifth of its CPU under 50 clients).
             kwargs.update(pool_size=pool_size, max_overflow=0)
+            # Plans made for the values at hand: the hub's statements are few per batch, and a generic
+            # plan cached while a table was nearly empty (a key lookup planned as a sequential scan) was
+            # kept while the table grew, until PostgreSQL analysed it again.
+            kwargs["connect_args"] = {"server_settings": {"plan_cache_mode": "force_custom_plan"}}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.dialect == "postgresql":
             ping_when_idle(self.engine, ping_after)
