@@ -293,8 +293,9 @@ class Hub:
         for name in list(self.runtimes):
             with contextlib.suppress(Exception):
                 await self.stop_route(name)
-        if self.context.writer is not None:
-            await self.context.writer.aclose()  # pushes in hand are written and answered first
+        if self.context.writer is not None:  # pushes in hand are written and answered first (within 10 s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.context.writer.aclose(), 10.0)
         for connector in self.connectors.values():
             await connector.aclose()
         for transport in self._unique_transports():

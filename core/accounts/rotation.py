@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from core.accounts.models import Privacy
 from core.db.tables_accounts import customer, premises
 from core.db.tables_payments import invoice
+from core.db.tables_sms import sms_reply
 from core.privacy import rotate_rows
 from core.privacy.blind import BlindIndex
 
@@ -41,6 +42,9 @@ ENCRYPTED_TABLES: tuple[EncryptedTable, ...] = (
     ),
     EncryptedTable(premises, {"address": "address_enc"}),
     EncryptedTable(invoice, {"user_name": "user_name_enc", "user_number": "user_number_enc"}),
+    EncryptedTable(sms_reply, {"content": "content_enc"}),
+    # core_sms_reply.phone_bidx is made from a number that is not stored: it keeps the index key it was
+    # made with (a rotation of the index key leaves old replies unfindable by number, not unreadable).
 )
 """Every table with encrypted fields. A module adding one appends it here (the rotation test checks
 that no ``*_enc`` column of the schema is missing)."""

@@ -97,9 +97,9 @@ async def test_five_concurrent_copies_credit_once_and_all_hear_success(stack: St
     publish = hub.publisher.publish
     events: list[str] = []
 
-    async def slow_publish(envelopes: Any) -> None:
+    async def slow_publish(envelopes: Any, **options: Any) -> None:
         await asyncio.sleep(0.3)
-        await publish(envelopes)
+        await publish(envelopes, **options)
         events.append("confirmed")
 
     async def post_and_note(url: str) -> tuple[int, str]:

@@ -83,14 +83,15 @@ async def test_rotation_moves_every_field_and_index_to_the_new_key(db_url: str) 
         both = Privacy.from_ring(KeyRing.from_settings({"k1": K1, "k2": K2}, current="k2"))
         dry = await rotate_keys(eng.begin, both, chunk=3, dry_run=True)
         assert [(r.table, r.reencrypted) for r in dry] == [("core_customer", 7), ("core_premises", 7),
-                                                           ("core_invoice", 0)]
+                                                           ("core_invoice", 0), ("core_sms_reply", 0)]
         assert await _key_ids(eng) == {"k1"}  # a dry run writes nothing
 
         seen: list[int] = []
         reports = await rotate_keys(eng.begin, both, chunk=3, progress=seen.append)
         assert sum(seen) == 14
         assert {(r.table, r.rows, r.reencrypted, r.reindexed) for r in reports} == {
-            ("core_customer", 7, 7, 7), ("core_premises", 7, 7, 0), ("core_invoice", 0, 0, 0)}
+            ("core_customer", 7, 7, 7), ("core_premises", 7, 7, 0), ("core_invoice", 0, 0, 0),
+            ("core_sms_reply", 0, 0, 0)}
         assert await _key_ids(eng) == {"k2"}
         again = await rotate_keys(eng.begin, both)
         assert sum(r.changed for r in again) == 0  # idempotent

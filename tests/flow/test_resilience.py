@@ -219,8 +219,8 @@ async def test_a_second_hub_takes_over_pending_outbox_rows_of_a_dead_one(
         class PublishThenDie:
             """Publishes for real (the broker confirms), then the process dies before the mark."""
 
-            async def publish(self, envelopes: Sequence[Envelope]) -> None:
-                await first.publisher.publish(envelopes)
+            async def publish(self, envelopes: Sequence[Envelope], **options: Any) -> None:
+                await first.publisher.publish(envelopes, **options)
                 raise SimulatedCrash("died after publishing, before mark_published")
 
         die = PublishThenDie()
@@ -274,7 +274,7 @@ async def test_inbox_entry_left_unpublished_by_a_crash_is_published_when_the_par
         first = Envelope(type="vendor.demo.reading", source=name, subject=doc["devId"], data=doc)
 
         class DiesBeforePublish:
-            async def publish(self, envelopes: Sequence[Envelope]) -> None:
+            async def publish(self, envelopes: Sequence[Envelope], **options: Any) -> None:
                 raise SimulatedCrash("died after the inbox commit, before publishing")
 
         # The real receive path, up to the crash: inbox admit, message and hop committed, no publish.

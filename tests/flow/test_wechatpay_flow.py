@@ -232,9 +232,9 @@ async def test_the_platform_hears_204_only_after_the_broker_confirmed(stack: Sta
     events: list[str] = []
     publish = hub.publisher.publish
 
-    async def slow_publish(envelopes: Any) -> None:
+    async def slow_publish(envelopes: Any, **options: Any) -> None:
         await asyncio.sleep(0.3)
-        await publish(envelopes)
+        await publish(envelopes, **options)
         events.append("confirmed")
 
     hub.publisher.publish = slow_publish  # type: ignore[method-assign]

@@ -96,5 +96,5 @@ async def test_the_hub_binds_its_settings_and_keys_into_the_handlers(env: pytest
 
 def test_handlers_that_touch_personal_data_say_so() -> None:
     assert {name for name, h in HANDLERS.items() if h.personal_data} == {
-        "record_payment", "record_refund", "record_invoice_issued", "notify_bill"}
+        "record_payment", "record_refund", "record_invoice_issued", "notify_bill", "record_sms_reply"}
     assert HANDLERS["record_payment"].emits == ("invoice.requested",)
