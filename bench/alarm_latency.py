@@ -113,7 +113,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     print(f"  {url.rsplit('/', 1)[1]} ready in {seconds:.1f} s", flush=True)
     sms = SmsGatewaySimulator(port=free_port())  # started in the try below; its URL is known now
     config = HubConfig(workdir, url, args.amqp, key, free_port(), free_port(), sms.url)
-    hub = RunningHub(config)
+    hub = RunningHub(config, workers=args.workers)
     dtus: list[DtuSimulator] = []
     pushers: list[asyncio.subprocess.Process] = []
     try:
@@ -160,7 +160,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             pushers.append(proc)
         state: dict[str, Any] = {}
         readers = [asyncio.create_task(read_pusher(p, f"pusher{i + 1}", state)) for i, p in enumerate(pushers)]
-        pids = {"hub": hub.pid}
+        pids = hub.pids
         cpu_before = cpu_by_process(pids)
         print(f"background: {args.rate:,.0f} CTWing pushes/s for {args.duration:.0f} s; leaks from {args.warmup:.0f} s, "
               f"one every {args.leak_every:.2f} s (load average {load_average()})", flush=True)
@@ -245,6 +245,8 @@ async def inject(leaks: list[Leak], config: HubConfig, every: float, state: dict
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--meters", type=int, default=100_000, help="meters seeded (default 100,000)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="gashub worker processes beside gashub run, consuming the same routes (default 0)")
     parser.add_argument("--seed", type=int, default=1, help="the city's seed (default 1)")
     parser.add_argument("--rate", type=float, default=2000.0, help="background CTWing pushes a second (default 2,000)")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of background pushes (default 60)")

@@ -87,7 +87,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
           f"holders and {len(meters):,} meters' reading histories)", flush=True)
     sms = SmsGatewaySimulator(port=free_port())  # started in the try below; its URL is known now
     config = HubConfig(workdir, url, args.amqp, key, free_port(), free_port(), sms.url)
-    hub = RunningHub(config)
+    hub = RunningHub(config, workers=args.workers)
     result: dict[str, Any] = {}
     try:
         await sms.start()
@@ -137,7 +137,7 @@ async def push_all(args: argparse.Namespace, hub: RunningHub, config: HubConfig,
     # Every pusher has built its pushes; all start now (each prints its start time).
     print(f"pushing {n:,} dataReports from {args.pushers} pusher process(es), {args.concurrency} in flight each "
           f"(load average {load_average()})", flush=True)
-    pids = {"hub": hub.pid}  # the pushers report their own CPU time
+    pids = hub.pids  # the pushers report their own CPU time
     cpu_before = cpu_by_process(pids)
     readers = [asyncio.create_task(read_pusher(p, f"pusher{i + 1}", state)) for i, p in enumerate(procs)]
     done = 0
@@ -195,6 +195,8 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=100_000, help="meters seeded, each pushing one reading (default 100,000)")
     parser.add_argument("--pushes", type=int, default=0,
                         help="meters that push, the first of the n (default: all n); the hub still knows all n")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="gashub worker processes beside gashub run, consuming the same routes (default 0)")
     parser.add_argument("--seed", type=int, default=1, help="the city's seed (default 1)")
     parser.add_argument("--pushers", type=int, default=2, help="pusher processes (default 2)")
     parser.add_argument("--concurrency", type=int, default=100,

@@ -260,11 +260,14 @@ class HubConfig:
 
 
 class RunningHub:
-    """``gashub run`` in a child process, with the benchmark's configuration."""
+    """``gashub run`` in a child process, with the benchmark's configuration, and ``workers`` more
+    ``gashub worker`` processes consuming the same routes (as a deployment adds them)."""
 
-    def __init__(self, config: HubConfig) -> None:
+    def __init__(self, config: HubConfig, workers: int = 0) -> None:
         self.config = config
         self.proc: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.worker_count = workers
         self.log_path = config.workdir / "hub.log"
 
     async def start(self, within: float = 180.0) -> float:
@@ -285,21 +288,41 @@ class RunningHub:
                 try:
                     async with session.get(url) as resp:
                         if resp.status == 200:
+                            await self._start_workers()
                             return time.perf_counter() - started
                 except (aiohttp.ClientError, TimeoutError):
                     pass
                 await asyncio.sleep(0.2)
         raise RuntimeError(f"gashub run was not ready within {within:.0f} s; see {self.log_path}")
 
+    async def _start_workers(self) -> None:
+        for _ in range(self.worker_count):
+            self.workers.append(subprocess.Popen([sys.executable, "-m", "hub.cli", "worker"], env=self.config.env(),
+                                                 cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT))
+        if self.workers:
+            await asyncio.sleep(3.0)  # connected and consuming
+
     @property
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
 
+    @property
+    def pids(self) -> dict[str, int]:
+        """The hub's processes by name, for CPU accounting: ``hub`` (``gashub run``) and ``worker1``…"""
+        return {"hub": self.pid, **{f"worker{n + 1}": w.pid for n, w in enumerate(self.workers)}}
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
+        for worker in self.workers:
+            worker.terminate()
+        for worker in self.workers:
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
         if self.proc is not None:
             self.proc.terminate()
             try:

@@ -17,10 +17,12 @@ from connectors.demo.payments import Due, PaymentChannelSimulator
 from connectors.demo.run import alipay_deliver
 from connectors.payments.alipay.simulator import AlipayGatewaySimulator, public_pem
 from connectors.payments.alipay.trade import BEIJING
+from connectors.tax.simulator import EInvoiceSimulator
 from core.db.tables_payments import credit, payment
-from hub.store.tables import hop, message
+from hub.store.tables import dead_letter, hop, message
 from tests.alipay_peer import APP_ID, BUYER_ID, connector_settings, keys, sdk_accepts, signed_form, trade
 from tests.flow.conftest import Stack, eventually
+from tests.flow.payflow import PHONE, invoice_sms, invoices, open_test_account, production_payment_routes, soap_tax
 from tests.flow.payment_checks import post_in_two_pieces, postpaid_account
 from tests.flow.tax_stand_in import PAYMENT_ROUTES, registry
 
@@ -125,6 +127,40 @@ async def test_five_concurrent_copies_credit_once_and_all_hear_success(stack: St
     status, answer = await _post(url, body)
     assert status == 401
     assert answer.startswith("fail: replayed")
+
+
+
+async def test_five_concurrent_copies_through_the_production_routes_invoice_once_over_soap_and_text_once(
+    stack: Stack, tax_platform: EInvoiceSimulator
+) -> None:
+    """The must-hold for Alipay: a notification signed with Alipay's key by python-alipay-sdk's own code,
+    sent five times at once, credits once, issues one invoice over SOAP and sends one SMS carrying it,
+    through the production routes (``routes/payments.toml``)."""
+    production_payment_routes(stack)
+    hub = await stack.start_hub(connectors={**stack.settings().connectors, "tax": soap_tax(tax_platform),
+                                            "alipay": connector_settings()})
+    account_id = await open_test_account(hub, "张敏", tag="ali")
+    fields = trade(account_id, total="95.50")
+    body = signed_form(fields)
+    assert sdk_accepts(body)  # genuine, by the SDK's own check
+    url = stack.base_url(hub) + PATH
+    answers = await asyncio.gather(*(_post(url, body) for _ in range(5)))
+    assert answers == [(200, "success")] * 5
+    await eventually(lambda: _true(len(invoice_sms(stack)) >= 1), what="the invoice's SMS sent", timeout=20)
+    await asyncio.sleep(1.0)  # anything doubled would show now
+
+    assert await _credited(hub) == [(fields["trade_no"], Decimal("95.50"))]
+    (row,) = await invoices(hub)  # one invoice request, issued once by the SOAP platform
+    assert (row.status, str(row.total)) == ("issued", "95.50")
+    assert tax_platform.calls == ["IssueInvoice"]
+    (sms,) = invoice_sms(stack)  # one SMS, carrying that invoice's number
+    assert (sms["phone"], sms["params"]["invoice_number"]) == (PHONE, row.invoice_number)
+    assert await _count(hub, message, message.c.type == "notification.requested") == 1
+    assert await _count(hub, dead_letter) == 0
+
+
+async def _true(value: Any) -> bool:
+    return bool(value)
 
 
 CASES = {
