@@ -722,11 +722,13 @@ def build_parser() -> argparse.ArgumentParser:
         "operators resolve them through /api/v1/reconciliation or see them on the ops page. Importing the same "
         "file again (same SHA-256) writes nothing.\n\nFormats: wechatpay = WeChat Pay's trade bill (CSV, "
         "bill_type=ALL, plain or gzip); alipay = Alipay's trade details (业务明细, the zip or its GBK CSV); "
-        "unionpay = UnionPay's ZM file (INN…ZM_<merId>, or the zip).",
+        "unionpay = UnionPay's ZM file (INN…ZM_<merId>, or the zip); ecny = the e-CNY bank adapter's "
+        "reconciliation file (CSV with a checked footer; each bank has its own, see "
+        "connectors/payments/statements/ecny.py).",
         epilog="examples:\n  gashub reconcile import --channel wechatpay --date 2026-11-26 tradebill-20261126.csv\n"
         "  gashub reconcile import --channel alipay --date 2026-11-26 --url 'https://dwbillcenter.alipay.com/…'\n\n"
         + EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ri.add_argument("--channel", required=True, choices=["wechatpay", "alipay", "unionpay"],
+    ri.add_argument("--channel", required=True, choices=["wechatpay", "alipay", "unionpay", "ecny"],
                     help="the statement's format (its channel)")
     ri.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="the day the statement covers (Beijing)")
     ri.add_argument("--quiet", action="store_true", help="no progress bar")

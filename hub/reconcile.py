@@ -27,7 +27,7 @@ from hub.store.db import Database
 
 PARSERS_PATH = "connectors.payments.statements:PARSERS"
 COMMAND = "gashub reconcile import"
-FORMATS = ("wechatpay", "alipay", "unionpay")
+FORMATS = ("wechatpay", "alipay", "unionpay", "ecny")
 """What ``--channel`` takes: the statement formats of ``connectors.payments.statements``."""
 
 MAX_FILE_BYTES = 512 * 1024 * 1024

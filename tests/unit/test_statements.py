@@ -23,6 +23,7 @@ from connectors.payments.statements.simulator import (
     Trade,
     alipay_bill_zip,
     alipay_details_csv,
+    ecny_statement,
     unionpay_zm,
     wechatpay_bill,
 )
@@ -227,6 +228,7 @@ def _normal(trades: list[Trade], *, refund_ids: bool = True) -> list[tuple[objec
 def test_each_writer_and_its_parser_agree(trades: list[Trade]) -> None:
     for data, fmt, kept in ((wechatpay_bill(trades), "wechatpay", trades),
                             (unionpay_zm(trades), "unionpay", trades),
+                            (ecny_statement(trades, DAY), "ecny", trades),
                             (alipay_bill_zip([t for t in trades if t.kind is not LineKind.REVERSAL], DAY), "alipay",
                              [t for t in trades if t.kind is not LineKind.REVERSAL])):
         s = PARSERS[fmt](data, DAY, None)
@@ -241,3 +243,24 @@ def test_progress_is_reported_on_big_files() -> None:
     assert len(PARSERS["wechatpay"](wechatpay_bill(trades), DAY, seen.append).lines) == 12_000
     assert seen == [5000, 10000]
     assert len(alipay.parse(alipay_details_csv(trades[:3], DAY), DAY).lines) == 3
+
+
+def test_ecny_statement_is_read_and_its_footer_checked() -> None:
+    paid, refunded = (datetime(2026, 11, 26, h, tzinfo=STATEMENT_TZ) for h in (9, 11))
+    trades = [Trade(LineKind.PAYMENT, "E2026112600000001", D("86.40"), paid, "A1-X1"),
+              Trade(LineKind.REFUND, "E2026112600000001", D("10.00"), refunded, "A1-X1", "R0001")]
+    data = ecny_statement(trades, DAY)
+    s = PARSERS["ecny"](data, DAY, None)
+    assert (s.channel, s.statement_date) == (PaymentChannel.ECNY, DAY)
+    assert [(x.kind, x.transaction_id, x.amount, x.refund_id) for x in s.lines] == [
+        (LineKind.PAYMENT, "E2026112600000001", D("86.40"), ""),
+        (LineKind.REFUND, "E2026112600000001", D("10.00"), "R0001")]
+    cut = data.rsplit(b"# total", 1)[0]
+    with pytest.raises(StatementError, match="footer"):
+        PARSERS["ecny"](cut, DAY, None)
+    with pytest.raises(StatementError, match="damaged or cut short"):
+        PARSERS["ecny"](data.replace(b"86.40", b"96.40", 1), DAY, None)
+    with pytest.raises(StatementError, match="line 3: type"):
+        PARSERS["ecny"](data.replace(b",PAY,", b",PAID,", 1), DAY, None)
+    with pytest.raises(StatementError, match="not an e-CNY statement"):
+        PARSERS["ecny"](b"txnNo,orderNo\n", DAY, None)

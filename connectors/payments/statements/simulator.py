@@ -110,6 +110,16 @@ def alipay_bill_zip(trades: Sequence[Trade], day: date, *, account: str = "20881
     return buf.getvalue()
 
 
+def ecny_statement(trades: Sequence[Trade], day: date, *, merchant: str = "M330600000001") -> bytes:
+    """The e-CNY bank adapter's file: header, columns, one line per trade, footer with count and sum."""
+    kinds = {LineKind.PAYMENT: "PAY", LineKind.REFUND: "REFUND", LineKind.REVERSAL: "REVERSE"}
+    rows = [f"# ecny-statement,1,{merchant},{day.isoformat()}", "txnNo,orderNo,type,amount,txnTime,refundNo"]
+    rows += [f"{t.transaction_id},{t.out_trade_no},{kinds[t.kind]},{t.amount:.2f},{_local(t.at)},"
+             f"{t.refund_id if t.kind is LineKind.REFUND else ''}" for t in trades]
+    rows.append(f"# total,{len(trades)},{sum((t.amount for t in trades), start=Decimal('0.00')):.2f}")
+    return ("\n".join(rows) + "\n").encode("utf-8")
+
+
 def unionpay_zm(trades: Sequence[Trade], *, mer_id: str = "777290058110097") -> bytes:
     """ZM lines: fixed-width fields, each followed by a space, GBK."""
     codes = {LineKind.PAYMENT: ("S22", "01"), LineKind.REFUND: ("S30", "04"), LineKind.REVERSAL: ("S31", "31")}
