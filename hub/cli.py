@@ -317,7 +317,6 @@ def cmd_reconcile_import(args: argparse.Namespace) -> int:
 
     from core.errors import CoreError
     from hub.reconcile import MAX_FILE_BYTES, download, import_bytes, summary
-    from hub.store.db import Database
     from hub.tariffs import cli_actor
 
     try:
@@ -331,35 +330,32 @@ def cmd_reconcile_import(args: argparse.Namespace) -> int:
     settings = _settings()
 
     async def main() -> int:
-        db = Database(settings.database_url)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         source = args.file or args.url
         try:
-            await _require_migrated(db)
-            if args.url:
-                data, name = await download(args.url)
-            else:
-                path = Path(args.file)
-                if (await asyncio.to_thread(path.stat)).st_size > MAX_FILE_BYTES:
-                    print(f"{path}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; not a daily statement",
-                          file=sys.stderr)
-                    return 1
-                data, name = await asyncio.to_thread(path.read_bytes), path.name
-            total = data.count(b"\n")
-            with Progress(*columns, transient=True, disable=args.quiet or not sys.stderr.isatty()) as bar:
-                task = bar.add_task("reading", total=max(total, 1))
-                done = await import_bytes(
-                    db, args.channel, day, data, name, by=cli_actor(),
-                    on_lines=lambda n: bar.update(task, completed=n),
-                    on_stage=lambda text: bar.update(task, description=text, completed=total))
+            async with _migrated_database(settings) as db:
+                if args.url:
+                    data, name = await download(args.url)
+                else:
+                    path = Path(args.file)
+                    if (await asyncio.to_thread(path.stat)).st_size > MAX_FILE_BYTES:
+                        print(f"{path}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; not a daily statement",
+                              file=sys.stderr)
+                        return 1
+                    data, name = await asyncio.to_thread(path.read_bytes), path.name
+                total = data.count(b"\n")
+                with Progress(*columns, transient=True, disable=args.quiet or not sys.stderr.isatty()) as bar:
+                    task = bar.add_task("reading", total=max(total, 1))
+                    done = await import_bytes(
+                        db, args.channel, day, data, name, by=cli_actor(),
+                        on_lines=lambda n: bar.update(task, completed=n),
+                        on_stage=lambda text: bar.update(task, description=text, completed=total))
         except OSError as exc:
             print(f"{source}: {exc.strerror}", file=sys.stderr)
             return 1
         except CoreError as exc:
             print(f"{source}: nothing imported: {exc}", file=sys.stderr)
             return 1
-        finally:
-            await db.aclose()
         print("\n".join(summary(done, args.channel, day)))
         return 0
 
