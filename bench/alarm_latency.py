@@ -246,10 +246,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--meters", type=int, default=100_000, help="meters seeded (default 100,000)")
     parser.add_argument("--workers", type=int, default=0,
-                        help="gashub worker processes beside gashub run, consuming the same routes (default 0). "
-                             "They take valve commands too, and a worker holds no DTU connection: such a "
-                             "command waits for its retry (a known limit: DTU commands are not yet routed "
-                             "to the process that holds the meter's connection)")
+                        help="gashub worker processes beside gashub run, consuming the same routes (default 0) "
+                             "but the DTU valve commands: only gashub run holds the DTUs' connections")
     parser.add_argument("--seed", type=int, default=1, help="the city's seed (default 1)")
     parser.add_argument("--rate", type=float, default=2000.0, help="background CTWing pushes a second (default 2,000)")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of background pushes (default 60)")

@@ -219,6 +219,11 @@ class Hub:
             for connector in self.connectors.values():
                 await connector.start()
         for runtime in self.runtimes.values():
+            if role is Role.WORKER and not self.consumes_here(runtime):
+                log.info("hub.route_left_to_run", extra={
+                    "route": runtime.route.name, "connector": runtime.route.spec.target_name,
+                    "reason": "its connector delivers over connections held by `gashub run`"})
+                continue
             await self.start_route(runtime.route.name)
         if role is Role.RUN:
             self._spawn(self.relay.run(), "outbox-relay")
@@ -232,6 +237,12 @@ class Hub:
         log.info("hub.started", extra={"role": str(role), "routes": len(self.routes),
                                       "transport": self.transports[Lane.NORMAL].name,
                                       "database": self.settings.redacted_database_url()})
+
+    def consumes_here(self, runtime: RouteRuntime) -> bool:
+        """Whether this process consumes the route: a worker leaves routes to connectors that deliver
+        over connections only a started connector holds (``Connector.delivers_where_started``)."""
+        connector = runtime.pipeline.connector
+        return self.role is not Role.WORKER or connector is None or not connector.delivers_where_started
 
     async def start_route(self, name: str) -> None:
         runtime = self.runtimes[name]

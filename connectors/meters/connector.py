@@ -86,6 +86,7 @@ class DtuConnector(InboundConnector[DtuSettings], OutboundConnector[DtuSettings]
     capabilities = frozenset({Capability.INBOUND, Capability.OUTBOUND, Capability.REQUEST_REPLY})
     actions: ClassVar[Mapping[str, str]] = {"valve": MessageType.VALVE_COMMAND.value}
     """``valve`` takes ``valve.command`` and answers ``valve.state`` data once the meter acknowledged."""
+    delivers_where_started = True  # the DTUs dial in to this process's server: only it can reach them
 
     def __init__(self, settings: DtuSettings, context: ConnectorContext) -> None:
         super().__init__(settings, context)

@@ -97,6 +97,11 @@ class Connector(abc.ABC, Generic[S]):
     capabilities: ClassVar[frozenset[Capability]]
     actions: ClassVar[Mapping[str, str]] = {}
     """Outbound actions routes may name as ``<connector>:<action>``, each with the message type it takes."""
+    delivers_where_started: ClassVar[bool] = False
+    """True when ``deliver`` needs what ``start``/``run`` hold — partners' own connections to this
+    process, like the DTUs dialled in to a TCP server. Only the process that starts connectors
+    (``gashub run``) then consumes the routes to it; a ``gashub worker`` leaves them alone, since every
+    message it took would wait for its retry."""
 
     def __init__(self, settings: S, context: ConnectorContext) -> None:
         self.settings = settings
