@@ -2,6 +2,12 @@
 
 Builds its envelopes first and prints ``ready``; then publishes them in batches with confirms,
 several batches in flight, prints ``{"started": t}`` at the first publish and ``{"rate": …}`` at the end.
+
+With ``--queue Q --max-ready N`` it keeps at most about N ready messages in the route's queue, as a
+partner system under flow control does: a task reads the queue's depth (a passive declare) every few
+milliseconds and the next batch waits while the depth is above N. A publisher left to run ahead builds
+a backlog the broker writes to its queue store and reads back, which costs the broker about twice as
+much per message as one consumed while it is published (``docs/performance.md``).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from hub.settings import load_settings
 from hub.transport.pika import PikaTransport
 
 
-async def main(n: int, batch: int, in_flight: int) -> None:
+async def main(n: int, batch: int, in_flight: int, queue: str | None, max_ready: int) -> None:
     settings = load_settings()
     assert settings.amqp_url is not None
     transport = PikaTransport(settings.amqp_url.get_secret_value(), name="bench-publisher")
@@ -37,17 +43,37 @@ async def main(n: int, batch: int, in_flight: int) -> None:
     print("ready", flush=True)
     chunks = [messages[i:i + batch] for i in range(0, n, batch)]
     sem = asyncio.Semaphore(in_flight)
+    below = asyncio.Event()
+    below.set()
+    waits = 0
+
+    async def watch_depth() -> None:
+        assert queue is not None
+        while True:
+            if (await transport.queue_info(queue)).messages > max_ready:
+                below.clear()
+            else:
+                below.set()
+            await asyncio.sleep(0.005)
 
     async def send(chunk: list) -> None:  # type: ignore[type-arg]
+        nonlocal waits
         async with sem:
+            if not below.is_set():
+                waits += 1
+                await below.wait()
             await transport.publish(chunk)
 
     started = time.time()
     cpu0 = time.process_time()
     print(json.dumps({"started": started}), flush=True)
+    watcher = asyncio.create_task(watch_depth()) if queue and max_ready > 0 else None
     await asyncio.gather(*(send(c) for c in chunks))
     elapsed = time.time() - started
-    print(json.dumps({"rate": n / elapsed, "seconds": elapsed, "cpu_s": time.process_time() - cpu0}), flush=True)
+    if watcher is not None:
+        watcher.cancel()
+    print(json.dumps({"rate": n / elapsed, "seconds": elapsed, "cpu_s": time.process_time() - cpu0,
+                      "paused_batches": waits}), flush=True)
     await transport.aclose()
 
 
@@ -56,5 +82,8 @@ if __name__ == "__main__":
     p.add_argument("-n", type=int, default=100_000)
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--in-flight", type=int, default=4)
+    p.add_argument("--queue", help="the route's queue, whose depth --max-ready bounds")
+    p.add_argument("--max-ready", type=int, default=0,
+                   help="wait while the queue holds more ready messages than this (default 0: never wait)")
     a = p.parse_args()
-    asyncio.run(main(a.n, a.batch, a.in_flight))
+    asyncio.run(main(a.n, a.batch, a.in_flight, a.queue, a.max_ready))

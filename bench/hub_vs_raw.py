@@ -10,7 +10,10 @@
     ``PikaTransport`` with confirms, and a ``gashub worker`` process running the route
     ``vendor.demo.reading → mapping vendor-meter-reading@2 → core:record_reading`` (a row per
     reading in PostgreSQL, the processed ledger, the message store and the audit hop chain, then
-    the ack).
+    the ack). The publisher keeps at most ``--max-ready`` (2,000) ready messages in the route's queue,
+    as a partner under flow control does; the raw floor's consumer keeps up with its publisher by
+    itself. ``--max-ready 0`` lets the hub's publisher run ahead: the backlog it builds is written to
+    the broker's queue store and read back, and the broker's CPU per message doubles.
 
 Both are timed from the first publish to the last message settled, over the same number of
 messages. The machine is shared, so the measurements run in interleaved rounds (raw, raw, hub; three
@@ -138,7 +141,7 @@ def cpu_by_process(pids: dict[str, int]) -> dict[str, float]:
     return out
 
 
-async def run_hub(n: int, amqp: str, pg: str, workdir: Path, workers: int = 1) -> dict[str, Any]:
+async def run_hub(n: int, amqp: str, pg: str, workdir: Path, workers: int = 1, max_ready: int = 0) -> dict[str, Any]:
     from hub.migrations import upgrade_async
 
     url = await fresh_database(pg)
@@ -172,6 +175,7 @@ async def run_hub(n: int, amqp: str, pg: str, workdir: Path, workers: int = 1) -
             await wait_for_consumer(amqp, f"bench.{suffix}.route.bench", proc, at_least=len(procs))
         publisher = await asyncio.create_subprocess_exec(
             sys.executable, str(REPO / "bench" / "hub_publisher.py"), "-n", str(n),
+            "--queue", f"bench.{suffix}.route.bench", "--max-ready", str(max_ready),
             *os.environ.get("GASHUB_BENCH_PUBLISHER_ARGS", "").split(), env=env, cwd=REPO,
             stdout=asyncio.subprocess.PIPE)
         assert publisher.stdout is not None
@@ -212,6 +216,7 @@ async def run_hub(n: int, amqp: str, pg: str, workdir: Path, workers: int = 1) -
         cpu_us = {k: (cpu_after[k] - cpu_before.get(k, 0.0)) / n * 1e6 for k in cpu_after}
         cpu_us["publisher"] = pub["cpu_s"] / n * 1e6
         return {"rate": n / (finished - started), "seconds": finished - started, "publish_rate": pub["rate"],
+                "paused_batches": pub.get("paused_batches", 0),
                 "readings": readings, "hops": hops, "stored": stored, "ledger": ledger, "cpu_us": cpu_us, "batches": batches}
     finally:
         for proc in procs:
@@ -235,6 +240,10 @@ def main() -> int:
                              "see the same machine; the best of each is compared (default 3)")
     parser.add_argument("--workers", type=int, default=1,
                         help="gashub worker processes consuming the route (default 1)")
+    parser.add_argument("--max-ready", type=int, default=2000,
+                        help="the hub's publisher keeps at most about this many ready messages in the route's "
+                             "queue, like a partner under flow control (default 2,000; 0: it runs ahead and a "
+                             "backlog builds, which the broker writes to its store and reads back)")
     parser.add_argument("--amqp", default=os.environ.get("GASHUB_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
     parser.add_argument("--pg", default=os.environ.get("GASHUB_BENCH_DATABASE_URL",
                                                        "postgresql+asyncpg://postgres@127.0.0.1:5432/test"))
@@ -253,9 +262,12 @@ def main() -> int:
         print(f"  raw floor, pika, two processes:                           {raw_two:>9,.0f} msg/s   "
               f"CPU/msg µs: " + ", ".join(f"{k} {v:.0f}" for k, v in cpu_two.items()))
         with tempfile.TemporaryDirectory(prefix="gashub-bench-") as tmp:
-            hub = asyncio.run(run_hub(n, args.amqp, args.pg, Path(tmp), args.workers))
+            hub = asyncio.run(run_hub(n, args.amqp, args.pg, Path(tmp), args.workers, args.max_ready))
         print(f"  hub pipeline (publish → route → mapping → core row in PostgreSQL → audit → ack): "
-              f"{hub['rate']:>9,.0f} msg/s ({hub['seconds']:.1f} s; publisher alone {hub['publish_rate']:,.0f} msg/s)")
+              f"{hub['rate']:>9,.0f} msg/s ({hub['seconds']:.1f} s)")
+        pacing = (f"kept ≤ {args.max_ready:,} ready messages ahead ({hub['paused_batches']:,} batches waited)"
+                  if args.max_ready else "unpaced")
+        print(f"  publisher: {pacing}; it published at {hub['publish_rate']:,.0f} msg/s")
         print("  CPU per message (µs): " + ", ".join(f"{k} {v:.0f}" for k, v in hub["cpu_us"].items()))
         print(f"  batches: {hub['batches']:,} (mean {n / max(1, hub['batches']):.0f} messages)")
         print(f"  checks: {hub['readings']:,} readings, {hub['stored']:,} messages stored, "

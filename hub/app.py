@@ -95,7 +95,7 @@ class Hub:
     def build(cls, settings: Settings, *, transport: Transport | None = None,
               safety_transport: Transport | None = None, registry: ConnectorRegistry | None = None) -> Hub:
         """Wire everything from settings. Raises ``ConfigError`` for anything misconfigured."""
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, pool_size=settings.database_pool_size)
         if transport is None:
             transport, safety_transport = _transports(settings)
         transports = {Lane.NORMAL: transport, Lane.SAFETY: safety_transport or transport}

@@ -53,7 +53,7 @@ async def _migrated_database(settings: Settings) -> AsyncIterator[Database]:
     """The hub's database for a command, checked to be migrated, closed on the way out."""
     from hub.store.db import Database
 
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, pool_size=settings.database_pool_size)
     try:
         await _require_migrated(db)
         yield db

@@ -124,6 +124,10 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "sqlite+aiosqlite:///var/gashub.db"
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    """PostgreSQL connections per pool and process (``GASHUB_DATABASE_POOL_SIZE``). The hub's pool and
+    the API's page-reads pool each hold this many; PostgreSQL's ``max_connections`` must cover every
+    process's pools."""
     amqp_url: SecretStr | None = None
     """RabbitMQ URL (``amqp://user:pass@host:5672/vhost``). Unset: the in-memory transport."""
     exchange: str = "gashub"

@@ -4,9 +4,15 @@ ping round trip."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import asyncpg
+import pytest
 from sqlalchemy import text
 
+from hub.app import Hub
+from hub.settings import load_settings
 from hub.store.db import Database
 
 
@@ -57,3 +63,24 @@ async def _pings_over_five_checkouts(postgres_url: str, ping_after: float) -> in
 async def test_a_connection_in_steady_use_is_not_pinged(postgres_url: str) -> None:
     assert await _pings_over_five_checkouts(postgres_url, ping_after=60.0) == 0
     assert await _pings_over_five_checkouts(postgres_url, ping_after=0.0) == 5
+
+
+async def test_the_pools_hold_database_pool_size_connections(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``GASHUB_DATABASE_POOL_SIZE`` sizes both pools of a hub process, with no overflow connections."""
+    (tmp_path / "gashub.toml").write_text("# no connectors\n")
+    monkeypatch.setenv("GASHUB_CONFIG", str(tmp_path / "gashub.toml"))
+    (tmp_path / "routes").mkdir()
+    hub = Hub.build(load_settings(database_url=postgres_url, database_pool_size=3, routes_dir=tmp_path / "routes"))
+    try:
+        for engine in (hub.db.engine, hub.db.reads_engine):
+            pool = engine.pool
+            assert (pool.size(), pool._max_overflow) == (3, 0)  # type: ignore[attr-defined]
+            held = [await engine.connect() for _ in range(3)]
+            with pytest.raises(TimeoutError):  # a fourth waits for one of the three
+                await asyncio.wait_for(engine.connect(), 0.5)
+            for conn in held:
+                await conn.close()
+    finally:
+        await hub.db.aclose()
