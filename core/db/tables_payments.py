@@ -36,6 +36,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from core.db.tables import metadata
@@ -173,6 +174,10 @@ invoice = Table(
     Column("issued_at", UTCDateTime()),
     Column("updated_at", UTCDateTime(), nullable=False),
     Index("ix_core_invoice_reference", "scope", "reference_id"),
+    # The requests the tax system has not answered (the ops panel's backlog, read at every refresh): a
+    # few rows among millions of issued invoices.
+    Index("ix_core_invoice_waiting", "requested_at", postgresql_where=text("status = 'requested'"),
+          sqlite_where=text("status = 'requested'")),
     CheckConstraint(_in("kind", INVOICE_KINDS), name="kind"),
     CheckConstraint(_in("scope", INVOICE_SCOPES), name="scope"),
     CheckConstraint(_in("status", INVOICE_STATUSES), name="status"),

@@ -218,8 +218,11 @@ async def record_failed(conn: AsyncConnection, items: Sequence[Incoming], now: d
         row["status"] = "failed"
 
 
+WAITING = select(func.count(), func.min(invoice.c.requested_at)).where(invoice.c.status == "requested")
+"""The unanswered requests and the oldest one's time: on the partial index ``ix_core_invoice_waiting``."""
+
+
 async def waiting_requests(conn: AsyncConnection) -> tuple[int, datetime | None]:
     """Invoice requests the tax system has not answered yet, and when the oldest was asked for (ops)."""
-    row = (await conn.execute(select(func.count(), func.min(invoice.c.requested_at))
-                              .where(invoice.c.status == "requested"))).one()
+    row = (await conn.execute(WAITING)).one()
     return int(row[0] or 0), row[1]
