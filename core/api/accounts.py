@@ -61,6 +61,7 @@ from core.api.models import Alarm, Reading, RevealQuery
 from core.api.permissions import Action, Resource, Role, allowed
 from core.api.problems import ProblemError, json_response
 from core.api.reveal import read_revealable as _read
+from core.api.workorders import order_settings
 from core.billing import Household, TariffBook, UpliftApproval
 from core.db.combined import Read, Reads, Rows
 from core.db.tables import alarm, reading
@@ -338,7 +339,9 @@ async def transfer_account_route(request: web.Request) -> web.StreamResponse:
                                            body.arrears_policy, body.effective, book=book,
                                            transfer_reading_m3=body.transfer_reading_m3,
                                            settlement_payment=body.settlement_payment,
-                                           payment_settings=request.app[PAYMENT_SETTINGS])
+                                           payment_settings=request.app[PAYMENT_SETTINGS],
+                                           work_orders=order_settings(request),
+                                           by=principal_of(request).username)
     request[AUDIT_DETAIL] = f"transferred ({body.arrears_policy}: {moved.outcome})"
     return json_response(moved.model_dump(mode="json"))
 
@@ -354,7 +357,9 @@ async def close_account_route(request: web.Request) -> web.StreamResponse:
         book = await require_tariffs(request, conn)
         with _domain_errors(request):
             closed = await close_account(conn, privacy, body.client_request_id, account_id, body.final_reading_m3,
-                                         body.at, book=book, payment_settings=request.app[PAYMENT_SETTINGS])
+                                         body.at, book=book, payment_settings=request.app[PAYMENT_SETTINGS],
+                                         work_orders=order_settings(request),
+                                         by=principal_of(request).username)
     request[AUDIT_DETAIL] = "closed"
     return json_response(closed.model_dump(mode="json"))
 

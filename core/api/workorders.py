@@ -180,7 +180,8 @@ async def get_work_order_route(request: web.Request) -> web.StreamResponse:
             raise _not_found(order_id) from None
 
 
-def _settings(request: web.Request) -> WorkOrderSettings:
+def order_settings(request: web.Request) -> WorkOrderSettings:
+    """The work-order categories and calendar the API was built with (the defaults if none)."""
     return request.app.get(WORK_ORDERS) or DEFAULT_WORK_ORDERS
 
 
@@ -199,7 +200,7 @@ async def transition_work_order(request: web.Request) -> web.StreamResponse:
         async with ctx.engine.begin() as conn:
             before = await get_work_order(conn, order_id)
             if body.to is not None:
-                order, changed = await transition(conn, order_id, body.to, _settings(request), by=by,
+                order, changed = await transition(conn, order_id, body.to, order_settings(request), by=by,
                                                   note=body.note, now=now)
                 what = f"{before.status.value} -> {order.status.value}"
             else:

@@ -20,8 +20,10 @@ from core.db.tables_accounts import account, account_holder_history
 from core.errors import DomainRejected
 from core.lifecycle.final_use import account_meter, bill_final_use, charge_final_use, prepaid_balance
 from core.lifecycle.models import AccountClosed, FinalBill, Settlement
+from core.lifecycle.refund_order import open_refund_order
 from core.lifecycle.settlement import apply_credit
 from core.payments import Payments, PaymentSettings
+from core.workorders import DEFAULT_WORK_ORDERS, WorkOrderSettings
 
 
 def register_value(value: Decimal | None, what: str) -> Decimal | None:
@@ -47,6 +49,8 @@ async def close_account(
     *,
     book: TariffBook,
     payment_settings: PaymentSettings | None = None,
+    work_orders: WorkOrderSettings = DEFAULT_WORK_ORDERS,
+    by: str = "system",
 ) -> AccountClosed:
     """Close the account at ``at``, in the caller's transaction; idempotent by ``request_id``.
 
@@ -60,7 +64,8 @@ async def close_account(
        say). What is still owed stays payable at the counter (a payment to a closed account is credited
        as usual); credit left over, and a prepaid meter's positive balance, are the ``refund_due``, paid out
        through the payment channel (``payment.refunded`` takes it from the credit or the balance). The
-       status history records the amounts.
+       status history records the amounts, and a ``refund`` work order (``refund_order_id``) asks for
+       the payout (:mod:`core.lifecycle.refund_order`; ``by`` is who closed the account).
 
     The account becomes ``closed`` and its holder period ends at ``at``. The meter stays linked to the
     account (bills and readings name it; installing it elsewhere is a meter move, refused by
@@ -100,8 +105,11 @@ async def close_account(
                                         now)
     owed = after.owed + (-balance if balance is not None and balance < 0 else ZERO_MONEY)
     refund_due = after.credit + (balance if balance is not None and balance > 0 else ZERO_MONEY)
+    order_id = await open_refund_order(conn, work_orders, after="close", request_id=rid, account_id=account_id,
+                                       account_number=row.account_number, refund_due=refund_due, by=by, now=now)
     settlement = Settlement(bill=bill, credit_applied=applied, payment=ZERO_MONEY, owed=owed,
-                            credit_left=after.credit, prepaid_balance=balance, refund_due=refund_due)
+                            credit_left=after.credit, prepaid_balance=balance, refund_due=refund_due,
+                            refund_order_id=order_id)
 
     await conn.execute(update(account).where(account.c.id == account_id).values(
         status="closed", closed_at=when, final_reading_m3=value, final_bill_id=bill.bill_id if bill else None))

@@ -52,6 +52,8 @@ class Settlement(_Model):
     prepaid_balance: Decimal | None
     """A prepaid account's meter balance after the final reading was charged (negative: owed)."""
     refund_due: Decimal
+    refund_order_id: str | None = None
+    """The work order for paying ``refund_due`` out (category ``refund``), when something is due."""
 
 
 class AccountClosed(AccountView):

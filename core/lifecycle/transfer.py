@@ -22,9 +22,11 @@ from core.errors import DomainRejected
 from core.lifecycle.close import register_value
 from core.lifecycle.final_use import account_meter, bill_final_use, charge_final_use, prepaid_balance
 from core.lifecycle.models import AccountTransferred, ArrearsOutstanding, FinalBill, Settlement
+from core.lifecycle.refund_order import open_refund_order
 from core.lifecycle.settlement import apply_credit, pay_at_counter, position
 from core.payments import Payments, PaymentSettings
 from core.payments.allocation import check_money
+from core.workorders import DEFAULT_WORK_ORDERS, WorkOrderSettings
 
 
 async def transfer_account(
@@ -40,6 +42,8 @@ async def transfer_account(
     transfer_reading_m3: Decimal | None = None,
     settlement_payment: Decimal | None = None,
     payment_settings: PaymentSettings | None = None,
+    work_orders: WorkOrderSettings = DEFAULT_WORK_ORDERS,
+    by: str = "system",
 ) -> AccountTransferred:
     """Transfer the account to ``new_customer`` from ``effective`` on, in the caller's transaction;
     idempotent by ``request_id``.
@@ -56,7 +60,8 @@ async def transfer_account(
       invoiced like any payment). A payment when nothing is owed, or of another amount, is refused.
       Credit left after the bills is the old holder's (``refund_due``): it stays in the credit ledger
       until the channel refunds it (``payment.refunded``), so refund it before the next billing run,
-      which would otherwise spend it on the new holder's first bill.
+      which would otherwise spend it on the new holder's first bill: the ``refund`` work order
+      (``refund_order_id``) asks for that payout.
     * ``carry``: what is owed stays on the account; the new holder's period records it
       (``arrears_carried``). A settlement payment is refused (pay it as an ordinary payment).
 
@@ -123,8 +128,10 @@ async def transfer_account(
             after = await position(conn, account_id)
     carried = after.owed if arrears_policy == "carry" else ZERO_MONEY
     refund_due = after.credit if arrears_policy == "settle" else ZERO_MONEY
+    order_id = await open_refund_order(conn, work_orders, after="transfer", request_id=rid, account_id=account_id,
+                                       account_number=row.account_number, refund_due=refund_due, by=by, now=now)
     settlement = Settlement(bill=bill, credit_applied=applied, payment=paid, owed=after.owed, credit_left=after.credit,
-                            prepaid_balance=balance, refund_due=refund_due)
+                            prepaid_balance=balance, refund_due=refund_due, refund_order_id=order_id)
 
     customer_id = await insert_customer(conn, privacy, person, now)
     await conn.execute(

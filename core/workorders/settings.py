@@ -44,11 +44,13 @@ DEFAULT_CATEGORIES: dict[str, SlaCommitment] = {
     "theft_inspection": SlaCommitment(working_days=3),
     "actual_read": SlaCommitment(working_days=10),
     "complaint": SlaCommitment(working_days=15),
+    "refund": SlaCommitment(working_days=7),
 }
 """Commitments seen at gas companies (domain.md): on site for a leak within 15 min–1 h (30 min here),
 indoor fault within 4 h, complaints handled within 15 working days. ``inspection``, ``communication``,
 ``zero_use_check``, ``theft_inspection`` and ``actual_read`` are also the kinds of work the reading
-validation asks for (``work_order.requested``)."""
+validation asks for (``work_order.requested``); ``refund`` is the payout of what a close or a transfer
+leaves due to the holder (``core.lifecycle.refund_order``)."""
 
 
 class WorkOrderSettings(BaseModel):

@@ -35,6 +35,7 @@ from core.db.tables import outbox, reading
 from core.db.tables_accounts import account, request
 from core.db.tables_billing import bill, bill_line, meter
 from core.db.tables_payments import allocation, credit, payment, prepaid_entry
+from core.db.tables_workorders import work_order
 from core.errors import DomainRejected
 from core.lifecycle import AccountClosed, ArrearsOutstanding, close_account, transfer_account
 from core.messages import Incoming
@@ -151,6 +152,15 @@ async def test_close_bills_the_worked_example_and_settles(
     assert f"final bill {s.bill.bill_id}: 50.000 m³, 168.00 yuan" in reason
     assert (f"owed {owed} yuan" if Decimal(owed) else "nothing owed") in reason
     assert (f"refund due {left} yuan" in reason) == bool(Decimal(left))
+    # What is due back is a refund work order for its payout; nothing due, no order.
+    async with engine.connect() as conn:
+        orders = (await conn.execute(select(work_order).where(work_order.c.category == "refund"))).all()
+    if Decimal(left):
+        assert [(o.id, o.account_id, o.status, o.source) for o in orders] == [
+            (s.refund_order_id, view.account_id, "accepted", "refund:close:close-1")]
+        assert f"{left} yuan is due back" in orders[0].summary
+    else:
+        assert (orders, s.refund_order_id) == ([], None)
 
     async with engine.connect() as conn:
         row = (await conn.execute(select(bill).where(bill.c.id == s.bill.bill_id))).one()
@@ -224,6 +234,10 @@ async def test_close_of_a_prepaid_account_refunds_the_balance(engine: AsyncEngin
         assert (deduction.amount, deduction.volume_m3) == (Decimal("-30.00"), Decimal("10.000"))
         assert await _count(conn, bill) == 0
     assert "refund due 70.00 yuan" in closed.status_history[-1].reason
+    async with engine.connect() as conn:
+        order = (await conn.execute(select(work_order).where(work_order.c.id == s.refund_order_id))).one()
+    assert (order.category, order.account_id) == ("refund", view.account_id)
+    assert "70.00 yuan is due back to its holder" in order.summary
 
 
 async def test_a_replayed_close_returns_the_same_answer_and_writes_nothing(

@@ -375,7 +375,8 @@ async def test_transfer_and_close(api: Api) -> None:
     assert closed["final_bill"] is None  # no meter: nothing metered to bill
     assert closed["final_reading_m3"] == "812.500"
     assert closed["settlement"] == {"bill": None, "credit_applied": "0.00", "payment": "0.00", "owed": "0.00",
-                                    "credit_left": "0.00", "prepaid_balance": None, "refund_due": "0.00"}
+                                    "credit_left": "0.00", "prepaid_balance": None, "refund_due": "0.00",
+                                    "refund_order_id": None}
     twice = await api.client.post(f"/api/v1/accounts/{acc}/close", json={**close, "client_request_id": rid()},
                                   headers=cs)
     assert twice.status == 422
