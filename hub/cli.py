@@ -651,8 +651,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
     p = add("worker", cmd_worker, "Run route consumers only (scale out beside RabbitMQ and PostgreSQL).")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
-    p = add("api", cmd_api, "Serve the REST API (/api/v1, /health, /ready) only, in one or more processes sharing "
-            "the port; no broker, no consumers (run it beside `gashub run`, on another GASHUB_HTTP__PORT).")
+    p = add("api", cmd_api, "Serve the REST API (/api/v1, /health, /ready, /metrics) only, in one or more processes "
+            "sharing the port; no broker, no consumers (run it beside `gashub run`, on another GASHUB_HTTP__PORT).")
     p.add_argument("--processes", type=int, default=1, metavar="N",
                    help="processes sharing the port (SO_REUSEPORT); about one per core (default 1)")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
