@@ -569,6 +569,9 @@ def test_api_metrics_of_any_process_count_the_requests_of_the_whole_group(migrat
                 text = resp.read().decode()
             assert _overview_requests(text) == (sent, sent)
             assert "AC-000000-9" not in text
+            # Only the API's metrics: not the hub's, which every child also creates (and leaves unused).
+            assert {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")} == {
+                "gashub_api_requests_total", "gashub_api_request_duration_seconds"}
         server.send_signal(signal.SIGTERM)
         assert server.wait(30) == 0
         assert not metrics.exists()  # removed with the group
