@@ -118,13 +118,17 @@ def cmd_api(args: argparse.Namespace) -> int:
     """Serve /api/v1 in ``--processes`` processes sharing the port (SO_REUSEPORT: the kernel spreads the
     connections). The parent checks the settings and the database once, starts the children, and stops
     them all on Ctrl-C / SIGTERM or when one of them dies (a supervisor — systemd, Kubernetes — restarts
-    the whole group)."""
+    the whole group).
+
+    Metrics: the children share their Prometheus metrics through a private directory the parent makes
+    (0700) and names in ``PROMETHEUS_MULTIPROC_DIR`` before starting them, so that ``/metrics`` of any one
+    answers for the group; the parent removes it when the group stops."""
     if args.processes < 1:
         raise ConfigError("--processes must be at least 1")
     if args.processes == 1:
         return _run_fast(_serve(_settings(), "api", args.duration))
-    import multiprocessing
-    import signal
+    import shutil
+    import tempfile
 
     from hub.app import Hub
 
@@ -136,12 +140,38 @@ def cmd_api(args: argparse.Namespace) -> int:
             await hub.db.aclose()
 
     asyncio.run(check())
+    metrics_dir = tempfile.mkdtemp(prefix="gashub-api-metrics-")  # mode 0700, fresh: no other run's values
+    try:
+        return _supervise_api(args, metrics_dir)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _supervise_api(args: argparse.Namespace, metrics_dir: str) -> int:
+    import multiprocessing
+    import signal
+
+    from prometheus_client.multiprocess import mark_process_dead
+
+    from hub.metrics import MULTIPROC_DIR_ENV
+
     ctx = multiprocessing.get_context("spawn")
     children = [ctx.Process(target=_api_process, args=(args.duration,), name=f"gashub-api-{n}", daemon=False)
                 for n in range(args.processes)]
-    for child in children:
-        child.start()
+    # Spawned children are fresh interpreters started with this environment: prometheus_client reads the
+    # variable when a child first imports it, before any metric exists. This process keeps its own.
+    previous = os.environ.get(MULTIPROC_DIR_ENV)
+    os.environ[MULTIPROC_DIR_ENV] = metrics_dir
+    try:
+        for child in children:
+            child.start()
+    finally:
+        if previous is None:
+            del os.environ[MULTIPROC_DIR_ENV]
+        else:
+            os.environ[MULTIPROC_DIR_ENV] = previous
     stopping = False
+    dead: set[int] = set()
 
     def stop_all(_signum: int, _frame: object) -> None:
         nonlocal stopping
@@ -157,6 +187,9 @@ def cmd_api(args: argparse.Namespace) -> int:
     while any(child.is_alive() for child in children):
         for child in children:
             child.join(0.5)
+            if not child.is_alive() and child.pid is not None and child.pid not in dead:
+                dead.add(child.pid)
+                mark_process_dead(child.pid, metrics_dir)  # type: ignore[no-untyped-call]  # drops its live gauges
             if not child.is_alive() and not stopping:
                 print(f"gashub api: {child.name} exited with code {child.exitcode}; stopping the others",
                       file=sys.stderr)
@@ -618,8 +651,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
     p = add("worker", cmd_worker, "Run route consumers only (scale out beside RabbitMQ and PostgreSQL).")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
-    p = add("api", cmd_api, "Serve the REST API (/api/v1, /health, /ready) only, in one or more processes sharing "
-            "the port; no broker, no consumers (run it beside `gashub run`, on another GASHUB_HTTP__PORT).")
+    p = add("api", cmd_api, "Serve the REST API (/api/v1, /health, /ready, /metrics) only, in one or more processes "
+            "sharing the port; no broker, no consumers (run it beside `gashub run`, on another GASHUB_HTTP__PORT).")
     p.add_argument("--processes", type=int, default=1, metavar="N",
                    help="processes sharing the port (SO_REUSEPORT); about one per core (default 1)")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")

@@ -11,5 +11,5 @@ class Role(StrEnum):
     WORKER = "worker"
     """Route consumers only, to scale out beside a RabbitMQ cluster and PostgreSQL."""
     API = "api"
-    """The normalised REST API (``/api/v1``) with ``/health`` and ``/ready`` only: no broker, no consumers.
-    Several such processes can share one port (``gashub api --processes N``)."""
+    """The normalised REST API (``/api/v1``) with ``/health``, ``/ready`` and ``/metrics`` only: no broker, no
+    consumers. Several such processes can share one port (``gashub api --processes N``)."""

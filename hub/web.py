@@ -4,21 +4,27 @@ the partner endpoints that connectors mount.
 ``/health`` (alive), ``/ready`` (database, broker and consumers) and ``/metrics`` are open, as probes
 and scrapers expect; they carry no personal data. Everything under ``/ops`` needs
 ``Authorization: Bearer <GASHUB_OPS__TOKEN>``. Errors are ``application/problem+json``.
+
+An API process (``gashub api``) serves its own ``/metrics``: its requests by method, route template and
+status (``hub.metrics.ApiMetrics``), for the whole group of processes when there are several.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from sqlalchemy import text
 
 from hub import __version__
 from hub.logs import bind
+from hub.metrics import UNMATCHED, ApiMetrics, multiprocess_dir
 from hub.roles import Role
 
 if TYPE_CHECKING:
@@ -28,7 +34,9 @@ log = logging.getLogger(__name__)
 
 HUB: web.AppKey[Hub] = web.AppKey("hub")
 MAX_BODY: web.AppKey[int] = web.AppKey("max_body", int)
+API_METRICS: web.AppKey[ApiMetrics] = web.AppKey("api_metrics", ApiMetrics)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -55,6 +63,31 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         except Exception:
             log.exception("http.unhandled_error")
             return problem(500, "Internal error", "The error was logged; the request had no effect.")
+
+
+def request_metrics_middleware(metrics: ApiMetrics) -> Middleware:
+    """Counts and times every request, outermost, so that it sees the status the client gets (after
+    ``errors_middleware`` has turned exceptions into problem responses). Labels: the matched route's
+    template, never the path; ``unmatched`` when no route matched."""
+    clock = time.perf_counter
+    observe = metrics.observe
+
+    @web.middleware
+    async def request_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+        start = clock()
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # redirects and anything an inner middleware lets through
+            resource = request.match_info.route.resource
+            observe(request.method, UNMATCHED if resource is None else resource.canonical, exc.status,
+                    clock() - start)
+            raise
+        resource = request.match_info.route.resource
+        observe(request.method, UNMATCHED if resource is None else resource.canonical, response.status,
+                clock() - start)
+        return response
+
+    return request_metrics
 
 
 @web.middleware
@@ -111,7 +144,16 @@ async def metrics(request: web.Request) -> web.Response:
             hub.metrics.queue_depth.labels(rt.route.queues.main).set(info.messages)
         except Exception:  # noqa: BLE001, S112 - a scrape must not fail for one queue
             continue
-    return web.Response(body=hub.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"})
+    return web.Response(body=hub.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+def api_metrics_handler(metrics: ApiMetrics) -> Handler:
+    """``GET /metrics`` of an API process: the API's request metrics (of every process of the group)."""
+
+    async def api_metrics(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    return api_metrics
 
 
 def _core_api(hub: Hub) -> web.Application:
@@ -123,13 +165,20 @@ def _core_api(hub: Hub) -> web.Application:
 
 
 def build_api_web_app(hub: Hub) -> web.Application:
-    """The application of an API process (``gashub api``): ``/health``, ``/ready`` and ``/api/v1`` only;
-    the ops API, the dashboard and the partner endpoints stay with ``gashub run``."""
-    app = web.Application(client_max_size=hub.settings.http.max_body_bytes, middlewares=[errors_middleware])
+    """The application of an API process (``gashub api``): ``/health``, ``/ready``, ``/metrics`` and
+    ``/api/v1`` only; the ops API, the dashboard and the partner endpoints stay with ``gashub run``.
+
+    ``/metrics`` holds the API's request metrics; in a group of processes (``PROMETHEUS_MULTIPROC_DIR``
+    set by ``gashub api --processes N``) those of the whole group."""
+    metrics = ApiMetrics(multiprocess_dir())
+    app = web.Application(client_max_size=hub.settings.http.max_body_bytes,
+                          middlewares=[request_metrics_middleware(metrics), errors_middleware])
     app[HUB] = hub
     app[MAX_BODY] = hub.settings.http.max_body_bytes
+    app[API_METRICS] = metrics
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
+    app.router.add_get("/metrics", api_metrics_handler(metrics))
     app.add_subapp("/api/v1", _core_api(hub))
     return app
 

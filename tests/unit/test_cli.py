@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -475,12 +476,15 @@ def _children(pid: int) -> list[int]:
     return [c for c in pids if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
 
 
-def test_api_serves_the_rest_api_in_several_processes_on_one_port(migrated_db: Path) -> None:
+@contextlib.contextmanager
+def _api_group(db: Path, processes: int = 2) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """``gashub api --processes N`` on a free port, ready and with its N children started; killed on the
+    way out if the test did not stop it."""
     port = _free_port()
-    env = clean_env(GASHUB_DATABASE_URL=sqlite_url(migrated_db), GASHUB_HTTP__PORT=str(port),
+    env = clean_env(GASHUB_DATABASE_URL=sqlite_url(db), GASHUB_HTTP__PORT=str(port),
                     GASHUB_CORE__KEYS__CHECK=CHECK_KEY, GASHUB_LOG_LEVEL="WARNING", **{TOKEN_VAR: "t"})
-    server = subprocess.Popen([sys.executable, "-m", "hub.cli", "api", "--processes", "2"], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen([sys.executable, "-m", "hub.cli", "api", "--processes", str(processes)], cwd=ROOT,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         ready = None
@@ -488,13 +492,22 @@ def test_api_serves_the_rest_api_in_several_processes_on_one_port(migrated_db: P
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as resp:
                     ready = json.loads(resp.read())
-                if len(_children(server.pid)) == 2:
+                if len(_children(server.pid)) == processes:
                     break
             except OSError:
                 pass
             time.sleep(0.2)
         assert ready == {"status": "ready", "role": "api"}, server.stderr.read() if server.poll() is not None else ""
-        assert len(_children(server.pid)) == 2
+        assert len(_children(server.pid)) == processes
+        yield server, port
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(10)
+
+
+def test_api_serves_the_rest_api_in_several_processes_on_one_port(migrated_db: Path) -> None:
+    with _api_group(migrated_db) as (server, port):
         for _ in range(10):  # new connections: the kernel spreads them over both processes; every one answers
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/openapi.json", timeout=5) as resp:
                 assert "/api/v1/accounts/{id}/overview" in json.loads(resp.read())["paths"]
@@ -507,10 +520,61 @@ def test_api_serves_the_rest_api_in_several_processes_on_one_port(migrated_db: P
         assert server.wait(30) == 0
         for child in children:  # every child stopped with the parent
             assert not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text()
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait(10)
+
+
+def _metrics_dir(pid: int) -> Path:
+    """The directory an API child shares its metrics through (``PROMETHEUS_MULTIPROC_DIR``, from its environment)."""
+    environ = dict(v.split(b"=", 1) for v in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in v)
+    return Path(environ[b"PROMETHEUS_MULTIPROC_DIR"].decode())
+
+
+def _overview_requests(text: str) -> tuple[float, float]:
+    """The overview route's requests (401: no token) in a scrape: the counter and the histogram's count."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    wanted = {"method": "GET", "route": "/api/v1/accounts/{id}/overview", "status": "401"}
+    found = {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples
+             if s.labels == wanted and s.name.endswith(("_total", "_count"))}
+    return found.get("gashub_api_requests_total", 0.0), found.get("gashub_api_request_duration_seconds_count", 0.0)
+
+
+def test_api_metrics_of_any_process_count_the_requests_of_the_whole_group(migrated_db: Path) -> None:
+    """Each child writes its numbers to the group's private directory; a scrape, whichever child answers
+    it, sums them all. The parent removes the directory when the group stops."""
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    def served_by(child: int, metrics: Path) -> float:  # one child's own count, from its file alone
+        files = [str(f) for f in metrics.glob(f"counter_{child}.db")]
+        return sum(s.value for m in MultiProcessCollector.merge(files) for s in m.samples
+                   if s.labels.get("route") == "/api/v1/accounts/{id}/overview")
+
+    with _api_group(migrated_db) as (server, port):
+        children = _children(server.pid)
+        metrics = _metrics_dir(children[0])
+        assert _metrics_dir(children[1]) == metrics  # one directory for the group ...
+        assert metrics.is_dir()
+        assert metrics.stat().st_mode & 0o777 == 0o700  # ... private to its user
+        sent = 0
+        while sent < 400 and not all(served_by(c, metrics) for c in children):
+            # New connections, which the kernel spreads over both processes; no token: 401 (counted).
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/accounts/AC-{sent:06d}-9/overview",
+                                       timeout=5)
+            assert refused.value.code == 401
+            sent += 1
+        assert all(served_by(c, metrics) for c in children), f"one process served all {sent} requests"
+        assert sum(served_by(c, metrics) for c in children) == sent
+        for _ in range(6):  # each scrape a new connection, to either process: every one shows the total
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                text = resp.read().decode()
+            assert _overview_requests(text) == (sent, sent)
+            assert "AC-000000-9" not in text
+            # Only the API's metrics: not the hub's, which every child also creates (and leaves unused).
+            assert {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")} == {
+                "gashub_api_requests_total", "gashub_api_request_duration_seconds"}
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(30) == 0
+        assert not metrics.exists()  # removed with the group
 
 
 def test_api_refuses_a_database_without_tables(tmp_path: Path) -> None:
