@@ -88,6 +88,29 @@ async def test_a_notification_signed_by_the_sdk_is_credited_once(stack: Stack) -
     assert hub.connectors["alipay"].health().extra["accepted"] == 2
 
 
+async def test_a_resend_after_our_success_was_lost_hears_success_and_credits_nothing_more(stack: Stack) -> None:
+    """Alipay resends a notification it did not hear ``success`` for with the same notify_id and a new
+    notify_time (the time of that sending), signed afresh. When our ``success`` was lost on the way, the
+    resend is not a replay: it hears ``success`` (else Alipay resends 8 times over 25 hours and reports
+    the notification failed) and credits nothing more. The first sending again, as it was, is a replay."""
+    hub = await _hub(stack)
+    account_id = await postpaid_account(hub, "ali")
+    now = datetime.now(BEIJING)
+    fields = trade(account_id, total="88.00")
+    first = signed_form({**fields, "notify_time": (now - timedelta(minutes=4)).strftime("%Y-%m-%d %H:%M:%S")})
+    resend = signed_form({**fields, "notify_time": now.strftime("%Y-%m-%d %H:%M:%S")})
+    assert sdk_accepts(resend)
+    url = stack.base_url(hub) + PATH
+    assert await _post(url, first) == (200, "success")  # ... and Alipay never heard it
+    await eventually(lambda: _has(hub, 1), what="the payment credited")
+    assert await _post(url, resend) == (200, "success")
+    status, answer = await _post(url, first)
+    assert (status, answer.startswith("fail: replayed")) == (401, True)
+    await asyncio.sleep(0.3)
+    assert await _credited(hub) == [(fields["trade_no"], Decimal("88.00"))]
+    assert await _count(hub, message, message.c.type == "payment.received") == 1
+
+
 async def test_five_concurrent_copies_credit_once_and_all_hear_success(stack: Stack) -> None:
     """Alipay's resends carry the same notify_id. Five copies in hand at once (the broker's confirm
     held back so none finishes before the others arrive) are one notification: one credit, and

@@ -28,10 +28,13 @@ the broker did not confirm (Alipay sends again)                     503 ``fail: 
 Everything refused is audited (``context.reject``: reason and body hash) and publishes nothing.
 
 Duplicates and replays: a paid trade is published once per ``trade_no`` (the inbox), so Alipay's
-resends and a ``TRADE_FINISHED`` after ``TRADE_SUCCESS`` credit nothing more. A ``notify_id`` is spent
-when it is answered ``success`` (``context.claim_once``, after the broker confirmed, as Alipay itself
-invalidates it then); a notification with a spent ``notify_id`` is a replay and is refused. Copies of
-one notification handled at the same time in this process all hear ``success``.
+resends and a ``TRADE_FINISHED`` after ``TRADE_SUCCESS`` credit nothing more. A notification is spent
+when it is answered ``success`` (``context.claim_once`` of its ``notify_id`` and ``notify_time``, after
+the broker confirmed, as Alipay itself invalidates the ``notify_id`` then); the same signed notification
+again is a replay and is refused. Alipay's own resends carry the ``notify_id`` with a new ``notify_time``
+(the time of each sending, signed afresh): they pass, so that when our ``success`` was lost on the way
+Alipay hears it at its next resend instead of being refused until it gives up. Copies of one
+notification handled at the same time in this process all hear ``success``.
 """
 
 from __future__ import annotations
@@ -68,6 +71,8 @@ log = logging.getLogger(__name__)
 
 SUCCESS = "success"
 NOTIFY_TYPE = "trade_status_sync"
+NOTIFY_ID_MAX = 128
+"""Alipay documents ``notify_id`` as String(128)."""
 REQUIRED = ("notify_time", "notify_type", "notify_id", "app_id", "sign", "sign_type", "trade_no",
             "out_trade_no", "trade_status")
 
@@ -167,6 +172,8 @@ class AlipayConnector(InboundConnector[AlipaySettings]):
         seller = self.settings.seller_id
         if seller is not None and params.get("seller_id") != seller:
             raise Refused(400, f"seller_id {params.get('seller_id', '')[:20]!r} is not ours ({seller})")
+        if len(params["notify_id"]) > NOTIFY_ID_MAX:
+            raise Refused(400, f"notify_id longer than Alipay's {NOTIFY_ID_MAX} characters")
         if params["notify_type"] != NOTIFY_TYPE:
             raise Refused(400, f"notify_type {params['notify_type'][:40]!r} is not {NOTIFY_TYPE}")
         try:
@@ -184,7 +191,7 @@ class AlipayConnector(InboundConnector[AlipaySettings]):
         either way the ``notify_id`` is spent before ``success`` is answered."""
         state = params["trade_status"]
         if state in ACKNOWLEDGED:
-            await self._spend(params["notify_id"], copies)
+            await self._spend(params, copies)
             await self.context.reject(f"acknowledged, not credited: trade {params['trade_no'][:64]} is {state}",
                                       body=body, source="alipay")
             self.acknowledged += 1
@@ -196,15 +203,18 @@ class AlipayConnector(InboundConnector[AlipaySettings]):
         except NotPayable as exc:
             raise Refused(400, f"notification {params['notify_id'][:64]}: {exc}") from None
         result = await self.publish(payment)
-        await self._spend(params["notify_id"], copies)
+        await self._spend(params, copies)
         self.accepted += 1
         return "duplicate" if result.duplicate else "published"
 
-    async def _spend(self, notify_id: str, copies: _Copies) -> None:
-        """Claim the ``notify_id`` (``Refused`` when it was spent before, unless by a copy in hand now)."""
+    async def _spend(self, params: dict[str, str], copies: _Copies) -> None:
+        """Claim the notification: its ``notify_id`` as sent at its ``notify_time`` (``Refused`` when it
+        was spent before, unless by a copy in hand now). A resend (a new ``notify_time``) is not a replay."""
+        notify_id, sent_at = params["notify_id"], params["notify_time"]
         async with copies.lock:
-            if not copies.answered and not await self.context.claim_once(f"notify:{notify_id}"):
-                raise Refused(401, f"replayed: notify_id {notify_id[:64]!r} was answered success before")
+            if not copies.answered and not await self.context.claim_once(f"notify:{notify_id}@{sent_at}"):
+                raise Refused(401, f"replayed: notify_id {notify_id[:64]!r} sent at {sent_at[:19]} was answered "
+                                   "success before")
             copies.answered = True
 
     async def publish(self, payment: PaymentReceived) -> ReceiveResult:
