@@ -5,6 +5,7 @@ prefix and database, so tests never see each other's messages."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -228,11 +229,18 @@ async def tax_platform() -> AsyncIterator[EInvoiceSimulator]:
     await sim.aclose()
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "condition") -> None:
+async def eventually(
+    check: Callable[[], Awaitable[bool] | bool], timeout: float = 15.0, what: str = "condition"
+) -> None:
+    """Wait until ``check()`` is true: a plain bool-returning callable (``lambda: len(sent) == 1``) or
+    one returning an awaitable (an ``async def``), evaluated every 50 ms until ``timeout``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        if await check():
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
             return
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -63,7 +63,7 @@ async def start(stack: Stack, fleet: MeterFleet | None = None, *,
     except BaseException:
         await fleet.stop()
         raise
-    await eventually(lambda: _true(len(connector.sessions) == len(fleet.layout.buses)),
+    await eventually(lambda: len(connector.sessions) == len(fleet.layout.buses),
                      what="the fleet's DTUs registered")
     return hub, fleet
 
@@ -183,7 +183,7 @@ async def test_a_day_of_unbroken_flow_is_found_by_the_core_and_closes_the_valve_
         sent = asyncio.get_running_loop().time()
         assert await fleet.report(leaking)  # this reading completes 24 hours of flow
 
-        await eventually(lambda: _true(_close_frame_after(fleet, leaking, sent) is not None), timeout=5,
+        await eventually(lambda: _close_frame_after(fleet, leaking, sent) is not None, timeout=5,
                          what="the close frame on the meter's wire")
         after = _close_frame_after(fleet, leaking, sent)
         assert after is not None
@@ -207,7 +207,7 @@ async def test_a_ctwing_meter_reporting_its_leak_bit_has_its_valve_closed_throug
         await seed_city(hub.db, hub.privacy, city)
         sent = await fleet.inject(leaking, Fault.LEAK)
 
-        await eventually(lambda: _true(_close_frame_after(fleet, leaking, sent) is not None), timeout=5,
+        await eventually(lambda: _close_frame_after(fleet, leaking, sent) is not None, timeout=5,
                          what="the close command at the meter through CTWing")
         after = _close_frame_after(fleet, leaking, sent)
         assert after is not None
@@ -219,7 +219,3 @@ async def test_a_ctwing_meter_reporting_its_leak_bit_has_its_valve_closed_throug
         assert alarm_id.startswith(f"meter-leak-{leaking}-")
     finally:
         await fleet.stop()
-
-
-async def _true(value: bool) -> bool:
-    return value

@@ -72,7 +72,7 @@ async def test_transient_failures_retry_with_policy_delays_then_deliver_on_attem
     env = Envelope(type="notification.requested", source="test", data={
         "notification_id": "n-retry", "kind": "bill", "phone": "13812345678", "params": {"amount": "10.00"}})
     await hub.publisher.publish([env])
-    await eventually(lambda: _true(len(stack.sms.sent) == 1), what="SMS sent", timeout=20)
+    await eventually(lambda: len(stack.sms.sent) == 1, what="SMS sent", timeout=20)
     times = stack.sms.request_times
     assert len(times) == 4
     gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -92,10 +92,6 @@ async def test_transient_failures_retry_with_policy_delays_then_deliver_on_attem
 
 async def _count_of(items: Any) -> int:
     return len(await items)
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def _notification_status(hub: Any, nid: str) -> str | None:
@@ -128,7 +124,7 @@ async def test_always_failing_target_dead_letters_then_replay_delivers_once(stac
             assert resp.status == 401  # no token
         async with http.post(f"{base}/ops/dead-letters/{dl.id}/replay", headers=AUTH) as resp:
             assert resp.status == 202, await resp.text()
-        await eventually(lambda: _true(len(stack.sms.sent) == 1), what="replayed SMS sent")
+        await eventually(lambda: len(stack.sms.sent) == 1, what="replayed SMS sent")
         async with http.post(f"{base}/ops/dead-letters/{dl.id}/replay", headers=AUTH) as resp:
             assert resp.status == 409
             assert resp.content_type == "application/problem+json"
@@ -244,7 +240,7 @@ async def test_ops_api_needs_the_token_and_answers_queries(stack: Stack) -> None
     base = stack.base_url(hub)
     await hub.publisher.publish([Envelope(type="notification.requested", source="test", data={
         "notification_id": "n-ops", "kind": "bill", "phone": "13812345678"})])
-    await eventually(lambda: _true(len(stack.sms.sent) == 1), what="SMS sent")
+    await eventually(lambda: len(stack.sms.sent) == 1, what="SMS sent")
     async with aiohttp.ClientSession() as http:
         for path in ("/ops/routes", "/ops/messages", "/ops/dead-letters"):
             async with http.get(base + path) as resp:
@@ -365,7 +361,7 @@ async def test_two_replays_at_once_publish_once(stack: Stack) -> None:
 
         statuses = sorted(await asyncio.gather(replay(), replay(), replay()))
     assert statuses == [202, 409, 409]
-    await eventually(lambda: _true(len(stack.sms.sent) == 1), what="the replayed SMS")
+    await eventually(lambda: len(stack.sms.sent) == 1, what="the replayed SMS")
     async with hub.db.read() as conn:
         replays = await conn.scalar(select(func.count()).select_from(hop).where(hop.c.outcome == "replayed"))
     assert replays == 1
@@ -385,7 +381,7 @@ async def test_an_outbox_event_no_route_takes_is_set_aside_and_the_rest_flow(sta
     async with hub.db.begin() as conn:
         await emit(conn, [(Event("reading.recorded", unroutable), None), (Event("valve.command", command), None)])
     hub.relay.wake()
-    await eventually(lambda: _true(stack.valves.valves.get("30000000000099") == "closed"), what="the valve closed")
+    await eventually(lambda: stack.valves.valves.get("30000000000099") == "closed", what="the valve closed")
     await eventually(lambda: _eq(count(hub, dead_letter), 1), what="the unroutable event set aside")
     async with hub.db.read() as conn:
         dl = (await conn.execute(select(dead_letter))).one()

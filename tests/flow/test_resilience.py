@@ -97,7 +97,7 @@ async def test_breaker_pauses_the_route_while_the_partner_is_down_then_delivers_
     envs = [notification(n) for n in range(10)]
     await hub.publisher.publish(envs)
 
-    await eventually(lambda: _true(breaker.opened_count >= 1 and str(breaker.state) != "closed"),
+    await eventually(lambda: breaker.opened_count >= 1 and str(breaker.state) != "closed",
                      what="the breaker to open", timeout=10)
     assert str(breaker.state) == "open"
     async with aiohttp.ClientSession(headers=AUTH) as http:
@@ -134,7 +134,7 @@ async def test_breaker_pauses_the_route_while_the_partner_is_down_then_delivers_
 
     before_up = sms.requests
     sms.down = False  # the partner is back
-    await eventually(lambda: _true(len(sms.sent) == len(envs)), what="all ten SMS sent", timeout=15)
+    await eventually(lambda: len(sms.sent) == len(envs), what="all ten SMS sent", timeout=15)
     await eventually(lambda: _eq(_sms_hops(hub, "delivered"), len(envs)), what="ten delivered hops")
     await asyncio.sleep(0.5)  # anything doubled would arrive now
     assert {s["out_id"] for s in sms.sent} == {e.id for e in envs}
@@ -148,10 +148,6 @@ async def test_breaker_pauses_the_route_while_the_partner_is_down_then_delivers_
 
 async def _sms_hops(hub: Any, outcome: str) -> int:
     return await count(hub, hop, hop.c.route == "sms-send", hop.c.outcome == outcome)
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def _eq(value: Any, expected: Any) -> bool:
@@ -181,7 +177,7 @@ async def test_outbox_row_published_again_after_a_crash_before_the_mark_acts_onc
         doc = sim.alarm(7, "leak")
         status, _ = await sim.push(doc)
         assert status == 200
-        await eventually(lambda: _true(bool(crashed)), what="the relay's first pass")
+        await eventually(lambda: bool(crashed), what="the relay's first pass")
         [[command_msg]] = crashed
         # The relay's next pass (after its 1 s pause) publishes the same row again, same message id.
         await eventually(lambda: _eq(route_outcomes(hub, "valve-commands", command_msg), ["delivered", "duplicate"]),
@@ -379,7 +375,7 @@ async def test_alarm_closes_the_valve_quickly_behind_a_backlog_of_readings(stack
         t0 = time.monotonic()
         status, _ = await sim.push(doc)
         assert status == 200
-        await eventually(lambda: _true(cid in stack.valves.arrived_at), what="the valve command",
+        await eventually(lambda: cid in stack.valves.arrived_at, what="the valve command",
                          timeout=SAFETY_BOUND_S * 5)
         latency = stack.valves.arrived_at[cid] - t0
         stored_then = await count(hub, reading)

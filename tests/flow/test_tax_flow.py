@@ -54,7 +54,7 @@ async def test_invoices_wait_while_the_tax_platform_is_stopped_and_are_issued_on
     await hub.publisher.publish([_payment(account_id, n, a) for n, a in enumerate(amounts)])
 
     breaker = hub.breakers["tax"]
-    await eventually(lambda: _true(breaker.opened_count >= 1), what="the tax breaker to open", timeout=15)
+    await eventually(lambda: breaker.opened_count >= 1, what="the tax breaker to open", timeout=15)
     seen: dict[str, Any] = {}
 
     async def backlog_shown() -> bool:
@@ -81,7 +81,7 @@ async def test_invoices_wait_while_the_tax_platform_is_stopped_and_are_issued_on
         return [r.status for r in await invoices(hub)] == ["issued"] * len(amounts)
 
     await eventually(all_issued, what="every invoice issued and stored", timeout=30)
-    await eventually(lambda: _true(len(invoice_sms(stack)) == len(amounts)), what="an SMS per invoice")
+    await eventually(lambda: len(invoice_sms(stack)) == len(amounts), what="an SMS per invoice")
     await asyncio.sleep(0.5)  # anything doubled would show now
 
     rows = await invoices(hub)
@@ -176,10 +176,6 @@ async def test_a_broken_answer_is_audited_and_the_retry_finds_the_invoice_instea
     assert len(retried) == 1
     assert "MalformedAnswer" in retried[0]
     assert await count(hub, dead_letter) == 0
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def _eq(value: Any, expected: Any) -> bool:
