@@ -38,7 +38,7 @@ from hub.app import Hub, Role
 from hub.envelope import Envelope
 from hub.store.tables import hop, message
 from tests.flow.conftest import VENDOR_TOKEN, Stack, eventually
-from tests.flow.test_reading_flows import metered_account, trace
+from tests.flow.test_reading_flows import metered_account, scalar, trace
 
 DTU = "861234567890123"
 METER = "DTU-M1"
@@ -77,11 +77,6 @@ async def start(stack: Stack, profile: str = "cjt188-2018") -> tuple[Hub, DtuCon
     sim = DtuSimulator("127.0.0.1", connector.port, dtu_id=DTU, meters=[
         SimulatedMeter(ADDRESS, load_meter_profiles().get(profile), volume_m3=Decimal("100.25"))])
     return hub, connector, sim
-
-
-async def scalar(hub: Hub, stmt: Any) -> Any:
-    async with hub.db.read() as conn:
-        return await conn.scalar(stmt)
 
 
 async def test_a_dtu_reading_is_stored_and_bad_input_only_audited(stack: Stack) -> None:

@@ -32,7 +32,7 @@ from core.readings.hourly import hour_floor
 from hub.app import Hub
 from hub.store.tables import hop, message
 from tests.flow.conftest import VENDOR_TOKEN, Stack, eventually
-from tests.flow.test_reading_flows import metered_account, trace
+from tests.flow.test_reading_flows import metered_account, scalar, trace
 
 CTWING_BAD, CTWING_OK, DTU_BAD, DTU_UNKNOWN, DTU_SILENT = (meter_id(n) for n in range(900, 905))
 
@@ -66,11 +66,6 @@ async def start(stack: Stack, fleet: MeterFleet | None = None, *,
     await eventually(lambda: len(connector.sessions) == len(fleet.layout.buses),
                      what="the fleet's DTUs registered")
     return hub, fleet
-
-
-async def scalar(hub: Hub, stmt: Any) -> Any:
-    async with hub.db.read() as conn:
-        return await conn.scalar(stmt)
 
 
 async def rejections(hub: Hub) -> list[str]:
