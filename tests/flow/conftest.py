@@ -9,7 +9,7 @@ import inspect
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -172,13 +172,10 @@ class Stack:
             await BrokerAdmin(self.amqp_url).delete([q.name for q in topology.queues], topology.exchange)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    """A migrated database: SQLite, then a fresh PostgreSQL database (dropped afterwards)."""
-    if request.param == "sqlite":
-        url, drop = f"sqlite+aiosqlite:///{tmp_path}/core.db", None
-    else:
-        url, drop = await fresh_postgres_database(request.getfixturevalue("postgres_url"))
+@asynccontextmanager
+async def migrated_engine(url: str, drop: Callable[[], Awaitable[None]] | None = None) -> AsyncIterator[AsyncEngine]:
+    """An engine on the database at ``url``, migrated first; disposed on exit, and then the database
+    dropped with ``drop`` (as :func:`fresh_postgres_database` returns it), whatever happened."""
     try:
         await asyncio.to_thread(upgrade, url)
         eng = create_async_engine(url)
@@ -189,6 +186,17 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     finally:
         if drop is not None:
             await drop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """A migrated database: SQLite, then a fresh PostgreSQL database (dropped afterwards)."""
+    if request.param == "sqlite":
+        url, drop = f"sqlite+aiosqlite:///{tmp_path}/core.db", None
+    else:
+        url, drop = await fresh_postgres_database(request.getfixturevalue("postgres_url"))
+    async with migrated_engine(url, drop) as eng:
+        yield eng
 
 
 StackFactory = Callable[[], Awaitable[Stack]]
