@@ -237,18 +237,28 @@ async def tax_platform() -> AsyncIterator[EInvoiceSimulator]:
     await sim.aclose()
 
 
+async def holds(check: Callable[[], Awaitable[bool] | bool]) -> bool:
+    """``check()``'s answer, awaited if it is awaitable: ``check`` may be a plain bool-returning callable
+    (``lambda: len(sent) == 1``) or one returning an awaitable (an ``async def``)."""
+    result = check()
+    if inspect.isawaitable(result):
+        result = await result
+    return bool(result)
+
+
+async def equals(value: Awaitable[Any], expected: Any) -> bool:
+    """Whether ``value``, awaited, equals ``expected``: for ``eventually(lambda: equals(count(...), 3))``."""
+    return bool((await value) == expected)
+
+
 async def eventually(
     check: Callable[[], Awaitable[bool] | bool], timeout: float = 15.0, what: str = "condition"
 ) -> None:
-    """Wait until ``check()`` is true: a plain bool-returning callable (``lambda: len(sent) == 1``) or
-    one returning an awaitable (an ``async def``), evaluated every 50 ms until ``timeout``."""
+    """Wait until ``check()`` is true (see :func:`holds`), evaluated every 50 ms until ``timeout``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
+        if await holds(check):
             return
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
