@@ -50,7 +50,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.gen_accounts import asyncpg_dsn  # noqa: E402
-from bench.hub_vs_raw import cpu_by_process, drop_database  # noqa: E402
+from bench.hub_vs_raw import cpu_by_process  # noqa: E402
 from bench.meter_push import read_pusher  # noqa: E402
 from bench.meter_stack import (  # noqa: E402
     AMQP_DEFAULT,
@@ -66,6 +66,7 @@ from bench.meter_stack import (  # noqa: E402
     load_average,
     write_devices,
 )
+from bench.pgdb import drop_database  # noqa: E402
 from connectors.meters.cjt188 import ValveAction, ValveControl, load_meter_profiles  # noqa: E402
 from connectors.meters.simulator import DtuSimulator, SimulatedMeter  # noqa: E402
 

@@ -42,6 +42,8 @@ import asyncpg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.pgdb import drop_database, fresh_database  # noqa: E402
+
 ROUTE = """
 [[route]]
 name = "bench"
@@ -60,24 +62,6 @@ def run_raw(n: int, mode: str, amqp: str) -> tuple[float, dict[str, float]]:
     result = json.loads(out.stdout.strip().splitlines()[-1])
     cpu = {"python": result["cpu_s"] / n * 1e6, "rabbitmq": (after["rabbitmq"] - before["rabbitmq"]) / n * 1e6}
     return float(result["rate"]), cpu
-
-
-async def fresh_database(pg: str) -> str:
-    name = f"gh_bench_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(pg.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return pg.rsplit("/", 1)[0] + "/" + name
-
-
-async def drop_database(pg: str, url: str) -> None:
-    conn = await asyncpg.connect(pg.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 async def wait_for_consumer(amqp: str, queue: str, worker: subprocess.Popen[bytes], at_least: int = 1) -> None:

@@ -44,7 +44,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.gen_accounts import asyncpg_dsn  # noqa: E402
-from bench.hub_vs_raw import cpu_by_process, drop_database, run_raw  # noqa: E402
+from bench.hub_vs_raw import cpu_by_process, run_raw  # noqa: E402
 from bench.meter_stack import (  # noqa: E402
     AMQP_DEFAULT,
     PG_DEFAULT,
@@ -56,6 +56,7 @@ from bench.meter_stack import (  # noqa: E402
     load_average,
     write_devices,
 )
+from bench.pgdb import drop_database  # noqa: E402
 
 
 def raw_floor(n: int, amqp: str) -> float:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
+from typing import Protocol
 
 import asyncpg
 
@@ -43,7 +44,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.gen_accounts import asyncpg_dsn, load  # noqa: E402
-from bench.hub_vs_raw import delete_topology, drop_database, fresh_database  # noqa: E402
+from bench.hub_vs_raw import delete_topology  # noqa: E402
+from bench.pgdb import drop_database, fresh_database  # noqa: E402
 
 PROFILE = "cjt188-2018"
 VENDOR_TOKEN = "bench-vendor-token"
@@ -259,11 +261,24 @@ class HubConfig:
                 "GASHUB_LOG_LEVEL": "WARNING"}
 
 
+class HubProcessConfig(Protocol):
+    """What :class:`RunningHub` needs of a benchmark hub's configuration (:class:`HubConfig` has it):
+    the folder its log goes to, the port its HTTP server listens on and its processes' environment."""
+
+    @property
+    def workdir(self) -> Path: ...
+
+    @property
+    def http_port(self) -> int: ...
+
+    def env(self) -> dict[str, str]: ...
+
+
 class RunningHub:
     """``gashub run`` in a child process, with the benchmark's configuration, and ``workers`` more
     ``gashub worker`` processes consuming the same routes (as a deployment adds them)."""
 
-    def __init__(self, config: HubConfig, workers: int = 0) -> None:
+    def __init__(self, config: HubProcessConfig, workers: int = 0) -> None:
         self.config = config
         self.proc: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []

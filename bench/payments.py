@@ -29,12 +29,11 @@ import base64
 import json
 import os
 import secrets
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,9 @@ import asyncpg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.hub_vs_raw import cpu_by_process, delete_topology, drop_database, fresh_database, run_raw  # noqa: E402
+from bench.hub_vs_raw import cpu_by_process, delete_topology, run_raw  # noqa: E402
+from bench.meter_stack import RunningHub, free_port  # noqa: E402
+from bench.pgdb import drop_database, fresh_database  # noqa: E402
 
 MCHID = "1230000109"
 APPID = "wxd678efh567hg6787"
@@ -81,12 +82,6 @@ provider = "soap"
 endpoint = "http://127.0.0.1:9/einvoice"
 seller_tax_id = "91330600MA2BENCH00"
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def notifications(account_ids: list[str], n: int, platform_key: Any) -> list[tuple[dict[str, str], bytes]]:
@@ -147,19 +142,17 @@ async def seed_accounts(url: str, key: str, count: int) -> list[str]:
     return ids
 
 
-async def wait_healthy(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(600):
-            if proc.poll() is not None:
-                raise RuntimeError(f"gashub run exited before it was healthy; see {log}")
-            try:
-                async with http.get(f"{base}/health") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError("gashub run was not healthy within 60 s")
+@dataclass(frozen=True, slots=True)
+class PaymentsHubConfig:
+    """The payments hub as ``bench/meter_stack.py``'s :class:`RunningHub` starts it: its folder (``hub.log``
+    goes there), its HTTP port and its environment."""
+
+    workdir: Path
+    http_port: int
+    environment: dict[str, str]
+
+    def env(self) -> dict[str, str]:
+        return self.environment
 
 
 async def post_all(url: str, requests: list[tuple[dict[str, str], bytes]], concurrency: int,
@@ -201,18 +194,14 @@ async def run_payments(n: int, amqp: str, pg: str, workdir: Path, concurrency: i
            "GASHUB_CONNECTORS__WECHATPAY__API_V3_KEY": API_V3_KEY,
            "GASHUB_CONNECTORS__WECHATPAY__MERCHANT_PRIVATE_KEY": private_pem(merchant),
            f"GASHUB_CONNECTORS__WECHATPAY__PLATFORM_KEYS__{PUBLIC_KEY_ID}": public_pem(platform)}
-    log = workdir / "hub.log"
-    hub_log = open(log, "w")  # noqa: SIM115 - closed below
-    proc: subprocess.Popen[bytes] | None = None
+    hub = RunningHub(PaymentsHubConfig(workdir, port, env))
     try:
         await upgrade_async(url)
         account_ids = await seed_accounts(url, key, accounts)
         print(f"  signing {n:,} notifications with wechatpayv3's rsa_sign ...", flush=True)
         requests = notifications(account_ids, n, platform)
-        proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "run"], env=env, cwd=REPO, stdout=hub_log,
-                                stderr=subprocess.STDOUT)
+        await hub.start(within=60.0)
         base = f"http://127.0.0.1:{port}"
-        await wait_healthy(base, proc, log)
         conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
         try:
             posted = 0
@@ -225,7 +214,7 @@ async def run_payments(n: int, amqp: str, pg: str, workdir: Path, concurrency: i
                     last_print = time.monotonic()
                     print(f"    {posted:,} of {n:,} notifications answered", flush=True)
 
-            pids = {"hub": proc.pid}
+            pids = hub.pids
             cpu_before = cpu_by_process(pids)
             bench_cpu_before = time.process_time()
             started = time.time()
@@ -234,8 +223,8 @@ async def run_payments(n: int, amqp: str, pg: str, workdir: Path, concurrency: i
             written = 0
             deadline = time.time() + 600
             while written < n:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"gashub run died; see {log}")
+                if not hub.alive():
+                    raise RuntimeError(f"gashub run died; see {hub.log_path}")
                 if time.time() > deadline:
                     raise RuntimeError(f"only {written:,} of {n:,} invoice requests after 10 minutes")
                 written = int(await conn.fetchval("SELECT count(*) FROM core_invoice"))
@@ -257,13 +246,7 @@ async def run_payments(n: int, amqp: str, pg: str, workdir: Path, concurrency: i
                 "answer_rate": n / (answered - started), "statuses": statuses, "payments": payments,
                 "credited_ok": float(credited) == expected, "stored": stored, "invoices": invoices, "cpu_us": cpu_us}
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        hub_log.close()
+        hub.stop()
         await drop_database(pg, url)
         delete_topology(amqp, f"bench.{suffix}", [
             f"bench.{suffix}.route.{name}{tail}" for name in ("payments", "invoices-held")

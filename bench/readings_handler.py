@@ -25,18 +25,17 @@ import asyncio
 import statistics
 import sys
 import time
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import asyncpg
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from ulid import ULID
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.pgdb import drop_database, fresh_database
 from core.catalogue.messages import MeterReading, ReadingSource
 from core.db.tables import reading
 from core.db.tables_accounts import account, customer, premises
@@ -50,24 +49,6 @@ DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 START = datetime(2026, 6, 1, 16, tzinfo=UTC)
 HISTORY_DAYS = 90
 DAILY = Decimal("1.200")
-
-
-async def fresh_database(pg: str) -> str:
-    name = f"gh_bench_rd_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(pg.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return pg.rsplit("/", 1)[0] + "/" + name
-
-
-async def drop_database(pg: str, url: str) -> None:
-    conn = await asyncpg.connect(pg.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 def meter_id(n: int) -> str:
@@ -153,7 +134,7 @@ async def measure(engine: AsyncEngine, batches: list[list[Incoming]]) -> tuple[l
 
 
 async def main(pg: str, batches: int, size: int, meters: int, default_gc: bool) -> None:
-    url = await fresh_database(pg)
+    url = await fresh_database(pg, "gh_bench_rd")
     engine = create_async_engine(url)
     try:
         await upgrade_async(url)

@@ -34,7 +34,7 @@ from hub.settings import load_settings
 from hub.transport.base import QueueInfo
 from hub.transport.pika import PikaTransport
 from tests.contract.broker_admin import BrokerAdmin
-from tests.flow.conftest import fresh_postgres_database
+from tests.flow.conftest import equals, fresh_postgres_database, holds
 
 REPO = Path(__file__).resolve().parents[2]
 ROUTE = "readings"
@@ -170,7 +170,7 @@ class Chaos:
 
     async def wait_drained(self, within: float = 60.0) -> None:
         """No message left on the route's queue, ready or unacknowledged."""
-        await self.wait_for(lambda: _eq(self.total_messages(), 0), within, "the route queue to drain", every=0.5)
+        await self.wait_for(lambda: equals(self.total_messages(), 0), within, "the route queue to drain", every=0.5)
 
     # publishing -------------------------------------------------------------------------------
 
@@ -281,7 +281,7 @@ class Chaos:
 
     async def wait_for(
         self,
-        check: Callable[[], Awaitable[bool]],
+        check: Callable[[], Awaitable[bool] | bool],
         within: float,
         what: str,
         every: float = 0.05,
@@ -289,7 +289,7 @@ class Chaos:
     ) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
-        while not await check():
+        while not await holds(check):
             self.check_workers(*alive)
             if loop.time() > deadline:
                 raise AssertionError(f"timed out after {within:g}s waiting for {what}")
@@ -317,10 +317,6 @@ class Chaos:
         else:
             await self.transport.aclose()
             await self.hub.db.aclose()
-
-
-async def _eq(value: Awaitable[object], expected: object) -> bool:
-    return bool((await value) == expected)
 
 
 async def rabbitmqctl(*args: str) -> str:

@@ -19,6 +19,7 @@ from hub.app import Role
 from hub.store.audit import verify_chain
 from hub.store.tables import dead_letter, hop, processed
 from tests.chaos.conftest import ROUTE, Chaos, close_connections, connection_pids, delivered_bytes_by_worker
+from tests.flow.conftest import equals
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker, pytest.mark.postgres, pytest.mark.timeout(240)]
 
@@ -54,7 +55,7 @@ async def test_kill9_worker_with_10000_in_flight(chaos: Chaos) -> None:
     assert (await chaos.queue()).messages == total  # all 10,000 waiting before any worker starts
 
     a, b = chaos.start_worker("a"), chaos.start_worker("b")
-    await chaos.wait_for(lambda: _eq(chaos.consumers(), 2), 60, "two consumers", alive=(a, b))
+    await chaos.wait_for(lambda: equals(chaos.consumers(), 2), 60, "two consumers", alive=(a, b))
     await chaos.wait_for(lambda: _at_least(chaos.stored(), 1_500), 90, "1,500 readings stored", alive=(a, b))
 
     # Mid-stream. Freeze both workers so the broker's counts hold still, note how many messages are
@@ -66,7 +67,7 @@ async def test_kill9_worker_with_10000_in_flight(chaos: Chaos) -> None:
         stored_at_kill = await chaos.stored()
         ready_before = (await chaos.queue()).messages
         await a.kill()
-        await chaos.wait_for(lambda: _eq(chaos.consumers(), 1), 30, "the killed worker's consumer to go")
+        await chaos.wait_for(lambda: equals(chaos.consumers(), 1), 30, "the killed worker's consumer to go")
         ready_after = (await chaos.queue()).messages
     finally:
         b.signal(signal.SIGCONT)
@@ -80,7 +81,7 @@ async def test_kill9_worker_with_10000_in_flight(chaos: Chaos) -> None:
     assert returned > 0, "the killed worker held no unacknowledged deliveries: nothing was redelivered"
 
     c = chaos.start_worker("c")
-    await chaos.wait_for(lambda: _eq(chaos.stored(), total), 150, f"{total:,} readings stored", alive=(b, c))
+    await chaos.wait_for(lambda: equals(chaos.stored(), total), 150, f"{total:,} readings stored", alive=(b, c))
     await chaos.wait_drained()
     for w in (b, c):
         assert await w.stop() == 0, f"worker {w.name} did not stop cleanly on SIGTERM:\n{w.tail()}"
@@ -115,7 +116,7 @@ async def test_broker_connection_drop_mid_stream(chaos: Chaos) -> None:
         chaos.publish(envelopes, batch=50, pause=0.05, trickle=trickle, progress=progress), name="chaos-publisher"
     )
     try:
-        await chaos.wait_for(lambda: _true(published >= 1_000), 60, "1,000 published")
+        await chaos.wait_for(lambda: published >= 1_000, 60, "1,000 published")
         await chaos.wait_for(lambda: _at_least(chaos.stored(), 200), 60, "200 readings stored")
         pids = await connection_pids(chaos.client_name)
         assert len(pids) == 2, f"expected the hub's publishing and consuming connections, found {pids}"
@@ -124,7 +125,7 @@ async def test_broker_connection_drop_mid_stream(chaos: Chaos) -> None:
         await close_connections(pids)
         closed_at = published
         await chaos.wait_for(
-            lambda: _true(transport.publisher.reconnects >= 1 and transport.consumer.reconnects >= 1),
+            lambda: transport.publisher.reconnects >= 1 and transport.consumer.reconnects >= 1,
             30,
             "both of the hub's connections to be reopened",
         )
@@ -140,8 +141,8 @@ async def test_broker_connection_drop_mid_stream(chaos: Chaos) -> None:
     )
     assert closed_at < total, "the connections were closed after publishing had finished"
 
-    await chaos.wait_for(lambda: _eq(chaos.stored(), total), 90, f"{total:,} readings stored")
-    await chaos.wait_for(lambda: _true(transport.healthy()), 30, "the transport to report healthy")
+    await chaos.wait_for(lambda: equals(chaos.stored(), total), 90, f"{total:,} readings stored")
+    await chaos.wait_for(lambda: transport.healthy(), 30, "the transport to report healthy")
     await chaos.wait_drained()
     assert (await chaos.queue()).consumers == 1, "the route's consumer did not resume after the reconnect"
     duplicates = await assert_exactly_once(chaos, [e.id for e in envelopes])
@@ -154,7 +155,7 @@ async def test_three_workers_compete(chaos: Chaos) -> None:
     t0 = time.monotonic()
     await chaos.open()
     workers = [chaos.start_worker(name) for name in ("a", "b", "c")]
-    await chaos.wait_for(lambda: _eq(chaos.consumers(), 3), 60, "three consumers", alive=workers)
+    await chaos.wait_for(lambda: equals(chaos.consumers(), 3), 60, "three consumers", alive=workers)
 
     envelopes = chaos.envelopes(total)
     consumers_seen: set[int] = set()
@@ -167,7 +168,7 @@ async def test_three_workers_compete(chaos: Chaos) -> None:
     watcher = asyncio.create_task(watch(), name="chaos-consumer-watch")
     try:
         await chaos.publish(envelopes, batch=500)
-        await chaos.wait_for(lambda: _eq(chaos.stored(), total), 120, f"{total:,} readings stored", alive=workers)
+        await chaos.wait_for(lambda: equals(chaos.stored(), total), 120, f"{total:,} readings stored", alive=workers)
     finally:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
@@ -196,13 +197,5 @@ async def test_three_workers_compete(chaos: Chaos) -> None:
     print(f"three workers: {total:,} stored exactly once; {time.monotonic() - t0:.1f}s")
 
 
-async def _eq(value: Awaitable[object], expected: object) -> bool:
-    return bool((await value) == expected)
-
-
 async def _at_least(value: Awaitable[int], minimum: int) -> bool:
     return (await value) >= minimum
-
-
-async def _true(value: bool) -> bool:
-    return value

@@ -5,10 +5,11 @@ prefix and database, so tests never see each other's messages."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -171,13 +172,10 @@ class Stack:
             await BrokerAdmin(self.amqp_url).delete([q.name for q in topology.queues], topology.exchange)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    """A migrated database: SQLite, then a fresh PostgreSQL database (dropped afterwards)."""
-    if request.param == "sqlite":
-        url, drop = f"sqlite+aiosqlite:///{tmp_path}/core.db", None
-    else:
-        url, drop = await fresh_postgres_database(request.getfixturevalue("postgres_url"))
+@asynccontextmanager
+async def migrated_engine(url: str, drop: Callable[[], Awaitable[None]] | None = None) -> AsyncIterator[AsyncEngine]:
+    """An engine on the database at ``url``, migrated first; disposed on exit, and then the database
+    dropped with ``drop`` (as :func:`fresh_postgres_database` returns it), whatever happened."""
     try:
         await asyncio.to_thread(upgrade, url)
         eng = create_async_engine(url)
@@ -188,6 +186,17 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     finally:
         if drop is not None:
             await drop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """A migrated database: SQLite, then a fresh PostgreSQL database (dropped afterwards)."""
+    if request.param == "sqlite":
+        url, drop = f"sqlite+aiosqlite:///{tmp_path}/core.db", None
+    else:
+        url, drop = await fresh_postgres_database(request.getfixturevalue("postgres_url"))
+    async with migrated_engine(url, drop) as eng:
+        yield eng
 
 
 StackFactory = Callable[[], Awaitable[Stack]]
@@ -228,11 +237,28 @@ async def tax_platform() -> AsyncIterator[EInvoiceSimulator]:
     await sim.aclose()
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "condition") -> None:
+async def holds(check: Callable[[], Awaitable[bool] | bool]) -> bool:
+    """``check()``'s answer, awaited if it is awaitable: ``check`` may be a plain bool-returning callable
+    (``lambda: len(sent) == 1``) or one returning an awaitable (an ``async def``)."""
+    result = check()
+    if inspect.isawaitable(result):
+        result = await result
+    return bool(result)
+
+
+async def equals(value: Awaitable[Any], expected: Any) -> bool:
+    """Whether ``value``, awaited, equals ``expected``: for ``eventually(lambda: equals(count(...), 3))``."""
+    return bool((await value) == expected)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool] | bool], timeout: float = 15.0, what: str = "condition"
+) -> None:
+    """Wait until ``check()`` is true (see :func:`holds`), evaluated every 50 ms until ``timeout``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        if await check():
+        if await holds(check):
             return
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -5,17 +5,17 @@ and what the ops API says about a route."""
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 import aiohttp
 from sqlalchemy import func, select
 
 from connectors.tax.simulator import EInvoiceSimulator
-from core.accounts import CustomerIn, PremisesIn, id_check_digit, open_account
 from core.db.tables_payments import invoice
 from hub.app import Hub
 from tests.flow.conftest import OPS_TOKEN, REPO, Stack
+from tests.flow.payment_checks import postpaid_account
+from tests.flow.tax_stand_in import PAYMENT_ROUTES, registry
 from tests.tax_peer import SELLER
 
 AUTH = {"Authorization": f"Bearer {OPS_TOKEN}"}
@@ -39,16 +39,17 @@ def soap_tax(platform: EInvoiceSimulator, **overrides: Any) -> dict[str, Any]:
             "timeout_s": 2.0, "in_call_attempts": 1, **overrides}
 
 
+async def payment_hub(stack: Stack, name: str, settings: dict[str, Any], *, routes: str = PAYMENT_ROUTES) -> Any:
+    """A hub with ``routes`` as its payment routes, the tax stand-in as ``tax`` and a platform's connector
+    ``name`` configured with ``settings``."""
+    (stack.routes_dir / "payments.toml").write_text(routes)
+    connectors = {**stack.settings().connectors, "tax": {"kind": "tax_stand_in"}, name: settings}
+    return await stack.start_hub(registry=registry(), connectors=connectors)
+
+
 async def open_test_account(hub: Hub, name: str, *, tag: str = "acct") -> str:
     """A postpaid account with no bill (what it is paid is kept as credit), holder ``name``, phone ``PHONE``."""
-    assert hub.privacy is not None
-    async with hub.db.begin() as conn:
-        view = await open_account(
-            conn, hub.privacy, f"{tag}-{time.monotonic_ns()}",
-            CustomerIn(name=name, phone=PHONE, id_number="33062119850615004" + id_check_digit("33062119850615004")),
-            PremisesIn(address="绍兴市越城区解放北路1号", district="yuecheng", lat=30.0, lon=120.58),
-            "residential", "postpaid")
-    return view.account_id
+    return await postpaid_account(hub, tag, name=name, phone=PHONE, address="绍兴市越城区解放北路1号")
 
 
 async def count(hub: Hub, table: Any, *where: Any) -> int:

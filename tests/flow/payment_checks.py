@@ -17,15 +17,16 @@ from hub.store.tables import hop, message
 CENT = Decimal("0.01")
 
 
-async def postpaid_account(hub: Any, prefix: str) -> str:
-    """A postpaid account with no bill: what it is paid is kept as credit."""
+async def postpaid_account(hub: Any, prefix: str, *, name: str = "王芳", phone: str = "13812345678",
+                           address: str = "绍兴市越城区中兴中路2号") -> str:
+    """A postpaid account with no bill (what it is paid is kept as credit): holder ``name`` at ``phone``,
+    premises at ``address`` in yuecheng."""
     assert hub.privacy is not None
     async with hub.db.begin() as conn:
         view = await open_account(
             conn, hub.privacy, f"{prefix}-{time.monotonic_ns()}",
-            CustomerIn(name="王芳", phone="13812345678",
-                       id_number="33062119850615004" + id_check_digit("33062119850615004")),
-            PremisesIn(address="绍兴市越城区中兴中路2号", district="yuecheng", lat=30.0, lon=120.58),
+            CustomerIn(name=name, phone=phone, id_number="33062119850615004" + id_check_digit("33062119850615004")),
+            PremisesIn(address=address, district="yuecheng", lat=30.0, lon=120.58),
             "residential", "postpaid")
     return view.account_id
 
@@ -35,6 +36,11 @@ async def credited(hub: Any) -> list[tuple[str, str, Decimal]]:
     async with hub.db.read() as conn:
         return [(r.channel, r.transaction_id, Decimal(r.amount).quantize(CENT))
                 for r in await conn.execute(select(payment.c.channel, payment.c.transaction_id, payment.c.amount))]
+
+
+async def transactions_credited(hub: Any) -> list[tuple[str, Decimal]]:
+    """Every payment the core recorded: (transaction id, amount)."""
+    return [(transaction_id, amount) for _, transaction_id, amount in await credited(hub)]
 
 
 async def credited_count_is(hub: Any, n: int) -> bool:

@@ -22,44 +22,36 @@ from core.db.tables_payments import credit, payment
 from hub.store.tables import dead_letter, hop, message
 from tests.alipay_peer import APP_ID, BUYER_ID, connector_settings, keys, sdk_accepts, signed_form, trade
 from tests.flow.conftest import Stack, eventually
-from tests.flow.payflow import PHONE, invoice_sms, invoices, open_test_account, production_payment_routes, soap_tax
-from tests.flow.payment_checks import post_in_two_pieces, postpaid_account
-from tests.flow.tax_stand_in import PAYMENT_ROUTES, registry
+from tests.flow.payflow import (
+    PHONE,
+    count,
+    invoice_sms,
+    invoices,
+    open_test_account,
+    payment_hub,
+    production_payment_routes,
+    soap_tax,
+)
+from tests.flow.payment_checks import (
+    credited_count_is,
+    post_in_two_pieces,
+    postpaid_account,
+    rejections,
+    transactions_credited,
+)
+from tests.flow.tax_stand_in import PAYMENT_ROUTES
 
 PATH = "/partners/alipay/notify"
 
 
-async def _count(hub: Any, table: Any, *where: Any) -> int:
-    async with hub.db.read() as conn:
-        return int(await conn.scalar(select(func.count()).select_from(table).where(*where)) or 0)
-
-
 async def _hub(stack: Stack, *, routes: str = PAYMENT_ROUTES, **settings: Any) -> Any:
-    (stack.routes_dir / "payments.toml").write_text(routes)
-    connectors = {**stack.settings().connectors, "tax": {"kind": "tax_stand_in"},
-                  "alipay": connector_settings(**settings)}
-    return await stack.start_hub(registry=registry(), connectors=connectors)
+    return await payment_hub(stack, "alipay", connector_settings(**settings), routes=routes)
 
 
 async def _post(url: str, body: bytes) -> tuple[int, str]:
     headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
     async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as resp:
         return resp.status, await resp.text()
-
-
-async def _credited(hub: Any) -> list[tuple[str, Decimal]]:
-    async with hub.db.read() as conn:
-        return [(r.transaction_id, Decimal(r.amount).quantize(Decimal("0.01")))
-                for r in await conn.execute(select(payment.c.transaction_id, payment.c.amount))]
-
-
-async def _has(hub: Any, n: int) -> bool:
-    return len(await _credited(hub)) == n
-
-
-async def _rejected(hub: Any) -> list[Any]:
-    async with hub.db.read() as conn:
-        return list((await conn.execute(select(hop.c.route, hop.c.error).where(hop.c.outcome == "rejected"))).all())
 
 
 async def test_a_notification_signed_by_the_sdk_is_credited_once(stack: Stack) -> None:
@@ -70,14 +62,14 @@ async def test_a_notification_signed_by_the_sdk_is_credited_once(stack: Stack) -
     assert sdk_accepts(body)  # a genuine notification, by the SDK's own check
     status, answer = await _post(stack.base_url(hub) + PATH, body)
     assert (status, answer) == (200, "success")
-    await eventually(lambda: _has(hub, 1), what="the payment credited")
+    await eventually(lambda: credited_count_is(hub, 1), what="the payment credited")
     # The trade finishes later (the refund period is over): another notification, the same trade.
     status, answer = await _post(stack.base_url(hub) + PATH,
                                  signed_form({**fields, "notify_id": "f" * 34, "trade_status": "TRADE_FINISHED"}))
     assert (status, answer) == (200, "success")
     await asyncio.sleep(0.3)
-    assert await _credited(hub) == [(fields["trade_no"], Decimal("200.50"))]
-    assert await _count(hub, message, message.c.type == "payment.received") == 1
+    assert await transactions_credited(hub) == [(fields["trade_no"], Decimal("200.50"))]
+    assert await count(hub, message, message.c.type == "payment.received") == 1
     async with hub.db.read() as conn:
         kept = await conn.scalar(select(func.sum(credit.c.amount)).where(credit.c.account_id == account_id))
         (pay,) = (await conn.execute(select(payment))).all()
@@ -138,14 +130,14 @@ async def test_five_concurrent_copies_credit_once_and_all_hear_success(stack: St
     assert answers == [(200, "success")] * 5
     assert events[0] == "confirmed"
     assert events.count("answered") == 5
-    await eventually(lambda: _has(hub, 1), what="the payment credited")
+    await eventually(lambda: credited_count_is(hub, 1), what="the payment credited")
     await asyncio.sleep(0.5)
-    assert await _credited(hub) == [(fields["trade_no"], Decimal("168.00"))]
+    assert await transactions_credited(hub) == [(fields["trade_no"], Decimal("168.00"))]
     async with hub.db.read() as conn:
         kept = await conn.scalar(select(func.sum(credit.c.amount)).where(credit.c.account_id == account_id))
     assert Decimal(kept).quantize(Decimal("0.01")) == Decimal("168.00")
-    assert await _count(hub, message, message.c.type == "payment.received") == 1
-    assert await _rejected(hub) == []
+    assert await count(hub, message, message.c.type == "payment.received") == 1
+    assert await rejections(hub) == []
     # Sent again once it was answered: the notify_id is spent, so this copy is a replay.
     status, answer = await _post(url, body)
     assert status == 401
@@ -169,21 +161,17 @@ async def test_five_concurrent_copies_through_the_production_routes_invoice_once
     url = stack.base_url(hub) + PATH
     answers = await asyncio.gather(*(_post(url, body) for _ in range(5)))
     assert answers == [(200, "success")] * 5
-    await eventually(lambda: _true(len(invoice_sms(stack)) >= 1), what="the invoice's SMS sent", timeout=20)
+    await eventually(lambda: len(invoice_sms(stack)) >= 1, what="the invoice's SMS sent", timeout=20)
     await asyncio.sleep(1.0)  # anything doubled would show now
 
-    assert await _credited(hub) == [(fields["trade_no"], Decimal("95.50"))]
+    assert await transactions_credited(hub) == [(fields["trade_no"], Decimal("95.50"))]
     (row,) = await invoices(hub)  # one invoice request, issued once by the SOAP platform
     assert (row.status, str(row.total)) == ("issued", "95.50")
     assert tax_platform.calls == ["IssueInvoice"]
     (sms,) = invoice_sms(stack)  # one SMS, carrying that invoice's number
     assert (sms["phone"], sms["params"]["invoice_number"]) == (PHONE, row.invoice_number)
-    assert await _count(hub, message, message.c.type == "notification.requested") == 1
-    assert await _count(hub, dead_letter) == 0
-
-
-async def _true(value: Any) -> bool:
-    return bool(value)
+    assert await count(hub, message, message.c.type == "notification.requested") == 1
+    assert await count(hub, dead_letter) == 0
 
 
 CASES = {
@@ -227,7 +215,7 @@ async def test_refused_notifications_are_audited_and_credit_nothing(stack: Stack
     elif case == "replayed":
         status, answer = await _post(url, body)
         assert (status, answer) == (200, "success")
-        await eventually(lambda: _has(hub, 1), what="the first copy credited")
+        await eventually(lambda: credited_count_is(hub, 1), what="the first copy credited")
         async with hub.db.begin() as conn:  # forget the payment, to see that the replay credits nothing
             await conn.execute(credit.delete())
             await conn.execute(payment.delete())
@@ -237,13 +225,12 @@ async def test_refused_notifications_are_audited_and_credit_nothing(stack: Stack
     assert answer.startswith("fail: ")
     assert words in answer
     await asyncio.sleep(0.3)
-    assert await _credited(hub) == []
-    rejected = await _rejected(hub)
-    assert len(rejected) == 1
-    assert rejected[0].route == "in:alipay"
-    assert words in rejected[0].error
-    assert "sha256" in rejected[0].error
-    assert await _count(hub, message, message.c.type == "payment.received") == (1 if case == "replayed" else 0)
+    assert await transactions_credited(hub) == []
+    ((route, error),) = await rejections(hub)
+    assert route == "in:alipay"
+    assert words in error
+    assert "sha256" in error
+    assert await count(hub, message, message.c.type == "payment.received") == (1 if case == "replayed" else 0)
 
 
 async def test_unpaid_and_closed_trades_are_acknowledged_audited_and_credit_nothing(stack: Stack) -> None:
@@ -266,9 +253,9 @@ async def test_unpaid_and_closed_trades_are_acknowledged_audited_and_credit_noth
     finally:
         await gateway.aclose()
     await asyncio.sleep(0.3)
-    assert await _credited(hub) == []
-    assert await _count(hub, message, message.c.type == "payment.received") == 0
-    reasons = [r.error for r in await _rejected(hub)]
+    assert await transactions_credited(hub) == []
+    assert await count(hub, message, message.c.type == "payment.received") == 0
+    reasons = [error for _, error in await rejections(hub)]
     assert len(reasons) == 3
     assert sum("is WAIT_BUYER_PAY" in r for r in reasons) == 1
     assert sum("is TRADE_CLOSED" in r for r in reasons) == 1
@@ -282,7 +269,7 @@ async def test_a_big_body_is_refused_before_anything_else(stack: Stack) -> None:
     status, answer = await _post(stack.base_url(hub) + PATH, body)
     assert status == 413
     assert answer.startswith("fail: body over")
-    assert await _count(hub, hop, hop.c.outcome == "rejected") == 1
+    assert await count(hub, hop, hop.c.outcome == "rejected") == 1
 
 
 async def test_a_body_that_arrives_in_pieces_is_read_whole(stack: Stack) -> None:
@@ -294,7 +281,7 @@ async def test_a_body_that_arrives_in_pieces_is_read_whole(stack: Stack) -> None
                                       "application/x-www-form-urlencoded")
     assert answer.startswith(b"HTTP/1.1 200")
     assert answer.endswith(b"\r\n\r\nsuccess")
-    await eventually(lambda: _has(hub, 1), what="the payment credited")
+    await eventually(lambda: credited_count_is(hub, 1), what="the payment credited")
 
 
 async def test_alipay_hears_success_only_after_the_broker_confirmed(stack: Stack) -> None:
@@ -315,8 +302,8 @@ async def test_alipay_hears_success_only_after_the_broker_confirmed(stack: Stack
     hub = await _hub(stack)
     status, answer = await _post(stack.base_url(hub) + PATH, body)  # the same bytes: Alipay's resend
     assert (status, answer) == (200, "success")
-    await eventually(lambda: _has(hub, 1), what="the resend credited")
-    assert await _credited(hub) == [(fields["trade_no"], Decimal("50.00"))]
+    await eventually(lambda: credited_count_is(hub, 1), what="the resend credited")
+    assert await transactions_credited(hub) == [(fields["trade_no"], Decimal("50.00"))]
 
 
 async def test_the_simulator_pays_a_precreated_order_and_notifies_the_hub(stack: Stack) -> None:
@@ -339,11 +326,11 @@ async def test_the_simulator_pays_a_precreated_order_and_notifies_the_hub(stack:
         assert await connector.reconcile(number) is None  # not paid: nothing to publish
         paid = gateway.pay(number)
         assert await gateway.send(stack.base_url(hub) + PATH, gateway.notification(paid)) == (200, "success")
-        await eventually(lambda: _has(hub, 1), what="the payment credited")
+        await eventually(lambda: credited_count_is(hub, 1), what="the payment credited")
         again = await connector.reconcile(number)  # the query finds the same trade: a duplicate
         assert again is not None
         assert again.duplicate
-        assert await _credited(hub) == [(paid["trade_no"], Decimal("99.90"))]
+        assert await transactions_credited(hub) == [(paid["trade_no"], Decimal("99.90"))]
     finally:
         await gateway.aclose()
 
@@ -369,10 +356,10 @@ async def test_the_demos_alipay_payments_go_through_the_gateway_simulator(stack:
         assert planned, "the plan has an Alipay payment"
         notified = await payer.notify(planned[0])
         assert (notified.envelope, notified.twice, published) == (None, True, [])
-        await eventually(lambda: _has(hub, 1), what="the payment credited")
+        await eventually(lambda: credited_count_is(hub, 1), what="the payment credited")
         await asyncio.sleep(0.3)
-        assert await _credited(hub) == [(planned[0].transaction_id, planned[0].amount)]
+        assert await transactions_credited(hub) == [(planned[0].transaction_id, planned[0].amount)]
         assert hub.connectors["alipay"].health().extra["accepted"] == 2
-        assert await _rejected(hub) == []
+        assert await rejections(hub) == []
     finally:
         await gateway.aclose()

@@ -7,7 +7,6 @@ readings or several meters, a closed account and an account with no meter.
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -18,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 from sqlalchemy import delete, func, insert, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.billing import FlatTariff, ResidentialTariff, TariffBook, TariffCategory, bill_period
 from core.billing_run import BillingRunResult, SkipReason, period_boundary, run_billing
@@ -26,8 +25,7 @@ from core.billing_run.batch import RunPlan, price_batch, write_batch
 from core.db.tables import outbox, reading
 from core.db.tables_accounts import account, customer, premises
 from core.db.tables_billing import bill, bill_line, meter
-from hub.migrations import upgrade
-from tests.flow.conftest import fresh_postgres_database
+from tests.flow.conftest import fresh_postgres_database, migrated_engine
 
 BOOK = TariffBook(
     versions=(
@@ -90,18 +88,10 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         drop = None
     else:
         url, drop = await fresh_postgres_database(request.getfixturevalue("postgres_url"))
-    try:
-        await asyncio.to_thread(upgrade, url)
-        eng = create_async_engine(url)
-        try:
-            async with eng.begin() as conn:
-                await _build_city(conn)
-            yield eng
-        finally:
-            await eng.dispose()
-    finally:
-        if drop is not None:
-            await drop()
+    async with migrated_engine(url, drop) as eng:
+        async with eng.begin() as conn:
+            await _build_city(conn)
+        yield eng
 
 
 async def _build_city(conn: Any) -> None:
@@ -416,19 +406,11 @@ async def test_jit_is_off_during_a_run_and_as_before_after_it(
 
     monkeypatch.setattr(run_module, "write_batch", observed)
     url, drop = await fresh_postgres_database(postgres_url)
-    try:
-        await asyncio.to_thread(upgrade, url)
-        eng = create_async_engine(url)
-        try:
-            async with eng.begin() as conn:
-                await _build_city(conn)
-                await conn.execute(text("SET LOCAL jit = on"))
-                result = await run_billing(conn, book=BOOK, period_start=JAN, period_end=FEB, now=NOW, batch_size=2)
-                seen.append(str(await conn.scalar(text("SHOW jit"))))
-        finally:
-            await eng.dispose()
-    finally:
-        await drop()
+    async with migrated_engine(url, drop) as eng, eng.begin() as conn:
+        await _build_city(conn)
+        await conn.execute(text("SET LOCAL jit = on"))
+        result = await run_billing(conn, book=BOOK, period_start=JAN, period_end=FEB, now=NOW, batch_size=2)
+        seen.append(str(await conn.scalar(text("SHOW jit"))))
     assert result.batches == 3
     assert seen == ["off", "off", "off", "on"]
 

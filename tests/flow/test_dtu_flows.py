@@ -38,7 +38,7 @@ from hub.app import Hub, Role
 from hub.envelope import Envelope
 from hub.store.tables import hop, message
 from tests.flow.conftest import VENDOR_TOKEN, Stack, eventually
-from tests.flow.test_reading_flows import metered_account, trace
+from tests.flow.test_reading_flows import metered_account, scalar, trace
 
 DTU = "861234567890123"
 METER = "DTU-M1"
@@ -79,18 +79,13 @@ async def start(stack: Stack, profile: str = "cjt188-2018") -> tuple[Hub, DtuCon
     return hub, connector, sim
 
 
-async def scalar(hub: Hub, stmt: Any) -> Any:
-    async with hub.db.read() as conn:
-        return await conn.scalar(stmt)
-
-
 async def test_a_dtu_reading_is_stored_and_bad_input_only_audited(stack: Stack) -> None:
     hub, connector, sim = await start(stack)
     try:
         now = datetime.now(UTC).replace(microsecond=0)
         await metered_account(hub, METER, [(now - timedelta(days=10 - n), Decimal(90 + n)) for n in range(10)])
         await sim.connect()
-        await eventually(lambda: _true(DTU in connector.sessions), what="DTU registered")
+        await eventually(lambda: DTU in connector.sessions, what="DTU registered")
         report = await connector.read_meter(METER)
         assert report.reading.volume_m3 == Decimal("100.25")
 
@@ -126,14 +121,14 @@ async def test_a_leak_puts_the_valve_close_frame_on_the_meter_wire_within_a_seco
     try:
         await metered_account(hub, METER, [(datetime.now(UTC) - timedelta(days=1), Decimal("100.25"))])
         await sim.connect()
-        await eventually(lambda: _true(DTU in connector.sessions), what="DTU registered")
+        await eventually(lambda: DTU in connector.sessions, what="DTU registered")
         meter = sim.meters[0]
         alarm = Envelope(type="alarm.raised", source="test", subject=METER, priority=Lane.SAFETY, data={
             "alarm_id": "leak-dtu-1", "kind": "leak", "meter_id": METER, "severity": 5,
             "detected_at": datetime.now(UTC).isoformat()})
         raised = time.monotonic()
         await hub.publisher.publish([alarm])
-        await eventually(lambda: _true(any(isinstance(r, ValveControl) for _, r in meter.received)),
+        await eventually(lambda: any(isinstance(r, ValveControl) for _, r in meter.received),
                          timeout=5, what="valve control on the meter's wire")
         arrived, command = next((t, r) for t, r in meter.received if isinstance(r, ValveControl))
         assert isinstance(command, ValveControl)
@@ -142,7 +137,7 @@ async def test_a_leak_puts_the_valve_close_frame_on_the_meter_wire_within_a_seco
         print(f"valve-close frame after {arrived - raised:.3f} s")
         assert meter.valve_closed
         # ... and the holder's SMS is asked for and the emergency order opened, in the alarm's flow.
-        await eventually(lambda: _true(len(stack.sms.sent) == 1), what="the holder's SMS at the gateway")
+        await eventually(lambda: len(stack.sms.sent) == 1, what="the holder's SMS at the gateway")
         async with hub.db.read() as conn:
             order = (await conn.execute(select(work_order).where(work_order.c.alarm_id == "leak-dtu-1"))).one()
         assert (order.category, order.correlation_id) == ("emergency_repair", alarm.correlation_id)
@@ -163,13 +158,13 @@ async def test_a_leak_the_meter_reports_closes_its_valve_within_a_second_in_one_
     try:
         await metered_account(hub, METER, [(datetime.now(UTC) - timedelta(minutes=30), Decimal("100.25"))])
         await sim.connect()
-        await eventually(lambda: _true(DTU in connector.sessions), what="DTU registered")
+        await eventually(lambda: DTU in connector.sessions, what="DTU registered")
         meter = sim.meters[0]
         meter.leak = True  # the meter saw gas flow without a pause and raises its leak bit
         meter.volume_m3 += Decimal("0.03")
         sent = time.monotonic()
         await sim.report(ADDRESS)  # it reports at once, unasked
-        await eventually(lambda: _true(any(isinstance(r, ValveControl) for _, r in meter.received)),
+        await eventually(lambda: any(isinstance(r, ValveControl) for _, r in meter.received),
                          timeout=5, what="valve control on the meter's wire")
         arrived, command = next((t, r) for t, r in meter.received if isinstance(r, ValveControl))
         assert isinstance(command, ValveControl)
@@ -185,7 +180,7 @@ async def test_a_leak_the_meter_reports_closes_its_valve_within_a_second_in_one_
         assert (raised.kind, raised.meter_id) == ("leak", METER)
         assert (order.category, order.priority, order.correlation_id) == (
             "emergency_repair", "emergency", raised.correlation_id)
-        await eventually(lambda: _true(len(stack.sms.sent) == 1), what="the holder's SMS at the gateway")
+        await eventually(lambda: len(stack.sms.sent) == 1, what="the holder's SMS at the gateway")
         assert stack.sms.sent[0]["params"]["alarm_id"] == alarm_id
 
         # The meter reports again, its valve now closed and the leak bit still up: the valve's state
@@ -226,13 +221,13 @@ async def test_a_worker_leaves_dtu_valve_commands_to_the_process_holding_the_con
         assert worker.runtimes["alarms"].running
         assert hub.runtimes["dtu-valve-commands"].running
         await sim.connect()
-        await eventually(lambda: _true(DTU in connector.sessions), what="DTU registered")
+        await eventually(lambda: DTU in connector.sessions, what="DTU registered")
         commands = [Envelope(type="valve.command", source="test", subject=METER, priority=Lane.SAFETY, data={
             "command_id": f"c-{uuid.uuid4().hex[:12]}", "meter_id": METER,
             "action": "close" if n % 2 else "open", "reason": "test", "requested_by": "test"}) for n in range(20)]
         await worker.publisher.publish(commands)
         meter = sim.meters[0]
-        await eventually(lambda: _true(sum(isinstance(r, ValveControl) for _, r in meter.received) == 20),
+        await eventually(lambda: sum(isinstance(r, ValveControl) for _, r in meter.received) == 20,
                          timeout=10, what="20 valve controls on the meter's wire")
         # Each delivered at its first attempt: none waited for a retry (hops are written in batches).
         async def delivered() -> bool:
@@ -247,7 +242,3 @@ async def test_a_worker_leaves_dtu_valve_commands_to_the_process_holding_the_con
         assert {tuple(o) for o in outcomes} == {("delivered", 1)}
     finally:
         await sim.aclose()
-
-
-async def _true(value: bool) -> bool:
-    return value

@@ -20,8 +20,8 @@ from connectors.payments.ecny.signing import SignType, bank_headers, signer
 from connectors.payments.ecny.simulator import EcnyBankSimulator
 from tests.ecny_peer import MERCHANT_NO, connector_settings, merchant_keys, stranger_keys
 from tests.flow.conftest import Stack, eventually
+from tests.flow.payflow import payment_hub
 from tests.flow.payment_checks import credited, credited_count_is, kept, payments_stored, postpaid_account, rejections
-from tests.flow.tax_stand_in import PAYMENT_ROUTES, registry
 
 PATH = "/partners/ecny/notify"
 
@@ -43,10 +43,7 @@ async def _bank(scheme: SignType) -> AsyncIterator[EcnyBankSimulator]:
 
 
 async def _hub(stack: Stack, bank: EcnyBankSimulator) -> Any:
-    (stack.routes_dir / "payments.toml").write_text(PAYMENT_ROUTES)
-    connectors = {**stack.settings().connectors, "tax": {"kind": "tax_stand_in"},
-                  "ecny": connector_settings(bank.sign_type, bank.bank_public_key, bank.url)}
-    return await stack.start_hub(registry=registry(), connectors=connectors)
+    return await payment_hub(stack, "ecny", connector_settings(bank.sign_type, bank.bank_public_key, bank.url))
 
 
 async def _paid_order(hub: Any, bank: EcnyBankSimulator, amount: str = "168.00") -> tuple[str, dict[str, Any]]:

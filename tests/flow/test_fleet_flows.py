@@ -32,7 +32,7 @@ from core.readings.hourly import hour_floor
 from hub.app import Hub
 from hub.store.tables import hop, message
 from tests.flow.conftest import VENDOR_TOKEN, Stack, eventually
-from tests.flow.test_reading_flows import metered_account, trace
+from tests.flow.test_reading_flows import metered_account, scalar, trace
 
 CTWING_BAD, CTWING_OK, DTU_BAD, DTU_UNKNOWN, DTU_SILENT = (meter_id(n) for n in range(900, 905))
 
@@ -63,14 +63,9 @@ async def start(stack: Stack, fleet: MeterFleet | None = None, *,
     except BaseException:
         await fleet.stop()
         raise
-    await eventually(lambda: _true(len(connector.sessions) == len(fleet.layout.buses)),
+    await eventually(lambda: len(connector.sessions) == len(fleet.layout.buses),
                      what="the fleet's DTUs registered")
     return hub, fleet
-
-
-async def scalar(hub: Hub, stmt: Any) -> Any:
-    async with hub.db.read() as conn:
-        return await conn.scalar(stmt)
 
 
 async def rejections(hub: Hub) -> list[str]:
@@ -183,7 +178,7 @@ async def test_a_day_of_unbroken_flow_is_found_by_the_core_and_closes_the_valve_
         sent = asyncio.get_running_loop().time()
         assert await fleet.report(leaking)  # this reading completes 24 hours of flow
 
-        await eventually(lambda: _true(_close_frame_after(fleet, leaking, sent) is not None), timeout=5,
+        await eventually(lambda: _close_frame_after(fleet, leaking, sent) is not None, timeout=5,
                          what="the close frame on the meter's wire")
         after = _close_frame_after(fleet, leaking, sent)
         assert after is not None
@@ -207,7 +202,7 @@ async def test_a_ctwing_meter_reporting_its_leak_bit_has_its_valve_closed_throug
         await seed_city(hub.db, hub.privacy, city)
         sent = await fleet.inject(leaking, Fault.LEAK)
 
-        await eventually(lambda: _true(_close_frame_after(fleet, leaking, sent) is not None), timeout=5,
+        await eventually(lambda: _close_frame_after(fleet, leaking, sent) is not None, timeout=5,
                          what="the close command at the meter through CTWing")
         after = _close_frame_after(fleet, leaking, sent)
         assert after is not None
@@ -219,7 +214,3 @@ async def test_a_ctwing_meter_reporting_its_leak_bit_has_its_valve_closed_throug
         assert alarm_id.startswith(f"meter-leak-{leaking}-")
     finally:
         await fleet.stop()
-
-
-async def _true(value: bool) -> bool:
-    return value

@@ -22,7 +22,7 @@ from core.db.tables import reading, valve_event
 from hub.envelope import Envelope
 from hub.store.tables import dead_letter, hop, message
 from hub.transport.base import OutboundMessage
-from tests.flow.conftest import OPS_TOKEN, VENDOR_TOKEN, Stack, eventually
+from tests.flow.conftest import OPS_TOKEN, VENDOR_TOKEN, Stack, equals, eventually
 
 AUTH = {"Authorization": f"Bearer {OPS_TOKEN}"}
 
@@ -48,7 +48,7 @@ async def test_vendor_readings_are_stored_once_and_traced(stack: Stack) -> None:
             ids.append(answer["message_id"])
         status, answer = await sim.push(docs[2])  # the vendor sends the same push again
         assert (status, answer["msg"], answer["message_id"]) == (200, "duplicate", ids[2])
-        await eventually(lambda: _eq(count(hub, reading), 5), what="5 readings stored")
+        await eventually(lambda: equals(count(hub, reading), 5), what="5 readings stored")
         await asyncio.sleep(0.3)
         assert await count(hub, reading) == 5
         async with aiohttp.ClientSession(headers=AUTH) as http:
@@ -62,17 +62,13 @@ async def test_vendor_readings_are_stored_once_and_traced(stack: Stack) -> None:
         await sim.aclose()
 
 
-async def _eq(value: Any, expected: Any) -> bool:
-    return (await value) == expected
-
-
 async def test_transient_failures_retry_with_policy_delays_then_deliver_on_attempt_four(stack: Stack) -> None:
     hub = await stack.start_hub()
     stack.sms.fail_next = 3
     env = Envelope(type="notification.requested", source="test", data={
         "notification_id": "n-retry", "kind": "bill", "phone": "13812345678", "params": {"amount": "10.00"}})
     await hub.publisher.publish([env])
-    await eventually(lambda: _true(len(stack.sms.sent) == 1), what="SMS sent", timeout=20)
+    await eventually(lambda: len(stack.sms.sent) == 1, what="SMS sent", timeout=20)
     times = stack.sms.request_times
     assert len(times) == 4
     gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -85,17 +81,13 @@ async def test_transient_failures_retry_with_policy_delays_then_deliver_on_attem
             return [(r.attempt, r.outcome) for r in rows]
 
     expected = [(1, "retry"), (2, "retry"), (3, "retry"), (4, "delivered")]
-    await eventually(lambda: _eq(hops(), expected), what=f"hops {expected}")
+    await eventually(lambda: equals(hops(), expected), what=f"hops {expected}")
     # The gateway's acceptance comes back as notification.delivered and the core records it.
-    await eventually(lambda: _eq(_notification_status(hub, "n-retry"), "accepted"), what="delivery recorded")
+    await eventually(lambda: equals(_notification_status(hub, "n-retry"), "accepted"), what="delivery recorded")
 
 
 async def _count_of(items: Any) -> int:
     return len(await items)
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def _notification_status(hub: Any, nid: str) -> str | None:
@@ -110,7 +102,7 @@ async def test_always_failing_target_dead_letters_then_replay_delivers_once(stac
     env = Envelope(type="notification.requested", source="test", data={
         "notification_id": "n-dead", "kind": "bill", "phone": "13912345678"})
     await hub.publisher.publish([env])
-    await eventually(lambda: _eq(count(hub, dead_letter), 1), what="dead letter", timeout=20)
+    await eventually(lambda: equals(count(hub, dead_letter), 1), what="dead letter", timeout=20)
     async with hub.db.read() as conn:
         dl = (await conn.execute(select(dead_letter))).one()
     assert dl.route == "sms-send"
@@ -128,7 +120,7 @@ async def test_always_failing_target_dead_letters_then_replay_delivers_once(stac
             assert resp.status == 401  # no token
         async with http.post(f"{base}/ops/dead-letters/{dl.id}/replay", headers=AUTH) as resp:
             assert resp.status == 202, await resp.text()
-        await eventually(lambda: _true(len(stack.sms.sent) == 1), what="replayed SMS sent")
+        await eventually(lambda: len(stack.sms.sent) == 1, what="replayed SMS sent")
         async with http.post(f"{base}/ops/dead-letters/{dl.id}/replay", headers=AUTH) as resp:
             assert resp.status == 409
             assert resp.content_type == "application/problem+json"
@@ -158,8 +150,8 @@ async def test_malformed_input_is_dead_lettered_with_a_clear_reason(stack: Stack
         OutboundMessage(routing_key=queue, body=body, message_id=f"bad-{case}", exchange=""),
         OutboundMessage(routing_key=queue, body=good.to_json(), message_id=good.id, exchange=""),
     ])
-    await eventually(lambda: _eq(count(hub, reading), 1), what="the good reading after the bad one")
-    await eventually(lambda: _eq(count(hub, dead_letter), 1), what="a dead letter")
+    await eventually(lambda: equals(count(hub, reading), 1), what="the good reading after the bad one")
+    await eventually(lambda: equals(count(hub, dead_letter), 1), what="a dead letter")
     async with hub.db.read() as conn:
         dl = (await conn.execute(select(dead_letter))).one()
     assert dl.route == "readings"
@@ -174,7 +166,7 @@ async def test_alarm_closes_the_valve_under_one_correlation_id(stack: Stack) -> 
     try:
         status, answer = await sim.push(sim.alarm(7, "leak"))
         assert status == 200
-        await eventually(lambda: _eq(count(hub, valve_event), 1), what="valve state recorded")
+        await eventually(lambda: equals(count(hub, valve_event), 1), what="valve state recorded")
         assert stack.valves.valves == {sim.meter_id(7): "closed"}
         async with aiohttp.ClientSession(headers=AUTH) as http:
             async with http.get(f"{stack.base_url(hub)}/ops/messages/{answer['message_id']}/trace") as resp:
@@ -195,7 +187,7 @@ async def test_replay_dry_run_shows_field_differences_between_mapping_versions(s
         doc["totalLitres"] = "lots"  # firmware 2.x sends no litres: mapping v1 cannot read it
         doc["total_m3"] = "321.5"
         await sim.push(doc)
-        await eventually(lambda: _eq(count(hub, dead_letter), 1), what="unmappable reading dead-lettered")
+        await eventually(lambda: equals(count(hub, dead_letter), 1), what="unmappable reading dead-lettered")
         async with hub.db.read() as conn:
             dl = (await conn.execute(select(dead_letter))).one()
         assert dl.error_class == "UnmappableMessage"
@@ -209,7 +201,7 @@ async def test_replay_dry_run_shows_field_differences_between_mapping_versions(s
             assert result["proposed"]["output"]["volume_m3"] == "321.5"
             async with http.post(f"{base}/ops/dead-letters/{dl.id}/replay", json={"mapping_version": 2}) as resp:
                 assert resp.status == 202
-        await eventually(lambda: _eq(count(hub, reading), 1), what="replayed through v2")
+        await eventually(lambda: equals(count(hub, reading), 1), what="replayed through v2")
         async with hub.db.read() as conn:
             stored = (await conn.execute(select(reading.c.volume_m3))).scalar_one()
             mv = (await conn.execute(select(hop.c.mapping_version).where(
@@ -244,7 +236,7 @@ async def test_ops_api_needs_the_token_and_answers_queries(stack: Stack) -> None
     base = stack.base_url(hub)
     await hub.publisher.publish([Envelope(type="notification.requested", source="test", data={
         "notification_id": "n-ops", "kind": "bill", "phone": "13812345678"})])
-    await eventually(lambda: _true(len(stack.sms.sent) == 1), what="SMS sent")
+    await eventually(lambda: len(stack.sms.sent) == 1, what="SMS sent")
     async with aiohttp.ClientSession() as http:
         for path in ("/ops/routes", "/ops/messages", "/ops/dead-letters"):
             async with http.get(base + path) as resp:
@@ -256,7 +248,7 @@ async def test_ops_api_needs_the_token_and_answers_queries(stack: Stack) -> None
                 return list((await resp.json())["items"])
 
         # The partner has the SMS before the route's transaction commits: wait for the store.
-        await eventually(lambda: _eq(_count_of(search()), 1), what="the message stored")
+        await eventually(lambda: equals(_count_of(search()), 1), what="the message stored")
         items = await search()
         assert [i["type"] for i in items] == ["notification.requested"]
         async with http.get(f"{base}/ops/messages/{items[0]['id']}/trace", headers=AUTH) as resp:
@@ -270,7 +262,7 @@ async def test_ops_api_needs_the_token_and_answers_queries(stack: Stack) -> None
         async def delivered() -> float:
             return float((await sms_route())["settled"].get("delivered", 0))
 
-        await eventually(lambda: _eq(delivered(), 1.0), what="the route's settled count")
+        await eventually(lambda: equals(delivered(), 1.0), what="the route's settled count")
         assert (await sms_route())["breaker"]["state"] == "closed"
         async with http.get(f"{base}/ops/messages?since=yesterday", headers=AUTH) as resp:
             assert resp.status == 400
@@ -289,7 +281,7 @@ async def test_audit_verify_detects_edited_and_deleted_rows(stack: Stack) -> Non
     try:
         for n in range(6):
             await sim.push(sim.reading(n))
-        await eventually(lambda: _eq(count(hub, reading), 6), what="readings")
+        await eventually(lambda: equals(count(hub, reading), 6), what="readings")
     finally:
         await sim.aclose()
     await hub.stop()
@@ -339,8 +331,8 @@ async def test_a_message_the_database_refuses_is_dead_lettered_and_the_batch_mov
         OutboundMessage(routing_key=queue, body=orjson.dumps(poison), message_id=poison["id"], exchange=""),
         OutboundMessage(routing_key=queue, body=good.to_json(), message_id=good.id, exchange=""),
     ])
-    await eventually(lambda: _eq(count(hub, reading), 1), what="the good reading")
-    await eventually(lambda: _eq(count(hub, dead_letter), 1), what="the poison message dead-lettered")
+    await eventually(lambda: equals(count(hub, reading), 1), what="the good reading")
+    await eventually(lambda: equals(count(hub, dead_letter), 1), what="the poison message dead-lettered")
     async with hub.db.read() as conn:
         dl = (await conn.execute(select(dead_letter))).one()
     assert dl.message_id == poison["id"]
@@ -352,7 +344,7 @@ async def test_two_replays_at_once_publish_once(stack: Stack) -> None:
     stack.sms.down = True
     await hub.publisher.publish([Envelope(type="notification.requested", source="test", data={
         "notification_id": "n-twice", "kind": "bill", "phone": "13912345678"})])
-    await eventually(lambda: _eq(count(hub, dead_letter), 1), what="dead letter", timeout=20)
+    await eventually(lambda: equals(count(hub, dead_letter), 1), what="dead letter", timeout=20)
     async with hub.db.read() as conn:
         dl_id = (await conn.execute(select(dead_letter.c.id))).scalar_one()
     stack.sms.down = False
@@ -365,7 +357,7 @@ async def test_two_replays_at_once_publish_once(stack: Stack) -> None:
 
         statuses = sorted(await asyncio.gather(replay(), replay(), replay()))
     assert statuses == [202, 409, 409]
-    await eventually(lambda: _true(len(stack.sms.sent) == 1), what="the replayed SMS")
+    await eventually(lambda: len(stack.sms.sent) == 1, what="the replayed SMS")
     async with hub.db.read() as conn:
         replays = await conn.scalar(select(func.count()).select_from(hop).where(hop.c.outcome == "replayed"))
     assert replays == 1
@@ -385,8 +377,8 @@ async def test_an_outbox_event_no_route_takes_is_set_aside_and_the_rest_flow(sta
     async with hub.db.begin() as conn:
         await emit(conn, [(Event("reading.recorded", unroutable), None), (Event("valve.command", command), None)])
     hub.relay.wake()
-    await eventually(lambda: _true(stack.valves.valves.get("30000000000099") == "closed"), what="the valve closed")
-    await eventually(lambda: _eq(count(hub, dead_letter), 1), what="the unroutable event set aside")
+    await eventually(lambda: stack.valves.valves.get("30000000000099") == "closed", what="the valve closed")
+    await eventually(lambda: equals(count(hub, dead_letter), 1), what="the unroutable event set aside")
     async with hub.db.read() as conn:
         dl = (await conn.execute(select(dead_letter))).one()
         pending = await conn.scalar(text("SELECT count(*) FROM core_outbox WHERE published_us IS NULL"))

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from hub.envelope import Envelope
 from hub.errors import HubError
 from hub.store.tables import hop, inbox, message
-from tests.flow.conftest import Stack, eventually
+from tests.flow.conftest import Stack, equals, eventually
 from tests.flow.payflow import count
 
 
@@ -44,7 +44,7 @@ async def test_one_group_answers_each_request_for_itself(stack: Stack) -> None:
     assert not other.duplicate
     assert not unkeyed.duplicate
     assert isinstance(refused, HubError)  # the broker took no payment.received: only this one fails
-    await eventually(lambda: _eq(count(hub, hop, hop.c.route == "sms-delivered", hop.c.outcome == "delivered"), 3),
+    await eventually(lambda: equals(count(hub, hop, hop.c.route == "sms-delivered", hop.c.outcome == "delivered"), 3),
                      what="the three routed messages delivered")
     async with hub.db.read() as conn:
         rows = {(r.source, r.partner_key): r.published_us is not None for r in await conn.execute(select(inbox))}
@@ -62,7 +62,3 @@ async def test_one_nonce_claimed_in_one_group_wins_once(stack: Stack, copies: in
     assert sorted(won[:copies]) == [False] * (copies - 1) + [True]
     assert won[-1] is True
     assert await ctx.claim_once("nonce:N1") is False
-
-
-async def _eq(value: Any, expected: Any) -> bool:
-    return (await value) == expected

@@ -26,7 +26,7 @@ from hub.app import Hub
 from hub.envelope import Envelope
 from hub.store.tables import dead_letter, hop, message
 from tests.flow.conftest import ROUTES, VENDOR_TOKEN, Stack, eventually
-from tests.flow.test_reading_flows import metered_account
+from tests.flow.test_reading_flows import metered_account, scalar
 
 METER = "NB-M1"
 ONENET_TOKEN = "onenet-flow-token"
@@ -67,11 +67,6 @@ async def start(stack: Stack, **command: Any) -> tuple[Hub, CtwingSimulator, One
     onenet = OneNetSimulator(f"{stack.base_url(hub)}/partners/onenet/push", ONENET_TOKEN,
                              [NbDevice("90", d.imei, d.meter) for d in devs[:1]])
     return hub, sim, onenet
-
-
-async def scalar(hub: Hub, stmt: Any) -> Any:
-    async with hub.db.read() as conn:
-        return await conn.scalar(stmt)
 
 
 async def rejections(hub: Hub) -> list[str]:

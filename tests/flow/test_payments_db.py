@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 from sqlalchemy import func, insert, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from core.accounts import CustomerIn, PremisesIn, Privacy, id_check_digit, open_account
 from core.billing import ResidentialTariff, TariffBook
@@ -48,9 +48,8 @@ from core.handlers.payments import PaymentHandlers
 from core.messages import Incoming
 from core.payments import InvoiceScope, PaymentSettings
 from core.privacy import KeyRing, generate_key
-from hub.migrations import upgrade
 from hub.store.db import Database
-from tests.flow.conftest import fresh_postgres_database
+from tests.flow.conftest import fresh_postgres_database, migrated_engine
 
 D = Decimal
 NOW = datetime(2026, 3, 5, 2, tzinfo=UTC)
@@ -112,29 +111,21 @@ async def city(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
         url, drop = f"sqlite+aiosqlite:///{tmp_path}/pay.db", None
     else:
         url, drop = await fresh_postgres_database(request.getfixturevalue("postgres_url"))
-    try:
-        await asyncio.to_thread(upgrade, url)
-        engine = create_async_engine(url)
+    async with migrated_engine(url, drop) as engine:
         privacy = Privacy.from_ring(KeyRing.from_settings({"k1": generate_key()}, current="k1"))
-        try:
-            async with engine.begin() as conn:
-                postpaid = await _open(conn, privacy, "postpaid")
-                prepaid = await _open(conn, privacy, "prepaid")
-                await conn.execute(insert(meter), [
-                    {"id": "M-POST", "account_id": postpaid, "model": "G2.5", "installed_at": date(2025, 6, 1),
-                     "replace_by": None, "valve_state": "open", "prepaid_balance": D("0.00")},
-                    {"id": "M-PRE", "account_id": prepaid, "model": "G2.5", "installed_at": date(2025, 6, 1),
-                     "replace_by": None, "valve_state": "closed", "prepaid_balance": D("5.00")},
-                ])
-                await add_bill(conn, "B-JAN", postpaid, 1, [(D("40.000"), D("2.50"), D("100.00"))])
-                await add_bill(conn, "B-FEB", postpaid, 2, [(D("20.000"), D("3.00"), D("60.00")),
-                                                            (D("30.000"), D("3.60"), D("108.00"))])
-            yield City(engine, url, privacy, postpaid, prepaid)
-        finally:
-            await engine.dispose()
-    finally:
-        if drop is not None:
-            await drop()
+        async with engine.begin() as conn:
+            postpaid = await _open(conn, privacy, "postpaid")
+            prepaid = await _open(conn, privacy, "prepaid")
+            await conn.execute(insert(meter), [
+                {"id": "M-POST", "account_id": postpaid, "model": "G2.5", "installed_at": date(2025, 6, 1),
+                 "replace_by": None, "valve_state": "open", "prepaid_balance": D("0.00")},
+                {"id": "M-PRE", "account_id": prepaid, "model": "G2.5", "installed_at": date(2025, 6, 1),
+                 "replace_by": None, "valve_state": "closed", "prepaid_balance": D("5.00")},
+            ])
+            await add_bill(conn, "B-JAN", postpaid, 1, [(D("40.000"), D("2.50"), D("100.00"))])
+            await add_bill(conn, "B-FEB", postpaid, 2, [(D("20.000"), D("3.00"), D("60.00")),
+                                                        (D("30.000"), D("3.60"), D("108.00"))])
+        yield City(engine, url, privacy, postpaid, prepaid)
 
 
 async def _open(conn: AsyncConnection, privacy: Privacy, billing: Any) -> str:

@@ -20,15 +20,11 @@ from core.privacy import generate_key
 from hub.envelope import Envelope
 from hub.store.tables import message
 from tests.flow.conftest import OPS_TOKEN, Stack, eventually
+from tests.flow.payflow import count
 from tests.flow.tax_stand_in import PAYMENT_ROUTES, TaxStandIn, registry
 
 AUTH = {"Authorization": f"Bearer {OPS_TOKEN}"}
 NAME = "王小明"
-
-
-async def _count(hub: Any, table: Any, *where: Any) -> int:
-    async with hub.db.read() as conn:
-        return int(await conn.scalar(select(func.count()).select_from(table).where(*where)) or 0)
 
 
 async def _city(hub: Any) -> str:
@@ -72,7 +68,7 @@ async def test_a_payment_is_credited_once_allocated_and_invoiced_under_one_corre
     await hub.publisher.publish([first])
 
     async def issued() -> bool:
-        return await _count(hub, invoice, invoice.c.status == "issued") == 1
+        return await count(hub, invoice, invoice.c.status == "issued") == 1
 
     await eventually(issued, what="the invoice issued and recorded", timeout=20)
     await hub.publisher.publish([again])
@@ -96,7 +92,7 @@ async def test_a_payment_is_credited_once_allocated_and_invoiced_under_one_corre
     assert isinstance(tax, TaxStandIn)
     assert [r["request_serial"] for r in tax.requests] == [f"PAY-{pay.id}"]  # one invoice request on the bus
     assert tax.requests[0]["user_name"] == NAME
-    assert await _count(hub, message, message.c.type == "invoice.requested") == 1
+    assert await count(hub, message, message.c.type == "invoice.requested") == 1
 
     trace: dict[str, Any] = {}
 

@@ -12,13 +12,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from ulid import ULID
 
 from core.accounts import CustomerIn, PremisesIn, Privacy, id_check_digit, open_account
@@ -39,8 +38,7 @@ from core.prepaid import PrepaidMeters, PrepaidSettings
 from core.privacy import KeyRing, generate_key
 from core.readings import ReadingsSettings
 from core.valves import Confirmation, MeterNotFound, ReopenRefused, reopen_valve
-from hub.migrations import upgrade
-from tests.flow.conftest import fresh_postgres_database
+from tests.flow.conftest import fresh_postgres_database, migrated_engine
 
 D = Decimal
 T0 = datetime(2026, 6, 1, 16, tzinfo=UTC)  # local midnight, 2 June
@@ -57,33 +55,10 @@ BOOK = TariffBook(versions=(ResidentialTariff(
 NO_REMINDER = PrepaidSettings(enabled=True, low_balance_yuan=None, low_balance_days=None)
 
 
-async def _engine(url: str, drop: Any) -> AsyncIterator[AsyncEngine]:
-    try:
-        await asyncio.to_thread(upgrade, url)
-        eng = create_async_engine(url)
-        try:
-            yield eng
-        finally:
-            await eng.dispose()
-    finally:
-        if drop is not None:
-            await drop()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    if request.param == "sqlite":
-        url, drop = f"sqlite+aiosqlite:///{tmp_path}/prepaid.db", None
-    else:
-        url, drop = await fresh_postgres_database(request.getfixturevalue("postgres_url"))
-    async for eng in _engine(url, drop):
-        yield eng
-
-
 @pytest.fixture
 async def pg_engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
     url, drop = await fresh_postgres_database(postgres_url)
-    async for eng in _engine(url, drop):
+    async with migrated_engine(url, drop) as eng:
         yield eng
 
 

@@ -24,6 +24,7 @@ from hub.app import Hub
 from hub.envelope import Envelope
 from tests.flow.conftest import OPS_TOKEN, VENDOR_TOKEN, Stack, eventually
 from tests.flow.tax_stand_in import PAYMENT_ROUTES, registry
+from tests.flow.test_reading_flows import push_doc, scalar
 
 AUTH = {"Authorization": f"Bearer {OPS_TOKEN}"}
 PHONE = "13912345678"
@@ -45,18 +46,6 @@ async def prepaid_account(hub: Hub, meter_id: str, points: list[tuple[datetime, 
             {"id": str(ULID()), "meter_id": meter_id, "read_at": at, "volume_m3": v, "source": "vendor",
              "quality": "valid", "message_id": f"seed-{ULID()}"} for at, v in points])
     return view.account_id
-
-
-def push_doc(sim: VendorCloudSimulator, n: int, at: datetime, volume: Decimal) -> dict[str, Any]:
-    doc = sim.reading(n)
-    doc["ts"] = int(at.timestamp() * 1000)
-    doc["totalLitres"] = int(volume * 1000)
-    return doc
-
-
-async def scalar(hub: Hub, stmt: Any) -> Any:
-    async with hub.db.read() as conn:
-        return await conn.scalar(stmt)
 
 
 async def test_readings_close_the_valve_a_top_up_does_not_and_the_engineer_reopens_it(stack: Stack) -> None:

@@ -28,6 +28,7 @@ from core.handlers.reading_exceptions import record_reading_exception
 from core.messages import Incoming
 from core.reading_checks import run_reading_checks
 from core.readings import ReadingsSettings
+from tests.api_login import role_headers
 from tests.flow.test_billing_run import BOOK
 from tests.flow.test_readings_db import (
     DAILY,
@@ -99,10 +100,7 @@ async def api(engine: AsyncEngine, privacy: Privacy) -> AsyncIterator[Api]:
     client = TestClient(TestServer(app))
     await client.start_server()
     try:
-        auth = {}
-        for role in Role:
-            resp = await client.post("/api/v1/auth/token", json={"username": role.value, "password": PASSWORD})
-            auth[role] = {"Authorization": f"Bearer {(await resp.json())['access_token']}"}
+        auth = await role_headers(client, PASSWORD)
         yield Api(client, engine, auth, accounts)
     finally:
         await client.close()

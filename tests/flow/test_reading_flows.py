@@ -127,7 +127,7 @@ async def test_a_day_of_flow_from_the_vendor_closes_the_valve_and_warns_the_hold
             return state == "closed" and stack.valves.valves.get(m) == "closed"
 
         await eventually(valve_closed, what="the valve closed and the meter's state recorded")
-        await eventually(lambda: _true(len(stack.sms.sent) == 1), what="the leak SMS")
+        await eventually(lambda: len(stack.sms.sent) == 1, what="the leak SMS")
         assert (stack.sms.sent[0]["template"], stack.sms.sent[0]["params"]["rule"]) == ("SMS_ALARM", "leak")
 
         flow = {"vendor-readings", "alarms", "valve-commands", "valve-states", "sms-send", "reading-exceptions"}
@@ -145,7 +145,3 @@ async def test_a_day_of_flow_from_the_vendor_closes_the_valve_and_warns_the_hold
         assert raised["body"]["data"]["kind"] == "leak"
     finally:
         await sim.aclose()
-
-
-async def _true(value: bool) -> bool:
-    return value

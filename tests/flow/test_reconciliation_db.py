@@ -39,6 +39,7 @@ from core.reconciliation import STATEMENT_TZ, Imported, LineKind, StatementError
 from core.reconciliation.queries import latest_per_channel
 from hub.reconcile import DownloadFailed, download, import_file
 from hub.store.db import Database
+from tests.api_login import role_headers
 from tests.flow.conftest import OPS_TOKEN, Stack
 from tests.flow.test_payments_db import City, city, paid, refunded
 
@@ -190,10 +191,7 @@ async def api(city: City) -> AsyncIterator[Api]:
     client = TestClient(TestServer(app))
     await client.start_server()
     try:
-        auth = {}
-        for role in Role:
-            resp = await client.post("/api/v1/auth/token", json={"username": role.value, "password": PASSWORD})
-            auth[role] = {"Authorization": f"Bearer {(await resp.json())['access_token']}"}
+        auth = await role_headers(client, PASSWORD)
         yield Api(client, auth)
     finally:
         await client.close()

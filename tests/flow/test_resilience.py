@@ -23,7 +23,7 @@ from hub.envelope import Envelope
 from hub.outbox_relay import OutboxRelay
 from hub.store.tables import dead_letter, hop, inbox
 from hub.transport.base import Delivery
-from tests.flow.conftest import OPS_TOKEN, VENDOR_TOKEN, Stack, eventually
+from tests.flow.conftest import OPS_TOKEN, VENDOR_TOKEN, Stack, equals, eventually
 
 AUTH = {"Authorization": f"Bearer {OPS_TOKEN}"}
 
@@ -97,7 +97,7 @@ async def test_breaker_pauses_the_route_while_the_partner_is_down_then_delivers_
     envs = [notification(n) for n in range(10)]
     await hub.publisher.publish(envs)
 
-    await eventually(lambda: _true(breaker.opened_count >= 1 and str(breaker.state) != "closed"),
+    await eventually(lambda: breaker.opened_count >= 1 and str(breaker.state) != "closed",
                      what="the breaker to open", timeout=10)
     assert str(breaker.state) == "open"
     async with aiohttp.ClientSession(headers=AUTH) as http:
@@ -134,8 +134,8 @@ async def test_breaker_pauses_the_route_while_the_partner_is_down_then_delivers_
 
     before_up = sms.requests
     sms.down = False  # the partner is back
-    await eventually(lambda: _true(len(sms.sent) == len(envs)), what="all ten SMS sent", timeout=15)
-    await eventually(lambda: _eq(_sms_hops(hub, "delivered"), len(envs)), what="ten delivered hops")
+    await eventually(lambda: len(sms.sent) == len(envs), what="all ten SMS sent", timeout=15)
+    await eventually(lambda: equals(_sms_hops(hub, "delivered"), len(envs)), what="ten delivered hops")
     await asyncio.sleep(0.5)  # anything doubled would arrive now
     assert {s["out_id"] for s in sms.sent} == {e.id for e in envs}
     assert len(sms.sent) == len(envs)
@@ -148,14 +148,6 @@ async def test_breaker_pauses_the_route_while_the_partner_is_down_then_delivers_
 
 async def _sms_hops(hub: Any, outcome: str) -> int:
     return await count(hub, hop, hop.c.route == "sms-send", hop.c.outcome == outcome)
-
-
-async def _true(value: bool) -> bool:
-    return value
-
-
-async def _eq(value: Any, expected: Any) -> bool:
-    return (await value) == expected
 
 
 # 2. Outbox: a crash between commit and publish ---------------------------------------------------
@@ -181,13 +173,13 @@ async def test_outbox_row_published_again_after_a_crash_before_the_mark_acts_onc
         doc = sim.alarm(7, "leak")
         status, _ = await sim.push(doc)
         assert status == 200
-        await eventually(lambda: _true(bool(crashed)), what="the relay's first pass")
+        await eventually(lambda: bool(crashed), what="the relay's first pass")
         [[command_msg]] = crashed
         # The relay's next pass (after its 1 s pause) publishes the same row again, same message id.
-        await eventually(lambda: _eq(route_outcomes(hub, "valve-commands", command_msg), ["delivered", "duplicate"]),
+        await eventually(lambda: equals(route_outcomes(hub, "valve-commands", command_msg), ["delivered", "duplicate"]),
                          what="one delivered and one duplicate hop", timeout=10)
-        await eventually(lambda: _eq(pending_outbox(hub), 0), what="no pending outbox rows")
-        await eventually(lambda: _eq(count(hub, valve_event), 1), what="valve state recorded")
+        await eventually(lambda: equals(pending_outbox(hub), 0), what="no pending outbox rows")
+        await eventually(lambda: equals(count(hub, valve_event), 1), what="valve state recorded")
         await asyncio.sleep(0.3)
     finally:
         await sim.aclose()
@@ -214,7 +206,7 @@ async def test_a_second_hub_takes_over_pending_outbox_rows_of_a_dead_one(
     try:
         doc7 = sim.alarm(7, "leak")
         assert (await sim.push(doc7))[0] == 200
-        await eventually(lambda: _eq(pending_outbox(first), 1), what="the valve command in the outbox")
+        await eventually(lambda: equals(pending_outbox(first), 1), what="the valve command in the outbox")
 
         class PublishThenDie:
             """Publishes for real (the broker confirms), then the process dies before the mark."""
@@ -229,11 +221,11 @@ async def test_a_second_hub_takes_over_pending_outbox_rows_of_a_dead_one(
         with pytest.raises(SimulatedCrash):
             await dying.run_once()
         assert await pending_outbox(first) == 1  # the mark was rolled back with the "crash"
-        await eventually(lambda: _eq(count(first, valve_event), 1), what="the first copy executed")
+        await eventually(lambda: equals(count(first, valve_event), 1), what="the first copy executed")
 
         doc8 = sim.alarm(8, "leak")  # committed, never published by the first hub
         assert (await sim.push(doc8))[0] == 200
-        await eventually(lambda: _eq(pending_outbox(first), 2), what="two pending rows")
+        await eventually(lambda: equals(pending_outbox(first), 2), what="two pending rows")
     finally:
         await sim.aclose()
     await first.stop()
@@ -241,9 +233,9 @@ async def test_a_second_hub_takes_over_pending_outbox_rows_of_a_dead_one(
 
     second = await stack.start_hub()  # same database (and, on rabbitmq, the same broker and queues)
     second_calls = count_calls(second, "valves", monkeypatch)
-    await eventually(lambda: _eq(pending_outbox(second), 0), what="the second hub's relay took over")
-    await eventually(lambda: _eq(count(second, valve_event), 2), what="both valve states recorded")
-    await eventually(lambda: _eq(_sorted(route_outcomes(second, "valve-commands")),
+    await eventually(lambda: equals(pending_outbox(second), 0), what="the second hub's relay took over")
+    await eventually(lambda: equals(count(second, valve_event), 2), what="both valve states recorded")
+    await eventually(lambda: equals(_sorted(route_outcomes(second, "valve-commands")),
                                  ["delivered", "delivered", "duplicate"]),
                      what="valve-commands: two delivered, one duplicate")
     await asyncio.sleep(0.3)
@@ -288,7 +280,7 @@ async def test_inbox_entry_left_unpublished_by_a_crash_is_published_when_the_par
         status, answer = await sim.push(doc)  # the vendor never heard OK, so it sends again
         assert status == 200
         assert (answer["msg"], answer["message_id"]) == ("ok", first.id)
-        await eventually(lambda: _eq(count(hub, reading), 1), what="the reading stored")
+        await eventually(lambda: equals(count(hub, reading), 1), what="the reading stored")
         assert await _inbox_published(hub, name, partner_key) is True
 
         status, answer = await sim.push(doc)
@@ -320,7 +312,7 @@ async def test_the_same_reading_published_five_times_concurrently_is_applied_onc
     hub = await stack.start_hub()
     env = meter_reading(1)
     await asyncio.gather(*(hub.publisher.publish([env]) for _ in range(5)))
-    await eventually(lambda: _eq(_count_hops(hub, "readings", env.id), 5), what="five settled copies")
+    await eventually(lambda: equals(_count_hops(hub, "readings", env.id), 5), what="five settled copies")
     await asyncio.sleep(0.3)
     assert sorted(await route_outcomes(hub, "readings", env.id)) == ["delivered"] + ["duplicate"] * 4
     assert await count(hub, reading) == 1
@@ -344,7 +336,7 @@ async def test_the_same_notification_five_times_concurrently_calls_the_partner_o
     hub = await stack.start_hub()
     env = notification(1)
     await asyncio.gather(*(hub.publisher.publish([env]) for _ in range(5)))
-    await eventually(lambda: _eq(_count_hops(hub, "sms-send", env.id), 5), what="five settled copies")
+    await eventually(lambda: equals(_count_hops(hub, "sms-send", env.id), 5), what="five settled copies")
     await asyncio.sleep(0.3)
     assert len(stack.sms.sent) == 1  # the simulator deduplicates by out_id, as a good gateway would
     assert sorted(await route_outcomes(hub, "sms-send", env.id)) == ["delivered"] + ["duplicate"] * 4
@@ -379,7 +371,7 @@ async def test_alarm_closes_the_valve_quickly_behind_a_backlog_of_readings(stack
         t0 = time.monotonic()
         status, _ = await sim.push(doc)
         assert status == 200
-        await eventually(lambda: _true(cid in stack.valves.arrived_at), what="the valve command",
+        await eventually(lambda: cid in stack.valves.arrived_at, what="the valve command",
                          timeout=SAFETY_BOUND_S * 5)
         latency = stack.valves.arrived_at[cid] - t0
         stored_then = await count(hub, reading)
@@ -392,7 +384,7 @@ async def test_alarm_closes_the_valve_quickly_behind_a_backlog_of_readings(stack
             # there only the bound is asserted.)
             assert stored_then < BACKLOG, "the backlog was done first; the test did not load the hub"
         assert stack.valves.valves == {sim.meter_id(7): "closed"}
-        await eventually(lambda: _eq(count(hub, reading), BACKLOG), what="the backlog stored", timeout=60)
+        await eventually(lambda: equals(count(hub, reading), BACKLOG), what="the backlog stored", timeout=60)
     finally:
         await sim.aclose()
 

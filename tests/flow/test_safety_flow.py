@@ -23,10 +23,6 @@ from tests.flow.test_reading_flows import PHONE, delivered, metered_account, sca
 METER = "SAFE-M1"
 
 
-async def _true(value: bool) -> bool:
-    return value
-
-
 async def test_a_leak_closes_the_valve_tells_the_holder_and_opens_an_order_in_one_traced_flow(stack: Stack) -> None:
     hub = await stack.start_hub()
     now = datetime.now(UTC).replace(microsecond=0)
@@ -35,8 +31,8 @@ async def test_a_leak_closes_the_valve_tells_the_holder_and_opens_an_order_in_on
         "alarm_id": "leak-flow-1", "kind": "leak", "meter_id": METER, "severity": 4, "detected_at": now.isoformat()})
     await hub.publisher.publish([leak])
 
-    await eventually(lambda: _true(stack.valves.valves.get(METER) == "closed"), what="the valve closed")
-    await eventually(lambda: _true(len(stack.sms.sent) == 1), what="the holder's SMS at the gateway")
+    await eventually(lambda: stack.valves.valves.get(METER) == "closed", what="the valve closed")
+    await eventually(lambda: len(stack.sms.sent) == 1, what="the holder's SMS at the gateway")
     (sms,) = stack.sms.sent
     assert sms["phone"] == PHONE
     assert sms["template"] == "SMS_ALARM"

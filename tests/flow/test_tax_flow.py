@@ -17,7 +17,7 @@ from core.db.tables_payments import invoice
 from core.privacy import field_context
 from hub.envelope import Envelope
 from hub.store.tables import dead_letter, hop, message
-from tests.flow.conftest import Stack, eventually
+from tests.flow.conftest import Stack, equals, eventually
 from tests.flow.payflow import (
     PHONE,
     count,
@@ -54,7 +54,7 @@ async def test_invoices_wait_while_the_tax_platform_is_stopped_and_are_issued_on
     await hub.publisher.publish([_payment(account_id, n, a) for n, a in enumerate(amounts)])
 
     breaker = hub.breakers["tax"]
-    await eventually(lambda: _true(breaker.opened_count >= 1), what="the tax breaker to open", timeout=15)
+    await eventually(lambda: breaker.opened_count >= 1, what="the tax breaker to open", timeout=15)
     seen: dict[str, Any] = {}
 
     async def backlog_shown() -> bool:
@@ -81,7 +81,7 @@ async def test_invoices_wait_while_the_tax_platform_is_stopped_and_are_issued_on
         return [r.status for r in await invoices(hub)] == ["issued"] * len(amounts)
 
     await eventually(all_issued, what="every invoice issued and stored", timeout=30)
-    await eventually(lambda: _true(len(invoice_sms(stack)) == len(amounts)), what="an SMS per invoice")
+    await eventually(lambda: len(invoice_sms(stack)) == len(amounts), what="an SMS per invoice")
     await asyncio.sleep(0.5)  # anything doubled would show now
 
     rows = await invoices(hub)
@@ -126,7 +126,7 @@ async def test_a_refused_invoice_comes_back_to_the_core_as_failed_with_the_code(
     assert row.failure_reason == "2101: buyer name does not match the tax id"
     assert row.invoice_number is None
     assert platform.invoices == {}
-    await eventually(lambda: _eq(count(hub, dead_letter, dead_letter.c.route == "invoices-tax"), 1),
+    await eventually(lambda: equals(count(hub, dead_letter, dead_letter.c.route == "invoices-tax"), 1),
                      what="the refused request dead-lettered for an operator")
     # The refusal went through the production route to the core, once, and nothing was issued or texted:
     # a refused request is not retried (it waits for an operator), so it is never issued twice either.
@@ -141,7 +141,7 @@ async def test_a_refused_invoice_comes_back_to_the_core_as_failed_with_the_code(
     again = Envelope(type="invoice.failed", source="test", subject=account_id, correlation_id=first.correlation_id,
                      data={"request_serial": row.request_serial, "reason": "2101: again"})
     await hub.publisher.publish([again])
-    await eventually(lambda: _eq(count(hub, hop, hop.c.route == "invoices-failed", hop.c.outcome == "delivered"), 2),
+    await eventually(lambda: equals(count(hub, hop, hop.c.route == "invoices-failed", hop.c.outcome == "delivered"), 2),
                      what="the second refusal delivered")
     (row,) = await invoices(hub)
     assert (row.status, row.failure_reason) == ("failed", "2101: buyer name does not match the tax id")
@@ -176,11 +176,3 @@ async def test_a_broken_answer_is_audited_and_the_retry_finds_the_invoice_instea
     assert len(retried) == 1
     assert "MalformedAnswer" in retried[0]
     assert await count(hub, dead_letter) == 0
-
-
-async def _true(value: bool) -> bool:
-    return value
-
-
-async def _eq(value: Any, expected: Any) -> bool:
-    return (await value) == expected

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from connectors.payments.unionpay.client import UnionPayError
 from connectors.payments.unionpay.simulator import UnionPaySimulator
 from tests.flow.conftest import Stack, eventually
+from tests.flow.payflow import payment_hub
 from tests.flow.payment_checks import (
     credited,
     credited_count_is,
@@ -28,7 +29,7 @@ from tests.flow.payment_checks import (
     postpaid_account,
     rejections,
 )
-from tests.flow.tax_stand_in import PAYMENT_ROUTES, registry
+from tests.flow.tax_stand_in import PAYMENT_ROUTES
 from tests.unionpay_peer import connector_settings, forger, simulator
 
 PATH = "/partners/unionpay/notify"
@@ -44,9 +45,7 @@ async def unionpay() -> AsyncIterator[UnionPaySimulator]:
 
 
 async def _hub(stack: Stack, routes: str = PAYMENT_ROUTES) -> Any:
-    (stack.routes_dir / "payments.toml").write_text(routes)
-    connectors = {**stack.settings().connectors, "tax": {"kind": "tax_stand_in"}, "unionpay": connector_settings()}
-    return await stack.start_hub(registry=registry(), connectors=connectors)
+    return await payment_hub(stack, "unionpay", connector_settings(), routes=routes)
 
 
 def _order() -> str:

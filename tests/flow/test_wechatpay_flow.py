@@ -26,10 +26,12 @@ from tests.flow.payflow import (
     invoice_sms,
     invoices,
     open_test_account,
+    payment_hub,
     production_payment_routes,
     soap_tax,
 )
-from tests.flow.tax_stand_in import PAYMENT_ROUTES, registry
+from tests.flow.payment_checks import credited_count_is, transactions_credited
+from tests.flow.tax_stand_in import PAYMENT_ROUTES
 from tests.wechatpay_peer import (
     connector_settings,
     notification,
@@ -42,10 +44,7 @@ PATH = "/partners/wechatpay/notify"
 
 
 async def _hub(stack: Stack, *, routes: str = PAYMENT_ROUTES) -> Any:
-    (stack.routes_dir / "payments.toml").write_text(routes)
-    connectors = {**stack.settings().connectors, "tax": {"kind": "tax_stand_in"},
-                  "wechatpay": connector_settings()}
-    return await stack.start_hub(registry=registry(), connectors=connectors)
+    return await payment_hub(stack, "wechatpay", connector_settings(), routes=routes)
 
 
 async def _account(hub: Any) -> str:
@@ -57,12 +56,6 @@ async def _post(url: str, headers: dict[str, str], body: bytes) -> tuple[int, by
         return resp.status, await resp.read()
 
 
-async def _credited(hub: Any) -> list[tuple[str, Decimal]]:
-    async with hub.db.read() as conn:
-        return [(r.transaction_id, Decimal(r.amount).quantize(Decimal("0.01")))
-                for r in await conn.execute(select(payment.c.transaction_id, payment.c.amount))]
-
-
 async def test_a_notification_signed_by_the_platforms_code_is_credited_once(stack: Stack) -> None:
     hub = await _hub(stack)
     account_id = await _account(hub)
@@ -72,12 +65,12 @@ async def test_a_notification_signed_by_the_platforms_code_is_credited_once(stac
     assert sdk_accepts(headers, body) is not None  # a genuine notification, by the SDK's own check
     status, answer = await _post(stack.base_url(hub) + PATH, headers, body)
     assert (status, answer) == (204, b"")
-    await eventually(lambda: _has(hub, 1), what="the payment credited")
+    await eventually(lambda: credited_count_is(hub, 1), what="the payment credited")
     # WeChat sends it again, signed afresh (the 204 was lost on the way, say): accepted, nothing new.
     status, _ = await _post(stack.base_url(hub) + PATH, signed(body), body)
     assert status == 204
     await asyncio.sleep(0.3)
-    assert await _credited(hub) == [(txn["transaction_id"], Decimal("200.50"))]
+    assert await transactions_credited(hub) == [(txn["transaction_id"], Decimal("200.50"))]
     assert await count(hub, message, message.c.type == "payment.received") == 1
     async with hub.db.read() as conn:
         kept = await conn.scalar(select(func.sum(credit.c.amount)).where(credit.c.account_id == account_id))
@@ -88,10 +81,6 @@ async def test_a_notification_signed_by_the_platforms_code_is_credited_once(stac
         stored = (await conn.execute(select(message.c.body).where(message.c.type == "payment.received"))).scalar_one()
     assert b"oUpF8uMuAJO_M2pxb1Q9zNjWeS6o" not in bytes(stored)  # the payer's openid is sealed at rest
     assert hub.connectors["wechatpay"].health().extra["accepted"] == 2
-
-
-async def _has(hub: Any, n: int) -> bool:
-    return len(await _credited(hub)) == n
 
 
 async def test_five_concurrent_copies_credit_once_invoice_once_over_soap_and_text_once(
@@ -110,10 +99,10 @@ async def test_five_concurrent_copies_credit_once_invoice_once_over_soap_and_tex
     url = stack.base_url(hub) + PATH
     answers = await asyncio.gather(*(_post(url, headers, body) for headers in copies))
     assert [status for status, _ in answers] == [204] * 5
-    await eventually(lambda: _true(len(invoice_sms(stack)) >= 1), what="the invoice's SMS sent", timeout=20)
+    await eventually(lambda: len(invoice_sms(stack)) >= 1, what="the invoice's SMS sent", timeout=20)
     await asyncio.sleep(1.0)  # anything doubled would show now
 
-    assert await _credited(hub) == [(txn["transaction_id"], Decimal("168.00"))]
+    assert await transactions_credited(hub) == [(txn["transaction_id"], Decimal("168.00"))]
     async with hub.db.read() as conn:
         kept = await conn.scalar(select(func.sum(credit.c.amount)).where(credit.c.account_id == account_id))
     assert Decimal(kept).quantize(Decimal("0.01")) == Decimal("168.00")
@@ -141,7 +130,7 @@ async def test_one_request_replayed_five_times_at_once_is_taken_once(stack: Stac
     answers = await asyncio.gather(*(_post(stack.base_url(hub) + PATH, headers, body) for _ in range(5)))
     assert sorted(status for status, _ in answers) == [204, 401, 401, 401, 401]
     assert all(b"replayed" in answer for status, answer in answers if status == 401)
-    await eventually(lambda: _has(hub, 1), what="the payment credited")
+    await eventually(lambda: credited_count_is(hub, 1), what="the payment credited")
     assert await count(hub, hop, hop.c.route == "in:wechatpay", hop.c.outcome == "rejected") == 4
     assert await count(hub, message, message.c.type == "payment.received") == 1
 
@@ -181,7 +170,7 @@ async def test_refused_notifications_are_audited_and_credit_nothing(stack: Stack
     elif case == "replayed":
         status, _ = await _post(url, headers, body)
         assert status == 204
-        await eventually(lambda: _has(hub, 1), what="the first copy credited")
+        await eventually(lambda: credited_count_is(hub, 1), what="the first copy credited")
         async with hub.db.begin() as conn:  # forget the payment, to see that the replay credits nothing
             await conn.execute(credit.delete())
             await conn.execute(payment.delete())
@@ -195,7 +184,7 @@ async def test_refused_notifications_are_audited_and_credit_nothing(stack: Stack
     assert doc["code"] == "FAIL"
     assert words in doc["message"]
     await asyncio.sleep(0.3)
-    assert await _credited(hub) == []
+    assert await transactions_credited(hub) == []
     async with hub.db.read() as conn:
         rejected = (await conn.execute(select(hop.c.route, hop.c.error).where(hop.c.outcome == "rejected"))).all()
     assert len(rejected) == 1
@@ -241,9 +230,5 @@ async def test_the_platform_hears_204_only_after_the_broker_confirmed(stack: Sta
     status, _ = await _post(stack.base_url(hub) + PATH, signed(body), body)
     events.append(f"answered {status}")
     assert events == ["confirmed", "answered 204"]
-    await eventually(lambda: _has(hub, 1), what="the resend credited")
-    assert await _credited(hub) == [(txn["transaction_id"], Decimal("50.00"))]
-
-
-async def _true(value: bool) -> bool:
-    return value
+    await eventually(lambda: credited_count_is(hub, 1), what="the resend credited")
+    assert await transactions_credited(hub) == [(txn["transaction_id"], Decimal("50.00"))]

@@ -35,7 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.readings_handler import DEFAULT_PG, drop_database, fresh_database, next_batches, seed
+from bench.pgdb import drop_database, fresh_database
+from bench.readings_handler import DEFAULT_PG, next_batches, seed
 from core.config import CoreConfig
 from core.db.tables_accounts import account
 from core.db.tables_billing import meter
@@ -59,7 +60,7 @@ async def timed(engine: AsyncEngine, fn: Callable[..., Awaitable[object]], batch
 
 
 async def city(pg: str, kind: str, batches: int, size: int, meters: int) -> None:
-    url = await fresh_database(pg)
+    url = await fresh_database(pg, "gh_bench_rd")
     engine = create_async_engine(url)
     try:
         await upgrade_async(url)

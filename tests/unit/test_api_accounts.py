@@ -31,6 +31,7 @@ from core.db.tables_payments import allocation, credit, invoice, payment
 from core.privacy import KeyRing, generate_key
 from core.tariffs import add_versions
 from hub.migrations import upgrade
+from tests.api_login import role_headers
 from tests.flow.conftest import fresh_postgres_database
 
 PASSWORD = "correct horse battery staple"
@@ -104,10 +105,7 @@ async def _build(tmp_path: Path, privacy: Privacy | None, url: str | None = None
     client = TestClient(TestServer(app))
     await client.start_server()
     try:
-        auth = {}
-        for role in Role:
-            resp = await client.post("/api/v1/auth/token", json={"username": role.value, "password": PASSWORD})
-            auth[role] = {"Authorization": f"Bearer {(await resp.json())['access_token']}"}
+        auth = await role_headers(client, PASSWORD)
         yield Api(client, engine, auth)
     finally:
         await client.close()

@@ -30,6 +30,7 @@ from core.handlers.payments import PaymentHandlers
 from core.messages import Incoming
 from core.privacy import KeyRing, generate_key
 from hub.migrations import upgrade
+from tests.api_login import role_headers
 
 PASSWORD = "correct horse battery staple"
 NAME = "张三丰"
@@ -112,10 +113,7 @@ async def _build(tmp_path: Path, keys: bool) -> AsyncIterator[Api]:
     client = TestClient(TestServer(app))
     await client.start_server()
     try:
-        auth = {}
-        for role in Role:
-            resp = await client.post("/api/v1/auth/token", json={"username": role.value, "password": PASSWORD})
-            auth[role] = {"Authorization": f"Bearer {(await resp.json())['access_token']}"}
+        auth = await role_headers(client, PASSWORD)
         yield Api(client, engine, auth, account_id, payment_id)
     finally:
         await client.close()

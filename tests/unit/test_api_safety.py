@@ -30,6 +30,7 @@ from core.messages import Incoming
 from core.privacy import KeyRing, generate_key
 from core.workorders import WorkOrderSettings
 from hub.migrations import upgrade
+from tests.api_login import role_headers
 from tests.flow.conftest import fresh_postgres_database
 
 PASSWORD = "correct horse battery staple"
@@ -105,10 +106,7 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
         client = TestClient(TestServer(app))
         await client.start_server()
         try:
-            auth = {}
-            for role in Role:
-                resp = await client.post("/api/v1/auth/token", json={"username": role.value, "password": PASSWORD})
-                auth[role] = {"Authorization": f"Bearer {(await resp.json())['access_token']}"}
+            auth = await role_headers(client, PASSWORD)
             yield Api(client, engine, auth)
         finally:
             await client.close()

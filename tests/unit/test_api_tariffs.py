@@ -25,6 +25,7 @@ from core.db.tables_tariffs import tariff_version
 from core.tariffs import add_versions
 from hub.billing import load_tariffs
 from hub.migrations import upgrade
+from tests.api_login import role_headers
 from tests.flow.conftest import fresh_postgres_database
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,10 +76,7 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
         client = TestClient(TestServer(app))
         await client.start_server()
         try:
-            auth = {}
-            for role in Role:
-                resp = await client.post("/api/v1/auth/token", json={"username": role.value, "password": PASSWORD})
-                auth[role] = {"Authorization": f"Bearer {(await resp.json())['access_token']}"}
+            auth = await role_headers(client, PASSWORD)
             yield Api(client, engine, auth)
         finally:
             await client.close()

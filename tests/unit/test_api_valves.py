@@ -24,6 +24,7 @@ from core.db.tables import outbox
 from core.db.tables_api import api_audit
 from core.privacy import KeyRing, generate_key
 from hub.migrations import upgrade
+from tests.api_login import role_headers
 from tests.flow.test_prepaid_db import day, handle, leak_alarm, prepaid_meter, top_up
 
 PASSWORD = "correct horse battery staple"
@@ -88,10 +89,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     app.add_subapp("/api/v1", build_api(engine, clock=clock, policy=AuthPolicy()))
     client = TestClient(TestServer(app))
     await client.start_server()
-    auth = {}
-    for role in Role:
-        resp = await client.post("/api/v1/auth/token", json={"username": role.value, "password": PASSWORD})
-        auth[role] = {"Authorization": f"Bearer {(await resp.json())['access_token']}"}
+    auth = await role_headers(client, PASSWORD)
     try:
         yield Api(client, engine, clock, auth, privacy, account_id)
     finally:
