@@ -94,13 +94,13 @@ async def test_a_resend_after_our_success_was_lost_hears_success_and_credits_not
     assert sdk_accepts(resend)
     url = stack.base_url(hub) + PATH
     assert await _post(url, first) == (200, "success")  # ... and Alipay never heard it
-    await eventually(lambda: _has(hub, 1), what="the payment credited")
+    await eventually(lambda: credited_count_is(hub, 1), what="the payment credited")
     assert await _post(url, resend) == (200, "success")
     status, answer = await _post(url, first)
     assert (status, answer.startswith("fail: replayed")) == (401, True)
     await asyncio.sleep(0.3)
-    assert await _credited(hub) == [(fields["trade_no"], Decimal("88.00"))]
-    assert await _count(hub, message, message.c.type == "payment.received") == 1
+    assert await transactions_credited(hub) == [(fields["trade_no"], Decimal("88.00"))]
+    assert await count(hub, message, message.c.type == "payment.received") == 1
 
 
 async def test_five_concurrent_copies_credit_once_and_all_hear_success(stack: Stack) -> None:

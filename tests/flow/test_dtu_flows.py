@@ -241,4 +241,5 @@ async def test_a_worker_leaves_dtu_valve_commands_to_the_process_holding_the_con
                                            .where(hop.c.route == "dtu-valve-commands"))).all()
         assert {tuple(o) for o in outcomes} == {("delivered", 1)}
     finally:
+        await worker.stop()  # first, while the run hub and its DTU are still up
         await sim.aclose()
