@@ -50,7 +50,7 @@ from connectors.meters.cjt188 import (
 from connectors.meters.cjt188.frame import ADDRESS_BYTES
 from connectors.meters.cjt188.messages import DI_METERING
 from connectors.meters.cjt188.profiles import MeterProfile, MeterProfiles
-from connectors.meters.dtu import DtuSession, RegistrationRefused, read_registration
+from connectors.meters.dtu import CLOSE_WAIT_S, DtuSession, RegistrationRefused, read_registration
 from connectors.meters.settings import DtuSettings, MeterBinding
 from core.catalogue.messages import MessageType, ValveCommand, ValveState
 from core.catalogue.messages import ValveAction as CanonicalValveAction
@@ -144,7 +144,8 @@ class DtuConnector(InboundConnector[DtuSettings], OutboundConnector[DtuSettings]
         with contextlib.suppress(Exception):
             await self.stop()
             if self._server is not None:
-                await self._server.wait_closed()
+                async with asyncio.timeout(CLOSE_WAIT_S):  # newer Pythons wait for every connection here
+                    await self._server.wait_closed()
         self._server = None
 
     def health(self) -> Health:

@@ -22,6 +22,8 @@ from connectors.meters.settings import VendorFormat
 from hub.errors import ConnectorTimeout, TransientError
 
 log = logging.getLogger(__name__)
+CLOSE_WAIT_S = 5.0
+"""How long closing a DTU's connection waits for it to be closed (the peer may have stopped reading)."""
 
 WILDCARD = "AAAAAAAAAAAAAA"
 
@@ -189,5 +191,7 @@ class DtuSession:
         if self._pending is not None and not self._pending[2].done():
             self._pending[2].set_exception(TransientError(f"DTU {self.dtu_id} disconnected"))
         self._writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await self._writer.wait_closed()
+        # Bounded: a DTU that stopped reading leaves unsent bytes, and the close would wait for them.
+        with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+            async with asyncio.timeout(CLOSE_WAIT_S):
+                await self._writer.wait_closed()
