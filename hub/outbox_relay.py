@@ -112,5 +112,8 @@ class OutboxRelay:
             if n >= self.batch:
                 continue
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation that arrives as
+            # the wake-up does (cpython#86296), and the relay then ran on and held the hub's stop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+                async with asyncio.timeout(self.poll_interval_s):
+                    await self._wake.wait()

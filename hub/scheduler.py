@@ -71,8 +71,9 @@ class Scheduler:
                             task.add_done_callback(running.discard)
                 wait = min((e.next_run for e in self._entries.values()), default=now + timedelta(seconds=60)) - now
                 self._changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), max(0.01, wait.total_seconds()))
+                with contextlib.suppress(TimeoutError):  # not wait_for: it can lose a cancellation (3.11)
+                    async with asyncio.timeout(max(0.01, wait.total_seconds())):
+                        await self._changed.wait()
         finally:
             for task in running:
                 task.cancel()

@@ -22,5 +22,6 @@ async def wait_until_stopped(stop: asyncio.Event, duration: float | None) -> Non
     if duration is None:
         await stop.wait()
         return
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), duration)
+    with contextlib.suppress(TimeoutError):  # not wait_for: it can lose a cancellation (Python 3.11)
+        async with asyncio.timeout(duration):
+            await stop.wait()

@@ -340,8 +340,9 @@ class CtwingConnector(InboundConnector[CtwingSettings], OutboundConnector[Ctwing
                 if left <= 0:
                     raise ConnectorTimeout(f"no answer from the meter to CTWing command {task} within "
                                            f"{settings.answer_within_s:g} s")
-                with contextlib.suppress(TimeoutError):
-                    return await asyncio.wait_for(asyncio.shield(future), min(left, settings.poll_every_s))
+                with contextlib.suppress(TimeoutError):  # not wait_for: it can lose a cancellation (3.11)
+                    async with asyncio.timeout(min(left, settings.poll_every_s)):
+                        return await asyncio.shield(future)
                 if loop.time() >= deadline:
                     continue
                 status = await self.client.command_status(task, product_id=self.settings.product_id,
