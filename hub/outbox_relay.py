@@ -9,7 +9,6 @@ ids, which consumers deduplicate.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from hub.envelope import Envelope
 from hub.errors import TransportError, Unroutable
 from hub.metrics import HubMetrics
 from hub.publisher import Publisher
+from hub.signals import wait_event
 from hub.store import deadletters
 from hub.store.audit import Hop, Outcome, append_hops
 from hub.store.db import Database
@@ -112,8 +112,4 @@ class OutboxRelay:
             if n >= self.batch:
                 continue
             self._wake.clear()
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation that arrives as
-            # the wake-up does (cpython#86296), and the relay then ran on and held the hub's stop forever.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.poll_interval_s):
-                    await self._wake.wait()
+            await wait_event(self._wake, self.poll_interval_s)

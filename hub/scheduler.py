@@ -8,12 +8,13 @@ skipped, not stacked. Jobs that must run once across many processes take a datab
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
+
+from hub.signals import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,7 @@ class Scheduler:
                             task.add_done_callback(running.discard)
                 wait = min((e.next_run for e in self._entries.values()), default=now + timedelta(seconds=60)) - now
                 self._changed.clear()
-                with contextlib.suppress(TimeoutError):  # not wait_for: it can lose a cancellation (3.11)
-                    async with asyncio.timeout(max(0.01, wait.total_seconds())):
-                        await self._changed.wait()
+                await wait_event(self._changed, max(0.01, wait.total_seconds()))
         finally:
             for task in running:
                 task.cancel()

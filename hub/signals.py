@@ -17,11 +17,20 @@ def stop_on_signals() -> asyncio.Event:
     return stop
 
 
+async def wait_event(event: asyncio.Event, seconds: float) -> bool:
+    """Wait for ``event`` at most ``seconds``; True when it was set. A cancellation always gets
+    through: ``asyncio.timeout``, never ``asyncio.wait_for``, which on Python 3.11 loses a cancellation
+    that arrives as the event fires (cpython#86296) and so kept a stopping hub's loops running."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+            return True
+    return False
+
+
 async def wait_until_stopped(stop: asyncio.Event, duration: float | None) -> None:
     """Return when ``stop`` is set or, with a ``duration``, when that many seconds have passed."""
     if duration is None:
         await stop.wait()
         return
-    with contextlib.suppress(TimeoutError):  # not wait_for: it can lose a cancellation (Python 3.11)
-        async with asyncio.timeout(duration):
-            await stop.wait()
+    await wait_event(stop, duration)
