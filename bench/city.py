@@ -34,7 +34,7 @@ from decimal import Decimal
 from core.accounts.validation import id_check_digit
 from core.billing import FlatTariff, ResidentialTariff, TariffBook, TariffCategory
 from core.billing_run import CHINA_TZ
-from core.billing_run.ids import encode_ulid
+from core.ids import encode_ulid
 
 CHUNK = 2000
 """Accounts per chunk (one random generator each); fixed so that the data depends only on the seed."""

@@ -17,11 +17,11 @@ import orjson
 from pydantic import BaseModel
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
-from ulid import ULID
 
 from core.catalogue import CATALOGUE, Lane
-from core.db.bulk import insert_many
+from core.db.bulk import among, insert_columns
 from core.db.tables import outbox
+from core.ids import new_ids
 from core.messages import Cause, Event
 
 
@@ -47,29 +47,26 @@ async def emit(conn: AsyncConnection, events: Sequence[tuple[Event, Cause | None
     message ids, in order."""
     if not events:
         return []
-    rows = []
-    ids = []
+    ids = new_ids(len(events))
+    columns: dict[str, list[Any]] = {name: [] for name in _EMIT_COLUMNS}
     now = _now_us()
-    for event, cause in events:
+    for message_id, (event, cause) in zip(ids, events, strict=True):
         entry = CATALOGUE[(event.type, event.version)]
         data = event.data if isinstance(event.data, BaseModel) else entry.model.model_validate(event.data)
-        message_id = str(ULID())
-        ids.append(message_id)
-        rows.append(
-            {
-                "id": message_id,
-                "type": event.type,
-                "version": event.version,
-                "subject": event.subject if event.subject is not None else (cause.subject if cause else None),
-                "correlation_id": cause.correlation_id if cause else message_id,
-                "causation_id": cause.message_id if cause else None,
-                "lane": str(event.lane or entry.lane),
-                "data": orjson.dumps(data.model_dump(mode="json")).decode(),
-                "created_us": now,
-            }
-        )
-    await insert_many(conn, outbox, rows)
+        columns["id"].append(message_id)
+        columns["type"].append(event.type)
+        columns["version"].append(event.version)
+        columns["subject"].append(event.subject if event.subject is not None else (cause.subject if cause else None))
+        columns["correlation_id"].append(cause.correlation_id if cause else message_id)
+        columns["causation_id"].append(cause.message_id if cause else None)
+        columns["lane"].append(str(event.lane or entry.lane))
+        columns["data"].append(data.model_dump_json())
+        columns["created_us"].append(now)
+    await insert_columns(conn, outbox, columns)
     return ids
+
+
+_EMIT_COLUMNS = ("id", "type", "version", "subject", "correlation_id", "causation_id", "lane", "data", "created_us")
 
 
 async def claim_pending(conn: AsyncConnection, limit: int) -> list[OutboxRow]:
@@ -102,7 +99,7 @@ async def claim_pending(conn: AsyncConnection, limit: int) -> list[OutboxRow]:
 async def mark_published(conn: AsyncConnection, ids: Sequence[str]) -> None:
     if ids:
         await conn.execute(
-            update(outbox).where(outbox.c.id.in_(list(ids))).values(published_us=_now_us())
+            update(outbox).where(among(conn, outbox.c.id, ids)).values(published_us=_now_us())
         )
 
 

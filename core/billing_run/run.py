@@ -126,7 +126,7 @@ async def run_billing(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="billing-run") as pricing:
 
         async def read(after: str) -> tuple[list[Any], asyncio.Future[PricedBatch] | None]:
-            rows = list((await conn.execute(plan.batch_query(after, batch_size))).all())
+            rows = list((await conn.execute(plan.batch_query(after, batch_size, dialect=conn.dialect.name))).all())
             estimates = await plan.estimates_for(conn, rows)
             households = await plan.households_for(conn, rows)
             return rows, (loop.run_in_executor(pricing, price_batch, plan, rows, estimates, households)

@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Table, insert, text
+from sqlalchemy import ARRAY, ColumnElement, Table, any_, cast, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -37,6 +37,16 @@ def _pg_statement(table: Table, columns: tuple[str, ...], ignore: bool, returnin
     if returning:
         sql += " RETURNING " + ", ".join(f'"{name}"' for name in returning)
     return text(sql)
+
+
+def among(conn: AsyncConnection, column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[bool]:
+    """``column`` is one of ``values``. On PostgreSQL ``column = ANY($1)`` with one array parameter:
+    the statement's text is the same for any number of values, so it is prepared and planned once,
+    and SQLAlchemy renders no placeholder per value (an ``IN`` of a 2,000-account batch cost a
+    billing run about 6 % of its client CPU in that rendering). Elsewhere ``IN (…)``."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(cast(list(values), ARRAY(column.type)))
+    return column.in_(list(values))
 
 
 async def _driver(conn: AsyncConnection) -> Any:

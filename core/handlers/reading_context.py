@@ -35,6 +35,7 @@ from sqlalchemy import Executable, Integer, Numeric, String, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.catalogue.messages import AlarmKind, ReadingSource
+from core.db.bulk import among
 from core.db.tables import alarm, valve_event
 from core.db.tables_accounts import account, customer
 from core.db.tables_billing import meter
@@ -250,7 +251,7 @@ async def valve_reported_at(conn: AsyncConnection, meter_ids: Iterable[str]) -> 
     holds the state of that latest report, so the valve has not moved since then."""
     stmt = (
         select(valve_event.c.meter_id, func.max(valve_event.c.observed_at))
-        .where(valve_event.c.meter_id.in_(sorted(set(meter_ids))))
+        .where(among(conn, valve_event.c.meter_id, sorted(set(meter_ids))))
         .group_by(valve_event.c.meter_id)
     )
     return {m: at for m, at in await conn.execute(stmt)}
@@ -259,7 +260,8 @@ async def valve_reported_at(conn: AsyncConnection, meter_ids: Iterable[str]) -> 
 async def open_leak_alarms(conn: AsyncConnection, meter_ids: Iterable[str]) -> set[str]:
     """Meters with a leak alarm that no operator has cleared yet."""
     stmt = select(alarm.c.meter_id).where(
-        alarm.c.meter_id.in_(sorted(set(meter_ids))), alarm.c.kind == AlarmKind.LEAK.value, alarm.c.status == "open")
+        among(conn, alarm.c.meter_id, sorted(set(meter_ids))), alarm.c.kind == AlarmKind.LEAK.value,
+        alarm.c.status == "open")
     return set((await conn.execute(stmt)).scalars())
 
 
@@ -278,6 +280,6 @@ async def holders(conn: AsyncConnection, meter_ids: Iterable[str]) -> dict[str, 
         select(meter.c.id, account.c.id.label("account_id"), customer.c.id.label("customer_id"), customer.c.phone_enc)
         .join(account, account.c.id == meter.c.account_id)
         .join(customer, customer.c.id == account.c.customer_id)
-        .where(meter.c.id.in_(sorted(set(meter_ids))))
+        .where(among(conn, meter.c.id, sorted(set(meter_ids))))
     )
     return {r.id: Holder(r.account_id, r.customer_id, r.phone_enc) for r in await conn.execute(stmt)}

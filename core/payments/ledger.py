@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ulid import ULID
 
 from core.billing.money import ZERO_MONEY
-from core.db.bulk import insert_many
+from core.db.bulk import among, insert_many
 from core.db.tables_accounts import account, customer
 from core.db.tables_billing import bill, meter
 from core.db.tables_payments import allocation, credit, payment, prepaid_entry
@@ -44,7 +44,7 @@ async def lock_accounts(conn: AsyncConnection, account_ids: Iterable[str]) -> di
         return {}
     stmt = (
         select(account.c.id, account.c.billing, account.c.customer_id, account.c.status)
-        .where(account.c.id.in_(ids))
+        .where(among(conn, account.c.id, ids))
         .order_by(account.c.id)
         .with_for_update()
     )
@@ -62,7 +62,7 @@ def require_accounts(found: dict[str, Any], wanted: Iterable[str], what: str) ->
 async def meters_of(conn: AsyncConnection, account_ids: Sequence[str]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = defaultdict(list)
     if account_ids:
-        stmt = select(meter.c.account_id, meter.c.id).where(meter.c.account_id.in_(list(account_ids)))
+        stmt = select(meter.c.account_id, meter.c.id).where(among(conn, meter.c.account_id, account_ids))
         for row in await conn.execute(stmt.order_by(meter.c.id)):
             found[row.account_id].append(row.id)
     return found
@@ -72,14 +72,14 @@ async def open_bills(conn: AsyncConnection, account_ids: Sequence[str]) -> dict[
     """Per account, its issued bills that still owe money."""
     paid = (
         select(allocation.c.bill_id, func.sum(allocation.c.amount).label("paid"))
-        .where(allocation.c.account_id.in_(list(account_ids)))
+        .where(among(conn, allocation.c.account_id, account_ids))
         .group_by(allocation.c.bill_id)
         .subquery()
     )
     stmt = (
         select(bill.c.id, bill.c.account_id, bill.c.period_start, bill.c.created_at, bill.c.total, paid.c.paid)
         .outerjoin(paid, paid.c.bill_id == bill.c.id)
-        .where(bill.c.account_id.in_(list(account_ids)), bill.c.status == "issued")
+        .where(among(conn, bill.c.account_id, account_ids), bill.c.status == "issued")
     )
     found: dict[str, list[OpenBill]] = defaultdict(list)
     for row in await conn.execute(stmt):
@@ -94,7 +94,7 @@ async def unused_credit(conn: AsyncConnection, account_ids: Sequence[str]) -> di
     stmt = (
         select(credit.c.account_id, credit.c.payment_id, payment.c.paid_at, func.sum(credit.c.amount).label("left"))
         .join(payment, payment.c.id == credit.c.payment_id)
-        .where(credit.c.account_id.in_(list(account_ids)))
+        .where(among(conn, credit.c.account_id, account_ids))
         .group_by(credit.c.account_id, credit.c.payment_id, payment.c.paid_at)
     )
     rows = sorted(await conn.execute(stmt), key=lambda r: (r.paid_at, r.payment_id))
@@ -192,7 +192,7 @@ async def holder_names(conn: AsyncConnection, cipher: FieldCipher, account_ids: 
     stmt = (
         select(account.c.id, customer.c.id.label("customer_id"), customer.c.name_enc)
         .join(customer, customer.c.id == account.c.customer_id)
-        .where(account.c.id.in_(list(account_ids)))
+        .where(among(conn, account.c.id, account_ids))
     )
     return {
         row.id: cipher.decrypt(row.name_enc, context=field_context(customer.name, "name", row.customer_id))

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import String, any_, cast, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.db.bulk import insert_many
+from core.db.bulk import among, insert_many
 from hub.envelope import Envelope
 from hub.store.audit import now_us
 from hub.store.sealing import BodySealer
@@ -75,7 +73,7 @@ async def admit_many(conn: AsyncConnection, arrivals: Sequence[Arrival], sealer:
             by_source.setdefault(a.source, []).append(a.partner_key)
     for source, keys in by_source.items():
         rows = await conn.execute(select(inbox.c.partner_key, inbox.c.message_id, inbox.c.body, inbox.c.published_us)
-                                  .where(inbox.c.source == source, _among(conn, inbox.c.partner_key, keys)))
+                                  .where(inbox.c.source == source, among(conn, inbox.c.partner_key, keys)))
         for row in rows:
             published = row.published_us is not None
             first = row.body if published else sealer.open("hub_inbox", row.message_id, row.body)
@@ -95,17 +93,8 @@ async def mark_published_many(conn: AsyncConnection, arrivals: Sequence[Arrival]
         else:
             plain.setdefault(a.source, []).append(a.partner_key)
     for source, keys in plain.items():
-        await conn.execute(update(inbox).where(inbox.c.source == source, _among(conn, inbox.c.partner_key, keys))
+        await conn.execute(update(inbox).where(inbox.c.source == source, among(conn, inbox.c.partner_key, keys))
                            .values(published_us=published))
-
-
-def _among(conn: AsyncConnection, column: Any, values: Sequence[str]) -> Any:
-    """``column`` is one of ``values``: on PostgreSQL ``= ANY($1)`` with one array parameter, so that
-    the statement is the same text for any number of values (prepared once, planned once); elsewhere
-    ``IN (…)``."""
-    if conn.dialect.name == "postgresql":
-        return column == any_(cast(list(values), ARRAY(String)))
-    return column.in_(values)
 
 
 async def claim_many(conn: AsyncConnection, claims: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:

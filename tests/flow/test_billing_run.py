@@ -374,7 +374,7 @@ async def test_a_run_that_loses_a_race_writes_only_what_it_inserted(engine: Asyn
     billed and writes lines and an event only for the bill it really inserted (A2)."""
     plan = RunPlan(BOOK, FEB, MAR, period_boundary(FEB), period_boundary(MAR), NOW)
     async with engine.begin() as conn:
-        rows = list((await conn.execute(plan.batch_query("", 10))).all())
+        rows = list((await conn.execute(plan.batch_query("", 10, dialect=conn.dialect.name))).all())
         priced = price_batch(plan, rows)
         assert sorted(row[1] for row in priced.bills) == ["A1", "A2"]
         await conn.execute(insert(bill).values(

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.db.bulk import insert_columns, insert_new
+from core.db.bulk import among, insert_columns, insert_new
 from core.db.tables import reading
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -54,3 +54,19 @@ async def test_bulk_writes_as_the_first_statements_roll_back_with_the_transactio
         assert await insert_new(conn, reading, readings(["d-1"])) == {"d-1"}  # the savepoint path first
         await transaction.rollback()
     assert await count(engine) == 0
+
+
+async def test_among_selects_what_in_selects_with_one_statement_text_for_any_count(engine: AsyncEngine) -> None:
+    """``among`` finds the same rows as ``IN``; on PostgreSQL it is ``= ANY`` of one array parameter,
+    so that batches of any size share one statement (prepared and planned once)."""
+    async with engine.begin() as conn:
+        await insert_columns(conn, reading, readings(["d-1", "d-2", "d-3", "d-4"]))
+    async with engine.connect() as conn:
+        for wanted in (["d-2"], ["d-1", "d-3", "zz"], [], ["d-4", "d-4"]):
+            got = sorted((await conn.execute(select(reading.c.id).where(among(conn, reading.c.id, wanted)))).scalars())
+            assert got == sorted(set(wanted) - {"zz"})
+        texts = {str(select(reading.c.id).where(among(conn, reading.c.id, ids)).compile(dialect=conn.dialect))
+                 for ids in (["a"], ["a", "b", "c"], [f"x{i}" for i in range(2000)])}
+        if conn.dialect.name == "postgresql":
+            assert len(texts) == 1
+            assert "ANY" in texts.pop()

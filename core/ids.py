@@ -1,7 +1,7 @@
-"""ULIDs in bulk for the rows a billing run writes.
+"""ULIDs in bulk: for the rows a billing run writes and the events the outbox takes.
 
-``ulid.ULID()`` costs about 3 µs per id (pure Python); a run making a million bills wants them
-cheaper. :func:`new_ids` takes the clock once and the randomness of all ids from one
+``ulid.ULID()`` costs about 3 µs per id (pure Python); a run making a million bills (and a million
+``bill.issued`` events) wants them cheaper. :func:`new_ids` takes the clock once and the randomness of all ids from one
 ``os.urandom`` call, and encodes with a table of base32 pairs: the same format (26 characters of
 Crockford base32: 48 bits of milliseconds, 80 random bits), about a microsecond each.
 """
