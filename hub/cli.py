@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from hub import __version__
 from hub.errors import ConfigError, HubError
 from hub.settings import Settings, load_settings
-from hub.signals import stop_on_signals, wait_until_stopped
+from hub.signals import stop_on_signals, stop_when_orphaned, wait_until_stopped
 
 if TYPE_CHECKING:
     from hub.store.db import Database
@@ -61,9 +61,11 @@ async def _migrated_database(settings: Settings) -> AsyncIterator[Database]:
         await db.aclose()
 
 
-async def _serve(settings: Settings, role: str, duration: float | None = None, *, reuse_port: bool = False) -> int:
-    """Run a hub process of ``role`` until a signal or ``duration``. ``run`` and ``worker`` migrate the
-    database at start; ``api`` only checks it is migrated (several API processes start at once)."""
+async def _serve(settings: Settings, role: str, duration: float | None = None, *, reuse_port: bool = False,
+                 parent: int | None = None) -> int:
+    """Run a hub process of ``role`` until a signal or ``duration`` (or, with ``parent``, until that
+    process is gone). ``run`` and ``worker`` migrate the database at start; ``api`` only checks it is
+    migrated (several API processes start at once)."""
     from hub.app import Hub, Role
     from hub.logs import configure
 
@@ -73,11 +75,14 @@ async def _serve(settings: Settings, role: str, duration: float | None = None, *
     if api:
         await _require_migrated(hub.db)
     stop = stop_on_signals()
+    orphaned = asyncio.get_running_loop().create_task(stop_when_orphaned(stop, parent)) if parent else None
     await hub.start(Role(role), migrate=not api, reuse_port=reuse_port)
     tune_gc()
     try:
         await wait_until_stopped(stop, duration)
     finally:
+        if orphaned is not None:
+            orphaned.cancel()
         await hub.stop()
     return 0
 
@@ -109,16 +114,18 @@ def _run_fast(main: Coroutine[Any, Any, int]) -> int:
     return uvloop.run(main)
 
 
-def _api_process(duration: float | None) -> None:
-    """One of ``gashub api --processes N``'s children (spawned: a fresh interpreter, its own loop)."""
-    sys.exit(_run_fast(_serve(_settings(), "api", duration, reuse_port=True)))
+def _api_process(duration: float | None, parent: int) -> None:
+    """One of ``gashub api --processes N``'s children (spawned: a fresh interpreter, its own loop); it stops
+    when the parent ``parent`` does, however the parent ended."""
+    sys.exit(_run_fast(_serve(_settings(), "api", duration, reuse_port=True, parent=parent)))
 
 
 def cmd_api(args: argparse.Namespace) -> int:
     """Serve /api/v1 in ``--processes`` processes sharing the port (SO_REUSEPORT: the kernel spreads the
     connections). The parent checks the settings and the database once, starts the children, and stops
     them all on Ctrl-C / SIGTERM or when one of them dies (a supervisor — systemd, Kubernetes — restarts
-    the whole group).
+    the whole group). A child whose parent is gone, even killed with SIGKILL, stops within a second or
+    two: no orphan keeps a share of the port.
 
     Metrics: the children share their Prometheus metrics through a private directory the parent makes
     (0700) and names in ``PROMETHEUS_MULTIPROC_DIR`` before starting them, so that ``/metrics`` of any one
@@ -156,8 +163,8 @@ def _supervise_api(args: argparse.Namespace, metrics_dir: str) -> int:
     from hub.metrics import MULTIPROC_DIR_ENV
 
     ctx = multiprocessing.get_context("spawn")
-    children = [ctx.Process(target=_api_process, args=(args.duration,), name=f"gashub-api-{n}", daemon=False)
-                for n in range(args.processes)]
+    children = [ctx.Process(target=_api_process, args=(args.duration, os.getpid()), name=f"gashub-api-{n}",
+                            daemon=False) for n in range(args.processes)]
     # Spawned children are fresh interpreters started with this environment: prometheus_client reads the
     # variable when a child first imports it, before any metric exists. This process keeps its own.
     previous = os.environ.get(MULTIPROC_DIR_ENV)

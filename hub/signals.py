@@ -1,10 +1,15 @@
-"""Waiting for Ctrl-C, SIGTERM or a time limit, the same way in every long-running command."""
+"""Waiting for Ctrl-C, SIGTERM, a time limit or the parent's death, the same way in every long-running
+command."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import signal
+
+log = logging.getLogger(__name__)
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -34,3 +39,16 @@ async def wait_until_stopped(stop: asyncio.Event, duration: float | None) -> Non
         await stop.wait()
         return
     await wait_event(stop, duration)
+
+
+async def stop_when_orphaned(stop: asyncio.Event, parent: int, every: float = 1.0) -> None:
+    """Set ``stop`` once this process's parent is no longer ``parent`` (it died, even by SIGKILL, and the
+    process was handed to another). A child of ``gashub api --processes N`` must not serve the port on
+    its own: a supervisor restarting the group would share the port with an orphan running the old code
+    and settings, and the kernel would give the orphan a share of the connections."""
+    while not stop.is_set():
+        if os.getppid() != parent:
+            log.warning("hub.parent_gone", extra={"parent": parent, "pid": os.getpid()})
+            stop.set()
+            return
+        await wait_event(stop, every)

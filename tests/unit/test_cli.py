@@ -522,6 +522,29 @@ def test_api_serves_the_rest_api_in_several_processes_on_one_port(migrated_db: P
             assert not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text()
 
 
+def test_api_children_stop_when_the_parent_is_killed(migrated_db: Path) -> None:
+    """SIGKILL leaves the parent no chance to stop its children: they notice they were orphaned and stop
+    themselves, so no orphan goes on serving a share of the port (a restarted group would share it)."""
+    with _api_group(migrated_db) as (server, port):
+        children = _children(server.pid)
+        server.kill()
+        server.wait(10)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_running(c) for c in children):
+            time.sleep(0.2)
+        assert not any(_running(c) for c in children), "an API child outlived its killed parent"
+        with pytest.raises(urllib.error.URLError, match="refused"):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2)
+
+
+def _running(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "zombie" not in status.read_text()
+    except FileNotFoundError:
+        return False
+
+
 def _metrics_dir(pid: int) -> Path:
     """The directory an API child shares its metrics through (``PROMETHEUS_MULTIPROC_DIR``, from its environment)."""
     environ = dict(v.split(b"=", 1) for v in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in v)
