@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from core.api.users import AuditEntry, record_audit
 from core.billing import TariffBook
@@ -81,6 +82,14 @@ async def seed_tariffs(db: Database, path: Path) -> Added | None:
     if not tariff_path(path).is_file():
         log.warning("tariffs.no_seed", extra={"file": str(path)})
         return None
-    added = await import_tariffs(db, path, by="seed", command="seed")
+    try:
+        added = await import_tariffs(db, path, by="seed", command="seed")
+    except IntegrityError:
+        # Another process seeded the same file meanwhile (SQLite: PostgreSQL serialises the adders).
+        async with db.read() as conn:
+            if not await conn.scalar(select(func.count()).select_from(tariff_version)):
+                raise
+        log.info("tariffs.seeded_elsewhere", extra={"file": str(path)})
+        return None
     log.info("tariffs.seeded", extra={"file": str(path), "versions": len(added.added)})
     return added

@@ -232,6 +232,21 @@ async def test_seeding_fills_an_empty_database_only(engine: AsyncEngine, tmp_pat
     assert [(path, status) for path, status, _ in await audit(engine)] == [(f"seed {SHIPPED}", 201)]
 
 
+async def test_processes_seeding_one_fresh_database_at_once_store_the_book_once(engine: AsyncEngine) -> None:
+    """Three workers starting together each seed the fresh database (their own connections): every one
+    starts, and the book is stored once. Before PostgreSQL serialised the adders, two read an empty book
+    and the second insert failed on the unique date, so that worker died at start."""
+    dbs = [Database(url_of(engine)) for _ in range(3)]
+    try:
+        results = await asyncio.gather(*(seed_tariffs(db, SHIPPED) for db in dbs), return_exceptions=True)
+    finally:
+        for db in dbs:
+            await db.aclose()
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    assert sum(len(r.added) for r in results if r is not None and not isinstance(r, BaseException)) == 4
+    assert await count(engine) == 4
+
+
 async def test_the_command_line_imports_lists_and_bills_with_the_stored_book(
     engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
