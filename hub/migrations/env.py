@@ -1,10 +1,16 @@
-"""Alembic environment: runs migrations over the async engine for both metadatas."""
+"""Alembic environment: runs migrations over the async engine for both metadatas.
+
+On PostgreSQL one process migrates at a time: ``gashub run`` and every ``gashub worker`` migrate at
+start, and a supervisor starting several on a fresh database made them create the same tables at
+once (all but one failed on PostgreSQL's catalogue). Each takes a transaction advisory lock first;
+the later ones then find the database at head and do nothing."""
 
 from __future__ import annotations
 
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -12,6 +18,8 @@ from core.db.schema import metadata as core_metadata
 from hub.store.tables import metadata as hub_metadata
 
 target_metadata = [hub_metadata, core_metadata]
+MIGRATION_LOCK = 0x6761736875625F6D
+"""The advisory lock a migration holds to its commit ("gashub_m" in ASCII)."""
 
 
 def _run(connection: Connection) -> None:
@@ -31,6 +39,8 @@ async def _main() -> None:
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             await conn.run_sync(_run)
             await conn.commit()
     finally:
