@@ -42,6 +42,9 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
+_EMIT_COLUMNS = ("id", "type", "version", "subject", "correlation_id", "causation_id", "lane", "data", "created_us")
+
+
 async def emit(conn: AsyncConnection, events: Sequence[tuple[Event, Cause | None]]) -> list[str]:
     """Write events caused by incoming messages (or by nothing, for scheduled work); returns their
     message ids, in order."""
@@ -64,9 +67,6 @@ async def emit(conn: AsyncConnection, events: Sequence[tuple[Event, Cause | None
         columns["created_us"].append(now)
     await insert_columns(conn, outbox, columns)
     return ids
-
-
-_EMIT_COLUMNS = ("id", "type", "version", "subject", "correlation_id", "causation_id", "lane", "data", "created_us")
 
 
 async def claim_pending(conn: AsyncConnection, limit: int) -> list[OutboxRow]:

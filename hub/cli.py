@@ -75,9 +75,9 @@ async def _serve(settings: Settings, role: str, duration: float | None = None, *
     if api:
         await _require_migrated(hub.db)
     stop = stop_on_signals()
-    orphaned = asyncio.get_running_loop().create_task(stop_when_orphaned(stop, parent)) if parent else None
     await hub.start(Role(role), migrate=not api, reuse_port=reuse_port)
     tune_gc()
+    orphaned = asyncio.get_running_loop().create_task(stop_when_orphaned(stop, parent)) if parent else None
     try:
         await wait_until_stopped(stop, duration)
     finally:

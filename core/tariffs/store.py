@@ -25,10 +25,12 @@ from enum import StrEnum
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.billing import FlatTariff, ResidentialTariff, Tariff, TariffBook, TariffCategory, TariffNotFound
+from core.db import locks
+from core.db.locks import hold_until_commit
 from core.db.tables_tariffs import tariff_version
 from core.errors import Conflict, DomainRejected
 
@@ -211,10 +213,6 @@ def _check(stored: Sequence[StoredVersion], new: ResidentialTariff | FlatTariff,
     return None, None, None
 
 
-ADD_VERSIONS_LOCK = 0x6761736875625F74
-"""The PostgreSQL advisory lock ``add_versions`` holds ("gashub_t" in ASCII)."""
-
-
 async def add_versions(
     conn: AsyncConnection,
     tariffs: Sequence[ResidentialTariff | FlatTariff],
@@ -231,11 +229,10 @@ async def add_versions(
     if not by:
         raise DomainRejected("say who adds the tariff versions ('by')")
     today = company_today(now)
-    if conn.dialect.name == "postgresql":
-        # One adder at a time (held to the commit): otherwise two processes — workers starting at once,
-        # each seeding a fresh database, or an import from the CLI beside one through the API — both read
-        # the book without the other's versions and the second insert fails on the unique date.
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADD_VERSIONS_LOCK})
+    # One adder at a time (held to the commit): otherwise two processes — workers starting at once, each
+    # seeding a fresh database, or an import from the CLI beside one through the API — both read the book
+    # without the other's versions and the second insert fails on the unique date.
+    await hold_until_commit(conn, locks.ADD_TARIFF_VERSIONS)
     stored = sorted(await stored_versions(conn), key=lambda v: v.tariff.effective_from)
     unchanged: list[StoredVersion] = []
     fresh: list[ResidentialTariff | FlatTariff] = []

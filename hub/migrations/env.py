@@ -10,16 +10,15 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
-from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from core.db import locks
+from core.db.locks import hold_until_commit
 from core.db.schema import metadata as core_metadata
 from hub.store.tables import metadata as hub_metadata
 
 target_metadata = [hub_metadata, core_metadata]
-MIGRATION_LOCK = 0x6761736875625F6D
-"""The advisory lock a migration holds to its commit ("gashub_m" in ASCII)."""
 
 
 def _run(connection: Connection) -> None:
@@ -39,8 +38,7 @@ async def _main() -> None:
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+            await hold_until_commit(conn, locks.MIGRATION)
             await conn.run_sync(_run)
             await conn.commit()
     finally:
