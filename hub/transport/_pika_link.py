@@ -1,8 +1,9 @@
 """The connection plumbing of ``PikaTransport``: awaitable channels and self-healing connections.
 
 ``Link`` keeps one AMQP connection open, reopening it with a backoff schedule after every loss;
-``Channel`` makes a pika channel's RPCs awaitable; ``CoalescingConnection`` writes the frames of one
-event-loop iteration with one ``send``. pika's exceptions are turned into ``hub.errors`` here.
+``Channel`` makes a pika channel's RPCs awaitable; ``HubConnection`` writes the frames of one
+event-loop iteration with one ``send`` and reads deliveries for tapped consumers without pika's frame
+objects. pika's exceptions are turned into ``hub.errors`` here.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from typing import Any, Protocol
 
 from pika.adapters.asyncio_connection import AsyncioConnection
 from pika.exceptions import AMQPError, ChannelClosedByBroker
+from pika.frame import decode_frame
 
 from hub.errors import ConfigError, ConnectionLost, HubError, TransportError, Unroutable
+from hub.transport._pika_deliver import DELIVER_ID, FRAME_END, FRAME_METHOD, HEAD, INCOMPLETE, OnDeliver, read_delivery
 
 log = logging.getLogger("hub.transport.pika")  # one logger for the whole transport
 
@@ -39,17 +42,31 @@ class LinkOwner(Protocol):
         """A sentence telling an operator why connecting failed and what to check."""
 
 
-class CoalescingConnection(AsyncioConnection):  # type: ignore[misc]
-    """pika's asyncio connection, writing the frames of one loop iteration with one ``send``.
+class HubConnection(AsyncioConnection):  # type: ignore[misc]
+    """pika's asyncio connection, faster on both directions of a busy consumer or publisher.
 
-    pika hands every frame (three per message) to the socket on its own; joining them saves two
-    system calls and their buffer bookkeeping per message (about an eighth of the CPU per message).
+    Writing: pika hands every frame (three per message) to the socket on its own; the frames of one
+    event-loop iteration go out with one ``send`` (saves two system calls and their buffer
+    bookkeeping per message, about an eighth of the CPU per message).
+
+    Reading: a consumer registered with ``tap`` gets its deliveries from ``read_delivery``, straight
+    from the received bytes, instead of through pika's frame objects, callbacks and per-frame buffer
+    copies (a fifth of a worker's CPU per message). Only a delivery pika would hand to that very
+    consumer is taken this way (its channel open, the consumer neither unknown nor cancelled); every
+    other frame goes through pika, in the order it arrived.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._hub_loop = asyncio.get_running_loop()
         self._outgoing: list[bytes] = []
+        self._taps: dict[tuple[int, str], OnDeliver] = {}
         super().__init__(*args, **kwargs)
+
+    def tap(self, channel: Any, consumer_tag: str, on_deliver: OnDeliver) -> None:
+        """Deliveries to ``consumer_tag`` on ``channel`` (a pika channel) go to ``on_deliver``."""
+        key = (channel.channel_number, consumer_tag)
+        self._taps[key] = on_deliver
+        channel.add_on_close_callback(lambda *_: self._taps.pop(key, None))
 
     def _adapter_emit_data(self, data: bytes) -> None:
         if not self._outgoing:
@@ -60,6 +77,50 @@ class CoalescingConnection(AsyncioConnection):  # type: ignore[misc]
         data, self._outgoing = b"".join(self._outgoing), []
         if self._transport is not None and data:
             super()._adapter_emit_data(data)
+
+    def _on_data_available(self, data_in: bytes) -> None:
+        if not self._taps:
+            super()._on_data_available(data_in)
+            return
+        held: bytes = self._frame_buffer  # type: ignore[has-type]  # pika's receive buffer
+        buf = held + data_in if held else data_in
+        pos, n = 0, len(buf)
+        while n - pos >= 8:
+            kind, channel, size = HEAD.unpack_from(buf, pos)
+            end = pos + 8 + size
+            if end > n:
+                break
+            if kind == FRAME_METHOD and buf[pos + 7:pos + 11] == DELIVER_ID and buf[end - 1] == FRAME_END:
+                after, delivery = read_delivery(buf, pos, channel, end)
+                if after == INCOMPLETE:
+                    break
+                if delivery is not None:
+                    on_deliver = self._taps.get((channel, delivery.consumer_tag))
+                    if on_deliver is not None and self._pika_would_deliver(channel, delivery.consumer_tag):
+                        self.frames_received += 3 if delivery.body else 2
+                        self.bytes_received += after - pos
+                        pos = after
+                        try:
+                            on_deliver(delivery)
+                        except BaseException:
+                            self._frame_buffer = buf[pos:]  # as pika leaves it when a consumer raises
+                            raise
+                        continue
+            # Anything else: this one frame through pika, which may call back into user code. A
+            # callback that closed the connection resets pika's buffer; reading stops there.
+            consumed, value = decode_frame(buf[pos:end])
+            rest = self._frame_buffer = buf[end:]
+            self.bytes_received += consumed
+            self._process_frame(value)
+            if self._frame_buffer is not rest:
+                return
+            buf, pos, n = rest, 0, len(rest)
+        self._frame_buffer = buf[pos:] if pos else buf
+
+    def _pika_would_deliver(self, channel_number: int, consumer_tag: str) -> bool:
+        channel = self._channels.get(channel_number)
+        return (channel is not None and channel.is_open and consumer_tag in channel._consumers
+                and consumer_tag not in channel._cancelled)
 
 
 def reason(exc: BaseException | None) -> str:
@@ -198,7 +259,7 @@ class Link:
             if conn is self.connection:
                 self.broken(reason(exc))
 
-        connection = CoalescingConnection(
+        connection = HubConnection(
             self._owner.parameters(self.role),
             on_open_callback=lambda conn: resolve(opened, conn),
             on_open_error_callback=on_open_error,

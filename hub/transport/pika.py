@@ -32,7 +32,8 @@ from pika.exceptions import AMQPError, ChannelClosedByBroker
 
 from hub.errors import ConfigError, ConnectionLost, HubError, TransportError, Unroutable
 from hub.transport._pika_confirms import ConfirmTracker, PendingBatch
-from hub.transport._pika_link import NOT_FOUND, Channel, Link, reason, translate
+from hub.transport._pika_deliver import Deliver
+from hub.transport._pika_link import NOT_FOUND, Channel, HubConnection, Link, reason, translate
 from hub.transport.base import BatchHandler, Delivery, OutboundMessage, QueueInfo, Topology
 
 log = logging.getLogger(__name__)
@@ -80,17 +81,13 @@ class _PikaConsumer:
         queue, wake = self._queue, self._wake
 
         def on_message(_ch: Any, method: Any, properties: Any, body: bytes) -> None:
-            buffer.append(
-                Delivery(
-                    body=body,
-                    routing_key=method.routing_key,
-                    message_id=properties.message_id,
-                    headers=properties.headers or {},
-                    redelivered=method.redelivered,
-                    tag=method.delivery_tag,
-                    queue=queue,
-                )
-            )
+            buffer.append(Delivery(body, method.routing_key, properties.message_id, properties.headers or {},
+                                   method.redelivered, method.delivery_tag, queue))
+            wake.set()
+
+        def on_deliver(d: Deliver) -> None:  # the same, read without pika's frame objects
+            buffer.append(Delivery(d.body, d.routing_key, d.message_id, d.headers or {}, d.redelivered,
+                                   d.delivery_tag, queue))
             wake.set()
 
         def on_gone(*_args: Any) -> None:
@@ -106,7 +103,9 @@ class _PikaConsumer:
         channel.raw.add_on_cancel_callback(on_cancelled_by_broker)
         try:
             await channel.call(channel.raw.basic_qos, prefetch_count=self._prefetch)
-            await channel.call(channel.raw.basic_consume, queue, on_message)
+            ok = await channel.call(channel.raw.basic_consume, queue, on_message)
+            if isinstance(connection, HubConnection):
+                connection.tap(channel.raw, ok.method.consumer_tag, on_deliver)
         except (AMQPError, HubError) as exc:
             await channel.close()
             raise translate(exc, f"consuming from queue {queue!r}") from None
