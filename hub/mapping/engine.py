@@ -57,6 +57,26 @@ class _Field:
         return value
 
 
+def _producer(field: _Field) -> Callable[[Any], Any]:
+    """``field.produce`` specialised for the field's shape (the common one: a getter and one
+    converter, no lookup table): the same results, without the general path's steps."""
+    get, converters = field.get, field.converters
+    if get is None or field.table is not None or len(converters) != 1 or field.default is not None:
+        return field.produce
+    (convert,) = converters
+    optional = field.optional
+
+    def produce(document: Any) -> Any:
+        value = get(document)
+        if value is None or value == "":
+            if optional:
+                return _ABSENT
+            raise ValueError("the source is absent (and the field has no default and is not optional)")
+        return convert(value)
+
+    return produce
+
+
 class Mapping:
     """A versioned, declarative field mapping from a partner format or message type to another.
 
@@ -68,6 +88,7 @@ class Mapping:
     __slots__ = (
         "_fields",
         "_label",
+        "_plan",
         "description",
         "file",
         "name",
@@ -87,6 +108,8 @@ class Mapping:
         self.file: Path = file
         self._fields = fields
         self._label = f"mapping {spec.name} v{spec.version}"
+        self._plan = tuple((f, _producer(f), f.target[-1] if len(f.target) == 1 else None) for f in fields)
+        """Each field with its producer and, for a top-level target, its key."""
 
     @property
     def ref(self) -> str:
@@ -105,17 +128,17 @@ class Mapping:
         else:
             document = read_json(data, self._label)
         out: dict[str, Any] = {}
-        for field in self._fields:
+        for field, produce, key in self._plan:
             try:
-                value = field.produce(document)
+                value = produce(document)
             except UnmappableMessage:
                 raise
             except _RUNTIME_ERRORS as exc:
                 raise UnmappableMessage(f"{self._label}, field {field.name} ({field.origin}): {exc}") from exc
             if value is _ABSENT:
                 continue
-            if len(field.target) == 1:
-                out[field.name] = value
+            if key is not None:
+                out[key] = value
                 continue
             node = out
             for key in field.target[:-1]:

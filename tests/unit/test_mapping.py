@@ -748,3 +748,28 @@ def test_mapping_set_lookup(tmp_path: Path) -> None:
     with pytest.raises(KeyError, match=r"no mapping named 'bad' \(mappings: good\)"):
         mappings.get("bad")
     assert [m.version for m in mappings] == [1, 3]
+
+
+# The fast paths give the general path's answers
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["a", "b", "c"]), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300)
+@given(document=_json, path=st.sampled_from(["a", "b", "a.b", "a.c", "b.a"]))
+def test_short_paths_read_as_the_general_getter_does(document: Any, path: str) -> None:
+    from hub.mapping.sources import _general_getter, json_getter, parse_path
+
+    assert json_getter(path)(document) == _general_getter(parse_path(path))(document)
+
+
+@settings(max_examples=300)
+@given(moment=st.datetimes(timezones=st.timezones() | st.none()))
+def test_times_format_as_isoformat_to_the_second_or_the_millisecond(moment: Any) -> None:
+    from hub.mapping.converters import _format
+
+    assert _format(moment) == moment.isoformat(timespec="milliseconds" if moment.microsecond else "seconds")
