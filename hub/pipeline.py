@@ -424,18 +424,18 @@ class RoutePipeline:
 
     def _observe(self, items: Sequence[Item], seconds: float) -> None:
         name = self.route.name
-        counts: dict[str, int] = {}
+        counts: dict[Outcome, int] = {}
         now = time.time()
-        latency = self.metrics.message_latency.labels(name)
+        observe = self.metrics.message_latency.labels(name).observe
         for item in items:
-            outcome = str(self._final_outcome(item))
+            outcome = self._final_outcome(item)
             counts[outcome] = counts.get(outcome, 0) + 1
-            if item.envelope is not None and outcome == Outcome.DELIVERED:
-                latency.observe(max(0.0, now - item.envelope.time.timestamp()))
+            if outcome is Outcome.DELIVERED and item.envelope is not None:
+                observe(max(0.0, now - item.envelope.time.timestamp()))
             if item.error is not None:
                 self.last_error = _describe(item.error)[:300]
         for outcome, n in counts.items():
-            self.metrics.messages.labels(name, outcome).inc(n)
+            self.metrics.messages.labels(name, str(outcome)).inc(n)
         self.metrics.batch_seconds.labels(name).observe(seconds)
         self.metrics.rates.mark(name, len(items))
         self.settled += len(items)

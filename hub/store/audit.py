@@ -57,19 +57,11 @@ def now_us() -> int:
 
 
 def hop_hash(prev: str, seq: int, h: Hop, at_us: int) -> str:
-    fields = (
-        str(seq),
-        h.message_id,
-        h.correlation_id,
-        h.route,
-        str(h.attempt),
-        str(h.outcome),
-        str(h.duration_us),
-        h.error,
-        h.mapping_version,
-        str(at_us),
-    )
-    return hashlib.sha256((prev + "\x1f" + "\x1f".join(fields)).encode()).hexdigest()
+    """SHA-256 over the previous hash and the hop's fields, joined by the unit separator."""
+    return hashlib.sha256(
+        f"{prev}\x1f{seq}\x1f{h.message_id}\x1f{h.correlation_id}\x1f{h.route}\x1f{h.attempt}\x1f{h.outcome}"
+        f"\x1f{h.duration_us}\x1f{h.error}\x1f{h.mapping_version}\x1f{at_us}".encode()
+    ).hexdigest()
 
 
 async def append_hops(conn: AsyncConnection, hops: Sequence[Hop]) -> None:
@@ -85,19 +77,16 @@ async def append_hops(conn: AsyncConnection, hops: Sequence[Hop]) -> None:
         head = (await conn.execute(stmt)).first()
         assert head is not None
     seq, prev = int(head.seq), str(head.hash)
-    cols: dict[str, list[Any]] = {name: [] for name in _HOP_COLUMNS}
+    rows: list[tuple[Any, ...]] = []
     default_at = now_us()
     for h in hops:
         seq += 1
         at = h.at_us or default_at
         digest = hop_hash(prev, seq, h, at)
-        for name, value in zip(_HOP_COLUMNS, (
-            seq, h.message_id, h.correlation_id, h.route, h.attempt, str(h.outcome), h.duration_us, h.error,
-            h.mapping_version, at, prev, digest,
-        ), strict=True):
-            cols[name].append(value)
+        rows.append((seq, h.message_id, h.correlation_id, h.route, h.attempt, str(h.outcome), h.duration_us, h.error,
+                     h.mapping_version, at, prev, digest))
         prev = digest
-    await insert_columns(conn, hop, cols)
+    await insert_columns(conn, hop, dict(zip(_HOP_COLUMNS, map(list, zip(*rows, strict=True)), strict=True)))
     await conn.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=prev))
 
 

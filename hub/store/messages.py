@@ -32,21 +32,21 @@ async def store_messages(conn: AsyncConnection, items: Sequence[StoredMessage], 
         return
     stamp = now_us()
     seen: set[str] = set()
-    cols: dict[str, list[Any]] = {name: [] for name in _COLUMNS}
+    rows: list[tuple[Any, ...]] = []
+    seal, sha256, dumps = sealer.seal, hashlib.sha256, orjson.dumps
     for item in items:
         env = item.envelope
         if env.id in seen:
             continue
         seen.add(env.id)
         body = item.body
-        for name, value in zip(_COLUMNS, (
+        rows.append((
             env.id, env.type, env.version, env.source, env.subject, env.correlation_id, env.causation_id,
             int(env.time.timestamp() * 1_000_000), stamp,
-            orjson.dumps(dict(item.headers), default=str).decode() if item.headers else "{}",
-            sealer.seal("hub_message", env.id, body, env.type, env.version), hashlib.sha256(body).hexdigest(),
-            len(body),
-        ), strict=True):
-            cols[name].append(value)
+            dumps(dict(item.headers), default=str).decode() if item.headers else "{}",
+            seal("hub_message", env.id, body, env.type, env.version), sha256(body).hexdigest(), len(body),
+        ))
+    cols = dict(zip(_COLUMNS, map(list, zip(*rows, strict=True)), strict=True))
     # Most messages are new here; those an inbound connector or an earlier attempt stored are skipped.
     await insert_columns(conn, message, cols, ignore_conflicts=True, mostly_new=True, skip_stored=True)
 
