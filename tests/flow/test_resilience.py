@@ -105,7 +105,9 @@ async def test_breaker_pauses_the_route_while_the_partner_is_down_then_delivers_
             assert resp.status == 200
             routes = {r["name"]: r for r in (await resp.json())["routes"]}
     shown = routes["sms-send"]["breaker"]
-    assert shown["state"] == "open", shown
+    # Open, or already half-open when the request took longer than reset_after on a busy machine
+    # (CI saw it once): either way the route is paused and the opening is counted.
+    assert shown["state"] in ("open", "half-open"), shown
     assert shown["opened"] >= 1
 
     # Without a breaker the retry policy (4 attempts, 0.2 + 0.4 + 0.8 s) would dead-letter all ten
