@@ -24,7 +24,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hub.envelope import Envelope
 from hub.publisher import to_outbound
 from hub.settings import load_settings
+from hub.transport.base import OutboundMessage
 from hub.transport.pika import PikaTransport
+
+
+def reading_envelopes(n: int, exchange: str) -> list[OutboundMessage]:
+    """``n`` vendor readings (50,000 meters, a second apart) as the hub publishes them."""
+    base = 1_795_000_000_000
+    return [
+        to_outbound(Envelope(type="vendor.demo.reading", source="bench", subject=f"30{i % 50000:012d}", data={
+            "event": "reading", "devId": f"30{i % 50000:012d}", "seq": i, "ts": base + i * 1000,
+            "total_m3": f"{1000 + i / 1000:.3f}", "valve": "0", "batt": {"low": "0", "mv": 3400}, "rsrp": -95,
+        }), exchange=exchange)
+        for i in range(n)
+    ]
 
 
 async def main(n: int, batch: int, in_flight: int, queue: str | None, max_ready: int) -> None:
@@ -32,14 +45,7 @@ async def main(n: int, batch: int, in_flight: int, queue: str | None, max_ready:
     assert settings.amqp_url is not None
     transport = PikaTransport(settings.amqp_url.get_secret_value(), name="bench-publisher")
     await transport.connect()
-    base = 1_795_000_000_000
-    messages = [
-        to_outbound(Envelope(type="vendor.demo.reading", source="bench", subject=f"30{i % 50000:012d}", data={
-            "event": "reading", "devId": f"30{i % 50000:012d}", "seq": i, "ts": base + i * 1000,
-            "total_m3": f"{1000 + i / 1000:.3f}", "valve": "0", "batt": {"low": "0", "mv": 3400}, "rsrp": -95,
-        }), exchange=settings.exchange)
-        for i in range(n)
-    ]
+    messages = reading_envelopes(n, settings.exchange)
     print("ready", flush=True)
     chunks = [messages[i:i + batch] for i in range(0, n, batch)]
     sem = asyncio.Semaphore(in_flight)

@@ -10,7 +10,8 @@
     ``PikaTransport`` with confirms, and a ``gashub worker`` process running the route
     ``vendor.demo.reading → mapping vendor-meter-reading@2 → core:record_reading`` (a row per
     reading in PostgreSQL, the processed ledger, the message store and the audit hop chain, then
-    the ack), in batches of up to 1,000 messages (route ``batch`` and ``consumer.max_batch``). The publisher runs ahead of the worker; ``--max-ready N`` makes it keep at most about N
+    the ack), in batches of up to 1,000 messages (route ``batch`` and ``consumer.max_batch``).
+    The publisher runs ahead of the worker; ``--max-ready N`` makes it keep at most about N
     ready messages in the route's queue instead, as a partner under flow control would (measured: the
     broker's CPU per message stays about twice the raw floor's either way, see docs/performance.md).
 
@@ -58,6 +59,8 @@ batch = 1000
 # are then spread over twice the messages: about a tenth less worker CPU per message (measured
 # 2026-11-28 with the pipeline alone, docs/performance.md).
 _CONSUMER = "# benchmark: no connectors\n[consumer]\nmax_batch = 1000\n"
+CONFIG = _CONSUMER + "[core.readings]\nrun_rules = false\n"
+"""The hub's settings for the benchmark: record_reading with its validation rules off."""
 
 
 def run_raw(n: int, mode: str, amqp: str) -> tuple[float, dict[str, float]]:
@@ -144,7 +147,7 @@ async def run_hub(n: int, amqp: str, pg: str, workdir: Path, workers: int = 1, m
     if os.environ.get("GASHUB_BENCH_VEE"):
         config.write_text(_CONSUMER + "[core.readings]\nflag_events = false\nraise_alarms = false\nnotify = []\n")
     else:
-        config.write_text(_CONSUMER + "[core.readings]\nrun_rules = false\n")
+        config.write_text(CONFIG)
     env = {**os.environ, "GASHUB_CONFIG": str(config), "GASHUB_DATABASE_URL": url, "GASHUB_AMQP_URL": amqp,
            "GASHUB_EXCHANGE": f"bench.{suffix}", "GASHUB_QUEUE_PREFIX": f"bench.{suffix}",
            "GASHUB_ROUTES_DIR": str(routes), "GASHUB_MAPPINGS_DIR": str(REPO / "mappings"),

@@ -27,7 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.hub_vs_raw import ROUTE  # noqa: E402
+from bench.hub_publisher import reading_envelopes  # noqa: E402
+from bench.hub_vs_raw import CONFIG, ROUTE  # noqa: E402
 from bench.pgdb import drop_database, fresh_database  # noqa: E402
 
 DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -37,9 +38,7 @@ WARM_UP = 4
 async def main(pg: str, batches: int, size: int) -> None:
     from hub.app import Hub
     from hub.cli import tune_gc
-    from hub.envelope import Envelope
     from hub.migrations import upgrade_async
-    from hub.publisher import to_outbound
     from hub.settings import load_settings
     from hub.transport.base import Delivery
     from hub.transport.memory import MemoryTransport
@@ -50,7 +49,7 @@ async def main(pg: str, batches: int, size: int) -> None:
         routes.mkdir()
         (routes / "bench.toml").write_text(ROUTE)
         config = Path(tmp) / "bench.toml"
-        config.write_text("# benchmark: no connectors\n[consumer]\nmax_batch = 5000\n[core.readings]\nrun_rules = false\n")
+        config.write_text(CONFIG)
         os.environ.update(GASHUB_CONFIG=str(config), GASHUB_ROUTES_DIR=str(routes), GASHUB_DATABASE_URL=url,
                           GASHUB_MAPPINGS_DIR=str(REPO / "mappings"), GASHUB_LOG_LEVEL="WARNING")
         os.environ.pop("GASHUB_AMQP_URL", None)
@@ -59,17 +58,8 @@ async def main(pg: str, batches: int, size: int) -> None:
             await upgrade_async(url)
             hub = Hub.build(load_settings(), transport=MemoryTransport())
             pipeline = hub.runtimes["bench"].pipeline
-            base = 1_795_000_000_000
-            total = (batches + WARM_UP) * size
-            deliveries = []
-            for i in range(total):
-                meter = f"30{i % 50000:012d}"
-                out = to_outbound(Envelope(type="vendor.demo.reading", source="bench", subject=meter, data={
-                    "event": "reading", "devId": meter, "seq": i, "ts": base + i * 1000,
-                    "total_m3": f"{1000 + i / 1000:.3f}", "valve": "0", "batt": {"low": "0", "mv": 3400},
-                    "rsrp": -95}), exchange="bench")
-                deliveries.append(Delivery(out.body, out.routing_key, out.message_id, dict(out.headers), False, i + 1,
-                                           "bench"))
+            deliveries = [Delivery(out.body, out.routing_key, out.message_id, dict(out.headers), False, i + 1, "bench")
+                          for i, out in enumerate(reading_envelopes((batches + WARM_UP) * size, "bench"))]
             tune_gc()
             cpu: list[float] = []
             wall: list[float] = []

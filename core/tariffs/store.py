@@ -30,7 +30,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.billing import FlatTariff, ResidentialTariff, Tariff, TariffBook, TariffCategory, TariffNotFound
 from core.db import locks
-from core.db.locks import hold_until_commit
 from core.db.tables_tariffs import tariff_version
 from core.errors import Conflict, DomainRejected
 
@@ -232,7 +231,7 @@ async def add_versions(
     # One adder at a time (held to the commit): otherwise two processes — workers starting at once, each
     # seeding a fresh database, or an import from the CLI beside one through the API — both read the book
     # without the other's versions and the second insert fails on the unique date.
-    await hold_until_commit(conn, locks.ADD_TARIFF_VERSIONS)
+    await locks.hold_until_commit(conn, locks.ADD_TARIFF_VERSIONS)
     stored = sorted(await stored_versions(conn), key=lambda v: v.tariff.effective_from)
     unchanged: list[StoredVersion] = []
     fresh: list[ResidentialTariff | FlatTariff] = []

@@ -17,6 +17,7 @@ from hub.mapping.sources import Getter, json_getter, read_json, read_xml, templa
 from hub.mapping.spec import FieldSpec, MappingSpec
 
 _ABSENT: Final = object()
+_NO_SOURCE: Final = "the source is absent (and the field has no default and is not optional)"
 _RUNTIME_ERRORS: Final = (ValueError, TypeError, ArithmeticError, LookupError)
 
 
@@ -44,7 +45,7 @@ class _Field:
                 return self.default
             if self.optional:
                 return _ABSENT
-            raise ValueError("the source is absent (and the field has no default and is not optional)")
+            raise ValueError(_NO_SOURCE)
         for convert in self.converters:
             value = convert(value)
         if self.table is not None:
@@ -71,7 +72,7 @@ def _producer(field: _Field) -> Callable[[Any], Any]:
         if value is None or value == "":
             if optional:
                 return _ABSENT
-            raise ValueError("the source is absent (and the field has no default and is not optional)")
+            raise ValueError(_NO_SOURCE)
         return convert(value)
 
     return produce

@@ -14,7 +14,6 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.db import locks
-from core.db.locks import hold_until_commit
 from core.db.schema import metadata as core_metadata
 from hub.store.tables import metadata as hub_metadata
 
@@ -38,7 +37,7 @@ async def _main() -> None:
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:
-            await hold_until_commit(conn, locks.MIGRATION)
+            await locks.hold_until_commit(conn, locks.MIGRATION)
             await conn.run_sync(_run)
             await conn.commit()
     finally:

@@ -94,7 +94,7 @@ def test_pika_assembles_bodies_in_several_frames_and_reports_broken_ones() -> No
 
 
 class _Channel:
-    def __init__(self, number: int, consumers: set[str], cancelled: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    def __init__(self, number: int, consumers: set[str], cancelled: frozenset[str] = frozenset()) -> None:
         self.channel_number = number
         self.is_open = True
         self._consumers = dict.fromkeys(consumers)
