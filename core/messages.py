@@ -5,16 +5,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.catalogue import CanonicalModel, Lane
 
 
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    """A validated message handed to a core handler."""
+class Incoming(NamedTuple):
+    """A validated message handed to a core handler (a tuple: one per message on the hot path)."""
 
     message_id: str
     type: str

@@ -386,12 +386,10 @@ class RoutePipeline:
                     correlation_id=item.envelope.correlation_id if item.envelope else None,
                     type=item.envelope.type if item.envelope else None,
                 ))
-            hops.append(Hop(
-                message_id=item.message_id,
-                correlation_id=item.envelope.correlation_id if item.envelope else item.message_id,
-                route=self.route.name, attempt=item.attempt, outcome=outcome,
-                duration_us=int((time.perf_counter() - item.started) * 1e6), error=error,
-                mapping_version=item.mapping_label, at_us=stamp,
+            hops.append(Hop(  # positional: one per message (message, flow, route, attempt, outcome, …)
+                item.message_id, item.envelope.correlation_id if item.envelope else item.message_id,
+                self.route.name, item.attempt, outcome, int((time.perf_counter() - item.started) * 1e6), error,
+                item.mapping_label, stamp,
             ))
         await deadletters.record(conn, letters, self.db.sealer)
         await append_hops(conn, hops)

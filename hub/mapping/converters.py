@@ -15,7 +15,7 @@ import functools
 import math
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -298,11 +298,58 @@ def _zone(tz: str) -> ZoneInfo:
 
 def _from_epoch(microseconds: int, tz: str) -> str:
     seconds, fraction = divmod(microseconds, 1_000_000)
+    hour = _hour_offsets.get((tz, seconds // 3600))
+    if hour is None:
+        try:
+            moment = datetime.fromtimestamp(seconds, _zone(tz))
+        except (OverflowError, OSError, ValueError):
+            raise ConversionError(f"{microseconds // 1000} ms after 1970 is out of range") from None
+        _learn_hour(tz, seconds // 3600, moment)
+        return _format(moment.replace(microsecond=fraction) if fraction else moment)
+    # The common case (readings arrive hour after hour): the zone's offset for this UTC hour is
+    # known, so the local time is arithmetic. The text is what ``_format`` makes of the same moment.
+    offset, suffix = hour
+    days, rest = divmod(seconds + offset, 86_400)
+    day = _day_texts.get(days) or _learn_day(days)
+    hh, rest = divmod(rest, 3600)
+    mm, ss = divmod(rest, 60)
+    if fraction:
+        return f"{day}T{hh:02d}:{mm:02d}:{ss:02d}.{fraction // 1000:03d}{suffix}"
+    return f"{day}T{hh:02d}:{mm:02d}:{ss:02d}{suffix}"
+
+
+_hour_offsets: dict[tuple[str, int], tuple[int, str]] = {}
+"""(zone, hours since 1970 UTC) → (the zone's UTC offset in seconds, as ``_format`` writes it), for
+hours in which the offset does not change."""
+_day_texts: dict[int, str] = {}
+"""Days since 1970-01-01 (local) → ``YYYY-MM-DD``."""
+_CACHE_LIMIT: Final = 20_000
+
+
+def _learn_hour(tz: str, hour: int, moment: datetime) -> None:
+    """Remember the offset of ``tz`` in this UTC hour, when it is the same from its first second to
+    its last (an hour with a change, as at a daylight-saving switch, always takes the slow path)."""
     try:
-        moment = datetime.fromtimestamp(seconds, _zone(tz))
+        first = datetime.fromtimestamp(hour * 3600, moment.tzinfo).utcoffset()
+        last = datetime.fromtimestamp(hour * 3600 + 3599, moment.tzinfo).utcoffset()
     except (OverflowError, OSError, ValueError):
-        raise ConversionError(f"{microseconds // 1000} ms after 1970 is out of range") from None
-    return _format(moment.replace(microsecond=fraction) if fraction else moment)
+        return
+    if first is None or first != last or first != moment.utcoffset():
+        return
+    if len(_hour_offsets) >= _CACHE_LIMIT:
+        _hour_offsets.clear()
+    _hour_offsets[(tz, hour)] = (int(first.total_seconds()), moment.replace(microsecond=0).isoformat()[19:])
+
+
+def _learn_day(days: int) -> str:
+    text = date.fromordinal(_EPOCH_ORDINAL + days).isoformat()
+    if len(_day_texts) >= _CACHE_LIMIT:
+        _day_texts.clear()
+    _day_texts[days] = text
+    return text
+
+
+_EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 
 
 def _parse_iso(value: Any, tz: str) -> datetime:

@@ -773,3 +773,48 @@ def test_times_format_as_isoformat_to_the_second_or_the_millisecond(moment: Any)
     from hub.mapping.converters import _format
 
     assert _format(moment) == moment.isoformat(timespec="milliseconds" if moment.microsecond else "seconds")
+
+
+_ZONES = ["Asia/Shanghai", "UTC", "Asia/Kolkata", "Asia/Kathmandu", "America/New_York", "Australia/Lord_Howe",
+          "Europe/London", "America/St_Johns", "Pacific/Chatham", "Africa/Monrovia"]
+
+
+@settings(max_examples=500)
+@given(
+    microseconds=st.integers(min_value=-2_208_988_800_000_000, max_value=4_102_444_800_000_000)
+    | st.integers(min_value=1_700_000_000, max_value=1_900_000_000).map(lambda s: s * 1_000_000),
+    tz=st.sampled_from(_ZONES),
+    repeat=st.integers(min_value=0, max_value=3600 * 30),
+)
+def test_epoch_times_from_the_hour_cache_equal_the_zone_arithmetic(microseconds: int, tz: str, repeat: int) -> None:
+    """The first time of an hour goes through ``ZoneInfo``; later ones in the same UTC hour through
+    the cached offset. Both must give what ``datetime.fromtimestamp`` and ``_format`` give, also
+    in hours with a daylight-saving switch, half- and quarter-hour zones and old local mean times."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from hub.mapping.converters import _format, _from_epoch
+
+    def reference(us: int) -> str:
+        seconds, fraction = divmod(us, 1_000_000)
+        return _format(datetime.fromtimestamp(seconds, ZoneInfo(tz)).replace(microsecond=fraction))
+
+    later = microseconds + repeat * 1000 * 997  # somewhere in the same hour or the next ones
+    for us in (microseconds, microseconds + 1, later, microseconds, later):
+        assert _from_epoch(us, tz) == reference(us)
+
+
+def test_epoch_times_across_a_daylight_saving_switch() -> None:
+    from hub.mapping.converters import epoch_ms_to_iso
+
+    # New York, 2026-03-08: 01:59:59 EST is followed by 03:00:00 EDT (06:59:59 and 07:00:00 UTC).
+    start = 1_772_953_200_000  # 2026-03-08T07:00:00Z
+    assert epoch_ms_to_iso(start - 1000, tz="America/New_York") == "2026-03-08T01:59:59-05:00"
+    assert epoch_ms_to_iso(start, tz="America/New_York") == "2026-03-08T03:00:00-04:00"
+    assert epoch_ms_to_iso(start - 1000, tz="America/New_York") == "2026-03-08T01:59:59-05:00"
+    assert epoch_ms_to_iso(start + 1500, tz="America/New_York") == "2026-03-08T03:00:01.500-04:00"
+    # St John's switches in the middle of a UTC hour: 2026-03-08T05:30:00Z, 01:59:59 NST → 03:00:00 NDT.
+    switch = 1_772_947_800_000
+    assert epoch_ms_to_iso(switch - 20 * 60_000, tz="America/St_Johns") == "2026-03-08T01:40:00-03:30"
+    assert epoch_ms_to_iso(switch + 10 * 60_000, tz="America/St_Johns") == "2026-03-08T03:10:00-02:30"
+    assert epoch_ms_to_iso(switch - 1, tz="America/St_Johns") == "2026-03-08T01:59:59.999-03:30"
