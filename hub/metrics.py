@@ -3,10 +3,13 @@ request metrics of an API process (``gashub api``), aggregated over the group in
 
 from __future__ import annotations
 
+import math
 import os
 import time
+from bisect import bisect_left
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -26,6 +29,28 @@ API_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIO
 UNMATCHED = "unmatched"
 """The route label of a request no route matched (404, 405): never the path itself."""
 _API_PREFIX = "gashub_api_"
+
+
+def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
+    """``histogram.observe(v)`` for every value (a labelled child), with one increment per bucket
+    instead of one per value: a route observes the latency of every message of a batch.
+
+    Reads the child's buckets the way ``Histogram.observe`` does (prometheus_client's ``_upper_bounds``,
+    ``_buckets`` and ``_sum``); if a later version has none of them, it observes value by value."""
+    child: Any = histogram
+    bounds, buckets, total = (getattr(child, name, None) for name in ("_upper_bounds", "_buckets", "_sum"))
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets) or any(
+            math.isnan(v) for v in values):  # a NaN falls in no bucket of observe(): leave it to observe()
+        for value in values:
+            histogram.observe(value)
+        return
+    counts = [0] * len(bounds)
+    for value in values:
+        counts[bisect_left(bounds, value)] += 1  # the first bound >= value, as observe() picks
+    total.inc(math.fsum(values))
+    for i, count in enumerate(counts):
+        if count:
+            buckets[i].inc(count)
 
 
 class RateMeter:

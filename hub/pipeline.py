@@ -41,7 +41,7 @@ from hub.ids import derived_id
 from hub.logs import bind
 from hub.mapping import Mapping as FieldMapping
 from hub.mapping import MappingSet, UnknownMapping
-from hub.metrics import HubMetrics
+from hub.metrics import HubMetrics, observe_many
 from hub.publisher import STORED_HEADER, to_outbound
 from hub.routing.loader import Route
 from hub.store import deadletters, ledger
@@ -424,14 +424,16 @@ class RoutePipeline:
         name = self.route.name
         counts: dict[Outcome, int] = {}
         now = time.time()
-        observe = self.metrics.message_latency.labels(name).observe
+        latencies: list[float] = []
         for item in items:
             outcome = self._final_outcome(item)
             counts[outcome] = counts.get(outcome, 0) + 1
             if outcome is Outcome.DELIVERED and item.envelope is not None:
-                observe(max(0.0, now - item.envelope.time.timestamp()))
+                latencies.append(max(0.0, now - item.envelope.time.timestamp()))
             if item.error is not None:
                 self.last_error = _describe(item.error)[:300]
+        if latencies:
+            observe_many(self.metrics.message_latency.labels(name), latencies)
         for outcome, n in counts.items():
             self.metrics.messages.labels(name, str(outcome)).inc(n)
         self.metrics.batch_seconds.labels(name).observe(seconds)
