@@ -25,6 +25,7 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _CENT: Final = Decimal("0.01")
 _MAX_DIGITS: Final = 20  # before the point; Decimal's 28-digit context then keeps every result exact
 _MAX_PLACES: Final = 8
+_INT_BOUND: Final = 10**_MAX_DIGITS
 _INTEGER: Final = re.compile(r"[+-]?\d{1,20}")
 _DECIMAL: Final = re.compile(r"[+-]?(\d{1,20}(\.\d{0,8})?|\.\d{1,8})")
 _COMPACT: Final = re.compile(
@@ -254,6 +255,16 @@ def _to_int(value: Any, what: str) -> int:
 
 
 def _to_decimal(value: Any, what: str) -> Decimal:
+    kind = type(value)
+    if kind is str:  # the common cases first: numeric text and plain ints (bool is a subclass, not int)
+        text = value.strip()
+        if _DECIMAL.fullmatch(text) is None:
+            raise ConversionError(f"{_short(value)} is not {what}")
+        return Decimal(text)  # the pattern already bounds digits and places
+    if kind is int:
+        if -_INT_BOUND < value < _INT_BOUND:
+            return Decimal(value)
+        raise ConversionError(f"{_short(value)} is out of range for {what} (at most 20 digits and 8 places)")
     if isinstance(value, bool):
         raise ConversionError(f"{value!r} is a boolean, not {what}")
     if isinstance(value, Decimal):

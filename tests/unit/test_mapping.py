@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from core.catalogue import CATALOGUE
@@ -818,3 +818,58 @@ def test_epoch_times_across_a_daylight_saving_switch() -> None:
     assert epoch_ms_to_iso(switch - 20 * 60_000, tz="America/St_Johns") == "2026-03-08T01:40:00-03:30"
     assert epoch_ms_to_iso(switch + 10 * 60_000, tz="America/St_Johns") == "2026-03-08T03:10:00-02:30"
     assert epoch_ms_to_iso(switch - 1, tz="America/St_Johns") == "2026-03-08T01:59:59.999-03:30"
+
+
+def _decimal_reference(value: Any, what: str) -> Decimal:
+    """``_to_decimal`` as it was before its fast paths for text and ints (2026-11-28)."""
+    import math
+    import re
+
+    from hub.mapping.converters import ConversionError
+
+    pattern = re.compile(r"[+-]?(\d{1,20}(\.\d{0,8})?|\.\d{1,8})")
+    if isinstance(value, bool):
+        raise ConversionError("boolean")
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, int):
+        number = Decimal(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConversionError("not finite")
+        number = Decimal(repr(value))
+    elif isinstance(value, str):
+        if pattern.fullmatch(value.strip()) is None:
+            raise ConversionError("not a number")
+        return Decimal(value.strip())
+    else:
+        raise ConversionError("not a number")
+    if not number.is_finite():
+        raise ConversionError("not finite")
+    exponent = number.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if number.adjusted() >= 20 or exponent < -8:
+        raise ConversionError("out of range")
+    return number
+
+
+@settings(max_examples=500)
+@example(value=10**20)
+@example(value=-(10**20))
+@example(value=10**20 - 1)
+@example(value=" 12.50 ")
+@example(value=True)
+@given(value=st.integers() | st.integers(min_value=-(10**21), max_value=10**21) | st.booleans()
+       | st.decimals(allow_nan=True, allow_infinity=True) | st.floats()
+       | st.from_regex(r"\s*[+-]?\d{0,22}(\.\d{0,10})?\s*", fullmatch=True) | st.text(max_size=8) | st.none())
+def test_decimal_fast_paths_agree_with_the_general_conversion(value: Any) -> None:
+    from hub.mapping.converters import ConversionError, _to_decimal
+
+    try:
+        expected = _decimal_reference(value, "decimal")
+    except ConversionError:
+        with pytest.raises(ConversionError):
+            _to_decimal(value, "decimal")
+        return
+    got = _to_decimal(value, "decimal")
+    assert got.as_tuple() == expected.as_tuple()
