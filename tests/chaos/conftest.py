@@ -33,6 +33,7 @@ from hub.migrations import upgrade_async
 from hub.settings import load_settings
 from hub.transport.base import QueueInfo
 from hub.transport.pika import PikaTransport
+from tests.cli_env import clean_env
 from tests.contract.broker_admin import BrokerAdmin
 from tests.flow.conftest import equals, fresh_postgres_database, holds
 
@@ -241,7 +242,7 @@ class Chaos:
     # workers ----------------------------------------------------------------------------------
 
     def worker_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GASHUB_")}
+        env = clean_env()
         env.update(
             GASHUB_CONFIG=str(self.config_path),
             GASHUB_DATABASE_URL=self.database_url,

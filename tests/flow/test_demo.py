@@ -8,7 +8,6 @@ SMS and opens the work order, in one flow."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import socket
 import sqlite3
@@ -27,6 +26,7 @@ from connectors.vendor_push.simulator import VendorCloudSimulator
 from core.db.tables_accounts import DISTRICTS, LAT_RANGE, LON_RANGE
 from hub.store.audit import verify_chain
 from hub.store.db import Database
+from tests.cli_env import clean_env
 
 ACCOUNTS = 120
 """Accounts whose meters the vendor's cloud pushes."""
@@ -53,9 +53,7 @@ async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout: float
 
 async def test_demo_seeds_a_city_bills_it_and_turns_payments_into_invoices(tmp_path: Path) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GASHUB_")}
-    env["GASHUB_OPS__TOKEN"] = TOKEN
-    env["COLUMNS"] = "200"
+    env = clean_env(GASHUB_OPS__TOKEN=TOKEN, COLUMNS="200")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "hub.cli", "demo", "--duration", "28", "--port", str(port), "--accounts", str(ACCOUNTS),
         "--meters", str(FLEET), "--dtus", "4", "--ctwing", "20",

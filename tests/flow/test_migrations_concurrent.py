@@ -12,8 +12,9 @@ import asyncpg
 from alembic.script import ScriptDirectory
 
 from hub.migrations import alembic_config
+from tests.cli_env import REPO as ROOT
+from tests.cli_env import clean_env
 from tests.flow.conftest import fresh_postgres_database
-from tests.unit.test_cli import ROOT, clean_env
 
 
 async def test_three_processes_migrating_a_fresh_database_at_once_all_succeed(postgres_url: str) -> None:

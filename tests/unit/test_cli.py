@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
 import secrets
 import signal
 import socket
@@ -21,7 +20,9 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.cli_env import REPO, clean_env
+
+ROOT = REPO
 TOKEN_VAR = "GASHUB_CONNECTORS__VENDOR__TOKEN"
 
 ENV_VARS = ("GASHUB_DATABASE_URL", "GASHUB_AMQP_URL", "GASHUB_HTTP_PORT", "GASHUB_OPS__TOKEN", "GASHUB_CONFIG")
@@ -40,13 +41,6 @@ EXPECTED_TYPES = (
 
 
 CHECK_KEY = base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The current environment without any GASHUB_* variable, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GASHUB_")}
-    env.update(extra)
-    return env
 
 
 def gashub(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT,
