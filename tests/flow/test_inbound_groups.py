@@ -47,8 +47,12 @@ async def test_three_hundred_concurrent_pushes_of_a_hundred_messages_are_stored_
 
     ids = {a.message_id for answers in by_key.values() for a in answers}
     assert await _scalar(hub, select(func.count()).select_from(inbox).where(inbox.c.source == name)) == 100
-    assert await _scalar(hub, select(func.count()).select_from(inbox).where(
-        inbox.c.source == name, inbox.c.published_us.is_(None))) == 0
+
+    async def all_marked() -> bool:  # marked published by the write lane right after the confirms
+        return await _scalar(hub, select(func.count()).select_from(inbox).where(
+            inbox.c.source == name, inbox.c.published_us.is_(None))) == 0
+
+    await eventually(all_marked, what="every inbox entry marked published")
     assert await _scalar(hub, select(func.count()).select_from(message).where(message.c.id.in_(ids))) == 100
     assert await _scalar(hub, select(func.count()).select_from(hop).where(
         hop.c.route == f"in:{name}", hop.c.outcome == "received")) == 100
@@ -101,3 +105,86 @@ async def test_refusals_at_the_door_are_grouped_and_each_audited(stack: Stack) -
     rejected = await _scalar(hub, select(func.count()).select_from(hop).where(
         hop.c.route == f"in:{context.name}", hop.c.outcome == "rejected"))
     assert rejected == 50
+
+
+class _HeldPublisher:
+    """The writer's publisher, holding every publish until ``release`` (or failing the held ones)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.gate = asyncio.Event()
+        self.held = 0
+        self.published: list[str] = []
+        self.fail_with: Exception | None = None
+
+    async def publish(self, envelopes: Any, **options: Any) -> None:
+        self.held += 1
+        await self.gate.wait()
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.published += [e.id for e in envelopes]
+        await self.real.publish(envelopes, **options)
+
+
+async def _until(check: Any) -> None:
+    for _ in range(500):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the writer never got there")
+
+
+async def test_the_next_group_is_written_while_the_one_before_waits_for_its_confirm(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hub = await stack.start_hub()
+    context = hub.connectors["vendor"].context
+    held = _HeldPublisher(context.writer.publisher)
+    monkeypatch.setattr(context.writer, "publisher", held)
+    first, second, copy = _push(context.name, 1), _push(context.name, 2), _push(context.name, 1)
+    answer_first = asyncio.ensure_future(context.receive(first, partner_key="p1"))
+    await _until(lambda: held.held == 1)  # the first group is stored and waits for its confirm
+    answer_second = asyncio.ensure_future(context.receive(second, partner_key="p2"))
+    # The same partner message again while its first copy waits: it must not be published twice.
+    answer_copy = asyncio.ensure_future(context.receive(copy, partner_key="p1"))
+    await _until(lambda: held.held == 2)
+    assert await _scalar(hub, select(func.count()).select_from(message).where(message.c.id == second.id)) == 1
+    assert [a.done() for a in (answer_first, answer_second, answer_copy)] == [False] * 3  # no OK before a confirm
+
+    held.gate.set()
+    one, two, again = await asyncio.gather(answer_first, answer_second, answer_copy)
+    assert (one.message_id, one.duplicate) == (first.id, False)
+    assert (two.message_id, two.duplicate) == (second.id, False)
+    assert (again.message_id, again.duplicate) == (first.id, True)
+    assert sorted(held.published) == sorted([first.id, second.id])
+    assert await _scalar(hub, select(func.count()).select_from(message).where(message.c.id == copy.id)) == 0
+
+    await context.writer.aclose()  # the marks are written by the lane before it stops
+    assert await _scalar(hub, select(func.count()).select_from(inbox).where(
+        inbox.c.source == context.name, inbox.c.published_us.is_(None))) == 0
+    resent = await context.receive(_push(context.name, 2), partner_key="p2")  # after its OK: a duplicate
+    assert (resent.message_id, resent.duplicate) == (second.id, True)
+
+
+async def test_a_copy_waiting_for_a_failed_first_copy_fails_with_it_and_is_published_when_sent_again(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hub = await stack.start_hub()
+    context = hub.connectors["vendor"].context
+    held = _HeldPublisher(context.writer.publisher)
+    monkeypatch.setattr(context.writer, "publisher", held)
+    first = _push(context.name, 1)
+    answer_first = asyncio.ensure_future(context.receive(first, partner_key="p1"))
+    await _until(lambda: held.held == 1)
+    answer_copy = asyncio.ensure_future(context.receive(_push(context.name, 1), partner_key="p1"))
+    await _until(lambda: context.writer.groups == 2)  # the copy is written (nothing new) and waits
+    held.fail_with = ConnectionError("the broker went away")
+    held.gate.set()
+    outcomes = await asyncio.gather(answer_first, answer_copy, return_exceptions=True)
+    assert all(isinstance(o, ConnectionError) for o in outcomes), outcomes
+    assert held.published == []
+
+    held.fail_with = None
+    again = await context.receive(_push(context.name, 1), partner_key="p1")  # the partner never heard OK
+    assert (again.message_id, again.duplicate) == (first.id, False)  # the stored first copy, published now
+    assert held.published == [first.id]
