@@ -114,7 +114,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     print(f"  {url.rsplit('/', 1)[1]} ready in {seconds:.1f} s", flush=True)
     sms = SmsGatewaySimulator(port=free_port())  # started in the try below; its URL is known now
     config = HubConfig(workdir, url, args.amqp, key, free_port(), free_port(), sms.url)
-    hub = RunningHub(config, workers=args.workers)
+    hub = RunningHub(config, workers=args.workers, run_routes=args.run_routes)
     dtus: list[DtuSimulator] = []
     pushers: list[asyncio.subprocess.Process] = []
     try:
@@ -143,7 +143,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         write_devices(devices, ctwing)
         up = await hub.start()
         print(f"  gashub run ready in {up:.1f} s (CTWing: {len(ctwing):,} devices; {args.dtus} DTUs with "
-              f"{per_dtu} meters each)", flush=True)
+              f"{per_dtu} meters each; {args.workers} worker(s), run_routes {hub.run_routes})", flush=True)
         for dtu in dtus:
             await dtu.connect()
         await asyncio.sleep(1.0)  # registration: the first bytes on each connection
@@ -249,6 +249,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=0,
                         help="gashub worker processes beside gashub run, consuming the same routes (default 0) "
                              "but the DTU valve commands: only gashub run holds the DTUs' connections")
+    parser.add_argument("--run-routes", choices=("all", "held"), default=None,
+                        help="gashub run's consumer.run_routes (default: held with --workers, else all): with "
+                             "held, gashub run keeps the safety lane and the DTU valve route, the workers the rest")
     parser.add_argument("--seed", type=int, default=1, help="the city's seed (default 1)")
     parser.add_argument("--rate", type=float, default=2000.0, help="background CTWing pushes a second (default 2,000)")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of background pushes (default 60)")

@@ -88,7 +88,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
           f"holders and {len(meters):,} meters' reading histories)", flush=True)
     sms = SmsGatewaySimulator(port=free_port())  # started in the try below; its URL is known now
     config = HubConfig(workdir, url, args.amqp, key, free_port(), free_port(), sms.url)
-    hub = RunningHub(config, workers=args.workers)
+    hub = RunningHub(config, workers=args.workers, run_routes=args.run_routes)
     result: dict[str, Any] = {}
     try:
         await sms.start()
@@ -96,7 +96,8 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         devices = workdir / "devices.jsonl"
         write_devices(devices, meters)
         up = await hub.start()
-        print(f"  gashub run ready in {up:.1f} s (CTWing connector with {len(meters):,} devices)", flush=True)
+        print(f"  gashub run ready in {up:.1f} s (CTWing connector with {len(meters):,} devices; "
+              f"{args.workers} worker(s), run_routes {hub.run_routes})", flush=True)
 
         print("raw floor, before the pushes:", flush=True)
         raws = [await asyncio.to_thread(raw_floor, args.raw_n, args.amqp)]
@@ -198,6 +199,9 @@ def main() -> int:
                         help="meters that push, the first of the n (default: all n); the hub still knows all n")
     parser.add_argument("--workers", type=int, default=0,
                         help="gashub worker processes beside gashub run, consuming the same routes (default 0)")
+    parser.add_argument("--run-routes", choices=("all", "held"), default=None,
+                        help="gashub run's consumer.run_routes (default: held with --workers, else all): with "
+                             "held, gashub run keeps the safety lane and the DTU valve route, the workers the rest")
     parser.add_argument("--seed", type=int, default=1, help="the city's seed (default 1)")
     parser.add_argument("--pushers", type=int, default=2, help="pusher processes (default 2)")
     parser.add_argument("--concurrency", type=int, default=100,

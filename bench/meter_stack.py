@@ -276,10 +276,13 @@ class HubProcessConfig(Protocol):
 
 class RunningHub:
     """``gashub run`` in a child process, with the benchmark's configuration, and ``workers`` more
-    ``gashub worker`` processes consuming the same routes (as a deployment adds them)."""
+    ``gashub worker`` processes consuming the same routes (as a deployment adds them). ``run_routes`` is
+    ``gashub run``'s ``consumer.run_routes``: by default ``held`` when there are workers (they take the
+    normal lane, as a deployment with workers is set up), else ``all``."""
 
-    def __init__(self, config: HubProcessConfig, workers: int = 0) -> None:
+    def __init__(self, config: HubProcessConfig, workers: int = 0, run_routes: str | None = None) -> None:
         self.config = config
+        self.run_routes = run_routes or ("held" if workers else "all")
         self.proc: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
         self.worker_count = workers
@@ -292,7 +295,8 @@ class RunningHub:
         started = time.perf_counter()
         log = open(self.log_path, "wb")  # noqa: SIM115 - the child keeps it; closed in stop()
         self._log = log
-        self.proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "run"], env=self.config.env(), cwd=REPO,
+        env = {**self.config.env(), "GASHUB_CONSUMER__RUN_ROUTES": self.run_routes}
+        self.proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "run"], env=env, cwd=REPO,
                                      stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{self.config.http_port}/ready"
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:

@@ -219,10 +219,14 @@ class Hub:
             for connector in self.connectors.values():
                 await connector.start()
         for runtime in self.runtimes.values():
-            if role is Role.WORKER and not self.consumes_here(runtime):
-                log.info("hub.route_left_to_run", extra={
-                    "route": runtime.route.name, "connector": runtime.route.spec.target_name,
-                    "reason": "its connector delivers over connections held by `gashub run`"})
+            if not self.consumes_here(runtime):
+                if role is Role.WORKER:
+                    log.info("hub.route_left_to_run", extra={
+                        "route": runtime.route.name, "connector": runtime.route.spec.target_name,
+                        "reason": "its connector delivers over connections held by `gashub run`"})
+                else:
+                    log.info("hub.route_left_to_workers", extra={
+                        "route": runtime.route.name, "reason": "consumer.run_routes = 'held'"})
                 continue
             await self.start_route(runtime.route.name)
         if role is Role.RUN:
@@ -240,9 +244,15 @@ class Hub:
 
     def consumes_here(self, runtime: RouteRuntime) -> bool:
         """Whether this process consumes the route: a worker leaves routes to connectors that deliver
-        over connections only a started connector holds (``Connector.delivers_where_started``)."""
+        over connections only a started connector holds (``Connector.delivers_where_started``); with
+        ``consumer.run_routes = 'held'``, ``gashub run`` consumes only those and the safety lane."""
         connector = runtime.pipeline.connector
-        return self.role is not Role.WORKER or connector is None or not connector.delivers_where_started
+        held = connector is not None and connector.delivers_where_started
+        if self.role is Role.WORKER:
+            return not held
+        if self.role is Role.RUN and self.settings.consumer.run_routes == "held":
+            return held or runtime.route.lane is Lane.SAFETY
+        return True
 
     async def start_route(self, name: str) -> None:
         runtime = self.runtimes[name]

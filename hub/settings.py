@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from datetime import time
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
@@ -48,6 +48,13 @@ class ConsumerSettings(_Section):
     connector_concurrency: int = Field(default=32, ge=1)
     parallel: int = Field(default=2, ge=1, le=16)
     """Consumers per route in each process."""
+    run_routes: Literal["all", "held"] = "all"
+    """What ``gashub run`` consumes. ``all`` (the default): every route, so one process is a whole hub.
+    ``held``, for a deployment with ``gashub worker`` processes beside it: only the safety lane's routes
+    and those whose connector delivers over connections ``gashub run`` holds (DTUs); the workers take
+    the rest, and ``gashub run``'s event loop is left to the partners' pushes (measured: 1,746 → 1,978
+    CTWing pushes/s answered with one worker, ``docs/performance.md``). Needs RabbitMQ. ``gashub run``'s
+    ``/ready`` speaks for its own routes; the ops dashboard flags a route that no process consumes."""
 
 
 class OpsSettings(_Section):
@@ -174,6 +181,13 @@ class Settings(BaseSettings):
         if config_file.is_file():
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _held_routes_need_workers(self) -> Self:
+        if self.consumer.run_routes == "held" and self.amqp_url is None:
+            raise ValueError("consumer.run_routes = 'held' leaves routes to `gashub worker` processes, which need "
+                             "RabbitMQ: set GASHUB_AMQP_URL, or leave run_routes at 'all'")
+        return self
 
     @property
     def uses_broker(self) -> bool:

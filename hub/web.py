@@ -124,7 +124,7 @@ async def ready(request: web.Request) -> web.Response:
             problems.append(f"broker ({lane} lane): not connected")
     if hub.role is Role.API:  # an API process has no broker connection and no consumers
         return _readiness(problems, {"status": "ready", "role": "api"})
-    stopped = [name for name, rt in hub.runtimes.items() if not rt.running]
+    stopped = [name for name, rt in hub.runtimes.items() if not rt.running and hub.consumes_here(rt)]
     if stopped:
         problems.append(f"routes without a consumer: {', '.join(stopped)}")
     return _readiness(problems, {"status": "ready", "routes": len(hub.runtimes)})

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import pytest
 from sqlalchemy import func, select
 
@@ -242,4 +243,52 @@ async def test_a_worker_leaves_dtu_valve_commands_to_the_process_holding_the_con
         assert {tuple(o) for o in outcomes} == {("delivered", 1)}
     finally:
         await worker.stop()  # first, while the run hub and its DTU are still up
+        await sim.aclose()
+
+
+@pytest.mark.parametrize("stack", ["rabbitmq"], indirect=True)
+async def test_with_run_routes_held_run_keeps_the_safety_lane_and_dtu_route_and_a_worker_stores_the_readings(
+    stack: Stack,
+) -> None:
+    """``consumer.run_routes = 'held'``: ``gashub run`` leaves the normal lane to the workers (its event loop
+    is left to the partners' pushes) and keeps the safety lane and the routes only it can deliver."""
+    settings = hub_settings(stack)
+    hub = await stack.start_hub(**settings, consumer={"run_routes": "held"})
+    connector = hub.connectors["meters"]
+    assert isinstance(connector, DtuConnector)
+    assert connector.port is not None
+    sim = DtuSimulator("127.0.0.1", connector.port, dtu_id=DTU, meters=[
+        SimulatedMeter(ADDRESS, load_meter_profiles().get("cjt188-2018"), volume_m3=Decimal("100.25"))])
+    here = {name for name, rt in hub.runtimes.items() if rt.running}
+    lanes = {name: rt.route.lane for name, rt in hub.runtimes.items()}
+    assert "dtu-valve-commands" in here
+    assert "readings" not in here
+    assert here == {name for name, lane in lanes.items() if lane is Lane.SAFETY}  # the DTU route is on it too
+    async with aiohttp.ClientSession() as session, session.get(f"{stack.base_url(hub)}/ready") as resp:
+        assert resp.status == 200, await resp.text()  # ready for what it consumes itself
+
+    worker = Hub.build(stack.settings(**settings))
+    stack.hubs.append(worker)
+    await worker.start(Role.WORKER, migrate=False)
+    try:
+        assert worker.runtimes["readings"].running
+        assert not worker.runtimes["dtu-valve-commands"].running
+        now = datetime.now(UTC).replace(microsecond=0)
+        await metered_account(hub, METER, [(now - timedelta(days=10 - n), Decimal(90 + n)) for n in range(10)])
+        await sim.connect()
+        await eventually(lambda: DTU in connector.sessions, what="DTU registered")
+        await connector.read_meter(METER)
+
+        async def stored() -> bool:
+            found = await scalar(hub, select(reading.c.volume_m3).where(reading.c.meter_id == METER,
+                                                                         reading.c.read_at >= now))
+            return found is not None
+
+        await eventually(stored, what="the DTU reading stored by the worker")
+        async with hub.db.read() as conn:
+            stored_by = await conn.scalar(select(func.count()).select_from(hop).where(
+                hop.c.route == "readings", hop.c.outcome == "delivered"))
+        assert stored_by == 1
+    finally:
+        await worker.stop()
         await sim.aclose()

@@ -130,6 +130,17 @@ def test_flat_http_port_out_of_range_names_the_key(env: pytest.MonkeyPatch) -> N
         load_settings()
 
 
+def test_run_routes_held_needs_the_broker_and_says_so(env: pytest.MonkeyPatch) -> None:
+    env.setenv("GASHUB_CONSUMER__RUN_ROUTES", "held")
+    with pytest.raises(ConfigError, match="need RabbitMQ: set GASHUB_AMQP_URL"):
+        load_settings()
+    env.setenv("GASHUB_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    assert load_settings().consumer.run_routes == "held"
+    env.setenv("GASHUB_CONSUMER__RUN_ROUTES", "some")
+    with pytest.raises(ConfigError, match=r"consumer\.run_routes"):
+        load_settings()
+
+
 def test_nested_connector_secret_merges_into_the_toml_table(toml_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GASHUB_CONNECTORS__VENDOR__TOKEN", "s3cret-vendor")
     s = load_settings()
