@@ -59,7 +59,7 @@ from connectors.nbiot.uplink import (
     decode_meter_message,
     frame_bytes,
     reading_from_fields,
-    reading_from_frame,
+    reading_from_message,
     valve_in_reply,
 )
 from core.catalogue.messages import MessageType, ReadingSource, ValveCommand, ValveState
@@ -83,7 +83,8 @@ REMEMBERED = 10_000
 
 
 def answer(status: int, reason: str = "ok", **extra: Any) -> web.Response:
-    return web.json_response({"code": 0 if status == 200 else status, "msg": reason, **extra}, status=status)
+    return web.Response(body=orjson.dumps({"code": 0 if status == 200 else status, "msg": reason, **extra}),
+                        status=status, content_type="application/json")
 
 
 def command_ser(command_id: str) -> int:
@@ -206,7 +207,8 @@ class CtwingConnector(InboundConnector[CtwingSettings], OutboundConnector[Ctwing
                                                                "frame": type(message).__name__,
                                                                "valve": reported})
                 return answer(200, "not a reading")
-            data = reading_from_frame(device, profile, raw, received_at=at, tz=self.tz, source=ReadingSource.CTWING)
+            data = reading_from_message(device, profile, message, received_at=at, tz=self.tz,
+                                        source=ReadingSource.CTWING)
             status = message.status
         else:
             data = reading_from_fields(device, payload, self.settings.fields, read_at=at, source=ReadingSource.CTWING)

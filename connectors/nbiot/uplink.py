@@ -92,7 +92,13 @@ def decode_meter_message(device: DeviceBinding, profile: MeterProfile, raw: byte
 def reading_from_frame(device: DeviceBinding, profile: MeterProfile, raw: bytes, *, received_at: datetime,
                        tz: tzinfo, source: ReadingSource) -> dict[str, Any]:
     """The ``meter.reading`` data of a ``901F`` reply in ``raw`` (clock and status events included)."""
-    message = decode_meter_message(device, profile, raw)
+    return reading_from_message(device, profile, decode_meter_message(device, profile, raw), received_at=received_at,
+                                tz=tz, source=source)
+
+
+def reading_from_message(device: DeviceBinding, profile: MeterProfile, message: object, *, received_at: datetime,
+                         tz: tzinfo, source: ReadingSource) -> dict[str, Any]:
+    """``reading_from_frame`` for a frame ``decode_meter_message`` decoded already (it is not decoded twice)."""
     if not isinstance(message, MeteringData):
         raise Refused(400, f"frame from device {device.device_id} is {type(message).__name__}, not metering data")
     try:

@@ -52,8 +52,11 @@ def reading_data(report: MeterReport) -> dict[str, Any]:
     """The ``meter.reading`` data (JSON-ready): dated by the meter's clock with the receive time beside
     it when the meter's clock is set, by the receive time otherwise; with the status-bit events."""
     reading = report.reading
-    if report.meter_clock is not None:
-        reading = reading.model_copy(update={"read_at": report.meter_clock, "received_at": reading.read_at})
+    update: dict[str, Any] = {}
+    if report.meter_clock is not None:  # an aware datetime, as MeterReading.read_at asks
+        update["read_at"], update["received_at"] = report.meter_clock, reading.read_at
     if report.events:
-        reading = reading.model_copy(update={"events": sorted(report.events)})
-    return MeterReading.model_validate(reading.model_dump()).model_dump(mode="json", exclude_none=True)
+        update["events"] = sorted(report.events)
+    if update:  # values of the fields' own types: the validated reading stays valid
+        reading = reading.model_copy(update=update)
+    return reading.model_dump(mode="json", exclude_none=True)
