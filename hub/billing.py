@@ -138,10 +138,12 @@ def _share_process(url: str, book_json: str, start: date, end: date, now: dateti
                    seen: Any, out: Any) -> None:
     """One part of a parallel run, in its own process, connection and transaction (see ``bill_in_parallel``)."""
     from hub.app import privacy_from
+    from hub.process import run_fast, tune_gc
     from hub.settings import load_settings
 
     async def run() -> BillingRunResult:
         settings = load_settings()
+        tune_gc()  # as in `gashub run`: a part allocates millions of short-lived objects
         payments = Payments(settings.core.payments, privacy_from(settings))
         db = Database(url, pool_size=1)
         try:
@@ -154,7 +156,7 @@ def _share_process(url: str, book_json: str, start: date, end: date, now: dateti
             await db.aclose()
 
     try:
-        result = asyncio.run(run())
+        result = run_fast(run())
         result.bill_ids = []  # a million ids are not worth sending back
         out.put(("ok", result))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it

@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hub import __version__
 from hub.errors import ConfigError, HubError
+from hub.process import run_fast, tune_gc
 from hub.settings import Settings, load_settings
 from hub.signals import stop_on_signals, stop_when_orphaned, wait_until_stopped
 
@@ -87,37 +87,18 @@ async def _serve(settings: Settings, role: str, duration: float | None = None, *
     return 0
 
 
-def tune_gc() -> None:
-    """After start-up: move the objects made so far out of the collector's way and collect the young
-    generation less often. Each batch allocates thousands of short-lived objects; with the default
-    threshold (700) the collector runs several times per batch and costs ~10 % of a worker's CPU."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    return _run_fast(_serve(_settings(), "run", args.duration))
+    return run_fast(_serve(_settings(), "run", args.duration))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    return _run_fast(_serve(_settings(), "worker", args.duration))
-
-
-def _run_fast(main: Coroutine[Any, Any, int]) -> int:
-    """Run ``main`` on uvloop where it is installed (Linux, macOS), else on asyncio's own loop. uvloop's
-    event loop and transports cost a request of the API markedly less CPU than the default loop."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on the platforms it supports
-        return asyncio.run(main)
-    return uvloop.run(main)
+    return run_fast(_serve(_settings(), "worker", args.duration))
 
 
 def _api_process(duration: float | None, parent: int) -> None:
     """One of ``gashub api --processes N``'s children (spawned: a fresh interpreter, its own loop); it stops
     when the parent ``parent`` does, however the parent ended."""
-    sys.exit(_run_fast(_serve(_settings(), "api", duration, reuse_port=True, parent=parent)))
+    sys.exit(run_fast(_serve(_settings(), "api", duration, reuse_port=True, parent=parent)))
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -133,7 +114,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     if args.processes < 1:
         raise ConfigError("--processes must be at least 1")
     if args.processes == 1:
-        return _run_fast(_serve(_settings(), "api", args.duration))
+        return run_fast(_serve(_settings(), "api", args.duration))
     import shutil
     import tempfile
 
@@ -565,7 +546,7 @@ def cmd_billing_run(args: argparse.Namespace) -> int:
             print("bill.issued events are in the outbox: a running hub sends them on (bill-notify → SMS)")
         return 0
 
-    return asyncio.run(main())
+    return run_fast(main())
 
 
 def cmd_readings_check(args: argparse.Namespace) -> int:
