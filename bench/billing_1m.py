@@ -237,8 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="recompute N random bills per run with the reference calculation (0: none)")
     parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the monthly run to FILE")
     parser.add_argument("--default-gc", action="store_true",
-                        help="leave the garbage collector as Python starts it (by default it is tuned as in "
-                             "`gashub run` and `gashub worker`, the processes a billing run would run in)")
+                        help="leave this process's garbage collector as Python starts it (by default it is tuned "
+                             "as in `gashub run` and `gashub worker`, the processes a billing run would run in); "
+                             "the parts of --workers N always tune theirs, as `gashub billing run` does")
     args = parser.parse_args(argv)
     if not args.database_url:
         parser.error("give --database-url or set GASHUB_DATABASE_URL")
