@@ -60,6 +60,7 @@ from bench.meter_stack import (  # noqa: E402
     BenchMeter,
     HubConfig,
     RunningHub,
+    add_run_routes_argument,
     analyze_hub_tables,
     city_database,
     delete_hub_topology,
@@ -253,9 +254,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=0,
                         help="gashub worker processes beside gashub run, consuming the same routes (default 0) "
                              "but the DTU valve commands: only gashub run holds the DTUs' connections")
-    parser.add_argument("--run-routes", choices=("all", "held"), default=None,
-                        help="gashub run's consumer.run_routes (default: held with --workers, else all): with "
-                             "held, gashub run keeps the safety lane and the DTU valve route, the workers the rest")
+    add_run_routes_argument(parser)
     parser.add_argument("--no-analyze", dest="analyze", action="store_false",
                         help="leave the tables' statistics to autovacuum (default: ANALYZE the hub's tables after "
                              "the warm-up, as autovacuum does within a minute of a fresh database's first traffic)")

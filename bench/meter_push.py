@@ -50,6 +50,7 @@ from bench.meter_stack import (  # noqa: E402
     PG_DEFAULT,
     HubConfig,
     RunningHub,
+    add_run_routes_argument,
     city_database,
     delete_hub_topology,
     free_port,
@@ -199,9 +200,7 @@ def main() -> int:
                         help="meters that push, the first of the n (default: all n); the hub still knows all n")
     parser.add_argument("--workers", type=int, default=0,
                         help="gashub worker processes beside gashub run, consuming the same routes (default 0)")
-    parser.add_argument("--run-routes", choices=("all", "held"), default=None,
-                        help="gashub run's consumer.run_routes (default: held with --workers, else all): with "
-                             "held, gashub run keeps the safety lane and the DTU valve route, the workers the rest")
+    add_run_routes_argument(parser)
     parser.add_argument("--seed", type=int, default=1, help="the city's seed (default 1)")
     parser.add_argument("--pushers", type=int, default=2, help="pusher processes (default 2)")
     parser.add_argument("--concurrency", type=int, default=100,

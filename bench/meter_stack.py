@@ -289,6 +289,13 @@ class HubProcessConfig(Protocol):
     def env(self) -> dict[str, str]: ...
 
 
+def add_run_routes_argument(parser: Any) -> None:
+    """``--run-routes``, for the benchmarks that start a :class:`RunningHub` with ``--workers``."""
+    parser.add_argument("--run-routes", choices=("all", "held"), default=None,
+                        help="gashub run's consumer.run_routes (default: held with --workers, else all): with "
+                             "held, gashub run keeps the safety lane and the DTU valve route, the workers the rest")
+
+
 class RunningHub:
     """``gashub run`` in a child process, with the benchmark's configuration, and ``workers`` more
     ``gashub worker`` processes consuming the same routes (as a deployment adds them). ``run_routes`` is

@@ -74,6 +74,12 @@ class Pending:
     """An earlier copy of the same partner message in the same group: this one shares its fate."""
 
 
+def _key(item: Pending) -> tuple[str, str]:
+    """The inbox key of a keyed push."""
+    assert item.partner_key is not None
+    return item.source, item.partner_key
+
+
 def _arrival(item: Pending) -> inbox.Arrival:
     assert item.envelope is not None
     assert item.partner_key is not None
@@ -220,9 +226,8 @@ class InboundWriter:
                 raise
         finally:
             for item in group:
-                key = (item.source, item.partner_key or "")
-                if self._in_flight.get(key) is item:
-                    del self._in_flight[key]
+                if item.partner_key is not None and self._in_flight.get(_key(item)) is item:
+                    del self._in_flight[_key(item)]
 
     async def _write(self, group: Sequence[Pending], marks: Sequence[inbox.Arrival]) -> None:
         """Step 1: the confirmed groups' marks, then admissions, new messages and hops, in one transaction
@@ -232,7 +237,7 @@ class InboundWriter:
         for item in group:
             item.publish, item.result, item.leader = False, None, None
             if item.envelope is not None and item.partner_key is not None:
-                key = (item.source, item.partner_key)
+                key = _key(item)
                 if key in leaders:
                     item.leader = leaders[key]
                 else:
@@ -251,7 +256,7 @@ class InboundWriter:
                 if entry.published:
                     item.result = ReceiveResult(entry.message_id, duplicate=True)
                     continue
-                first = self._in_flight.get((item.source, item.partner_key or ""))
+                first = self._in_flight.get(_key(item))
                 if first is not None:  # its first copy is being published by this process: share its fate
                     item.leader = first
                     continue
@@ -274,7 +279,7 @@ class InboundWriter:
         self.groups += 1
         for item in keyed:
             if item.publish:
-                self._in_flight[(item.source, item.partner_key or "")] = item
+                self._in_flight[_key(item)] = item
 
     async def _publish(self, items: Sequence[Pending]) -> None:
         """Step 2: the group's messages in one confirmed publish; one by one if that fails."""

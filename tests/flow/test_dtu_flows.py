@@ -70,8 +70,9 @@ def hub_settings(stack: Stack, profile: str = "cjt188-2018") -> dict[str, Any]:
     return {"core": {"keys": {"k1": KEY}}, "connectors": connectors}
 
 
-async def start(stack: Stack, profile: str = "cjt188-2018") -> tuple[Hub, DtuConnector, DtuSimulator]:
-    hub = await stack.start_hub(**hub_settings(stack, profile))
+async def start(stack: Stack, profile: str = "cjt188-2018",
+                **overrides: Any) -> tuple[Hub, DtuConnector, DtuSimulator]:
+    hub = await stack.start_hub(**hub_settings(stack, profile), **overrides)
     connector = hub.connectors["meters"]
     assert isinstance(connector, DtuConnector)
     assert connector.port is not None
@@ -252,13 +253,7 @@ async def test_with_run_routes_held_run_keeps_the_safety_lane_and_dtu_route_and_
 ) -> None:
     """``consumer.run_routes = 'held'``: ``gashub run`` leaves the normal lane to the workers (its event loop
     is left to the partners' pushes) and keeps the safety lane and the routes only it can deliver."""
-    settings = hub_settings(stack)
-    hub = await stack.start_hub(**settings, consumer={"run_routes": "held"})
-    connector = hub.connectors["meters"]
-    assert isinstance(connector, DtuConnector)
-    assert connector.port is not None
-    sim = DtuSimulator("127.0.0.1", connector.port, dtu_id=DTU, meters=[
-        SimulatedMeter(ADDRESS, load_meter_profiles().get("cjt188-2018"), volume_m3=Decimal("100.25"))])
+    hub, connector, sim = await start(stack, consumer={"run_routes": "held"})
     here = {name for name, rt in hub.runtimes.items() if rt.running}
     lanes = {name: rt.route.lane for name, rt in hub.runtimes.items()}
     assert "dtu-valve-commands" in here
@@ -267,7 +262,7 @@ async def test_with_run_routes_held_run_keeps_the_safety_lane_and_dtu_route_and_
     async with aiohttp.ClientSession() as session, session.get(f"{stack.base_url(hub)}/ready") as resp:
         assert resp.status == 200, await resp.text()  # ready for what it consumes itself
 
-    worker = Hub.build(stack.settings(**settings))
+    worker = Hub.build(stack.settings(**hub_settings(stack)))
     stack.hubs.append(worker)
     await worker.start(Role.WORKER, migrate=False)
     try:

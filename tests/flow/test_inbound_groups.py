@@ -108,7 +108,8 @@ async def test_refusals_at_the_door_are_grouped_and_each_audited(stack: Stack) -
 
 
 class _HeldPublisher:
-    """The writer's publisher, holding every publish until ``release`` (or failing the held ones)."""
+    """The writer's publisher, holding every publish until ``gate`` is set (then failing the held ones
+    with ``fail_with`` when given)."""
 
     def __init__(self, real: Any) -> None:
         self.real = real
@@ -126,28 +127,26 @@ class _HeldPublisher:
         await self.real.publish(envelopes, **options)
 
 
-async def _until(check: Any) -> None:
-    for _ in range(500):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the writer never got there")
+async def _held_writer(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any, _HeldPublisher]:
+    """A hub whose vendor connector's inbound writer publishes through a ``_HeldPublisher``."""
+    hub = await stack.start_hub()
+    context = hub.connectors["vendor"].context
+    held = _HeldPublisher(context.writer.publisher)
+    monkeypatch.setattr(context.writer, "publisher", held)
+    return hub, context, held
 
 
 async def test_the_next_group_is_written_while_the_one_before_waits_for_its_confirm(
     stack: Stack, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    hub = await stack.start_hub()
-    context = hub.connectors["vendor"].context
-    held = _HeldPublisher(context.writer.publisher)
-    monkeypatch.setattr(context.writer, "publisher", held)
+    hub, context, held = await _held_writer(stack, monkeypatch)
     first, second, copy = _push(context.name, 1), _push(context.name, 2), _push(context.name, 1)
     answer_first = asyncio.ensure_future(context.receive(first, partner_key="p1"))
-    await _until(lambda: held.held == 1)  # the first group is stored and waits for its confirm
+    await eventually(lambda: held.held == 1, what="the first group stored and waiting for its confirm")
     answer_second = asyncio.ensure_future(context.receive(second, partner_key="p2"))
     # The same partner message again while its first copy waits: it must not be published twice.
     answer_copy = asyncio.ensure_future(context.receive(copy, partner_key="p1"))
-    await _until(lambda: held.held == 2)
+    await eventually(lambda: held.held == 2, what="the second group written meanwhile")
     assert await _scalar(hub, select(func.count()).select_from(message).where(message.c.id == second.id)) == 1
     assert [a.done() for a in (answer_first, answer_second, answer_copy)] == [False] * 3  # no OK before a confirm
 
@@ -169,15 +168,12 @@ async def test_the_next_group_is_written_while_the_one_before_waits_for_its_conf
 async def test_a_copy_waiting_for_a_failed_first_copy_fails_with_it_and_is_published_when_sent_again(
     stack: Stack, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    hub = await stack.start_hub()
-    context = hub.connectors["vendor"].context
-    held = _HeldPublisher(context.writer.publisher)
-    monkeypatch.setattr(context.writer, "publisher", held)
+    _hub, context, held = await _held_writer(stack, monkeypatch)
     first = _push(context.name, 1)
     answer_first = asyncio.ensure_future(context.receive(first, partner_key="p1"))
-    await _until(lambda: held.held == 1)
+    await eventually(lambda: held.held == 1, what="the first copy waiting for its confirm")
     answer_copy = asyncio.ensure_future(context.receive(_push(context.name, 1), partner_key="p1"))
-    await _until(lambda: context.writer.groups == 2)  # the copy is written (nothing new) and waits
+    await eventually(lambda: context.writer.groups == 2, what="the copy written (nothing new), waiting")
     held.fail_with = ConnectionError("the broker went away")
     held.gate.set()
     outcomes = await asyncio.gather(answer_first, answer_copy, return_exceptions=True)
