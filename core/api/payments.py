@@ -32,7 +32,7 @@ from core.api.models import Query, RevealQuery
 from core.api.permissions import Action, Resource
 from core.api.problems import ProblemError, json_response
 from core.api.reveal import read_revealable
-from core.db.tables_billing import bill, bill_line
+from core.db.tables_billing import bill, bill_line, bill_meter
 from core.db.tables_payments import (
     allocation,
     credit,
@@ -103,6 +103,14 @@ class BillLine(BaseModel):
     vat_rate: Decimal
 
 
+class BillMeter(BaseModel):
+    meter_id: str
+    reading_start_m3: Decimal
+    reading_end_m3: Decimal
+    volume_m3: Decimal
+    estimated: bool
+
+
 class Allocation(BaseModel):
     payment_id: str
     bill_id: str
@@ -122,6 +130,9 @@ class InvoiceRef(BaseModel):
 
 class BillDetail(Bill):
     lines: list[BillLine]
+    meters: list[BillMeter] = Field(description=(
+        "For an account with several meters: each meter's registers and volume (the bill prices their sum; "
+        "its meter_id is the first meter and its registers the sums). Empty for a one-meter account."))
     allocations: list[Allocation]
     invoices: list[InvoiceRef]
 
@@ -327,11 +338,13 @@ async def get_bill(request: web.Request) -> web.StreamResponse:
             raise _not_found("bill", bill_id, "bills")
         lines = [dict(r) for r in (await conn.execute(
             select(bill_line).where(bill_line.c.bill_id == bill_id).order_by(bill_line.c.line_no))).mappings()]
+        meters = [dict(r) for r in (await conn.execute(
+            select(bill_meter).where(bill_meter.c.bill_id == bill_id).order_by(bill_meter.c.meter_id))).mappings()]
         shares = _allocations(await conn.execute(
             select(allocation).where(allocation.c.bill_id == bill_id).order_by(allocation.c.created_at,
                                                                                 allocation.c.id)))
         invoices = await _invoice_refs(conn, "bill", [bill_id])
-    detail = {**_bill_out(dict(row)), "lines": lines, "allocations": shares, "invoices": invoices}
+    detail = {**_bill_out(dict(row)), "lines": lines, "meters": meters, "allocations": shares, "invoices": invoices}
     return json_response(BillDetail.model_validate(detail).model_dump(mode="json"))
 
 

@@ -34,11 +34,12 @@ from core.billing_run.estimates import (
 )
 from core.billing_run.pricing import PeriodPricer, PricedBill, PricedLine
 from core.billing_run.result import BillingRunResult, SkippedAccount, SkipReason
-from core.catalogue.messages import BillIssued, ReadingSource
+from core.billing_run.several import MeterRegisters, combine, meter_registers
+from core.catalogue.messages import BillIssued, BillMeterUse, ReadingSource
 from core.db.bulk import insert_columns, insert_new
 from core.db.tables import reading
 from core.db.tables_accounts import account, account_household
-from core.db.tables_billing import bill, bill_line, meter
+from core.db.tables_billing import bill, bill_line, bill_meter, meter
 from core.ids import new_ids
 from core.messages import Cause, Caused, Event
 from core.outbox import emit
@@ -52,6 +53,7 @@ BILL_COLUMNS = (
     "total", "net_total", "tax_total", "cumulative_before", "cumulative_after", "category", "status", "created_at",
     "quality",
 )
+BILL_METER_COLUMNS = ("bill_id", "meter_id", "reading_start_m3", "reading_end_m3", "volume_m3", "estimated")
 LINE_COLUMNS = (
     "bill_id", "line_no", "tier", "tariff_version", "cycle_start", "start", "end", "volume_m3", "unit_price",
     "amount", "vat_rate",
@@ -198,6 +200,15 @@ class RunPlan:
         return await estimate_inputs(conn, wanted, period_start_at=self.opening_at, closing_at=self.closing_at,
                                      boundary=self.boundary, tz=self.tz)
 
+    async def meters_for(self, conn: AsyncConnection, rows: Sequence[Any]) -> dict[str, list[MeterRegisters]]:
+        """The meters and registers of the batch's accounts with several meters that are still to bill
+        (:mod:`core.billing_run.several`; usually none: then no query at all)."""
+        wanted = [row[0] for row in rows if row[4] > 1 and row[9] is None and row[12] is None]
+        if not wanted:
+            return {}
+        return await meter_registers(conn, wanted, period_end=self.period_end, opening_at=self.opening_at,
+                                     closing_at=self.closing_at)
+
     async def households_for(self, conn: AsyncConnection, rows: Sequence[Any]) -> dict[str, Household]:
         """The households of the batch's accounts whose uplift approval covers a day of the period, by
         account (rare: no query at all when no account of the batch has a household recorded)."""
@@ -219,8 +230,11 @@ class PricedBatch:
     events: list[tuple[Event, Cause | None]] = field(default_factory=list)
     """One ``bill.issued`` per bill row, in the same order."""
     estimated_readings: list[tuple[Any, ...]] = field(default_factory=list)
-    """For estimated bills: rows of ``core_reading`` in ``ESTIMATED_READING_COLUMNS`` order, the bill
-    id first."""
+    """For estimated bills: ``(bill id, meter id, read at, register, id suffix)``, one per estimated
+    meter (:func:`_insert_estimated_readings`)."""
+    bill_meters: list[tuple[Any, ...]] = field(default_factory=list)
+    """For bills of accounts with several meters: rows of ``core_bill_meter`` in ``BILL_METER_COLUMNS``
+    order."""
     rest: list[Rest] = field(default_factory=list)
     """Accounts whose period an off-cycle bill covers in part: the rest is billed one by one."""
 
@@ -236,9 +250,13 @@ class Rest:
 
 
 def price_batch(plan: RunPlan, batch: list[Any], estimates: Mapping[str, EstimateInputs] | None = None,
-                households: Mapping[str, Household] | None = None) -> PricedBatch:
-    """Price the rows of one ``batch_query`` (with ``estimates_for`` and ``households_for`` those rows):
-    no I/O, so it can run in a worker thread while the connection writes the previous batch.
+                households: Mapping[str, Household] | None = None,
+                several: Mapping[str, Sequence[MeterRegisters]] | None = None) -> PricedBatch:
+    """Price the rows of one ``batch_query`` (with ``estimates_for``, ``households_for`` and
+    ``meters_for`` those rows): no I/O, so it can run in a worker thread while the connection writes
+    the previous batch.
+
+    An account with several meters is priced on their volumes summed (:mod:`core.billing_run.several`).
 
     An account in ``households`` (its approval covers a day of the period) is priced by the reference
     ``bill_period(..., household=)``, which raises its thresholds on the days the approval covers; every
@@ -251,16 +269,29 @@ def price_batch(plan: RunPlan, batch: list[Any], estimates: Mapping[str, Estimat
         if billed is not None or (covered is not None and covered >= period_end):
             out.already_billed += 1
             continue
-        if meters > 1:
-            out.skipped.append(SkippedAccount(account_id, None, SkipReason.SEVERAL_METERS, f"{meters} meters"))
-            continue
         tariff_category = tariff_category_of(category, subcategory)
+        if covered is not None and meters > 1:
+            out.skipped.append(SkippedAccount(
+                account_id, None, SkipReason.SEVERAL_METERS,
+                f"{meters} meters and an off-cycle bill up to {covered}: bill the rest of the period by hand"))
+            continue
         if covered is not None and tariff_category is not None:
             out.rest.append(Rest(account_id, tariff_category, meter_id, covered))
             continue
         estimated: Estimate | None = None
+        combined = None
+        if meters > 1:
+            found = combine(account_id, (several or {}).get(account_id, ()), opening_at=plan.opening_at,
+                            estimate=plan.estimate)
+            if isinstance(found, SkippedAccount):
+                out.skipped.append(found)
+                continue
+            combined = found
+            opening_m3, closing_m3 = found.opening_m3, found.closing_m3
+            closing_message, closing_flow = found.closing_message, found.closing_flow
+            meter_id = found.meters[0].meter_id
         latest = flags(latest_quality)
-        if HELD in latest:
+        if combined is None and HELD in latest:
             if ESTIMATE_DUE not in latest:
                 out.skipped.append(SkippedAccount(account_id, meter_id, SkipReason.READING_HELD,
                                                   "the period's latest reading is held: resolve its exception"))
@@ -298,11 +329,24 @@ def price_batch(plan: RunPlan, batch: list[Any], estimates: Mapping[str, Estimat
             issued = pricer.bill(closing_m3 - opening_m3, before)
         bill_id = next(ids)
         volume, total, net_total, tax_total = issued.volume_m3, issued.total, issued.net_total, issued.tax_total
+        is_estimate = estimated is not None or (combined is not None and combined.estimated)
         out.bills.append((bill_id, account_id, meter_id, period_start, period_end, opening_m3, closing_m3, volume,
                           total, net_total, tax_total, issued.cumulative_before, issued.cumulative_after,
-                          tariff_category.value, "issued", now, "actual" if estimated is None else "estimated"))
+                          tariff_category.value, "issued", now, "estimated" if is_estimate else "actual"))
         if estimated is not None:
-            out.estimated_readings.append((bill_id, meter_id, plan.closing_at, closing_m3))
+            out.estimated_readings.append((bill_id, meter_id, plan.closing_at, closing_m3, ""))
+        uses: list[BillMeterUse] | None = None
+        if combined is not None:
+            uses = []
+            for n, use in enumerate(combined.meters):
+                use_volume = use.closing_m3 - use.opening_m3
+                out.bill_meters.append((bill_id, use.meter_id, use.opening_m3, use.closing_m3, use_volume,
+                                        use.estimated))
+                uses.append(BillMeterUse.model_construct(
+                    meter_id=use.meter_id, reading_start_m3=use.opening_m3, reading_end_m3=use.closing_m3,
+                    volume_m3=use_volume, estimated=use.estimated))
+                if use.estimated:
+                    out.estimated_readings.append((bill_id, use.meter_id, plan.closing_at, use.closing_m3, f"-{n}"))
         out.lines.extend((bill_id, n, line.tier, line.tariff_version, line.cycle_start, line.start, line.end,
                           line.volume_m3, line.unit_price, line.amount, line.vat_rate)
                          for n, line in enumerate(_lines(issued), start=1))
@@ -312,7 +356,7 @@ def price_batch(plan: RunPlan, batch: list[Any], estimates: Mapping[str, Estimat
         out.events.append((Event(type="bill.issued", subject=account_id, data=BillIssued.model_construct(
             bill_id=bill_id, account_id=account_id, meter_id=meter_id, period_start=period_start,
             period_end=period_end, category=tariff_category.value, volume_m3=volume, total=total,
-            net_total=net_total, tax_total=tax_total, issued_at=now, estimated=estimated is not None)),
+            net_total=net_total, tax_total=tax_total, issued_at=now, estimated=is_estimate, meters=uses)),
             _cause(closing_message, closing_flow, account_id)))
     return out
 
@@ -346,28 +390,33 @@ async def write_batch(conn: AsyncConnection, priced: PricedBatch, result: Billin
         lines = [line for line in lines if line[0] in inserted]
     if lines:
         await insert_columns(conn, bill_line, dict(zip(LINE_COLUMNS, zip(*lines, strict=True), strict=True)))
+    bill_meters = [row for row in priced.bill_meters if row[0] in inserted]
+    if bill_meters:
+        await insert_columns(conn, bill_meter,
+                             dict(zip(BILL_METER_COLUMNS, zip(*bill_meters, strict=True), strict=True)))
     estimated = [row for row in priced.estimated_readings if row[0] in inserted]
     if estimated:
         await _insert_estimated_readings(conn, estimated)
     await emit(conn, events)
     result.bill_ids.extend(row[0] for row in bills)
-    result.estimated_bill_ids.extend(row[0] for row in estimated)
+    result.estimated_bill_ids.extend(dict.fromkeys(row[0] for row in estimated))
     result.total_billed += sum((row[8] for row in bills), ZERO_MONEY)
     result.bills_issued += len(events)
 
 
 async def _insert_estimated_readings(conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
     """The registers estimated bills closed on, as estimated readings at the end boundary (id
-    ``E`` + the bill id): the next period opens there. A reading already stored at that very time
+    ``E`` + the bill id, and ``-n`` for the n-th meter of an account with several): the next period
+    opens there. A reading already stored at that very time
     wins (the next run then opens from the last billable reading before it)."""
     await insert_columns(conn, reading, {
-        "id": [f"E{r[0]}"[:32] for r in rows],
+        "id": [f"E{r[0]}{r[4]}"[:32] for r in rows],
         "meter_id": [r[1] for r in rows],
         "read_at": [r[2] for r in rows],
         "volume_m3": [r[3] for r in rows],
         "source": [ReadingSource.ESTIMATE.value] * len(rows),
         "quality": [QualityFlag.ESTIMATED.value] * len(rows),
-        "message_id": [f"E{r[0]}" for r in rows],
+        "message_id": [f"E{r[0]}{r[4]}" for r in rows],
         "correlation_id": [None] * len(rows),
     }, ignore_conflicts=True)
 

@@ -81,14 +81,14 @@ async def estimate_inputs(
     for account_id, start, end, volume in rows:
         history.setdefault(account_id, []).append(PeriodUse(
             start=boundary(start).astimezone(tz), end=boundary(end).astimezone(tz), consumption_m3=volume))
-    averages = await _average_daily_use(conn, sorted({m for _, m in accounts}), closing_at)
+    averages = await average_daily_use(conn, sorted({m for _, m in accounts}), closing_at)
     return {
         account_id: EstimateInputs(tuple(history.get(account_id, ())), averages.get(meter_id))
         for account_id, meter_id in accounts
     }
 
 
-async def _average_daily_use(conn: AsyncConnection, meter_ids: list[str], until: datetime) -> dict[str, Decimal]:
+async def average_daily_use(conn: AsyncConnection, meter_ids: list[str], until: datetime) -> dict[str, Decimal]:
     """Per meter: (last − first good actual register) / days between them, over the year to ``until``."""
     good = (reading.c.source != ReadingSource.ESTIMATE.value, reading.c.quality.not_like("%suspect%"), *billable())
     span = (select(reading.c.meter_id, func.min(reading.c.read_at).label("lo"), func.max(reading.c.read_at).label("hi"))

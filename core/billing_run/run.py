@@ -3,8 +3,10 @@
 How a bill is made (the decisions, in one place):
 
 * **Accounts**: ``core_account.status = 'active'`` with at least one row in ``core_meter``. An account
-  with several meters is skipped and reported (``several_meters``): meter exchanges need both
-  meters' registers and are not billed automatically.
+  with several meters gets one bill on their volumes summed (the tiers are per household), each
+  meter's registers in ``core_bill_meter`` (:mod:`core.billing_run.several`); a meter of it without
+  its registers skips the account with that meter named. Only such an account that an off-cycle bill
+  covers in part is skipped as ``several_meters`` (the rest of its period is billed by hand).
 * **Category**: ``residential`` accounts bill on the tiered residential tariff; ``non_residential``
   ones on the flat tariff of their subcategory (industrial, commercial, heating).
 * **Volume**: the last reading at or before the end boundary minus the last reading at or before the
@@ -129,7 +131,8 @@ async def run_billing(
             rows = list((await conn.execute(plan.batch_query(after, batch_size, dialect=conn.dialect.name))).all())
             estimates = await plan.estimates_for(conn, rows)
             households = await plan.households_for(conn, rows)
-            return rows, (loop.run_in_executor(pricing, price_batch, plan, rows, estimates, households)
+            several = await plan.meters_for(conn, rows)
+            return rows, (loop.run_in_executor(pricing, price_batch, plan, rows, estimates, households, several)
                           if rows else None)
 
         rows, pending = await read(accounts[0])

@@ -381,6 +381,16 @@ class SmsReplied(CanonicalModel):
     """The notification last sent to this number, when the connector knows it."""
 
 
+class BillMeterUse(CanonicalModel):
+    """One meter's part of a bill for an account with several meters."""
+
+    meter_id: MeterId
+    reading_start_m3: Volume
+    reading_end_m3: Volume
+    volume_m3: Volume = Field(ge=0)
+    estimated: bool = False
+
+
 class BillIssued(CanonicalModel):
     """A billing run issued a bill for ``[period_start, period_end)`` (``period_end`` exclusive)."""
 
@@ -398,6 +408,10 @@ class BillIssued(CanonicalModel):
     estimated: bool = False
     """The volume is an estimate: the period's reading was held from billing (a spike). Added to v1
     as an optional field."""
+    meters: list[BillMeterUse] | None = None
+    """For an account with several meters: each meter's registers and volume (``volume_m3`` is their
+    sum, priced together: the tiers are per household; ``meter_id`` is then the first meter). ``None``
+    for a one-meter account. Added to v1 as an optional field."""
 
 
 CATALOGUE = Catalogue(

@@ -112,3 +112,18 @@ bill_line = Table(
     Column("vat_rate", Numeric(5, 4), nullable=False),
     PrimaryKeyConstraint("bill_id", "line_no", name="pk_core_bill_line"),
 )
+
+bill_meter = Table(
+    "core_bill_meter",
+    metadata,
+    Column("bill_id", String(32), ForeignKey("core_bill.id"), nullable=False),
+    Column("meter_id", String(32), nullable=False),
+    Column("reading_start_m3", Numeric(14, 3), nullable=False),
+    Column("reading_end_m3", Numeric(14, 3), nullable=False),
+    Column("volume_m3", Numeric(14, 3), nullable=False),
+    Column("estimated", Boolean, nullable=False),
+    PrimaryKeyConstraint("bill_id", "meter_id", name="pk_core_bill_meter"),
+)
+"""Each meter's registers on the bill of an account with several meters (:mod:`core.billing_run.several`):
+the bill has the meters' volumes summed, its ``meter_id`` is the first meter and its registers the sums.
+A bill for a one-meter account has no rows here (its own row says it all)."""

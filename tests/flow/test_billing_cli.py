@@ -72,7 +72,8 @@ async def test_cli_bills_a_month_once(tmp_path: Path, monkeypatch: pytest.Monkey
     assert await asyncio.to_thread(cli.main, ["billing", "run", "2026-02"]) == 0
     out = capsys.readouterr().out
     assert "period 2026-02-01..2026-03-01 (end exclusive): 5 accounts, 2 bills issued (505.00 yuan)" in out
-    assert "skipped 1: several_meters" in out
+    assert "skipped 2: no_closing_reading" in out  # A4, and A7's first meter
+    assert "skipped 1: no_opening_reading" in out
     assert "bill.issued events are in the outbox" in out
     assert await asyncio.to_thread(cli.main, ["billing", "run", "2026-02"]) == 0
     assert "0 bills issued (0.00 yuan), 2 already billed" in capsys.readouterr().out

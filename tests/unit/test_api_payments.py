@@ -24,7 +24,7 @@ from core.api.permissions import allowed
 from core.catalogue.messages import InvoiceIssued, PaymentChannel, PaymentReceived, PaymentRefunded
 from core.config import CoreConfig
 from core.db.tables_api import api_audit
-from core.db.tables_billing import bill, bill_line, meter
+from core.db.tables_billing import bill, bill_line, bill_meter, meter
 from core.db.tables_payments import invoice, payment
 from core.handlers.payments import PaymentHandlers
 from core.messages import Incoming
@@ -163,6 +163,14 @@ async def test_a_bill_shows_its_lines_allocations_and_invoices(api: Api) -> None
         # the 5.00 payment came after the refund and settles part of what the refund re-opened
         (feb["allocations"][2]["payment_id"], "payment", "5.00")]
     assert feb["invoices"] == []  # invoiced per payment
+    assert feb["meters"] == []  # a one-meter account's bill: its own registers say it all
+    async with api.engine.begin() as conn:  # as a run writes the bill of an account with two meters
+        await conn.execute(insert(bill_meter), [
+            {"bill_id": "B-FEB", "meter_id": m, "reading_start_m3": D(a), "reading_end_m3": D(b),
+             "volume_m3": D(b) - D(a), "estimated": m == "W1"} for m, a, b in (("W1", "5", "25"), ("K1", "0", "30"))])
+    status, feb = await api.get("/bills/B-FEB", Role.AUDITOR)
+    assert [(m["meter_id"], m["volume_m3"], m["estimated"]) for m in feb["meters"]] == [
+        ("K1", "30.000", False), ("W1", "20.000", True)]
     status, problem = await api.get("/bills/NOPE")
     assert status == 404
     assert "GET /api/v1/bills" in problem["detail"]
