@@ -8,9 +8,11 @@ overview has bills to show), with the same ``GASHUB_CORE__KEYS__*`` the data was
 
 1. a user of the ``customer_service`` role is created (``core.api.users.create_user``, as
    ``gashub users add`` does) and each client logs in with its own token, as desk agents would;
-2. the API is served by ``gashub api --processes N`` (``--server-processes``, default 2: one per
-   core): the hub's REST API application (``/api/v1`` with the hub's database and privacy bundle) in N
-   processes sharing the port, as it is deployed beside ``gashub run``;
+2. the API is served by ``gashub api --processes N`` (``--server-processes``, default 1: this machine
+   has two cores and PostgreSQL works on the other; with 2, SO_REUSEPORT gives one process more of
+   the 50 keep-alive connections than the other, and that process makes the tail): the hub's REST API
+   application (``/api/v1`` with the hub's database and privacy bundle) in N processes sharing the
+   port, as it is deployed beside ``gashub run``;
 3. ``--clients`` keep-alive HTTP clients, in this process, each send ``GET /api/v1/accounts/{id}/overview``
    for a random account, one request after another (by default with no think time: a closed loop,
    the hardest case; ``--think S`` pauses each client a random time of mean S seconds between its
@@ -271,8 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=18089, help="the API server's port (default 18089)")
     parser.add_argument("--database-url", default=os.environ.get("GASHUB_DATABASE_URL"),
                         help="postgresql+asyncpg://… (default: GASHUB_DATABASE_URL)")
-    parser.add_argument("--server-processes", type=int, default=2, metavar="N",
-                        help="API processes sharing the port (gashub api --processes N; default 2, one per core)")
+    parser.add_argument("--server-processes", type=int, default=1, metavar="N",
+                        help="API processes sharing the port (gashub api --processes N; default 1: on two cores "
+                             "PostgreSQL needs the other, and the kernel spreads keep-alive connections over "
+                             "several processes unevenly)")
     args = parser.parse_args(argv)
     if not args.database_url:
         parser.error("give --database-url or set GASHUB_DATABASE_URL")

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from core.catalogue import CATALOGUE
 from hub.errors import ConfigError
+from hub.store.fair_pool import FairPool
 from hub.store.sealing import BodySealer
 
 PING_AFTER_IDLE_S = 10.0
@@ -50,6 +51,9 @@ class Database:
             # connections as load comes and goes (a PostgreSQL backend per connect: that churn cost
             # the API a fifth of its CPU under 50 clients).
             kwargs.update(pool_size=pool_size, max_overflow=0)
+            # First come, first served when every connection is in use (hub/store/fair_pool.py): the
+            # default pool lets a newcomer overtake tasks already waiting, which made the API's tail.
+            kwargs["poolclass"] = FairPool
             # Plans made for the values at hand: the hub's statements are few per batch, and a generic
             # plan cached while a table was nearly empty (a key lookup planned as a sequential scan) was
             # kept while the table grew, until PostgreSQL analysed it again.
