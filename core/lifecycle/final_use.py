@@ -12,7 +12,7 @@ an opening register for later bills. Then:
 
 Refused (``DomainRejected``), before anything is written: a reading lower than the meter's last one
 or the register the last bill ended on, a time before the meter's last reading or before the end of
-the last bill, an account with several meters (as the billing run skips them), and a postpaid meter
+the last bill, an account with several meters (each would need its own final reading), and a postpaid meter
 with no reading to bill from.
 """
 
@@ -46,12 +46,16 @@ QUIET = PrepaidSettings(enabled=True, notify=False, close_valve=False)
 
 
 async def account_meter(conn: AsyncConnection, account_id: str, account_number: str) -> str | None:
-    """The account's meter, ``None`` without one; several are refused (a meter exchange is billed by hand)."""
+    """The account's meter, ``None`` without one. Several are refused: a close or a transfer takes one
+    final reading, and per-meter final readings are not built yet (the monthly run bills such an
+    account on its meters' sum, :mod:`core.billing_run.several`)."""
     ids = list((await conn.execute(select(meter.c.id).where(meter.c.account_id == account_id)
                                    .order_by(meter.c.id))).scalars())
     if len(ids) > 1:
-        raise DomainRejected(f"account {account_number} has {len(ids)} meters ({', '.join(ids)}): the final bill "
-                             "takes one meter's register; finish the meter exchange first")
+        raise DomainRejected(f"account {account_number} has {len(ids)} meters ({', '.join(ids)}): a close or a "
+                             "transfer takes one final reading, and an account with several meters cannot be "
+                             "closed or transferred in one call yet (see 'Accounts with several meters' in "
+                             "docs/operations.md)")
     return ids[0] if ids else None
 
 

@@ -298,6 +298,24 @@ async def test_bad_closes_are_refused_and_write_nothing(engine: AsyncEngine, pri
         assert (await get_account(conn, privacy, view.account_id)).status == "active"
 
 
+async def test_an_account_with_two_meters_cannot_be_closed_or_transferred_yet(
+        engine: AsyncEngine, privacy: Privacy) -> None:
+    view = await _worked_example(engine, privacy, None)
+    async with engine.begin() as conn:
+        await install_meter(conn, "SX-G25-0002", view.account_id, model="G2.5", installed_at=date(2026, 6, 2))
+    before = await _counts(engine)
+    with pytest.raises(DomainRejected, match=r"has 2 meters \(SX-G25-0001, SX-G25-0002\).*cannot be closed or "
+                                             r"transferred in one call yet"):
+        async with engine.begin() as conn:
+            await close_account(conn, privacy, f"two-{next(_seq)}", view.account_id, Decimal("1330"), CLOSING,
+                                book=BOOK)
+    with pytest.raises(DomainRejected, match="has 2 meters"):
+        async with engine.begin() as conn:
+            await transfer_account(conn, privacy, f"two-{next(_seq)}", view.account_id, BOB, "carry", EFFECTIVE,
+                                   book=BOOK, transfer_reading_m3=Decimal("1330"))
+    assert await _counts(engine) == before
+
+
 # --- transfer ----------------------------------------------------------------------------------------
 
 EFFECTIVE = datetime(2026, 6, 15, 10, tzinfo=CST)
