@@ -22,7 +22,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -114,6 +114,13 @@ class OpenAccountBody(_Body):
     billing: Billing
 
 
+MeterReadings = dict[Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z_-]+$")],
+                     Annotated[Decimal, Field(ge=0)]]
+_METER_READINGS = Field(default=None, min_length=1, max_length=50, description=(
+    "For an account with several meters: each meter's register in m³, by meter id (every meter of the "
+    "account, instead of the single reading); the bill is made on their sum."))
+
+
 class TransferBody(_Body):
     client_request_id: str = Field(min_length=1, max_length=64)
     new_customer: CustomerIn
@@ -125,6 +132,7 @@ class TransferBody(_Body):
     transfer_reading_m3: Decimal | None = Field(default=None, ge=0, description="The meter register at the "
                                                 "transfer: the old holder's use is billed up to it. Needed "
                                                 "for settle on a postpaid account with a meter.")
+    meter_readings: MeterReadings | None = _METER_READINGS
     settlement_payment: Decimal | None = Field(default=None, gt=0, max_digits=14, decimal_places=2,
                                                description="Yuan paid at the counter to settle (settle only): "
                                                            "exactly what is owed; recorded as a payment with "
@@ -137,6 +145,7 @@ class CloseBody(_Body):
     final_reading_m3: Decimal | None = Field(default=None, ge=0, description="The meter register at the close: "
                                              "needed for a postpaid account with a meter (the final bill is "
                                              "made from it), optional for a prepaid one.")
+    meter_readings: MeterReadings | None = _METER_READINGS
     at: AwareDatetime
 
 
@@ -339,6 +348,7 @@ async def transfer_account_route(request: web.Request) -> web.StreamResponse:
                                            body.arrears_policy, body.effective, book=book,
                                            transfer_reading_m3=body.transfer_reading_m3,
                                            settlement_payment=body.settlement_payment,
+                                           meter_readings=body.meter_readings,
                                            payment_settings=request.app[PAYMENT_SETTINGS],
                                            work_orders=order_settings(request),
                                            by=principal_of(request).username)
@@ -359,7 +369,7 @@ async def close_account_route(request: web.Request) -> web.StreamResponse:
             closed = await close_account(conn, privacy, body.client_request_id, account_id, body.final_reading_m3,
                                          body.at, book=book, payment_settings=request.app[PAYMENT_SETTINGS],
                                          work_orders=order_settings(request),
-                                         by=principal_of(request).username)
+                                         by=principal_of(request).username, meter_readings=body.meter_readings)
     request[AUDIT_DETAIL] = "closed"
     return json_response(closed.model_dump(mode="json"))
 

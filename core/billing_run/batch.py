@@ -245,7 +245,6 @@ class Rest:
 
     account_id: str
     category: TariffCategory
-    meter_id: str
     start: date
 
 
@@ -270,13 +269,8 @@ def price_batch(plan: RunPlan, batch: list[Any], estimates: Mapping[str, Estimat
             out.already_billed += 1
             continue
         tariff_category = tariff_category_of(category, subcategory)
-        if covered is not None and meters > 1:
-            out.skipped.append(SkippedAccount(
-                account_id, None, SkipReason.SEVERAL_METERS,
-                f"{meters} meters and an off-cycle bill up to {covered}: bill the rest of the period by hand"))
-            continue
         if covered is not None and tariff_category is not None:
-            out.rest.append(Rest(account_id, tariff_category, meter_id, covered))
+            out.rest.append(Rest(account_id, tariff_category, covered))
             continue
         estimated: Estimate | None = None
         combined = None

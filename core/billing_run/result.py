@@ -9,9 +9,6 @@ from enum import StrEnum
 
 
 class SkipReason(StrEnum):
-    SEVERAL_METERS = "several_meters"
-    """An account with several meters that an off-cycle bill (a transfer's) covers in part: the rest of
-    its period is billed by hand. (Other accounts with several meters are billed on their sum.)"""
     NO_OPENING_READING = "no_opening_reading"
     NO_CLOSING_READING = "no_closing_reading"
     NEGATIVE_CONSUMPTION = "negative_consumption"

@@ -5,8 +5,7 @@ How a bill is made (the decisions, in one place):
 * **Accounts**: ``core_account.status = 'active'`` with at least one row in ``core_meter``. An account
   with several meters gets one bill on their volumes summed (the tiers are per household), each
   meter's registers in ``core_bill_meter`` (:mod:`core.billing_run.several`); a meter of it without
-  its registers skips the account with that meter named. Only such an account that an off-cycle bill
-  covers in part is skipped as ``several_meters`` (the rest of its period is billed by hand).
+  its registers skips the account with that meter named.
 * **Category**: ``residential`` accounts bill on the tiered residential tariff; ``non_residential``
   ones on the flat tariff of their subcategory (industrial, commercial, heating).
 * **Volume**: the last reading at or before the end boundary minus the last reading at or before the
@@ -146,7 +145,7 @@ async def run_billing(
                 issued_before = len(result.bill_ids)
                 await write_batch(conn, priced, result)  # meanwhile the worker prices the next batch
                 for rest in priced.rest:  # covered in part by an off-cycle bill (a transfer's): bill the rest
-                    await bill_rest(conn, plan, rest.account_id, rest.category, rest.meter_id, rest.start, result, tz)
+                    await bill_rest(conn, plan, rest.account_id, rest.category, rest.start, result, tz)
                 if payments is not None and len(result.bill_ids) > issued_before:
                     # Unused credit (earlier overpayments) pays the new bills, oldest first.
                     await emit(conn, await payments.apply_credit(conn, batch_accounts, now))

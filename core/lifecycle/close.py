@@ -5,8 +5,10 @@ See :func:`close_account`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -18,25 +20,19 @@ from core.billing import TariffBook
 from core.billing.money import ZERO_MONEY
 from core.db.tables_accounts import account, account_holder_history
 from core.errors import DomainRejected
-from core.lifecycle.final_use import account_meter, bill_final_use, charge_final_use, prepaid_balance
+from core.lifecycle.final_use import (
+    account_meters,
+    bill_final_use,
+    charge_final_use,
+    final_registers,
+    prepaid_balance,
+    register_value,
+)
 from core.lifecycle.models import AccountClosed, FinalBill, Settlement
 from core.lifecycle.refund_order import open_refund_order
 from core.lifecycle.settlement import apply_credit
 from core.payments import Payments, PaymentSettings
 from core.workorders import DEFAULT_WORK_ORDERS, WorkOrderSettings
-
-
-def register_value(value: Decimal | None, what: str) -> Decimal | None:
-    """A meter register in m³ (0.001), or ``None``; anything else is refused."""
-    if value is None:
-        return None
-    try:
-        number = Decimal(value)
-    except (InvalidOperation, TypeError, ValueError):
-        raise DomainRejected(f"the {what} must be a number of m³") from None
-    if not number.is_finite() or number < 0 or number >= Decimal("1e11"):
-        raise DomainRejected(f"the {what} must be a non-negative number of m³ below 10¹¹")
-    return number.quantize(Decimal("0.001"))
 
 
 async def close_account(
@@ -51,12 +47,14 @@ async def close_account(
     payment_settings: PaymentSettings | None = None,
     work_orders: WorkOrderSettings = DEFAULT_WORK_ORDERS,
     by: str = "system",
+    meter_readings: Mapping[str, Decimal] | None = None,
 ) -> AccountClosed:
     """Close the account at ``at``, in the caller's transaction; idempotent by ``request_id``.
 
     1. **Final reading** (``final_reading_m3``, needed for a postpaid account with a meter; optional for a
        prepaid one and ignored without a meter) is stored as a reading of the account's meter, source
-       ``final`` (:mod:`core.lifecycle.final_use`).
+       ``final`` (:mod:`core.lifecycle.final_use`). An account with several meters takes
+       ``meter_readings`` instead, one register per meter; the final bill is made on their sum.
     2. **Final bill** (postpaid): the use from the end of the last bill (or the opening) to the reading,
        through the day of ``at``, priced by the tariff ``book`` like the monthly run prices a period, with
        ``bill.issued``. A prepaid account has no bill of use: the reading is charged to its balance.
@@ -72,13 +70,16 @@ async def close_account(
     ``install_meter`` until then), and a reading that shows use after the close is flagged by the
     validation rules (use on an inactive account). Refused (``DomainRejected``, nothing written): an
     unknown or closed account, a time before the current holder's period, the last reading or the end of
-    the last bill, a reading lower than the last one, several meters.
+    the last bill, a reading lower than the last one, a meter's reading missing or for another account's
+    meter.
     """
     rid = check_request_id(request_id)
     when = aware(at, "the closing time")
     value = register_value(final_reading_m3, "final reading")
-    payload = {"account_id": account_id, "final_reading_m3": None if value is None else str(value),
-               "at": when.isoformat()}
+    payload: dict[str, Any] = {"account_id": account_id, "final_reading_m3": None if value is None else str(value),
+                               "at": when.isoformat()}
+    if meter_readings is not None:  # only then: a replay of an earlier request keeps its payload
+        payload["meter_readings"] = {str(m): str(v) for m, v in sorted(meter_readings.items())}
     stored = await claim(conn, privacy, rid, "close_account", payload, AccountClosed)
     if stored is not None:
         return stored
@@ -90,17 +91,23 @@ async def close_account(
     holder = await current_holder(conn, account_id)
     if when < holder.valid_from or when < row.opened_at:
         raise DomainRejected("the account cannot be closed before its current holder's period began")
-    meter_id = await account_meter(conn, account_id, row.account_number)
+    meters = await account_meters(conn, account_id)
+    registers = final_registers(meters, value, meter_readings, row.account_number, "final", "final_reading_m3")
     bill: FinalBill | None = None
     balance: Decimal | None = None
-    if meter_id is not None and row.billing == "postpaid":
-        if value is None:
+    if meters and row.billing == "postpaid":
+        if registers is None:
             raise DomainRejected("a postpaid account with a meter is closed with its final reading "
-                                 "(final_reading_m3): the final bill is made from it")
-        bill = await bill_final_use(conn, book, row, meter_id, when, value, now, "close")
-    elif meter_id is not None:
-        balance = (await prepaid_balance(conn, meter_id) if value is None
-                   else await charge_final_use(conn, book, row, meter_id, when, value, now, "close"))
+                                 "(final_reading_m3; meter_readings for several meters): the final bill is "
+                                 "made from it")
+        bill = await bill_final_use(conn, book, row, registers, when, now, "close")
+    elif meters:
+        balance = ZERO_MONEY
+        for meter_id in meters:
+            balance += (await prepaid_balance(conn, meter_id) if registers is None else await charge_final_use(
+                conn, book, row, meter_id, when, registers[meter_id], now, "close"))
+    if registers is not None and len(registers) == 1:
+        value = next(iter(registers.values()))
     applied, after = await apply_credit(conn, Payments(payment_settings or PaymentSettings(), privacy), account_id,
                                         now)
     owed = after.owed + (-balance if balance is not None and balance < 0 else ZERO_MONEY)
@@ -115,15 +122,19 @@ async def close_account(
         status="closed", closed_at=when, final_reading_m3=value, final_bill_id=bill.bill_id if bill else None))
     await conn.execute(
         update(account_holder_history).where(account_holder_history.c.id == holder.id).values(valid_to=when))
-    await record_status(conn, account_id, "closed", when, _reason(value, settlement))
+    await record_status(conn, account_id, "closed", when, _reason(value, settlement, registers))
     view = await get_account(conn, privacy, account_id)
     closed = AccountClosed(**view.model_dump(), settlement=settlement)
     await finish(conn, rid, closed)
     return closed
 
 
-def _reason(value: Decimal | None, s: Settlement) -> str:
-    parts = [f"closed with final reading {value} m³" if value is not None else "closed without a final reading"]
+def _reason(value: Decimal | None, s: Settlement, registers: Mapping[str, Decimal] | None) -> str:
+    if registers is not None and len(registers) > 1:
+        first = "closed with final readings " + ", ".join(f"{m} {v} m³" for m, v in registers.items())
+    else:
+        first = f"closed with final reading {value} m³" if value is not None else "closed without a final reading"
+    parts = [first]
     if s.bill is not None:
         parts.append(f"final bill {s.bill.bill_id}: {s.bill.volume_m3} m³, {s.bill.total} yuan")
     if s.credit_applied:

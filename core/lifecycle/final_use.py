@@ -12,14 +12,18 @@ an opening register for later bills. Then:
 
 Refused (``DomainRejected``), before anything is written: a reading lower than the meter's last one
 or the register the last bill ended on, a time before the meter's last reading or before the end of
-the last bill, an account with several meters (each would need its own final reading), and a postpaid meter
-with no reading to bill from.
+the last bill, and a postpaid meter with no reading to bill from.
+
+An account with several meters takes one register per meter (:func:`final_registers`): each is
+stored, and the bill is made on their sum, as the monthly run bills such an account
+(:mod:`core.billing_run.several`); each meter's use starts where the last bill ended for it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import select
@@ -36,7 +40,7 @@ from core.db.tables import reading
 from core.db.tables_billing import meter
 from core.errors import DomainRejected
 from core.handlers.readings import store_readings
-from core.lifecycle.models import FinalBill
+from core.lifecycle.models import FinalBill, FinalMeterUse
 from core.messages import Caused, Incoming
 from core.prepaid import AcceptedReading, PrepaidMeters, PrepaidSettings
 from core.readings import DEFAULT_READINGS
@@ -45,18 +49,54 @@ QUIET = PrepaidSettings(enabled=True, notify=False, close_valve=False)
 """Charging the final reading of a prepaid meter: no low-balance SMS, no valve command."""
 
 
-async def account_meter(conn: AsyncConnection, account_id: str, account_number: str) -> str | None:
-    """The account's meter, ``None`` without one. Several are refused: a close or a transfer takes one
-    final reading, and per-meter final readings are not built yet (the monthly run bills such an
-    account on its meters' sum, :mod:`core.billing_run.several`)."""
-    ids = list((await conn.execute(select(meter.c.id).where(meter.c.account_id == account_id)
-                                   .order_by(meter.c.id))).scalars())
-    if len(ids) > 1:
-        raise DomainRejected(f"account {account_number} has {len(ids)} meters ({', '.join(ids)}): a close or a "
-                             "transfer takes one final reading, and an account with several meters cannot be "
-                             "closed or transferred in one call yet (see 'Accounts with several meters' in "
-                             "docs/operations.md)")
-    return ids[0] if ids else None
+async def account_meters(conn: AsyncConnection, account_id: str) -> list[str]:
+    """The account's meters, by id."""
+    return list((await conn.execute(select(meter.c.id).where(meter.c.account_id == account_id)
+                                    .order_by(meter.c.id))).scalars())
+
+
+def final_registers(meters: Sequence[str], value: Decimal | None, meter_readings: Mapping[str, Any] | None,
+                    account_number: str, what: str, field: str) -> dict[str, Decimal] | None:
+    """The registers a close or a transfer stores, by meter: ``value`` (``field`` of the request) for an
+    account with one meter, ``meter_readings`` (one per meter) for any; ``None`` when none was given.
+    ``value`` without a meter is ignored, as before."""
+    if meter_readings is None:
+        if value is None or not meters:
+            return None
+        if len(meters) > 1:
+            raise DomainRejected(f"account {account_number} has {len(meters)} meters ({', '.join(meters)}): give "
+                                 f"each one's register in meter_readings (meter id → m³) instead of {field}")
+        return {meters[0]: value}
+    if value is not None:
+        raise DomainRejected(f"give either {field} or meter_readings, not both")
+    registers: dict[str, Decimal] = {}
+    for m, v in meter_readings.items():
+        register = register_value(v, f"{what} reading of meter {str(m)[:32]}")
+        if register is None:
+            raise DomainRejected(f"the {what} reading of meter {str(m)[:32]} must be a number of m³")
+        registers[str(m)] = register
+    unknown = sorted(set(registers) - set(meters))
+    if unknown:
+        raise DomainRejected(f"meter_readings names meters that are not account {account_number}'s: "
+                             f"{', '.join(m[:32] for m in unknown[:5])} (its meters: {', '.join(meters) or 'none'})")
+    missing = [m for m in meters if m not in registers]
+    if missing:
+        raise DomainRejected(f"meter_readings needs every meter of account {account_number}: missing "
+                             f"{', '.join(missing)}")
+    return {m: registers[m] for m in meters}
+
+
+def register_value(value: Decimal | None, what: str) -> Decimal | None:
+    """A meter register in m³ (0.001), or ``None``; anything else is refused."""
+    if value is None:
+        return None
+    try:
+        number = Decimal(value)
+    except (InvalidOperation, TypeError, ValueError):
+        raise DomainRejected(f"the {what} must be a number of m³") from None
+    if not number.is_finite() or number < 0 or number >= Decimal("1e11"):
+        raise DomainRejected(f"the {what} must be a non-negative number of m³ below 10¹¹")
+    return number.quantize(Decimal("0.001"))
 
 
 def category_of(row: Any) -> TariffCategory:
@@ -95,9 +135,9 @@ async def _store(conn: AsyncConnection, account_id: str, meter_id: str, at: date
     return item if inserted else None
 
 
-async def bill_final_use(conn: AsyncConnection, book: TariffBook, row: Any, meter_id: str, at: datetime,
-                         value: Decimal, now: datetime, what: str) -> FinalBill:
-    """Store the reading and bill a postpaid account's use up to it (module notes)."""
+async def bill_final_use(conn: AsyncConnection, book: TariffBook, row: Any, registers: Mapping[str, Decimal],
+                         at: datetime, now: datetime, what: str) -> FinalBill:
+    """Store the readings (one per meter) and bill a postpaid account's use up to them (module notes)."""
     previous = await latest_bill(conn, row.id)
     if previous is not None:
         start = previous.period_end
@@ -105,26 +145,33 @@ async def bill_final_use(conn: AsyncConnection, book: TariffBook, row: Any, mete
             raise DomainRejected(
                 f"account {row.account_number} is billed up to {start.isoformat()} (exclusive): a {what} at "
                 f"{at.isoformat()} falls inside a billed period; take it on or after that day")
-        opening: Decimal | None = previous.reading_end_m3
-        chained = previous.cumulative_after
     else:
         start = row.opened_at.astimezone(CHINA_TZ).date()
-        opening = await _opening_register(conn, meter_id, period_boundary(start), at)
-        chained = None
-    if opening is None:
-        raise DomainRejected(f"meter {meter_id} has no reading before the {what} to bill from: record the reading "
-                             "taken when it was installed, then try again")
-    last = await _last_reading(conn, meter_id)
-    _check_against_last(last, meter_id, at, value, what)
-    if value < opening:
-        raise DomainRejected(f"the {what} reading {value} m³ is lower than {opening} m³, where the last bill "
-                             "ended")
-    item = await _store(conn, row.id, meter_id, at, value)
+    uses: list[tuple[str, Decimal, Decimal]] = []
+    for meter_id, value in registers.items():
+        # Where each meter's billed use ends: the register the last bill ended on for it, else (no bill
+        # yet, or a meter the last bill did not cover) the register when the period began.
+        opening = previous.ended_on(meter_id) if previous is not None else None
+        if opening is None:
+            opening = await _opening_register(conn, meter_id, period_boundary(start), at)
+        if opening is None:
+            raise DomainRejected(f"meter {meter_id} has no reading before the {what} to bill from: record the "
+                                 "reading taken when it was installed, then try again")
+        _check_against_last(await _last_reading(conn, meter_id), meter_id, at, value, what)
+        if value < opening:
+            raise DomainRejected(f"the {what} reading {value} m³ of meter {meter_id} is lower than {opening} m³, "
+                                 "where its billed use ends")
+        uses.append((meter_id, opening, value))
+    items = [await _store(conn, row.id, meter_id, at, value) for meter_id, value in registers.items()]
+    first = next((item for item in items if item is not None), None)
+    meter_id, opening, value = uses[0]
     issued = await bill_account(
         conn, book, account_id=row.id, category=category_of(row), meter_id=meter_id, period_start=start,
-        period_end=days_through(at), opening_m3=opening, closing_m3=value, chained=chained, now=now,
-        cause=None if item is None else Caused(message_id=item.message_id, correlation_id=item.correlation_id,
-                                               subject=row.id))
+        period_end=days_through(at), opening_m3=opening, closing_m3=value,
+        chained=previous.cumulative_after if previous is not None else None, now=now,
+        cause=None if first is None else Caused(message_id=first.message_id, correlation_id=first.correlation_id,
+                                                subject=row.id),
+        meters=uses if len(uses) > 1 else ())
     if isinstance(issued, SkippedAccount):
         raise DomainRejected(f"the {what} bill cannot be made: {issued.reason.value} ({issued.detail})")
     if issued is None:
@@ -132,7 +179,10 @@ async def bill_final_use(conn: AsyncConnection, book: TariffBook, row: Any, mete
                              f"{start.isoformat()}..{days_through(at).isoformat()}")
     return FinalBill(bill_id=issued.bill_id, meter_id=meter_id, period_start=issued.period_start,
                      period_end=issued.period_end, reading_start_m3=issued.reading_start_m3,
-                     reading_end_m3=issued.reading_end_m3, volume_m3=issued.volume_m3, total=issued.total)
+                     reading_end_m3=issued.reading_end_m3, volume_m3=issued.volume_m3, total=issued.total,
+                     meters=[FinalMeterUse(meter_id=u.meter_id, reading_start_m3=u.opening_m3,
+                                           reading_end_m3=u.closing_m3, volume_m3=u.closing_m3 - u.opening_m3)
+                             for u in issued.meters])
 
 
 async def _opening_register(conn: AsyncConnection, meter_id: str, boundary: datetime, at: datetime) -> Decimal | None:

@@ -16,6 +16,15 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class FinalMeterUse(_Model):
+    """One meter's part of a final bill for an account with several meters."""
+
+    meter_id: str
+    reading_start_m3: Decimal
+    reading_end_m3: Decimal
+    volume_m3: Decimal
+
+
 class FinalBill(_Model):
     """The bill for the use from the end of the account's last bill (or its opening) up to the final
     (or transfer) reading, priced like the monthly run prices a period."""
@@ -30,6 +39,9 @@ class FinalBill(_Model):
     volume_m3: Decimal
     total: Decimal
     """VAT included."""
+    meters: list[FinalMeterUse] = []
+    """For an account with several meters: each meter's registers and use (the bill prices their sum;
+    ``meter_id`` is then the first meter and the registers above the sums). Empty for one meter."""
 
 
 class Settlement(_Model):

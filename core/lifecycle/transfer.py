@@ -5,8 +5,10 @@ See :func:`transfer_account`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -19,8 +21,14 @@ from core.billing import TariffBook
 from core.billing.money import ZERO_MONEY
 from core.db.tables_accounts import account, account_holder_history, customer
 from core.errors import DomainRejected
-from core.lifecycle.close import register_value
-from core.lifecycle.final_use import account_meter, bill_final_use, charge_final_use, prepaid_balance
+from core.lifecycle.final_use import (
+    account_meters,
+    bill_final_use,
+    charge_final_use,
+    final_registers,
+    prepaid_balance,
+    register_value,
+)
 from core.lifecycle.models import AccountTransferred, ArrearsOutstanding, FinalBill, Settlement
 from core.lifecycle.refund_order import open_refund_order
 from core.lifecycle.settlement import apply_credit, pay_at_counter, position
@@ -44,6 +52,7 @@ async def transfer_account(
     payment_settings: PaymentSettings | None = None,
     work_orders: WorkOrderSettings = DEFAULT_WORK_ORDERS,
     by: str = "system",
+    meter_readings: Mapping[str, Decimal] | None = None,
 ) -> AccountTransferred:
     """Transfer the account to ``new_customer`` from ``effective`` on, in the caller's transaction;
     idempotent by ``request_id``.
@@ -75,9 +84,12 @@ async def transfer_account(
         raise DomainRejected(f"unknown arrears policy {arrears_policy!r}: expected settle or carry")
     value = register_value(transfer_reading_m3, "transfer reading")
     paying = None if settlement_payment is None else _payment(settlement_payment)
-    payload = {"account_id": account_id, "customer": person.model_dump(), "arrears": arrears_policy,
-               "effective": at.isoformat(), "reading": None if value is None else str(value),
-               "payment": None if paying is None else str(paying)}
+    payload: dict[str, Any] = {
+        "account_id": account_id, "customer": person.model_dump(), "arrears": arrears_policy,
+        "effective": at.isoformat(), "reading": None if value is None else str(value),
+        "payment": None if paying is None else str(paying)}
+    if meter_readings is not None:  # only then: a replay of an earlier request keeps its payload
+        payload["meter_readings"] = {str(m): str(v) for m, v in sorted(meter_readings.items())}
     stored = await claim(conn, privacy, rid, "transfer_account", payload, AccountTransferred)
     if stored is not None:
         return stored
@@ -98,18 +110,22 @@ async def transfer_account(
         raise DomainRejected("a carry transfer takes no settlement payment: the debt stays on the account; "
                              "pay it as an ordinary payment, or transfer with settle")
 
-    meter_id = await account_meter(conn, account_id, row.account_number)
+    meters = await account_meters(conn, account_id)
+    registers = final_registers(meters, value, meter_readings, row.account_number, "transfer", "transfer_reading_m3")
     bill: FinalBill | None = None
     balance: Decimal | None = None
-    if meter_id is not None and row.billing == "postpaid":
-        if value is not None:
-            bill = await bill_final_use(conn, book, row, meter_id, at, value, now, "transfer")
+    if meters and row.billing == "postpaid":
+        if registers is not None:
+            bill = await bill_final_use(conn, book, row, registers, at, now, "transfer")
         elif arrears_policy == "settle":
             raise DomainRejected("a settle transfer of a postpaid account bills the old holder up to the transfer: "
-                                 "give the transfer reading (transfer_reading_m3)")
-    elif meter_id is not None:
-        balance = (await prepaid_balance(conn, meter_id) if value is None
-                   else await charge_final_use(conn, book, row, meter_id, at, value, now, "transfer"))
+                                 "give the transfer reading (transfer_reading_m3; meter_readings for several "
+                                 "meters)")
+    elif meters:
+        balance = ZERO_MONEY
+        for meter_id in meters:
+            balance += (await prepaid_balance(conn, meter_id) if registers is None else await charge_final_use(
+                conn, book, row, meter_id, at, registers[meter_id], now, "transfer"))
     payments = Payments(payment_settings or PaymentSettings(), privacy)
     applied, after = await apply_credit(conn, payments, account_id, now)
     paid = ZERO_MONEY

@@ -33,7 +33,7 @@ from core.billing_run import run_billing
 from core.catalogue.messages import PaymentChannel, PaymentReceived
 from core.db.tables import outbox, reading
 from core.db.tables_accounts import account, request
-from core.db.tables_billing import bill, bill_line, meter
+from core.db.tables_billing import bill, bill_line, bill_meter, meter
 from core.db.tables_payments import allocation, credit, payment, prepaid_entry
 from core.db.tables_workorders import work_order
 from core.errors import DomainRejected
@@ -298,21 +298,98 @@ async def test_bad_closes_are_refused_and_write_nothing(engine: AsyncEngine, pri
         assert (await get_account(conn, privacy, view.account_id)).status == "active"
 
 
-async def test_an_account_with_two_meters_cannot_be_closed_or_transferred_yet(
-        engine: AsyncEngine, privacy: Privacy) -> None:
+HEATER = "SX-G25-0002"
+
+
+async def _two_meters(engine: AsyncEngine, privacy: Privacy) -> AccountView:
+    """The worked example (billed to 1 June on one meter, 280 m³), then a water-heater meter installed on
+    2 June with its installation reading, 0 m³."""
     view = await _worked_example(engine, privacy, None)
     async with engine.begin() as conn:
-        await install_meter(conn, "SX-G25-0002", view.account_id, model="G2.5", installed_at=date(2026, 6, 2))
+        await install_meter(conn, HEATER, view.account_id, model="G2.5", installed_at=date(2026, 6, 2))
+        await _read(conn, datetime(2026, 6, 2, 9, tzinfo=CST), "0", HEATER)
+    return view
+
+
+async def test_an_account_with_two_meters_is_transferred_then_closed_with_each_meters_reading(
+        engine: AsyncEngine, privacy: Privacy) -> None:
+    view = await _two_meters(engine, privacy)
+    async with engine.begin() as conn:
+        moved = await transfer_account(conn, privacy, "tr-two", view.account_id, BOB, "carry", EFFECTIVE, book=BOOK,
+                                       meter_readings={METER: Decimal("1330"), HEATER: Decimal("20")})
+    # 50 + 20 m³ from the household's 280: 20 × 3.00 + 50 × 3.60 = 240.00 (the tiers are the account's)
+    first = moved.settlement.bill
+    assert first is not None
+    assert (first.volume_m3, first.total, first.meter_id) == (Decimal("70.000"), Decimal("240.00"), METER)
+    assert (first.reading_start_m3, first.reading_end_m3) == (Decimal("1280.000"), Decimal("1350.000"))
+    assert [(m.meter_id, m.reading_start_m3, m.reading_end_m3, m.volume_m3) for m in first.meters] == [
+        (METER, Decimal("1280.000"), Decimal("1330.000"), Decimal("50.000")),
+        (HEATER, Decimal("0.000"), Decimal("20.000"), Decimal("20.000"))]
+    assert moved.arrears_carried == Decimal("1080.00")  # 840.00 + 240.00
+
+    # The close starts each meter where the transfer's bill ended for it (core_bill_meter).
+    closing = datetime(2026, 7, 10, 10, tzinfo=CST)
+    async with engine.begin() as conn:
+        closed = await close_account(conn, privacy, "close-two", view.account_id, None, closing, book=BOOK,
+                                     meter_readings={HEATER: Decimal("25.5"), METER: Decimal("1340")})
+    last = closed.settlement.bill
+    assert last is not None
+    assert (last.period_start, last.period_end) == (date(2026, 6, 16), date(2026, 7, 11))
+    assert [(m.meter_id, m.volume_m3) for m in last.meters] == [(METER, Decimal("10.000")), (HEATER, Decimal("5.500"))]
+    assert (last.volume_m3, last.total) == (Decimal("15.500"), Decimal("55.80"))  # 15.5 × 3.60
+    assert closed.final_reading_m3 is None  # one per meter: in the readings and on the bill
+    assert f"closed with final readings {METER} 1340.000 m³, {HEATER} 25.500 m³" in closed.status_history[-1].reason
+    async with engine.connect() as conn:
+        finals = {(r.meter_id, r.volume_m3) for r in await conn.execute(
+            select(reading).where(reading.c.source == "final"))}
+        per_meter = {(r.bill_id, r.meter_id, r.volume_m3) for r in await conn.execute(select(bill_meter))}
+    assert finals == {(METER, Decimal("1330.000")), (HEATER, Decimal("20.000")), (METER, Decimal("1340.000")),
+                      (HEATER, Decimal("25.500"))}
+    assert per_meter == {(first.bill_id, METER, Decimal("50.000")), (first.bill_id, HEATER, Decimal("20.000")),
+                         (last.bill_id, METER, Decimal("10.000")), (last.bill_id, HEATER, Decimal("5.500"))}
+
+
+async def test_the_monthly_run_bills_the_rest_of_a_two_meter_account_after_a_transfer(
+        engine: AsyncEngine, privacy: Privacy) -> None:
+    view = await _two_meters(engine, privacy)
+    async with engine.begin() as conn:
+        await transfer_account(conn, privacy, "tr-rest", view.account_id, BOB, "carry", EFFECTIVE, book=BOOK,
+                               meter_readings={METER: Decimal("1330"), HEATER: Decimal("20")})
+        await _read(conn, datetime(2026, 6, 30, 20, tzinfo=CST), "1345")
+        await _read(conn, datetime(2026, 6, 30, 21, tzinfo=CST), "22", HEATER)
+    async with engine.begin() as conn:
+        june = await run_billing(conn, book=BOOK, period_start=date(2026, 6, 1), period_end=date(2026, 7, 1),
+                                 now=datetime(2026, 7, 1, 2, tzinfo=UTC))
+    assert (june.bills_issued, june.skipped) == (1, [])
+    async with engine.connect() as conn:
+        rest = (await conn.execute(select(bill).where(bill.c.id == june.bill_ids[0]))).one()
+        per_meter = {r.meter_id: (r.reading_start_m3, r.reading_end_m3) for r in await conn.execute(
+            select(bill_meter).where(bill_meter.c.bill_id == rest.id))}
+    assert (rest.period_start, rest.period_end, rest.volume_m3) == (date(2026, 6, 16), date(2026, 7, 1),
+                                                                   Decimal("17.000"))
+    assert (rest.cumulative_before, rest.total) == (Decimal("350.000"), Decimal("61.20"))  # 17 × 3.60
+    assert per_meter == {METER: (Decimal("1330.000"), Decimal("1345.000")),
+                         HEATER: (Decimal("20.000"), Decimal("22.000"))}
+
+
+@pytest.mark.parametrize(("value", "readings", "reason"), [
+    (Decimal("1330"), None, r"has 2 meters \(SX-G25-0001, SX-G25-0002\): give each one's register in "
+                            r"meter_readings"),
+    (None, {METER: Decimal("1330")}, "missing SX-G25-0002"),
+    (None, {METER: Decimal("1330"), HEATER: Decimal("5"), "SX-OTHER": Decimal("1")}, "not account .*SX-OTHER"),
+    (Decimal("1330"), {METER: Decimal("1330"), HEATER: Decimal("5")}, "either final_reading_m3 or meter_readings"),
+    (None, {METER: Decimal("1330"), HEATER: Decimal("-1")}, "of meter SX-G25-0002 must be a non-negative"),
+    (None, {METER: Decimal("1270"), HEATER: Decimal("5")}, "meter SX-G25-0001's last reading 1280"),
+])
+async def test_a_close_of_two_meters_needs_each_ones_reading_and_writes_nothing_without(
+        engine: AsyncEngine, privacy: Privacy, value: Decimal | None, readings: dict[str, Decimal] | None,
+        reason: str) -> None:
+    view = await _two_meters(engine, privacy)
     before = await _counts(engine)
-    with pytest.raises(DomainRejected, match=r"has 2 meters \(SX-G25-0001, SX-G25-0002\).*cannot be closed or "
-                                             r"transferred in one call yet"):
+    with pytest.raises(DomainRejected, match=reason):
         async with engine.begin() as conn:
-            await close_account(conn, privacy, f"two-{next(_seq)}", view.account_id, Decimal("1330"), CLOSING,
-                                book=BOOK)
-    with pytest.raises(DomainRejected, match="has 2 meters"):
-        async with engine.begin() as conn:
-            await transfer_account(conn, privacy, f"two-{next(_seq)}", view.account_id, BOB, "carry", EFFECTIVE,
-                                   book=BOOK, transfer_reading_m3=Decimal("1330"))
+            await close_account(conn, privacy, f"two-{next(_seq)}", view.account_id, value, CLOSING, book=BOOK,
+                                meter_readings=readings)
     assert await _counts(engine) == before
 
 

@@ -385,6 +385,23 @@ async def test_transfer_and_close(api: Api) -> None:
     assert "closed" in (await late.json())["detail"]
 
 
+async def test_meter_readings_reach_the_close_and_are_checked(api: Api) -> None:
+    """``meter_readings`` (one register per meter, for accounts with several) goes to the close: a meter
+    that is not the account's is a 422 naming it; a malformed meter id or a negative register a 400."""
+    cs = api.auth[Role.CUSTOMER_SERVICE]
+    acc = (await api.open())["account_id"]
+    close = {"client_request_id": rid(), "meter_readings": {"M-ELSEWHERE": 12}, "at": future(5)}
+    resp = await api.client.post(f"/api/v1/accounts/{acc}/close", json=close, headers=cs)
+    assert resp.status == 422, await resp.text()
+    assert "M-ELSEWHERE" in (await resp.json())["detail"]
+    for bad in ({"M 1": 12}, {"M1": -1}, {}):
+        resp = await api.client.post(f"/api/v1/accounts/{acc}/close", json={**close, "meter_readings": bad},
+                                     headers=cs)
+        assert resp.status == 400, (bad, await resp.text())
+    resp = await api.client.get(f"/api/v1/accounts/{acc}", headers=cs)
+    assert (await resp.json())["status"] == "active"
+
+
 async def test_settle_transfer_while_owing_is_409_with_the_amount_then_paid(api: Api) -> None:
     """The old holder owes 120.50 on a bill (here an account without a meter, so no transfer reading):
     settle is refused with the amount until the settlement payment covers it; carry records the debt."""
