@@ -82,6 +82,8 @@ class Measured:
     above_tier1: int
     split: int
     workers: int = 1
+    several: int = 0
+    """Bills of accounts with several meters (on their sum)."""
 
 
 def _children_cpu_s() -> float:
@@ -116,8 +118,11 @@ async def bill(db: Database, book: TariffBook, name: str, period: tuple[date, da
             " SELECT count(*) AS n, max(l.tier) AS top, count(DISTINCT l.tier) AS tiers FROM core_bill b"
             " JOIN core_bill_line l ON l.bill_id = b.id WHERE b.period_start = :s AND b.period_end = :e"
             " GROUP BY l.bill_id) per_bill"), {"s": period[0], "e": period[1]})).one()
+        several = await conn.scalar(text(
+            "SELECT count(DISTINCT b.id) FROM core_bill b JOIN core_bill_meter m ON m.bill_id = b.id"
+            " WHERE b.period_start = :s AND b.period_end = :e"), {"s": period[0], "e": period[1]})
     return Measured(name, result, seconds, py_cpu, pg_cpu, int(lines or 0), int(above or 0), int(split or 0),
-                    workers)
+                    workers, int(several or 0))
 
 
 def report(m: Measured) -> None:
@@ -128,7 +133,7 @@ def report(m: Measured) -> None:
     print(f"  accounts seen {r.accounts_seen:,}, bills issued {r.bills_issued:,}, already billed {r.already_billed:,}, "
           f"skipped {len(r.skipped):,}")
     print(f"  bill lines {m.lines:,}; bills reaching tier 2 or 3 {m.above_tier1:,}, split between tiers {m.split:,}; "
-          f"billed {r.total_billed:,} yuan in {r.batches:,} batches")
+          f"billed {r.total_billed:,} yuan in {r.batches:,} batches; {m.several:,} bills on two or more meters")
     print(f"  {m.seconds:.1f} s, {rate:,.0f} accounts/s (target < {TARGET_S:.0f} s: {verdict}); "
           + f"CPU: {'this process' if m.workers == 1 else f'{m.workers} processes'} {m.python_cpu_s:.1f} s, "
           f"PostgreSQL {m.postgres_cpu_s:.1f} s (every postgres process of this machine)")
@@ -244,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.database_url:
         parser.error("give --database-url or set GASHUB_DATABASE_URL")
     if not args.default_gc:
-        from hub.cli import tune_gc
+        from hub.process import tune_gc
 
         tune_gc()
     return asyncio.run(main_async(args))

@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,16 @@ class LoadStats:
         return sum(self.rows.values())
 
 
-def rows_for(accounts: Sequence[SeedAccount], privacy: Privacy) -> dict[str, list[tuple[Any, ...]]]:
-    """The table rows of ``accounts``, personal fields encrypted and indexed as ``core.accounts`` does."""
+SECOND_METER_SHARE = 4
+"""A second meter's register is the first's divided by this (a water heater beside the kitchen)."""
+
+
+def rows_for(accounts: Sequence[SeedAccount], privacy: Privacy, second_every: int = 0) -> dict[str, list[tuple[Any, ...]]]:
+    """The table rows of ``accounts``, personal fields encrypted and indexed as ``core.accounts`` does.
+
+    ``second_every = k`` gives every k-th account (index ``k-1``, ``2k-1``, …) a second meter (``W`` and the
+    first meter's digits, model G1.6), read at the same times, its register a quarter of the first's: the
+    billing run bills such an account on the two meters' sum."""
     enc = privacy.cipher.encrypt
     index = privacy.index
     out: dict[str, list[tuple[Any, ...]]] = {name: [] for name in TABLES}
@@ -104,6 +113,11 @@ def rows_for(accounts: Sequence[SeedAccount], privacy: Privacy) -> dict[str, lis
                        a.prepaid_balance))
         mid = a.meter_id
         readings.extend((r.id, mid, r.read_at, r.volume_m3, r.source, "", r.id) for r in a.readings)
+        if second_every and a.index % second_every == second_every - 1:
+            wid = "W" + mid[1:]
+            meters.append((wid, a.account_id, "G1.6", a.installed_at, a.replace_by, "open", Decimal("0.00")))
+            readings.extend((r.id + "W", wid, r.read_at, Decimal(r.volume_milli // SECOND_METER_SHARE).scaleb(-3),
+                             r.source, "", r.id + "W") for r in a.readings)
     return out
 
 
@@ -136,16 +150,16 @@ def _init_worker(cipher_ring: KeyRing, index_ring: KeyRing) -> None:
     _WORKER_PRIVACY.append(Privacy(FieldCipher(cipher_ring), BlindIndex(index_ring)))
 
 
-def _make_chunk(seed: int, chunk: int, n: int) -> tuple[dict[str, list[tuple[Any, ...]]], float]:
+def _make_chunk(seed: int, chunk: int, n: int, second_every: int = 0) -> tuple[dict[str, list[tuple[Any, ...]]], float]:
     started = time.process_time()
-    rows = rows_for(chunk_accounts(seed, chunk, 0, n), _WORKER_PRIVACY[0])
+    rows = rows_for(chunk_accounts(seed, chunk, 0, n), _WORKER_PRIVACY[0], second_every)
     return rows, time.process_time() - started
 
 
 async def load(url: str, privacy: Privacy, n: int, seed: int, *, workers: int = 2, fk_checks: bool = True,
-               progress: Callable[[int], None] | None = None) -> LoadStats:
+               progress: Callable[[int], None] | None = None, second_every: int = 0) -> LoadStats:
     """Make accounts ``0 … n-1`` in ``workers`` processes and COPY them into the (migrated, empty) database
-    at ``url``, one transaction per chunk, in order."""
+    at ``url``, one transaction per chunk, in order; ``second_every``: see :func:`rows_for`."""
     conn = await asyncpg.connect(asyncpg_dsn(url))
     stats = LoadStats()
     started = time.perf_counter()
@@ -165,7 +179,7 @@ async def load(url: str, privacy: Privacy, n: int, seed: int, *, workers: int = 
             submitted = 0
             for _ in range(chunks):
                 while submitted < chunks and len(ahead) < workers + 1:
-                    ahead.append(loop.run_in_executor(pool, _make_chunk, seed, submitted, n))
+                    ahead.append(loop.run_in_executor(pool, _make_chunk, seed, submitted, n, second_every))
                     submitted += 1
                 rows, spent = await ahead.popleft()
                 stats.generate_s += spent
@@ -227,9 +241,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-fk-checks", action="store_true",
                         help="load with session_replication_role=replica: PostgreSQL skips the foreign-key "
                              "triggers (the rows are consistent by construction); faster, needs a superuser")
+    parser.add_argument("--second-meter-every", type=int, default=50, metavar="K",
+                        help="every K-th account has a second meter (a water heater's; default 50, i.e. 2 %%; "
+                             "0 for none): billed with the first on their sum")
     args = parser.parse_args(argv)
     if not args.database_url:
         parser.error("give --database-url or set GASHUB_DATABASE_URL")
+    if args.second_meter_every < 0:
+        parser.error("--second-meter-every must be 0 (none) or more")
     if args.accounts < 1:
         parser.error("-n must be at least 1")
     privacy = privacy_from_settings()
@@ -255,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with Progress(*columns) as bar:
         task = bar.add_task("accounts", total=args.accounts)
         stats = asyncio.run(load(url, privacy, args.accounts, args.seed, workers=args.workers, fk_checks=not args.no_fk_checks,
-                                 progress=lambda k: bar.advance(task, k)))
+                                 progress=lambda k: bar.advance(task, k), second_every=args.second_meter_every))
     for table, count in stats.rows.items():
         print(f"  {table:<30} {count:>12,} rows")
     print(f"loaded {stats.total_rows:,} rows in {stats.seconds:.1f} s: {stats.total_rows / stats.seconds:,.0f} rows/s, "

@@ -2,7 +2,8 @@
 
 What the 1,000,000-account benchmarks rely on: personal fields are really encrypted (no plaintext
 in any raw row) under the row-bound contexts the accounts service uses, the blind index finds a
-generated phone, every account has one meter with 12 readings, and a billing run bills every account.
+generated phone, every account has a meter with 12 readings (every tenth here a second one, a quarter of
+the first's register), and a billing run bills every account, those with two meters on their sum.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from core.privacy import KeyRing, field_context, generate_key
 from hub.migrations import upgrade
 from tests.flow.conftest import fresh_postgres_database
 
-N, SEED = 200, 7
+N, SEED, SECOND_EVERY = 200, 7, 10
 
 
 @pytest.fixture
@@ -32,9 +33,10 @@ async def city(postgres_url: str) -> AsyncIterator[tuple[AsyncEngine, Privacy]]:
     privacy = Privacy.from_ring(KeyRing.from_settings({"t1": generate_key()}, current="t1"))
     try:
         await asyncio.to_thread(upgrade, url)
-        stats = await load(url, privacy, N, SEED, workers=1)
+        stats = await load(url, privacy, N, SEED, workers=1, second_every=SECOND_EVERY)
         assert stats.accounts == N
-        assert stats.rows == {name: N * (12 if name == "core_reading" else 1) for name in TABLES}
+        meters = N + N // SECOND_EVERY
+        assert stats.rows == {name: {"core_reading": 12 * meters, "core_meter": meters}.get(name, N) for name in TABLES}
         engine = create_async_engine(url)
         try:
             yield engine, privacy
@@ -99,13 +101,13 @@ async def test_every_account_has_a_meter_with_a_year_of_readings_and_is_billed(
     engine, _ = city
     async with engine.connect() as conn:
         per_meter = (await conn.execute(text(
-            "SELECT m.account_id, count(r.id) AS n, bool_and(r.volume_m3 >= 0) AS positive, "
+            "SELECT m.id, count(r.id) AS n, bool_and(r.volume_m3 >= 0) AS positive, "
             "array_agg(DISTINCT (r.read_at AT TIME ZONE 'Asia/Shanghai')::date) AS days "
-            "FROM core_meter m JOIN core_reading r ON r.meter_id = m.id GROUP BY m.account_id"))).all()
+            "FROM core_meter m JOIN core_reading r ON r.meter_id = m.id GROUP BY m.id"))).all()
         rising = await conn.scalar(text(
             "SELECT count(*) FROM (SELECT volume_m3 < lag(volume_m3) OVER (PARTITION BY meter_id ORDER BY read_at) "
             "AS down FROM core_reading) t WHERE down"))
-    assert len(per_meter) == N
+    assert len(per_meter) == N + N // SECOND_EVERY
     assert {row.n for row in per_meter} == {12}
     assert all(row.positive for row in per_meter)
     assert rising == 0  # registers never go backwards
@@ -125,6 +127,14 @@ async def test_every_account_has_a_meter_with_a_year_of_readings_and_is_billed(
             "SELECT count(*) FROM core_bill WHERE period_start = :s AND cumulative_before > 0"),
             {"s": MONTHLY_PERIOD[0]})
         tiered = await conn.scalar(text("SELECT count(DISTINCT bill_id) FROM core_bill_line WHERE tier > 1"))
+        two_meter_bills = (await conn.execute(text(
+            "SELECT b.volume_m3, sum(m.volume_m3) AS summed, count(*) AS meters FROM core_bill b "
+            "JOIN core_bill_meter m ON m.bill_id = b.id WHERE b.period_start = :s GROUP BY b.id, b.volume_m3"),
+            {"s": MONTHLY_PERIOD[0]})).all()
     residential = sum(1 for a in generate(N, SEED) if a.category == "residential" and a.billing == "postpaid")
     assert chained == residential  # November's residential (postpaid) bills carry the cycle to date
     assert tiered > 0  # some households use more than 480 m³ in the year
+    two_meters = sum(1 for a in generate(N, SEED) if a.index % SECOND_EVERY == SECOND_EVERY - 1
+                     and a.billing == "postpaid")
+    assert len(two_meter_bills) == two_meters > 0
+    assert all(row.meters == 2 and row.volume_m3 == row.summed for row in two_meter_bills)
