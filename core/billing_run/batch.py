@@ -206,8 +206,8 @@ class RunPlan:
         wanted = [row[0] for row in rows if row[4] > 1 and row[9] is None and row[12] is None]
         if not wanted:
             return {}
-        return await meter_registers(conn, wanted, period_end=self.period_end, opening_at=self.opening_at,
-                                     closing_at=self.closing_at)
+        return await meter_registers(conn, wanted, period_start=self.period_start, period_end=self.period_end,
+                                     opening_at=self.opening_at, closing_at=self.closing_at)
 
     async def households_for(self, conn: AsyncConnection, rows: Sequence[Any]) -> dict[str, Household]:
         """The households of the batch's accounts whose uplift approval covers a day of the period, by
@@ -330,7 +330,11 @@ def price_batch(plan: RunPlan, batch: list[Any], estimates: Mapping[str, Estimat
         if estimated is not None:
             out.estimated_readings.append((bill_id, meter_id, plan.closing_at, closing_m3, ""))
         uses: list[BillMeterUse] | None = None
-        if combined is not None:
+        if combined is not None and len(combined.meters) == 1:  # the others came after the period
+            (use,) = combined.meters
+            if use.estimated:
+                out.estimated_readings.append((bill_id, use.meter_id, plan.closing_at, use.closing_m3, ""))
+        elif combined is not None:
             uses = []
             for n, use in enumerate(combined.meters):
                 use_volume = use.closing_m3 - use.opening_m3

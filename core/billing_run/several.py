@@ -8,11 +8,14 @@ non-residential price gives the same total either way.
 The rules, per meter of the account installed before the period ends (a meter installed later is not
 part of the period):
 
-* Its registers are found exactly as a single meter's are (:mod:`core.billing_run.batch`): the last
-  billable reading at or before the start boundary, the last billable one after it up to the end
-  boundary. A meter missing either (a meter exchanged or installed inside the period without its
-  registers, a meter that fell silent) makes the whole account skipped with that meter named: a
-  bill on the other meters alone would look complete and be short.
+* Its registers are found as a single meter's are (:mod:`core.billing_run.batch`): the last billable
+  reading at or before the start boundary, the last billable one after it up to the end boundary. A
+  meter installed inside the period (``installed_at`` on or after its first day) has no reading before
+  it: it opens at its first billable reading in the period, the installation's, as a close or a
+  transfer opens it (:mod:`core.lifecycle.final_use`). A meter still missing a register (one that fell
+  silent, or one taken out in an exchange: meters cannot be removed from an account yet) makes the
+  whole account skipped with that meter named: a bill on the other meters alone would look complete
+  and be short.
 * The held-reading rules hold per meter: a meter whose latest reading is held (no estimate due)
   holds the account's bill (``reading_held``); one whose reading asks for an estimate is estimated
   from its own average daily use (the account's earlier bills are sums and say nothing of one
@@ -21,12 +24,13 @@ part of the period):
 * The bill's ``meter_id`` is the account's first meter (by id); its ``reading_start_m3`` and
   ``reading_end_m3`` are the sums of the meters' registers (so ``end − start = volume`` holds for
   every bill); each meter's registers and volume are in ``core_bill_meter``, and ``bill.issued``
-  lists them in ``meters``.
+  lists them in ``meters``. When only one of the meters is part of the period (the other was
+  installed later), the bill is a one-meter bill: no ``core_bill_meter`` rows, no ``meters``.
 * The reading that causes the bill (``bill.issued`` joins its flow) is the latest closing reading of
   the meters.
 
 Cost: nothing for accounts with one meter. A batch with several-meter accounts reads their meters'
-registers in one more query (four index probes per meter), and the average daily use of the meters
+registers in one more query (seven index probes per meter), and the average daily use of the meters
 that need an estimate in one more.
 """
 
@@ -38,7 +42,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, null, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.billing_run.estimates import ESTIMATE_DUE, HELD, EstimateInputs, average_daily_use, billable, flags
@@ -61,6 +65,8 @@ class MeterRegisters:
     latest_quality: str | None
     avg_daily_use_m3: Decimal | None = None
     """Filled only for a meter whose latest reading asks for an estimate."""
+    installed_opening_m3: Decimal | None = None
+    """For a meter installed inside the period: its first billable reading in it (the opening then)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +95,7 @@ class Combined:
 
 
 async def meter_registers(
-    conn: AsyncConnection, account_ids: Sequence[str], *, period_end: date, opening_at: datetime,
+    conn: AsyncConnection, account_ids: Sequence[str], *, period_start: date, period_end: date, opening_at: datetime,
     closing_at: datetime,
 ) -> dict[str, list[MeterRegisters]]:
     """Per account of ``account_ids``: its meters installed before ``period_end``, by id, with their
@@ -99,9 +105,12 @@ async def meter_registers(
         return {}
     period = (reading.c.read_at > opening_at, reading.c.read_at <= closing_at)
 
-    def probe(column: Any, *window: Any) -> Any:
+    def probe(column: Any, *window: Any, first: bool = False) -> Any:
         return (select(column).where(reading.c.meter_id == meter.c.id, *window)
-                .order_by(reading.c.read_at.desc()).limit(1).scalar_subquery())
+                .order_by(reading.c.read_at if first else reading.c.read_at.desc()).limit(1).scalar_subquery())
+
+    installed_inside = case((meter.c.installed_at >= period_start,
+                             probe(reading.c.volume_m3, *period, *billable(), first=True)), else_=null())
 
     rows = (await conn.execute(
         select(meter.c.account_id, meter.c.id,
@@ -110,15 +119,16 @@ async def meter_registers(
                probe(reading.c.read_at, *period, *billable()),
                probe(reading.c.message_id, *period, *billable()),
                probe(reading.c.correlation_id, *period, *billable()),
-               probe(reading.c.quality, *period))
+               probe(reading.c.quality, *period),
+               installed_inside)
         .where(meter.c.account_id.in_(sorted(set(account_ids))), meter.c.installed_at < period_end)
         .order_by(meter.c.account_id, meter.c.id))).all()
     wanted = [row[1] for row in rows if {HELD, ESTIMATE_DUE} <= flags(row[7])]
     averages = await average_daily_use(conn, wanted, closing_at) if wanted else {}
     out: dict[str, list[MeterRegisters]] = {}
-    for account_id, meter_id, opening, closing, closing_read_at, message, flow, quality in rows:
+    for account_id, meter_id, opening, closing, closing_read_at, message, flow, quality, installed in rows:
         out.setdefault(account_id, []).append(MeterRegisters(
-            meter_id, opening, closing, closing_read_at, message, flow, quality, averages.get(meter_id)))
+            meter_id, opening, closing, closing_read_at, message, flow, quality, averages.get(meter_id), installed))
     return out
 
 
@@ -133,6 +143,8 @@ def combine(account_id: str, registers: Sequence[MeterRegisters], *, opening_at:
     latest: MeterRegisters | None = None
     for meter_regs in registers:
         meter_id, opening, closing = meter_regs.meter_id, meter_regs.opening_m3, meter_regs.closing_m3
+        if opening is None:  # installed inside the period: from its installation reading
+            opening = meter_regs.installed_opening_m3
         estimated = False
         quality = flags(meter_regs.latest_quality)
         if HELD in quality:

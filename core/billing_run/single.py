@@ -161,7 +161,8 @@ async def bill_rest(conn: AsyncConnection, plan: RunPlan, account_id: str, categ
     """In a run: bill ``[start, plan.period_end)`` for an account an off-cycle bill covers up to ``start``.
 
     Per meter of the account (installed before the period ends): the opening register is the one that
-    bill ended on for it (a meter it did not cover: the meter's last reading at ``start``'s boundary);
+    bill ended on for it (a meter it did not cover: the meter's last reading at ``start``'s boundary, else
+    its first reading after it, the installation's);
     the closing one is the last reading after ``start``'s boundary up to the run's end boundary (none:
     skipped, ``no_closing_reading``). Several meters are billed on their sum
     (:mod:`core.billing_run.several`).
@@ -182,10 +183,14 @@ async def bill_rest(conn: AsyncConnection, plan: RunPlan, account_id: str, categ
     cause, latest_at = None, None
     for meter_id in meters:
         opening = ended.get(meter_id)
-        if opening is None:
+        if opening is None:  # a meter that bill did not cover: its register then, else its first one after
             found = await conn.scalar(select(reading.c.volume_m3).where(reading.c.meter_id == meter_id,
                                                                         reading.c.read_at <= after)
                                       .order_by(reading.c.read_at.desc()).limit(1))
+            if found is None:
+                found = await conn.scalar(select(reading.c.volume_m3).where(
+                    reading.c.meter_id == meter_id, reading.c.read_at > after, reading.c.read_at <= plan.closing_at)
+                    .order_by(reading.c.read_at).limit(1))
             opening = None if found is None else Decimal(found)
         if opening is None:
             result.skipped.append(SkippedAccount(account_id, meter_id, SkipReason.NO_OPENING_READING,

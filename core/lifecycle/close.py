@@ -54,7 +54,9 @@ async def close_account(
     1. **Final reading** (``final_reading_m3``, needed for a postpaid account with a meter; optional for a
        prepaid one and ignored without a meter) is stored as a reading of the account's meter, source
        ``final`` (:mod:`core.lifecycle.final_use`). An account with several meters takes
-       ``meter_readings`` instead, one register per meter; the final bill is made on their sum.
+       ``meter_readings`` instead, one register per meter; the final bill is made on their sum. A
+       prepaid account's meters are each charged; ``prepaid_balance`` is their balances summed (what one
+       meter owes is set against what another holds, the same holder's money).
     2. **Final bill** (postpaid): the use from the end of the last bill (or the opening) to the reading,
        through the day of ``at``, priced by the tariff ``book`` like the monthly run prices a period, with
        ``bill.issued``. A prepaid account has no bill of use: the reading is charged to its balance.
@@ -79,7 +81,8 @@ async def close_account(
     payload: dict[str, Any] = {"account_id": account_id, "final_reading_m3": None if value is None else str(value),
                                "at": when.isoformat()}
     if meter_readings is not None:  # only then: a replay of an earlier request keeps its payload
-        payload["meter_readings"] = {str(m): str(v) for m, v in sorted(meter_readings.items())}
+        payload["meter_readings"] = {str(m): str(register_value(v, f"final reading of meter {str(m)[:32]}"))
+                                     for m, v in sorted(meter_readings.items())}
     stored = await claim(conn, privacy, rid, "close_account", payload, AccountClosed)
     if stored is not None:
         return stored

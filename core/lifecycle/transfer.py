@@ -89,7 +89,8 @@ async def transfer_account(
         "effective": at.isoformat(), "reading": None if value is None else str(value),
         "payment": None if paying is None else str(paying)}
     if meter_readings is not None:  # only then: a replay of an earlier request keeps its payload
-        payload["meter_readings"] = {str(m): str(v) for m, v in sorted(meter_readings.items())}
+        payload["meter_readings"] = {str(m): str(register_value(v, f"transfer reading of meter {str(m)[:32]}"))
+                                     for m, v in sorted(meter_readings.items())}
     stored = await claim(conn, privacy, rid, "transfer_account", payload, AccountTransferred)
     if stored is not None:
         return stored

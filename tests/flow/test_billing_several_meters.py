@@ -1,6 +1,7 @@
 """Billing accounts with several meters: one bill per period on the meters' volumes summed (the tiers
 are per household), each meter's registers in ``core_bill_meter`` and in ``bill.issued``; a meter
-without its registers skips the account with that meter named; held readings per meter.
+without its registers skips the account with that meter named, one installed inside the period opens
+at its installation reading; held readings per meter.
 
 On SQLite and PostgreSQL (the run reads registers differently on each).
 """
@@ -39,6 +40,8 @@ CITY: dict[str, tuple[str, str | None, tuple[tuple[str, date], ...]]] = {
     "H3": ("residential", None, (("K3", date(2025, 6, 1)), ("W3", date(2025, 6, 1)))),
     # the second meter's February reading is held without an estimate (a clock exception)
     "H4": ("residential", None, (("K4", date(2025, 6, 1)), ("W4", date(2025, 6, 1)))),
+    # a water-heater meter installed on 10 February, its installation reading 0: it opens there
+    "H5": ("residential", None, (("K5", date(2025, 6, 1)), ("W5", date(2026, 2, 10)))),
     # a restaurant's two lines on the flat commercial price
     "R1": ("non_residential", "commercial", (("RA", date(2025, 6, 1)), ("RB", date(2025, 6, 1)))),
 }
@@ -59,6 +62,9 @@ READINGS: list[tuple[str, datetime, str, str, str | None]] = [
     # H4
     ("K4", AT_FEB, "1.000", "", None), ("K4", AT_MAR, "2.000", "", None),
     ("W4", AT_FEB, "1.000", "", None), ("W4", AT_MAR, "3.000", "held", None),
+    # H5: 30 + 12 m³
+    ("K5", AT_FEB, "100.000", "", None), ("K5", AT_MAR, "130.000", "", None),
+    ("W5", datetime(2026, 2, 10, 2, tzinfo=UTC), "0.000", "", None), ("W5", AT_MAR, "12.000", "", None),
     # R1: 100 + 25 m³ at 3.80
     ("RA", AT_FEB, "0.000", "", None), ("RA", AT_MAR, "100.000", "", None),
     ("RB", AT_FEB, "0.000", "", None), ("RB", AT_MAR, "25.000", "", None),
@@ -108,7 +114,7 @@ async def test_a_household_with_two_meters_is_billed_once_on_their_sum(engine: A
     february = await _run(engine, FEB, MAR)
     skipped = {s.account_id: (s.reason, s.meter_id) for s in february.skipped}
     assert skipped == {"H4": (SkipReason.READING_HELD, "W4")}
-    assert february.bills_issued == 4
+    assert february.bills_issued == 5
 
     async with engine.connect() as conn:
         bills = {(r.account_id, r.period_start): r for r in await conn.execute(select(bill))}
@@ -136,9 +142,15 @@ async def test_a_household_with_two_meters_is_billed_once_on_their_sum(engine: A
     assert data["estimated"] is False
     assert [(m["meter_id"], m["volume_m3"]) for m in data["meters"]] == [("K1", "30.000"), ("W1", "20.000")]
 
-    h2 = bills["H2", FEB]  # W2 was installed after the period
+    h2 = bills["H2", FEB]  # W2 was installed after the period: a one-meter bill
     assert (h2.volume_m3, h2.meter_id) == (Decimal("30.000"), "K2")
-    assert [m for (b, m) in per_meter if b == h2.id] == ["K2"]
+    assert [m for (b, m) in per_meter if b == h2.id] == []
+    assert events[h2.id][1]["meters"] is None
+
+    h5 = bills["H5", FEB]  # W5 installed inside the period opens at its installation reading
+    assert h5.volume_m3 == Decimal("42.000")
+    assert (per_meter[h5.id, "W5"].reading_start_m3, per_meter[h5.id, "W5"].volume_m3) == (
+        Decimal("0.000"), Decimal("12.000"))
 
     h3 = bills["H3", FEB]  # K3 40 m³ read; W3 estimated at 1 m³ a day for 28 days
     assert (h3.volume_m3, h3.quality) == (Decimal("68.000"), "estimated")
@@ -158,6 +170,6 @@ async def test_a_household_with_two_meters_is_billed_once_on_their_sum(engine: A
     assert tuple(estimated) == ("W3", Decimal("189.000"), "estimate")
 
     again = await _run(engine, FEB, MAR)
-    assert (again.bills_issued, again.already_billed) == (0, 4)
+    assert (again.bills_issued, again.already_billed) == (0, 5)
     async with engine.connect() as conn:
         assert len((await conn.execute(select(bill_meter))).all()) == len(per_meter)

@@ -372,6 +372,27 @@ async def test_the_monthly_run_bills_the_rest_of_a_two_meter_account_after_a_tra
                          HEATER: (Decimal("20.000"), Decimal("22.000"))}
 
 
+async def test_a_meter_added_after_a_transfer_opens_the_rest_at_its_installation_reading(
+        engine: AsyncEngine, privacy: Privacy) -> None:
+    view = await _worked_example(engine, privacy, None)
+    async with engine.begin() as conn:
+        await transfer_account(conn, privacy, "tr-add", view.account_id, BOB, "carry", EFFECTIVE, book=BOOK,
+                               transfer_reading_m3=Decimal("1330"))
+        await install_meter(conn, HEATER, view.account_id, model="G2.5", installed_at=date(2026, 6, 20))
+        await _read(conn, datetime(2026, 6, 20, 9, tzinfo=CST), "0", HEATER)
+        await _read(conn, datetime(2026, 6, 30, 20, tzinfo=CST), "1345")
+        await _read(conn, datetime(2026, 6, 30, 21, tzinfo=CST), "4", HEATER)
+    async with engine.begin() as conn:
+        june = await run_billing(conn, book=BOOK, period_start=date(2026, 6, 1), period_end=date(2026, 7, 1),
+                                 now=datetime(2026, 7, 1, 2, tzinfo=UTC))
+    assert (june.bills_issued, june.skipped) == (1, [])
+    async with engine.connect() as conn:
+        per_meter = {r.meter_id: (r.reading_start_m3, r.reading_end_m3) for r in await conn.execute(
+            select(bill_meter).where(bill_meter.c.bill_id == june.bill_ids[0]))}
+    assert per_meter == {METER: (Decimal("1330.000"), Decimal("1345.000")),
+                         HEATER: (Decimal("0.000"), Decimal("4.000"))}
+
+
 @pytest.mark.parametrize(("value", "readings", "reason"), [
     (Decimal("1330"), None, r"has 2 meters \(SX-G25-0001, SX-G25-0002\): give each one's register in "
                             r"meter_readings"),
