@@ -34,7 +34,7 @@ from core.billing_run.estimates import (
 )
 from core.billing_run.pricing import PeriodPricer, PricedBill, PricedLine
 from core.billing_run.result import BillingRunResult, SkippedAccount, SkipReason
-from core.billing_run.several import MeterRegisters, combine, meter_registers
+from core.billing_run.several import Combined, MeterRegisters, combine, meter_registers
 from core.catalogue.messages import BillIssued, BillMeterUse, ReadingSource
 from core.db.bulk import insert_columns, insert_new
 from core.db.tables import reading
@@ -329,22 +329,7 @@ def price_batch(plan: RunPlan, batch: list[Any], estimates: Mapping[str, Estimat
                           tariff_category.value, "issued", now, "estimated" if is_estimate else "actual"))
         if estimated is not None:
             out.estimated_readings.append((bill_id, meter_id, plan.closing_at, closing_m3, ""))
-        uses: list[BillMeterUse] | None = None
-        if combined is not None and len(combined.meters) == 1:  # the others came after the period
-            (use,) = combined.meters
-            if use.estimated:
-                out.estimated_readings.append((bill_id, use.meter_id, plan.closing_at, use.closing_m3, ""))
-        elif combined is not None:
-            uses = []
-            for n, use in enumerate(combined.meters):
-                use_volume = use.closing_m3 - use.opening_m3
-                out.bill_meters.append((bill_id, use.meter_id, use.opening_m3, use.closing_m3, use_volume,
-                                        use.estimated))
-                uses.append(BillMeterUse.model_construct(
-                    meter_id=use.meter_id, reading_start_m3=use.opening_m3, reading_end_m3=use.closing_m3,
-                    volume_m3=use_volume, estimated=use.estimated))
-                if use.estimated:
-                    out.estimated_readings.append((bill_id, use.meter_id, plan.closing_at, use.closing_m3, f"-{n}"))
+        uses = None if combined is None else _meter_parts(out, bill_id, combined, plan.closing_at)
         out.lines.extend((bill_id, n, line.tier, line.tariff_version, line.cycle_start, line.start, line.end,
                           line.volume_m3, line.unit_price, line.amount, line.vat_rate)
                          for n, line in enumerate(_lines(issued), start=1))
@@ -357,6 +342,25 @@ def price_batch(plan: RunPlan, batch: list[Any], estimates: Mapping[str, Estimat
             net_total=net_total, tax_total=tax_total, issued_at=now, estimated=is_estimate, meters=uses)),
             _cause(closing_message, closing_flow, account_id)))
     return out
+
+
+def _meter_parts(out: PricedBatch, bill_id: str, combined: Combined, closing_at: datetime) -> list[BillMeterUse] | None:
+    """What a bill on several meters adds: the estimated readings of its estimated meters and, when more
+    than one meter is part of the period, its ``core_bill_meter`` rows and ``bill.issued``'s ``meters``
+    (``None`` otherwise: a one-meter bill)."""
+    several = len(combined.meters) > 1
+    uses: list[BillMeterUse] = []
+    for n, use in enumerate(combined.meters):
+        if use.estimated:
+            suffix = f"-{n}" if several else ""
+            out.estimated_readings.append((bill_id, use.meter_id, closing_at, use.closing_m3, suffix))
+        if several:
+            volume = use.closing_m3 - use.opening_m3
+            out.bill_meters.append((bill_id, use.meter_id, use.opening_m3, use.closing_m3, volume, use.estimated))
+            uses.append(BillMeterUse.model_construct(meter_id=use.meter_id, reading_start_m3=use.opening_m3,
+                                                     reading_end_m3=use.closing_m3, volume_m3=volume,
+                                                     estimated=use.estimated))
+    return uses or None
 
 
 def _lines(issued: PricedBill | Bill) -> Sequence[PricedLine | BillLine]:

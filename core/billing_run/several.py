@@ -36,7 +36,7 @@ that need an estimate in one more.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -133,7 +133,7 @@ async def meter_registers(
 
 
 def combine(account_id: str, registers: Sequence[MeterRegisters], *, opening_at: datetime,
-            estimate: Any) -> Combined | SkippedAccount:
+            estimate: Callable[[EstimateInputs], Estimate | None]) -> Combined | SkippedAccount:
     """The account's bill inputs from its meters' registers, or why it cannot be billed (the first meter,
     by id, that stops it). ``estimate(inputs)`` is the run's :meth:`RunPlan.estimate`."""
     if not registers:

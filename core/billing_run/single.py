@@ -156,6 +156,21 @@ def _account_category(category: TariffCategory) -> tuple[str, str | None]:
     return "non_residential", category.value
 
 
+async def opening_register(conn: AsyncConnection, meter_id: str, boundary: datetime, until: datetime, *,
+                           through: bool = False) -> Decimal | None:
+    """A meter's register at ``boundary``: its last reading at or before it, else (a meter installed
+    since) its first reading after it and before ``until`` (``through``: or at it)."""
+    before = await conn.scalar(select(reading.c.volume_m3).where(reading.c.meter_id == meter_id,
+                                                                 reading.c.read_at <= boundary)
+                               .order_by(reading.c.read_at.desc()).limit(1))
+    if before is None:
+        end = reading.c.read_at <= until if through else reading.c.read_at < until
+        before = await conn.scalar(select(reading.c.volume_m3).where(
+            reading.c.meter_id == meter_id, reading.c.read_at > boundary, end)
+            .order_by(reading.c.read_at).limit(1))
+    return None if before is None else Decimal(before)
+
+
 async def bill_rest(conn: AsyncConnection, plan: RunPlan, account_id: str, category: TariffCategory, start: date,
                     result: BillingRunResult, tz: tzinfo = CHINA_TZ) -> None:
     """In a run: bill ``[start, plan.period_end)`` for an account an off-cycle bill covers up to ``start``.
@@ -183,15 +198,8 @@ async def bill_rest(conn: AsyncConnection, plan: RunPlan, account_id: str, categ
     cause, latest_at = None, None
     for meter_id in meters:
         opening = ended.get(meter_id)
-        if opening is None:  # a meter that bill did not cover: its register then, else its first one after
-            found = await conn.scalar(select(reading.c.volume_m3).where(reading.c.meter_id == meter_id,
-                                                                        reading.c.read_at <= after)
-                                      .order_by(reading.c.read_at.desc()).limit(1))
-            if found is None:
-                found = await conn.scalar(select(reading.c.volume_m3).where(
-                    reading.c.meter_id == meter_id, reading.c.read_at > after, reading.c.read_at <= plan.closing_at)
-                    .order_by(reading.c.read_at).limit(1))
-            opening = None if found is None else Decimal(found)
+        if opening is None:  # a meter that bill did not cover
+            opening = await opening_register(conn, meter_id, after, plan.closing_at, through=True)
         if opening is None:
             result.skipped.append(SkippedAccount(account_id, meter_id, SkipReason.NO_OPENING_READING,
                                                  f"meter {meter_id}: none at or before {after}"))

@@ -23,9 +23,9 @@ from core.errors import DomainRejected
 from core.lifecycle.final_use import (
     account_meters,
     bill_final_use,
-    charge_final_use,
+    charge_prepaid_meters,
+    clean_meter_readings,
     final_registers,
-    prepaid_balance,
     register_value,
 )
 from core.lifecycle.models import AccountClosed, FinalBill, Settlement
@@ -80,9 +80,9 @@ async def close_account(
     value = register_value(final_reading_m3, "final reading")
     payload: dict[str, Any] = {"account_id": account_id, "final_reading_m3": None if value is None else str(value),
                                "at": when.isoformat()}
-    if meter_readings is not None:  # only then: a replay of an earlier request keeps its payload
-        payload["meter_readings"] = {str(m): str(register_value(v, f"final reading of meter {str(m)[:32]}"))
-                                     for m, v in sorted(meter_readings.items())}
+    readings = clean_meter_readings(meter_readings, "final")
+    if readings is not None:  # only then: a replay of an earlier request keeps its payload
+        payload["meter_readings"] = {m: str(v) for m, v in readings.items()}
     stored = await claim(conn, privacy, rid, "close_account", payload, AccountClosed)
     if stored is not None:
         return stored
@@ -95,7 +95,7 @@ async def close_account(
     if when < holder.valid_from or when < row.opened_at:
         raise DomainRejected("the account cannot be closed before its current holder's period began")
     meters = await account_meters(conn, account_id)
-    registers = final_registers(meters, value, meter_readings, row.account_number, "final", "final_reading_m3")
+    registers = final_registers(meters, value, readings, row.account_number, "final_reading_m3")
     bill: FinalBill | None = None
     balance: Decimal | None = None
     if meters and row.billing == "postpaid":
@@ -105,10 +105,7 @@ async def close_account(
                                  "made from it")
         bill = await bill_final_use(conn, book, row, registers, when, now, "close")
     elif meters:
-        balance = ZERO_MONEY
-        for meter_id in meters:
-            balance += (await prepaid_balance(conn, meter_id) if registers is None else await charge_final_use(
-                conn, book, row, meter_id, when, registers[meter_id], now, "close"))
+        balance = await charge_prepaid_meters(conn, book, row, meters, registers, when, now, "close")
     if registers is not None and len(registers) == 1:
         value = next(iter(registers.values()))
     applied, after = await apply_credit(conn, Payments(payment_settings or PaymentSettings(), privacy), account_id,

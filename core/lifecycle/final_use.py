@@ -34,7 +34,7 @@ from core.billing import TariffBook, TariffCategory
 from core.billing_run.batch import tariff_category_of
 from core.billing_run.periods import CHINA_TZ, days_through, period_boundary
 from core.billing_run.result import SkippedAccount
-from core.billing_run.single import bill_account, latest_bill
+from core.billing_run.single import bill_account, latest_bill, opening_register
 from core.catalogue.messages import MeterReading, ReadingSource
 from core.db.tables import reading
 from core.db.tables_billing import meter
@@ -55,11 +55,25 @@ async def account_meters(conn: AsyncConnection, account_id: str) -> list[str]:
                                     .order_by(meter.c.id))).scalars())
 
 
-def final_registers(meters: Sequence[str], value: Decimal | None, meter_readings: Mapping[str, Any] | None,
-                    account_number: str, what: str, field: str) -> dict[str, Decimal] | None:
+def clean_meter_readings(meter_readings: Mapping[str, Any] | None, what: str) -> dict[str, Decimal] | None:
+    """A request's ``meter_readings``, each register checked and quantized (:func:`register_value`), by
+    meter id in order: what the request's fingerprint holds and :func:`final_registers` takes."""
+    if meter_readings is None:
+        return None
+    registers: dict[str, Decimal] = {}
+    for m, v in sorted(meter_readings.items()):
+        register = register_value(v, f"{what} reading of meter {str(m)[:32]}")
+        if register is None:
+            raise DomainRejected(f"the {what} reading of meter {str(m)[:32]} must be a number of m³")
+        registers[str(m)] = register
+    return registers
+
+
+def final_registers(meters: Sequence[str], value: Decimal | None, meter_readings: Mapping[str, Decimal] | None,
+                    account_number: str, field: str) -> dict[str, Decimal] | None:
     """The registers a close or a transfer stores, by meter: ``value`` (``field`` of the request) for an
-    account with one meter, ``meter_readings`` (one per meter) for any; ``None`` when none was given.
-    ``value`` without a meter is ignored, as before."""
+    account with one meter, ``meter_readings`` (one per meter, from :func:`clean_meter_readings`) for
+    any; ``None`` when none was given. ``value`` without a meter is ignored, as before."""
     if meter_readings is None:
         if value is None or not meters:
             return None
@@ -69,12 +83,7 @@ def final_registers(meters: Sequence[str], value: Decimal | None, meter_readings
         return {meters[0]: value}
     if value is not None:
         raise DomainRejected(f"give either {field} or meter_readings, not both")
-    registers: dict[str, Decimal] = {}
-    for m, v in meter_readings.items():
-        register = register_value(v, f"{what} reading of meter {str(m)[:32]}")
-        if register is None:
-            raise DomainRejected(f"the {what} reading of meter {str(m)[:32]} must be a number of m³")
-        registers[str(m)] = register
+    registers = meter_readings
     unknown = sorted(set(registers) - set(meters))
     if unknown:
         raise DomainRejected(f"meter_readings names meters that are not account {account_number}'s: "
@@ -153,7 +162,7 @@ async def bill_final_use(conn: AsyncConnection, book: TariffBook, row: Any, regi
         # yet, or a meter the last bill did not cover) the register when the period began.
         opening = previous.ended_on(meter_id) if previous is not None else None
         if opening is None:
-            opening = await _opening_register(conn, meter_id, period_boundary(start), at)
+            opening = await opening_register(conn, meter_id, period_boundary(start), at)
         if opening is None:
             raise DomainRejected(f"meter {meter_id} has no reading before the {what} to bill from: record the "
                                  "reading taken when it was installed, then try again")
@@ -185,17 +194,16 @@ async def bill_final_use(conn: AsyncConnection, book: TariffBook, row: Any, regi
                              for u in issued.meters])
 
 
-async def _opening_register(conn: AsyncConnection, meter_id: str, boundary: datetime, at: datetime) -> Decimal | None:
-    """The register when the account opened: the last reading at or before its first day's boundary,
-    else the meter's first reading after it (before ``at``)."""
-    before = await conn.scalar(select(reading.c.volume_m3).where(reading.c.meter_id == meter_id,
-                                                                 reading.c.read_at <= boundary)
-                               .order_by(reading.c.read_at.desc()).limit(1))
-    if before is None:
-        before = await conn.scalar(select(reading.c.volume_m3).where(
-            reading.c.meter_id == meter_id, reading.c.read_at > boundary, reading.c.read_at < at)
-            .order_by(reading.c.read_at).limit(1))
-    return None if before is None else Decimal(before)
+async def charge_prepaid_meters(conn: AsyncConnection, book: TariffBook, row: Any, meters: Sequence[str],
+                                registers: Mapping[str, Decimal] | None, at: datetime, now: datetime,
+                                what: str) -> Decimal:
+    """A prepaid account's balance at a close or a transfer: each meter's reading charged (when given),
+    the meters' balances summed (what one meter owes is set against what another holds: one holder)."""
+    balance = Decimal("0.00")
+    for meter_id in meters:
+        balance += (await prepaid_balance(conn, meter_id) if registers is None
+                    else await charge_final_use(conn, book, row, meter_id, at, registers[meter_id], now, what))
+    return balance
 
 
 async def charge_final_use(conn: AsyncConnection, book: TariffBook, row: Any, meter_id: str, at: datetime,

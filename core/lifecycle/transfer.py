@@ -24,9 +24,9 @@ from core.errors import DomainRejected
 from core.lifecycle.final_use import (
     account_meters,
     bill_final_use,
-    charge_final_use,
+    charge_prepaid_meters,
+    clean_meter_readings,
     final_registers,
-    prepaid_balance,
     register_value,
 )
 from core.lifecycle.models import AccountTransferred, ArrearsOutstanding, FinalBill, Settlement
@@ -88,9 +88,9 @@ async def transfer_account(
         "account_id": account_id, "customer": person.model_dump(), "arrears": arrears_policy,
         "effective": at.isoformat(), "reading": None if value is None else str(value),
         "payment": None if paying is None else str(paying)}
-    if meter_readings is not None:  # only then: a replay of an earlier request keeps its payload
-        payload["meter_readings"] = {str(m): str(register_value(v, f"transfer reading of meter {str(m)[:32]}"))
-                                     for m, v in sorted(meter_readings.items())}
+    readings = clean_meter_readings(meter_readings, "transfer")
+    if readings is not None:  # only then: a replay of an earlier request keeps its payload
+        payload["meter_readings"] = {m: str(v) for m, v in readings.items()}
     stored = await claim(conn, privacy, rid, "transfer_account", payload, AccountTransferred)
     if stored is not None:
         return stored
@@ -112,7 +112,7 @@ async def transfer_account(
                              "pay it as an ordinary payment, or transfer with settle")
 
     meters = await account_meters(conn, account_id)
-    registers = final_registers(meters, value, meter_readings, row.account_number, "transfer", "transfer_reading_m3")
+    registers = final_registers(meters, value, readings, row.account_number, "transfer_reading_m3")
     bill: FinalBill | None = None
     balance: Decimal | None = None
     if meters and row.billing == "postpaid":
@@ -123,10 +123,7 @@ async def transfer_account(
                                  "give the transfer reading (transfer_reading_m3; meter_readings for several "
                                  "meters)")
     elif meters:
-        balance = ZERO_MONEY
-        for meter_id in meters:
-            balance += (await prepaid_balance(conn, meter_id) if registers is None else await charge_final_use(
-                conn, book, row, meter_id, at, registers[meter_id], now, "transfer"))
+        balance = await charge_prepaid_meters(conn, book, row, meters, registers, at, now, "transfer")
     payments = Payments(payment_settings or PaymentSettings(), privacy)
     applied, after = await apply_credit(conn, payments, account_id, now)
     paid = ZERO_MONEY

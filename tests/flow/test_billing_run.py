@@ -8,7 +8,7 @@ readings or two meters each missing a register, a closed account and an account 
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -94,7 +94,12 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield eng
 
 
-async def _build_city(conn: Any) -> None:
+async def insert_city(conn: Any, accounts: Sequence[tuple[str, str, str | None, str]],
+                      meters: Sequence[tuple[str, str, date]],
+                      readings: Sequence[tuple[str, datetime, str, str, str | None]]) -> None:
+    """One customer at one premises holding ``accounts`` (id, category, subcategory, status, all
+    postpaid), their ``meters`` (id, account, installed on) and ``readings`` (meter, time, register,
+    quality, flow)."""
     await conn.execute(insert(customer), [{
         "id": "C1", "name_enc": "x", "phone_enc": "x", "id_number_enc": "x", "phone_bidx": "p",
         "id_number_bidx": "i", "created_at": OPENED,
@@ -103,28 +108,32 @@ async def _build_city(conn: Any) -> None:
         "id": "P1", "address_enc": "x", "district": "yuecheng", "lat": 30.0, "lon": 120.58, "created_at": OPENED,
     }])
     await conn.execute(insert(account), [
-        {
-            "id": account_id, "account_number": f"SX{n:08d}", "category": category, "subcategory": sub,
-            "billing": "postpaid", "status": status, "premises_id": "P1", "customer_id": "C1",
-            "opened_at": OPENED,
-        }
-        for n, (account_id, (category, sub, status, _)) in enumerate(CITY.items())
+        {"id": account_id, "account_number": f"SX{n:08d}", "category": category, "subcategory": sub,
+         "billing": "postpaid", "status": status, "premises_id": "P1", "customer_id": "C1", "opened_at": OPENED}
+        for n, (account_id, category, sub, status) in enumerate(accounts)
     ])
     await conn.execute(insert(meter), [
-        {"id": meter_id, "account_id": account_id, "model": "G2.5", "installed_at": date(2025, 6, 1),
-         "replace_by": date(2035, 6, 1), "valve_state": "open", "prepaid_balance": Decimal("0.00")}
-        for account_id, (*_, meters) in CITY.items()
-        for meter_id in meters
+        {"id": meter_id, "account_id": account_id, "model": "G2.5", "installed_at": installed,
+         "replace_by": installed.replace(year=installed.year + 10), "valve_state": "open",
+         "prepaid_balance": Decimal("0.00")}
+        for meter_id, account_id, installed in meters
     ])
+    await conn.execute(insert(reading), [
+        {"id": f"R{n}", "meter_id": m, "read_at": at, "volume_m3": Decimal(v), "source": "manual",
+         "quality": quality, "message_id": f"msg-{n}", "correlation_id": flow}
+        for n, (m, at, v, quality, flow) in enumerate(readings)
+    ])
+
+
+async def _build_city(conn: Any) -> None:
+    await insert_city(
+        conn, [(account_id, category, sub, status) for account_id, (category, sub, status, _) in CITY.items()],
+        [(meter_id, account_id, date(2025, 6, 1)) for account_id, (*_, meters) in CITY.items() for meter_id in meters],
+        [(m, at, v, "", None) for m, at, v in READINGS])
     await conn.execute(insert(meter), [{  # a spare meter in stock, on no account
         "id": "M99", "account_id": None, "model": "G4", "installed_at": date(2025, 6, 1), "replace_by": None,
         "valve_state": "unknown", "prepaid_balance": Decimal("0.00"),
     }])
-    await conn.execute(insert(reading), [
-        {"id": f"R{n}", "meter_id": m, "read_at": at, "volume_m3": Decimal(v), "source": "manual",
-         "quality": "", "message_id": f"msg-{n}"}
-        for n, (m, at, v) in enumerate(READINGS)
-    ])
 
 
 async def _run(eng: AsyncEngine, start: date, end: date, seen: list[int] | None = None) -> BillingRunResult:

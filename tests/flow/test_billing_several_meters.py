@@ -8,23 +8,19 @@ On SQLite and PostgreSQL (the run reads registers differently on each).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.billing_run import SkipReason, run_billing
 from core.db.tables import outbox, reading
-from core.db.tables_accounts import account, customer, premises
-from core.db.tables_billing import bill, bill_meter, meter
-from tests.flow.conftest import fresh_postgres_database, migrated_engine
-from tests.flow.test_billing_run import BOOK, FEB, JAN, MAR, NOW, OPENED
+from core.db.tables_billing import bill, bill_meter
+from tests.flow.test_billing_run import BOOK, FEB, JAN, MAR, NOW, insert_city
 
 # Local midnights (UTC+8) at the period boundaries: 1 Jan, 1 Feb and 1 Mar 2026.
 AT_JAN, AT_FEB, AT_MAR = (datetime(2025, 12, 31, 16, tzinfo=UTC), datetime(2026, 1, 31, 16, tzinfo=UTC),
@@ -71,36 +67,16 @@ READINGS: list[tuple[str, datetime, str, str, str | None]] = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    if request.param == "sqlite":
-        url, drop = f"sqlite+aiosqlite:///{tmp_path}/several.db", None
-    else:
-        url, drop = await fresh_postgres_database(request.getfixturevalue("postgres_url"))
-    async with migrated_engine(url, drop) as eng:
-        async with eng.begin() as conn:
-            await _build(conn)
-        yield eng
-
-
-async def _build(conn: Any) -> None:
-    await conn.execute(insert(customer), [{
-        "id": "C1", "name_enc": "x", "phone_enc": "x", "id_number_enc": "x", "phone_bidx": "p",
-        "id_number_bidx": "i", "created_at": OPENED}])
-    await conn.execute(insert(premises), [{
-        "id": "P1", "address_enc": "x", "district": "yuecheng", "lat": 30.0, "lon": 120.58, "created_at": OPENED}])
-    await conn.execute(insert(account), [
-        {"id": account_id, "account_number": f"SX{n:08d}", "category": category, "subcategory": sub,
-         "billing": "postpaid", "status": "active", "premises_id": "P1", "customer_id": "C1", "opened_at": OPENED}
-        for n, (account_id, (category, sub, _)) in enumerate(CITY.items())])
-    await conn.execute(insert(meter), [
-        {"id": meter_id, "account_id": account_id, "model": "G2.5", "installed_at": installed,
-         "replace_by": None, "valve_state": "open", "prepaid_balance": Decimal("0.00")}
-        for account_id, (*_, meters) in CITY.items() for meter_id, installed in meters])
-    await conn.execute(insert(reading), [
-        {"id": f"R{n}", "meter_id": m, "read_at": at, "volume_m3": Decimal(v), "source": "remote", "quality": q,
-         "message_id": f"msg-{n}", "correlation_id": flow}
-        for n, (m, at, v, q, flow) in enumerate(READINGS)])
+@pytest.fixture
+async def city(engine: AsyncEngine) -> AsyncEngine:
+    """conftest's migrated ``engine`` (SQLite, then PostgreSQL) with CITY and READINGS in it."""
+    async with engine.begin() as conn:
+        await insert_city(
+            conn, [(account_id, category, sub, "active") for account_id, (category, sub, _) in CITY.items()],
+            [(meter_id, account_id, installed) for account_id, (*_, meters) in CITY.items()
+             for meter_id, installed in meters],
+            READINGS)
+    return engine
 
 
 async def _run(eng: AsyncEngine, start: date, end: date) -> Any:
@@ -108,7 +84,8 @@ async def _run(eng: AsyncEngine, start: date, end: date) -> Any:
         return await run_billing(conn, book=BOOK, period_start=start, period_end=end, now=NOW, batch_size=2)
 
 
-async def test_a_household_with_two_meters_is_billed_once_on_their_sum(engine: AsyncEngine) -> None:
+async def test_a_household_with_two_meters_is_billed_once_on_their_sum(city: AsyncEngine) -> None:
+    engine = city
     january = await _run(engine, JAN, FEB)
     assert january.bills_issued == 1  # H1; the others have no January registers
     february = await _run(engine, FEB, MAR)

@@ -349,6 +349,19 @@ async def test_an_account_with_two_meters_is_transferred_then_closed_with_each_m
                          (last.bill_id, METER, Decimal("10.000")), (last.bill_id, HEATER, Decimal("5.500"))}
 
 
+async def _june_bill(engine: AsyncEngine) -> tuple[Any, dict[str, tuple[Decimal, Decimal]]]:
+    """June's monthly run, which must issue exactly one bill: that bill and each meter's registers on it."""
+    async with engine.begin() as conn:
+        june = await run_billing(conn, book=BOOK, period_start=date(2026, 6, 1), period_end=date(2026, 7, 1),
+                                 now=datetime(2026, 7, 1, 2, tzinfo=UTC))
+    assert (june.bills_issued, june.skipped) == (1, [])
+    async with engine.connect() as conn:
+        issued = (await conn.execute(select(bill).where(bill.c.id == june.bill_ids[0]))).one()
+        per_meter = {r.meter_id: (r.reading_start_m3, r.reading_end_m3) for r in await conn.execute(
+            select(bill_meter).where(bill_meter.c.bill_id == issued.id))}
+    return issued, per_meter
+
+
 async def test_the_monthly_run_bills_the_rest_of_a_two_meter_account_after_a_transfer(
         engine: AsyncEngine, privacy: Privacy) -> None:
     view = await _two_meters(engine, privacy)
@@ -357,14 +370,7 @@ async def test_the_monthly_run_bills_the_rest_of_a_two_meter_account_after_a_tra
                                meter_readings={METER: Decimal("1330"), HEATER: Decimal("20")})
         await _read(conn, datetime(2026, 6, 30, 20, tzinfo=CST), "1345")
         await _read(conn, datetime(2026, 6, 30, 21, tzinfo=CST), "22", HEATER)
-    async with engine.begin() as conn:
-        june = await run_billing(conn, book=BOOK, period_start=date(2026, 6, 1), period_end=date(2026, 7, 1),
-                                 now=datetime(2026, 7, 1, 2, tzinfo=UTC))
-    assert (june.bills_issued, june.skipped) == (1, [])
-    async with engine.connect() as conn:
-        rest = (await conn.execute(select(bill).where(bill.c.id == june.bill_ids[0]))).one()
-        per_meter = {r.meter_id: (r.reading_start_m3, r.reading_end_m3) for r in await conn.execute(
-            select(bill_meter).where(bill_meter.c.bill_id == rest.id))}
+    rest, per_meter = await _june_bill(engine)
     assert (rest.period_start, rest.period_end, rest.volume_m3) == (date(2026, 6, 16), date(2026, 7, 1),
                                                                    Decimal("17.000"))
     assert (rest.cumulative_before, rest.total) == (Decimal("350.000"), Decimal("61.20"))  # 17 × 3.60
@@ -382,13 +388,7 @@ async def test_a_meter_added_after_a_transfer_opens_the_rest_at_its_installation
         await _read(conn, datetime(2026, 6, 20, 9, tzinfo=CST), "0", HEATER)
         await _read(conn, datetime(2026, 6, 30, 20, tzinfo=CST), "1345")
         await _read(conn, datetime(2026, 6, 30, 21, tzinfo=CST), "4", HEATER)
-    async with engine.begin() as conn:
-        june = await run_billing(conn, book=BOOK, period_start=date(2026, 6, 1), period_end=date(2026, 7, 1),
-                                 now=datetime(2026, 7, 1, 2, tzinfo=UTC))
-    assert (june.bills_issued, june.skipped) == (1, [])
-    async with engine.connect() as conn:
-        per_meter = {r.meter_id: (r.reading_start_m3, r.reading_end_m3) for r in await conn.execute(
-            select(bill_meter).where(bill_meter.c.bill_id == june.bill_ids[0]))}
+    _, per_meter = await _june_bill(engine)
     assert per_meter == {METER: (Decimal("1330.000"), Decimal("1345.000")),
                          HEATER: (Decimal("0.000"), Decimal("4.000"))}
 
